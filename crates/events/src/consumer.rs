@@ -1,0 +1,221 @@
+//! The consumer helper: subscribe, decode, dispatch by event type, apply
+//! each event exactly once per consumer group, and never lose one.
+//!
+//! - Records of one partition are processed strictly in order by one worker
+//!   task; partitions run in parallel.
+//! - Each event is applied in one database transaction that also records its
+//!   `eventId` in the inbox; a redelivered event is skipped.
+//! - The offset is stored only after that transaction committed
+//!   (`enable.auto.offset.store=false`); librdkafka commits stored offsets
+//!   periodically and once more on shutdown. A crash re-delivers, the inbox
+//!   absorbs it.
+//! - Handler errors: retryable ones are retried with exponential backoff up
+//!   to `max_attempts`, then dead-lettered; permanent ones are dead-lettered
+//!   at once; infrastructure errors (database down) are retried until the
+//!   database is back. Undecodable records are dead-lettered. A dead letter
+//!   carries the original key, value and headers plus the reason and origin
+//!   in `dlq.*` headers, and the partition keeps flowing.
+
+mod dead_letter;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::AvroCodec;
+use crate::envelope::Envelope;
+use crate::error::{HandlerError, RunError};
+use crate::events::EventType;
+use crate::inbox::Origin;
+use crate::kafka::{EventProducer, KafkaConfig};
+use crate::topics::TopicCatalog;
+use crate::trace_context::TraceContext;
+
+pub use dead_letter::headers as dlq_headers;
+
+/// One decoded event handed to a [`Handler`].
+#[derive(Debug, Clone)]
+pub struct ConsumedEvent {
+    /// The event.
+    pub envelope: Envelope,
+    /// Where it was read from.
+    pub origin: Origin,
+    /// The record key.
+    pub key: Option<String>,
+    /// The trace context of the producer, from the record headers.
+    pub trace: Option<TraceContext>,
+}
+
+/// Applies one event type. `tx` is an open transaction that commits after
+/// `handle` returns `Ok`; everything the handler writes (including outbox
+/// rows for follow-up events) commits or rolls back with the inbox entry.
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Applies `event`.
+    async fn handle(&self, tx: &mut PgConnection, event: &ConsumedEvent) -> Result<(), HandlerError>;
+}
+
+/// Consumer tuning.
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// Attempts for a retryable handler error before dead-lettering.
+    pub max_attempts: u32,
+    /// First retry delay.
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Records buffered per partition worker.
+    pub queue_per_partition: usize,
+}
+
+impl Default for ConsumerOptions {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+            queue_per_partition: 256,
+        }
+    }
+}
+
+/// A consumer group member that dispatches events to handlers.
+pub struct EventConsumer {
+    kafka: KafkaConfig,
+    group_id: String,
+    topics: Vec<String>,
+    pool: PgPool,
+    codec: Arc<AvroCodec>,
+    catalog: TopicCatalog,
+    handlers: HashMap<EventType, Arc<dyn Handler>>,
+    opts: ConsumerOptions,
+}
+
+impl EventConsumer {
+    /// A consumer in group `group_id`. Subscribes to the topics of the
+    /// streams of the event types given to [`EventConsumer::on`].
+    pub fn new(
+        kafka: &KafkaConfig,
+        group_id: &str,
+        pool: PgPool,
+        codec: Arc<AvroCodec>,
+        catalog: TopicCatalog,
+    ) -> Self {
+        Self {
+            kafka: kafka.clone(),
+            group_id: group_id.to_owned(),
+            topics: Vec::new(),
+            pool,
+            codec,
+            catalog,
+            handlers: HashMap::new(),
+            opts: ConsumerOptions::default(),
+        }
+    }
+
+    /// Replaces the options.
+    pub fn with_options(mut self, opts: ConsumerOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// Routes events of type `t` to `handler`. Other event types on the same
+    /// topics are acknowledged and skipped.
+    pub fn on(mut self, t: EventType, handler: impl Handler) -> Self {
+        let topic = self.catalog.topic(t.stream()).to_owned();
+        if !self.topics.contains(&topic) {
+            self.topics.push(topic);
+        }
+        self.handlers.insert(t, Arc::new(handler));
+        self
+    }
+
+    /// The topics this consumer subscribes to.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// Consumes until `shutdown` is cancelled; then lets each partition
+    /// worker finish its current record, commits stored offsets and returns.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let consumer: StreamConsumer = self
+            .kafka
+            .client_config()
+            .set("group.id", &self.group_id)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .create()?;
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        let consumer = Arc::new(consumer);
+        let dlq = EventProducer::new(&self.kafka)?;
+        let ctx = Arc::new(worker::Context {
+            consumer: consumer.clone(),
+            pool: self.pool,
+            codec: self.codec,
+            catalog: self.catalog,
+            handlers: self.handlers,
+            dlq,
+            group_id: self.group_id.clone(),
+            opts: self.opts.clone(),
+        });
+        let stop_workers = CancellationToken::new();
+        let mut workers: HashMap<(String, i32), (mpsc::Sender<OwnedMessage>, JoinHandle<()>)> = HashMap::new();
+        tracing::info!(group = %self.group_id, topics = ?self.topics, "consumer started");
+        loop {
+            let msg = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                m = consumer.recv() => m,
+            };
+            let owned = match msg {
+                Ok(m) => m.detach(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "kafka consumer error");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                    }
+                }
+            };
+            let key = (owned.topic().to_owned(), owned.partition());
+            let entry = workers.entry(key).or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(ctx.opts.queue_per_partition);
+                let handle = tokio::spawn(worker::run(ctx.clone(), rx, stop_workers.clone()));
+                (tx, handle)
+            });
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = entry.0.send(owned) => if r.is_err() {
+                    tracing::error!("partition worker stopped unexpectedly");
+                    break;
+                },
+            }
+        }
+        stop_workers.cancel();
+        for (_, (tx, handle)) in workers {
+            drop(tx);
+            if let Err(e) = handle.await {
+                tracing::error!(error = %e, "partition worker panicked");
+            }
+        }
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {}
+            Err(e) => tracing::debug!(error = %e, "final offset commit (nothing new to commit is fine)"),
+        }
+        consumer.unsubscribe();
+        tracing::info!(group = %self.group_id, "consumer stopped");
+        Ok(())
+    }
+}

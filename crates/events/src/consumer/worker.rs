@@ -1,0 +1,196 @@
+//! One partition's worker: processes that partition's records in order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::FutureRecord;
+use sqlx::PgPool;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::dead_letter::dead_letter_headers;
+use super::{ConsumedEvent, ConsumerOptions, Handler};
+use crate::codec::AvroCodec;
+use crate::error::HandlerError;
+use crate::events::EventType;
+use crate::inbox::{self, Origin};
+use crate::kafka::EventProducer;
+use crate::topics::TopicCatalog;
+use crate::trace_context::TraceContext;
+
+/// What every worker of one consumer shares.
+pub(super) struct Context {
+    pub consumer: Arc<StreamConsumer>,
+    pub pool: PgPool,
+    pub codec: Arc<AvroCodec>,
+    pub catalog: TopicCatalog,
+    pub handlers: HashMap<EventType, Arc<dyn Handler>>,
+    pub dlq: EventProducer,
+    pub group_id: String,
+    pub opts: ConsumerOptions,
+}
+
+/// Stop requested while a record was still being worked on; it was not
+/// acknowledged and will be redelivered.
+struct Stopped;
+
+pub(super) async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<OwnedMessage>, stop: CancellationToken) {
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => return,
+            m = rx.recv() => match m { Some(m) => m, None => return },
+        };
+        let span = tracing::info_span!(
+            "consume",
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = msg.topic(),
+            messaging.destination.partition.id = msg.partition(),
+            messaging.kafka.offset = msg.offset(),
+            messaging.consumer.group.name = %ctx.group_id,
+            event_type = tracing::field::Empty,
+            event_id = tracing::field::Empty,
+        );
+        if process(&ctx, &msg, &stop).instrument(span).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn process(ctx: &Context, msg: &OwnedMessage, stop: &CancellationToken) -> Result<(), Stopped> {
+    let origin = Origin {
+        topic: msg.topic().to_owned(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+    };
+    let payload = msg.payload().unwrap_or_default();
+    let mut attempt = 0u32;
+    let envelope = loop {
+        match ctx.codec.decode(payload).await {
+            Ok(e) => break e,
+            Err(e) if e.is_transient() => {
+                attempt += 1;
+                tracing::warn!(error = %e, "cannot decode yet (registry unavailable); retrying");
+                backoff(ctx, attempt, stop).await?;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, reason = e.reason(), "undecodable record; dead-lettering");
+                dead_letter(ctx, msg, e.reason(), &e.to_string(), stop).await?;
+                store_offset(ctx, &origin);
+                return Ok(());
+            }
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("event_type", envelope.event_type().name());
+    span.record("event_id", tracing::field::display(envelope.event_id));
+    let Some(handler) = ctx.handlers.get(&envelope.event_type()) else {
+        tracing::debug!("no handler for this event type; skipped");
+        store_offset(ctx, &origin);
+        return Ok(());
+    };
+    let event = ConsumedEvent {
+        trace: msg.headers().and_then(|h| TraceContext::extract(h)),
+        key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        envelope,
+        origin: origin.clone(),
+    };
+    let (mut attempt, mut infra_attempt) = (0u32, 0u32);
+    loop {
+        attempt += 1;
+        match apply(ctx, handler.as_ref(), &event).await {
+            Ok(applied) => {
+                tracing::debug!(applied, "event handled");
+                break;
+            }
+            Err(HandlerError::Permanent(m)) => {
+                tracing::warn!(error = %m, "handler rejected the event; dead-lettering");
+                dead_letter(ctx, msg, "handler-rejected", &m, stop).await?;
+                break;
+            }
+            Err(HandlerError::Retryable(m)) if attempt >= ctx.opts.max_attempts => {
+                tracing::warn!(error = %m, attempt, "retries exhausted; dead-lettering");
+                dead_letter(ctx, msg, "retries-exhausted", &m, stop).await?;
+                break;
+            }
+            Err(HandlerError::Retryable(m)) => {
+                tracing::info!(error = %m, attempt, "handler failed; retrying");
+                backoff(ctx, attempt, stop).await?;
+            }
+            Err(HandlerError::Infrastructure(m)) => {
+                // Not the event's fault: wait as long as it takes, and never
+                // let it count towards dead-lettering.
+                tracing::warn!(error = %m, "database unavailable; retrying");
+                attempt -= 1;
+                infra_attempt += 1;
+                backoff(ctx, infra_attempt, stop).await?;
+            }
+        }
+    }
+    store_offset(ctx, &origin);
+    Ok(())
+}
+
+/// Applies `event` in one transaction with its inbox entry. `Ok(false)`:
+/// already applied before.
+async fn apply(ctx: &Context, handler: &dyn Handler, event: &ConsumedEvent) -> Result<bool, HandlerError> {
+    let mut tx = ctx.pool.begin().await?;
+    let t = event.envelope.event_type();
+    if !inbox::try_record(&mut tx, &ctx.group_id, event.envelope.event_id, t.name(), &event.origin).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    handler.handle(&mut tx, event).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+fn store_offset(ctx: &Context, origin: &Origin) {
+    // The stored offset is the next one to read.
+    if let Err(e) = ctx.consumer.store_offset(&origin.topic, origin.partition, origin.offset + 1) {
+        // The partition was revoked meanwhile; its new owner re-reads the
+        // record and the inbox makes that harmless.
+        tracing::debug!(error = %e, "could not store offset");
+    }
+}
+
+async fn dead_letter(ctx: &Context, msg: &OwnedMessage, reason: &str, error: &str, stop: &CancellationToken) -> Result<(), Stopped> {
+    let topic = ctx.catalog.dlq_topic(msg.topic());
+    let headers = dead_letter_headers(msg, &ctx.group_id, reason, error);
+    let mut attempt = 0u32;
+    loop {
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers.clone());
+        if let Some(k) = msg.key() {
+            record = record.key(k);
+        }
+        if let Some(p) = msg.payload() {
+            record = record.payload(p);
+        }
+        match ctx.dlq.send_record(record).await {
+            Ok(()) => {
+                tracing::info!(dlq_topic = %topic, reason, "record dead-lettered");
+                return Ok(());
+            }
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(error = %e, dlq_topic = %topic, "could not write dead letter; retrying");
+                backoff(ctx, attempt, stop).await?;
+            }
+        }
+    }
+}
+
+async fn backoff(ctx: &Context, attempt: u32, stop: &CancellationToken) -> Result<(), Stopped> {
+    let exp = ctx.opts.min_backoff.saturating_mul(1u32 << attempt.min(16));
+    let delay = exp.min(ctx.opts.max_backoff);
+    // Up to 25% jitter so many workers don't retry in lockstep.
+    let jitter = Duration::from_millis(rand::random::<u64>() % (delay.as_millis() as u64 / 4 + 1));
+    tokio::select! {
+        _ = stop.cancelled() => Err(Stopped),
+        _ = tokio::time::sleep(delay + jitter) => Ok(()),
+    }
+}

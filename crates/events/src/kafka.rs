@@ -1,0 +1,146 @@
+//! Kafka client configuration and the idempotent producer.
+//!
+//! Settings come from the environment: `KAFKA_BOOTSTRAP_SERVERS` (default
+//! `127.0.0.1:9092`) plus any librdkafka property as
+//! `KAFKA_PROP_<NAME>` with dots as underscores (e.g.
+//! `KAFKA_PROP_SECURITY_PROTOCOL=SASL_SSL`).
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+/// Connection settings shared by producers, consumers and the admin client.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`.
+    pub bootstrap_servers: String,
+    /// `client.id` prefix (the service name).
+    pub client_id: String,
+    /// How long a produced record may wait for acknowledgement before it
+    /// fails (`message.timeout.ms`); the relay then retries it.
+    pub message_timeout: Duration,
+    /// Extra librdkafka properties.
+    pub extra: Vec<(String, String)>,
+}
+
+impl KafkaConfig {
+    /// Settings for `bootstrap_servers` with defaults.
+    pub fn new(bootstrap_servers: &str, client_id: &str) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.to_owned(),
+            client_id: client_id.to_owned(),
+            message_timeout: Duration::from_secs(30),
+            extra: Vec::new(),
+        }
+    }
+
+    /// Reads `KAFKA_BOOTSTRAP_SERVERS` and `KAFKA_PROP_*` from the environment.
+    pub fn from_env(client_id: &str) -> Self {
+        let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+        let mut cfg = Self::new(&bootstrap, client_id);
+        for (k, v) in std::env::vars() {
+            if let Some(name) = k.strip_prefix("KAFKA_PROP_") {
+                cfg.extra.push((name.to_ascii_lowercase().replace('_', "."), v));
+            }
+        }
+        cfg
+    }
+
+    /// The base librdkafka configuration.
+    pub fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", &self.client_id)
+            // Keep librdkafka's own log noise down; errors still surface.
+            .set("log_level", "3");
+        for (k, v) in &self.extra {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+/// A record ready to produce.
+#[derive(Debug, Clone)]
+pub struct OutgoingRecord {
+    /// Topic.
+    pub topic: String,
+    /// Partition key (the aggregate id).
+    pub key: String,
+    /// Confluent-framed Avro bytes (or the original bytes, for dead letters).
+    pub payload: Vec<u8>,
+    /// Headers.
+    pub headers: OwnedHeaders,
+}
+
+/// An idempotent producer: `enable.idempotence=true`, `acks=all`, so retries
+/// inside librdkafka neither duplicate nor reorder records of a partition.
+#[derive(Clone)]
+pub struct EventProducer {
+    inner: FutureProducer,
+}
+
+impl std::fmt::Debug for EventProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventProducer")
+    }
+}
+
+impl EventProducer {
+    /// Creates the producer.
+    pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
+        let inner: FutureProducer = cfg
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", cfg.message_timeout.as_millis().to_string())
+            .create()?;
+        Ok(Self { inner })
+    }
+
+    /// Queues `record`; the returned future resolves once the broker has
+    /// acknowledged (or finally rejected) it.
+    pub fn send(&self, record: &OutgoingRecord) -> Result<DeliveryFuture, KafkaError> {
+        let fr = FutureRecord::to(&record.topic)
+            .key(record.key.as_bytes())
+            .payload(&record.payload)
+            .headers(record.headers.clone());
+        self.inner.send_result(fr).map_err(|(e, _)| e)
+    }
+
+    /// Sends a prepared record (raw key and value) and waits for its
+    /// acknowledgement.
+    pub async fn send_record(&self, record: FutureRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
+        let fut = self.inner.send_result(record).map_err(|(e, _)| e)?;
+        match fut.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(e),
+            Err(_) => Err(KafkaError::Canceled),
+        }
+    }
+
+    /// Sends one record and waits for its acknowledgement.
+    pub async fn send_and_wait(&self, record: &OutgoingRecord) -> Result<(i32, i64), KafkaError> {
+        let fut = self.send(record)?;
+        match fut.await {
+            Ok(Ok(d)) => Ok((d.partition, d.offset)),
+            Ok(Err((e, _))) => Err(e),
+            Err(_) => Err(KafkaError::Canceled),
+        }
+    }
+
+    /// Waits up to `timeout` for queued records to be delivered.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.inner.flush(timeout)
+    }
+
+    /// Whether librdkafka reports a fatal error (idempotence state lost); the
+    /// producer must then be recreated.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.inner.client().fatal_error().map(|(_, s)| s)
+    }
+}

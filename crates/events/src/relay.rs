@@ -1,0 +1,322 @@
+//! The outbox relay: publishes outbox rows to Kafka in `id` order and
+//! deletes them once the broker acknowledged them.
+//!
+//! - One relay per database is active at a time (a session advisory lock),
+//!   so events of one key are never published out of order by two replicas.
+//! - Rows go out in batches; a batch's deliveries are awaited before the next
+//!   batch, and a row is deleted only when it and every earlier row of the
+//!   same key were acknowledged. A crash anywhere re-publishes, never loses:
+//!   consumers drop the duplicates through their inbox.
+//! - Broker or registry outages make the relay back off and retry; writers
+//!   are unaffected because they only insert rows.
+//! - It wakes on `NOTIFY` from [`outbox::enqueue`](crate::outbox::enqueue)
+//!   and also polls, in case a notification is missed.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::message::{Header, OwnedHeaders};
+use sqlx::postgres::{PgListener, PgPool};
+use sqlx::pool::PoolConnection;
+use sqlx::{Postgres, Row};
+use tokio_util::sync::CancellationToken;
+
+use crate::codec::AvroCodec;
+use crate::envelope::Envelope;
+use crate::error::{CodecError, RunError};
+use crate::kafka::{EventProducer, KafkaConfig, OutgoingRecord};
+use crate::outbox::{StoredHeaders, NOTIFY_CHANNEL};
+
+/// Advisory lock key held by the active relay of a database.
+const LEADER_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
+
+/// Where a test may stop the relay, as if the process were killed there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// After reading a batch, before producing it.
+    BeforePublish,
+    /// After the broker acknowledged a batch, before deleting its rows.
+    AfterPublish,
+}
+
+/// Relay tuning.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Rows per batch.
+    pub batch_size: i64,
+    /// Poll interval when no notification arrives.
+    pub poll_interval: Duration,
+    /// First retry delay after a failure.
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Test hook: stop at this point of the first batch.
+    pub crash_at: Option<CrashPoint>,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(5),
+            crash_at: None,
+        }
+    }
+}
+
+/// Publishes the outbox of one database.
+pub struct Relay {
+    pool: PgPool,
+    kafka: KafkaConfig,
+    producer: EventProducer,
+    codec: Arc<AvroCodec>,
+    opts: RelayOptions,
+}
+
+struct Row_ {
+    id: i64,
+    key: String,
+    record: Option<OutgoingRecord>,
+}
+
+impl Relay {
+    /// Builds a relay with its own producer.
+    pub fn new(pool: PgPool, kafka: &KafkaConfig, codec: Arc<AvroCodec>, opts: RelayOptions) -> Result<Self, RunError> {
+        let producer = EventProducer::new(kafka)?;
+        Ok(Self {
+            pool,
+            kafka: kafka.clone(),
+            producer,
+            codec,
+            opts,
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled, then flushes the producer.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let mut listener = self.listen().await;
+        let mut backoff = self.opts.min_backoff;
+        let mut leader: Option<PoolConnection<Postgres>> = None;
+        while !shutdown.is_cancelled() {
+            if leader.is_none() {
+                leader = self.try_lead().await;
+                if leader.is_none() {
+                    wait(&shutdown, &mut listener, self.opts.poll_interval).await;
+                    continue;
+                }
+                tracing::info!("outbox relay is the active publisher");
+            }
+            let conn = leader.as_mut().expect("leader connection checked above");
+            match self.publish_batch(conn).await {
+                Ok(n) => {
+                    backoff = self.opts.min_backoff;
+                    if n == 0 {
+                        wait(&shutdown, &mut listener, self.opts.poll_interval).await;
+                    }
+                }
+                Err(BatchError::Crash(point)) => {
+                    // As if the process died: its connection, and so the
+                    // leader lock, goes away.
+                    release(leader.take()).await;
+                    return Err(RunError::SimulatedCrash(point));
+                }
+                Err(BatchError::Database(e)) => {
+                    tracing::warn!(error = %e, "outbox relay database error; retrying");
+                    release(leader.take()).await;
+                    sleep_or_cancel(&shutdown, backoff).await;
+                    backoff = (backoff * 2).min(self.opts.max_backoff);
+                }
+                Err(BatchError::Publish(msg)) => {
+                    tracing::warn!(error = %msg, retry_in_ms = backoff.as_millis() as u64, "outbox relay could not publish; retrying");
+                    if let Some(fatal) = self.producer.fatal_error() {
+                        tracing::warn!(%fatal, "recreating the producer after a fatal error");
+                        self.producer = EventProducer::new(&self.kafka)?;
+                    }
+                    sleep_or_cancel(&shutdown, backoff).await;
+                    backoff = (backoff * 2).min(self.opts.max_backoff);
+                }
+            }
+        }
+        release(leader.take()).await;
+        if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
+            tracing::warn!(error = %e, "producer flush on shutdown failed; unacknowledged rows stay in the outbox");
+        }
+        Ok(())
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut l = PgListener::connect_with(&self.pool).await.ok()?;
+        l.listen(NOTIFY_CHANNEL).await.ok()?;
+        Some(l)
+    }
+
+    async fn try_lead(&self) -> Option<PoolConnection<Postgres>> {
+        let mut conn = self.pool.acquire().await.ok()?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_LOCK)
+            .fetch_one(&mut *conn)
+            .await
+            .ok()?;
+        // Without the lock, the connection goes back to the pool; with it, the
+        // relay keeps it: closing it releases the lock.
+        got.then_some(conn)
+    }
+
+    /// Publishes one batch; returns the number of rows published.
+    async fn publish_batch(&mut self, conn: &mut PoolConnection<Postgres>) -> Result<usize, BatchError> {
+        let rows = sqlx::query(
+            "SELECT id, event_id, topic, partition_key, envelope, headers FROM outbox ORDER BY id LIMIT $1",
+        )
+        .bind(self.opts.batch_size)
+        .fetch_all(&mut **conn)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = Vec::with_capacity(rows.len());
+        let mut broken = Vec::new();
+        for row in rows {
+            let id: i64 = row.get("id");
+            let key: String = row.get("partition_key");
+            match self.to_record(&row).await {
+                Ok(record) => batch.push(Row_ { id, key, record: Some(record) }),
+                Err(e) if e.is_transient() => return Err(BatchError::Publish(e.to_string())),
+                Err(e) => {
+                    tracing::error!(outbox_id = id, error = %e, "outbox row cannot be encoded; moved to outbox_failed");
+                    broken.push((id, e.to_string()));
+                    batch.push(Row_ { id, key, record: None });
+                }
+            }
+        }
+        if self.opts.crash_at == Some(CrashPoint::BeforePublish) {
+            return Err(BatchError::Crash("before publish"));
+        }
+        let mut futures = Vec::with_capacity(batch.len());
+        for r in &batch {
+            futures.push(match &r.record {
+                Some(rec) => Some(self.producer.send(rec)),
+                None => None,
+            });
+        }
+        let mut failed_keys = HashSet::new();
+        let mut done = Vec::with_capacity(batch.len());
+        let mut first_error = None;
+        for (r, fut) in batch.iter().zip(futures) {
+            let outcome = match fut {
+                None => Ok(()),
+                Some(Err(e)) => Err(e.to_string()),
+                Some(Ok(f)) => match f.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err((e, _))) => Err(e.to_string()),
+                    Err(_) => Err("delivery canceled".to_owned()),
+                },
+            };
+            match outcome {
+                // Only a prefix of each key's rows is done: a later row must
+                // not be marked while an earlier one of its key is retried.
+                Ok(()) if !failed_keys.contains(&r.key) => done.push(r.id),
+                Ok(()) => {}
+                Err(e) => {
+                    failed_keys.insert(r.key.clone());
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if self.opts.crash_at == Some(CrashPoint::AfterPublish) {
+            return Err(BatchError::Crash("after publish"));
+        }
+        let mut tx = sqlx::Acquire::begin(&mut **conn).await?;
+        for (id, reason) in &broken {
+            sqlx::query(
+                "INSERT INTO outbox_failed (id, event_id, event_type, topic, partition_key, envelope, headers, created_at, reason) \
+                 SELECT id, event_id, event_type, topic, partition_key, envelope, headers, created_at, $2 FROM outbox WHERE id = $1",
+            )
+            .bind(id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(&done)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        match first_error {
+            Some(e) => Err(BatchError::Publish(format!("{} of {} records failed: {e}", batch.len() - done.len(), batch.len()))),
+            None => Ok(done.len()),
+        }
+    }
+
+    async fn to_record(&self, row: &sqlx::postgres::PgRow) -> Result<OutgoingRecord, CodecError> {
+        let envelope = Envelope::from_json(row.get("envelope"))?;
+        let stored: StoredHeaders = serde_json::from_value(row.get("headers"))?;
+        let topic: String = row.get("topic");
+        let payload = self.codec.encode(&topic, &envelope).await?;
+        Ok(OutgoingRecord {
+            key: row.get("partition_key"),
+            payload,
+            headers: record_headers(&envelope, stored.trace.as_ref()),
+            topic,
+        })
+    }
+}
+
+/// The Kafka headers of a published event: trace context plus the envelope
+/// fields consumers most often filter on, so they need not decode to route.
+pub fn record_headers(envelope: &Envelope, trace: Option<&crate::trace_context::TraceContext>) -> OwnedHeaders {
+    let event_id = envelope.event_id.to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: "eventType", value: Some(envelope.event_type().name()) })
+        .insert(Header { key: "eventId", value: Some(&event_id) })
+        .insert(Header { key: "correlationId", value: Some(&envelope.correlation_id) });
+    match trace {
+        Some(t) => t.inject(headers),
+        None => headers,
+    }
+}
+
+/// Closes the leader connection (never returns it to the pool), which
+/// releases the session advisory lock.
+async fn release(conn: Option<PoolConnection<Postgres>>) {
+    if let Some(c) = conn {
+        let _ = c.close().await;
+    }
+}
+
+enum BatchError {
+    Database(sqlx::Error),
+    Publish(String),
+    Crash(&'static str),
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(e: sqlx::Error) -> Self {
+        BatchError::Database(e)
+    }
+}
+
+async fn wait(shutdown: &CancellationToken, listener: &mut Option<PgListener>, poll: Duration) {
+    match listener {
+        Some(l) => {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = tokio::time::sleep(poll) => {}
+                r = l.recv() => if let Err(e) = r {
+                    tracing::debug!(error = %e, "outbox listener error; polling until it reconnects");
+                    sleep_or_cancel(shutdown, poll).await;
+                },
+            }
+        }
+        None => sleep_or_cancel(shutdown, poll).await,
+    }
+}
+
+async fn sleep_or_cancel(shutdown: &CancellationToken, d: Duration) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}

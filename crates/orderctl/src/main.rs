@@ -1,0 +1,2 @@
+//! orderctl
+fn main() {}

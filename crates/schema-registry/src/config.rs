@@ -1,0 +1,124 @@
+//! Typed configuration, loaded from environment variables.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+
+/// Environment variable holding the PostgreSQL connection URL.
+pub const DATABASE_URL_VAR: &str = "SCHEMA_REGISTRY_DATABASE_URL";
+/// Environment variable holding the HTTP listen address (`host:port`).
+pub const LISTEN_ADDR_VAR: &str = "SCHEMA_REGISTRY_LISTEN_ADDR";
+/// Database URL used when [`DATABASE_URL_VAR`] is not set.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/schema_registry";
+/// Listen address used when [`LISTEN_ADDR_VAR`] is not set.
+pub const DEFAULT_LISTEN_ADDR: &str = "127.0.0.1:8081";
+
+/// Everything the registry needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the registry keeps its schemas. The database is created on start
+    /// if it does not exist yet.
+    pub database: PgConnectOptions,
+    /// Address the HTTP server binds to; port 0 picks a free port.
+    pub listen_addr: SocketAddr,
+}
+
+/// A configuration value that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The database URL does not start with `postgres://` or `postgresql://`.
+    #[error("{var} must start with postgres:// or postgresql://")]
+    DatabaseScheme {
+        /// The variable that held the value.
+        var: &'static str,
+    },
+    /// The database URL is not a valid PostgreSQL URL.
+    #[error("{var} is not a valid PostgreSQL URL: {source}")]
+    DatabaseUrl {
+        /// The variable that held the value.
+        var: &'static str,
+        /// Why it was rejected.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The listen address is not a `host:port` socket address.
+    #[error("{var}={value:?} is not a socket address like 127.0.0.1:8081: {source}")]
+    ListenAddr {
+        /// The variable that held the value.
+        var: &'static str,
+        /// The rejected value.
+        value: String,
+        /// Why it was rejected.
+        #[source]
+        source: std::net::AddrParseError,
+    },
+}
+
+impl Config {
+    /// Reads the configuration from the process environment, using defaults
+    /// for unset variables.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, so callers (and tests) can
+    /// supply values without touching the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let database_url =
+            lookup(DATABASE_URL_VAR).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        let listen_addr = lookup(LISTEN_ADDR_VAR).unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_owned());
+        Self::new(&database_url, &listen_addr)
+    }
+
+    /// Builds a configuration from raw values, validating both.
+    pub fn new(database_url: &str, listen_addr: &str) -> Result<Self, ConfigError> {
+        let database_url = database_url.trim();
+        // sqlx ignores the scheme, so a MySQL URL would otherwise be accepted.
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError::DatabaseScheme {
+                var: DATABASE_URL_VAR,
+            });
+        }
+        let database = PgConnectOptions::from_str(database_url).map_err(|source| {
+            ConfigError::DatabaseUrl {
+                var: DATABASE_URL_VAR,
+                source,
+            }
+        })?;
+        let listen_addr = listen_addr
+            .trim()
+            .parse()
+            .map_err(|source| ConfigError::ListenAddr {
+                var: LISTEN_ADDR_VAR,
+                value: listen_addr.to_owned(),
+                source,
+            })?;
+        Ok(Self {
+            database,
+            listen_addr,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let config = Config::from_lookup(|_| None).expect("defaults are valid");
+        assert_eq!(config.listen_addr.port(), 8081);
+        assert_eq!(config.database.get_database(), Some("schema_registry"));
+    }
+
+    #[test]
+    fn invalid_values_are_rejected() {
+        let bad_addr = Config::new(DEFAULT_DATABASE_URL, "localhost");
+        assert!(matches!(bad_addr, Err(ConfigError::ListenAddr { .. })));
+        let bad_url = Config::new("mysql://nope", DEFAULT_LISTEN_ADDR);
+        assert!(matches!(bad_url, Err(ConfigError::DatabaseScheme { .. })));
+        let bad_port = Config::new("postgres://u@host:notaport/db", DEFAULT_LISTEN_ADDR);
+        assert!(matches!(bad_port, Err(ConfigError::DatabaseUrl { .. })));
+    }
+}

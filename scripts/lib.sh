@@ -1,0 +1,569 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/test, scripts/up, scripts/bench-events and .ci/run.
+#
+# Source it from a script that has `set -euo pipefail`:
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# then call `install_cleanup_trap` once, so that every process started through
+# these helpers is stopped when the script exits (normally, on error, on
+# Ctrl-C or SIGTERM).
+#
+# Every helper is idempotent and returns quickly when what it ensures is
+# already there. Environment knobs:
+#   ORDERFLOW_CACHE_DIR  cache for tools (tansu, python venv); default ~/.cache/orderflow
+#   ORDERFLOW_PG_URL     admin URL of the Postgres server;
+#                        default postgres://postgres@127.0.0.1:5432/postgres
+#   ORDERFLOW_PROFILE    cargo profile for build_bins (dev|release|NAME); default dev
+#   TANSU_BIN            use this tansu binary instead of the cached / installed one
+#   CARGO_TARGET_DIR     honoured by build_bins
+
+if [[ -n "${ORDERFLOW_LIB_SOURCED:-}" ]]; then
+  return 0
+fi
+ORDERFLOW_LIB_SOURCED=1
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${ORDERFLOW_CACHE_DIR:-$HOME/.cache/orderflow}"
+ORDERFLOW_PG_URL="${ORDERFLOW_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+TANSU_VERSION="0.6.0"
+TANSU_FEATURES="dynostore,libsql"
+
+# Processes started by start_bg (PID, name and log file, same index).
+ORDERFLOW_PIDS=()
+ORDERFLOW_PID_NAMES=()
+ORDERFLOW_PID_LOGS=()
+ORDERFLOW_CLEANED_UP=0
+# Exit code used when the script is stopped by SIGINT / SIGTERM
+# (scripts/up sets it to 0: stopping the stack is the normal way out).
+ORDERFLOW_SIGNAL_EXIT_CODE="${ORDERFLOW_SIGNAL_EXIT_CODE:-}"
+
+# ---------------------------------------------------------------- logging
+
+log() { printf '==> %s\n' "$*" >&2; }
+warn() { printf '==> WARNING: %s\n' "$*" >&2; }
+err() { printf '==> ERROR: %s\n' "$*" >&2; }
+die() {
+  err "$*"
+  exit 1
+}
+
+# tail_log FILE [LINES]: print the end of a log file to stderr, indented.
+tail_log() {
+  local file="$1" lines="${2:-40}"
+  if [[ -s "$file" ]]; then
+    printf '==> last %s lines of %s:\n' "$lines" "$file" >&2
+    tail -n "$lines" "$file" | sed 's/^/    /' >&2
+  fi
+}
+
+# ---------------------------------------------------------------- processes
+
+# start_bg NAME LOGFILE WORKDIR CMD...: run CMD in WORKDIR in the background,
+# stdout+stderr appended to LOGFILE; the PID is recorded for cleanup and
+# stored in LAST_PID.
+start_bg() {
+  local name="$1" logfile="$2" workdir="$3"
+  shift 3
+  mkdir -p "$(dirname "$logfile")" "$workdir"
+  printf '\n===== %s: starting %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$logfile"
+  (cd "$workdir" && exec "$@") >>"$logfile" 2>&1 </dev/null &
+  LAST_PID=$!
+  ORDERFLOW_PIDS+=("$LAST_PID")
+  ORDERFLOW_PID_NAMES+=("$name")
+  ORDERFLOW_PID_LOGS+=("$logfile")
+  log "started $name (pid $LAST_PID, log $logfile)"
+}
+
+# pid_name PID: the name start_bg recorded for PID.
+pid_name() {
+  local i
+  for i in "${!ORDERFLOW_PIDS[@]}"; do
+    if [[ "${ORDERFLOW_PIDS[$i]}" == "$1" ]]; then
+      printf '%s\n' "${ORDERFLOW_PID_NAMES[$i]}"
+      return 0
+    fi
+  done
+  printf 'pid %s\n' "$1"
+}
+
+# pid_log PID: the log file start_bg recorded for PID.
+pid_log() {
+  local i
+  for i in "${!ORDERFLOW_PIDS[@]}"; do
+    if [[ "${ORDERFLOW_PIDS[$i]}" == "$1" ]]; then
+      printf '%s\n' "${ORDERFLOW_PID_LOGS[$i]}"
+      return 0
+    fi
+  done
+}
+
+# cleanup [SIGNAL]: stop every recorded process (TERM, up to 10 s, then KILL),
+# newest first. Safe to call more than once. With a signal name (from the
+# INT/TERM traps) it exits afterwards, with ORDERFLOW_SIGNAL_EXIT_CODE or
+# 128+signal.
+cleanup() {
+  local rc=$? sig="${1:-}"
+  trap - EXIT INT TERM
+  if [[ "$ORDERFLOW_CLEANED_UP" != 1 ]]; then
+    ORDERFLOW_CLEANED_UP=1
+    local i pid alive=() deadline
+    for ((i = ${#ORDERFLOW_PIDS[@]} - 1; i >= 0; i--)); do
+      pid="${ORDERFLOW_PIDS[$i]}"
+      if kill -0 "$pid" 2>/dev/null; then
+        log "stopping ${ORDERFLOW_PID_NAMES[$i]} (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        alive+=("$pid")
+      fi
+    done
+    if ((${#alive[@]} > 0)); then
+      deadline=$((SECONDS + 10))
+      while ((SECONDS < deadline)); do
+        local still=()
+        for pid in "${alive[@]}"; do
+          if kill -0 "$pid" 2>/dev/null; then still+=("$pid"); fi
+        done
+        alive=("${still[@]+"${still[@]}"}")
+        ((${#alive[@]} == 0)) && break
+        sleep 0.2
+      done
+      for pid in "${alive[@]+"${alive[@]}"}"; do
+        warn "$(pid_name "$pid") (pid $pid) did not stop within 10 s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+      done
+      for pid in "${ORDERFLOW_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+      done
+    fi
+  fi
+  if [[ -n "$sig" ]]; then
+    local code="$ORDERFLOW_SIGNAL_EXIT_CODE"
+    if [[ -z "$code" ]]; then
+      case "$sig" in
+        INT) code=130 ;;
+        TERM) code=143 ;;
+        *) code=1 ;;
+      esac
+    fi
+    exit "$code"
+  fi
+  return "$rc"
+}
+
+# install_cleanup_trap: `trap cleanup EXIT INT TERM`, with the signal traps
+# exiting after the cleanup (bash would otherwise carry on after a trapped
+# signal).
+install_cleanup_trap() {
+  trap cleanup EXIT
+  trap 'cleanup INT' INT
+  trap 'cleanup TERM' TERM
+}
+
+# ---------------------------------------------------------------- waiting
+
+# port_in_use PORT [HOST]: true if something accepts TCP connections there.
+port_in_use() {
+  local port="$1" host="${2:-127.0.0.1}"
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$host" "$port" 2>/dev/null
+}
+
+# require_free_port PORT WHAT: fail clearly if PORT on 127.0.0.1 is taken.
+require_free_port() {
+  local port="$1" what="$2"
+  if port_in_use "$port"; then
+    local who=""
+    if command -v ss >/dev/null 2>&1; then
+      who="$(ss -Hltnp "sport = :$port" 2>/dev/null | sed -n 's/.*users:((\(.*\)))/\1/p' | head -1)"
+    fi
+    die "port $port (for $what) is already in use${who:+ by $who}; stop that process or choose another port"
+  fi
+}
+
+# wait_for_port HOST PORT TIMEOUT_S [PID]: poll until HOST:PORT accepts TCP
+# connections. With PID, fail early if that process has exited.
+wait_for_port() {
+  local host="$1" port="$2" timeout_s="$3" pid="${4:-}"
+  local deadline=$((SECONDS + timeout_s))
+  while true; do
+    if port_in_use "$port" "$host"; then
+      return 0
+    fi
+    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+      err "$(pid_name "$pid") exited before $host:$port started accepting connections"
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      err "timed out after ${timeout_s}s waiting for $host:$port to accept TCP connections"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# wait_for_http URL TIMEOUT_S [PID]: poll until URL answers with a 2xx status.
+# With PID, fail early if that process has exited.
+wait_for_http() {
+  local url="$1" timeout_s="$2" pid="${3:-}"
+  local deadline=$((SECONDS + timeout_s)) out=""
+  while true; do
+    if out="$(curl -fsS -o /dev/null --max-time 2 "$url" 2>&1)"; then
+      return 0
+    fi
+    if [[ -n "$pid" ]] && ! kill -0 "$pid" 2>/dev/null; then
+      err "$(pid_name "$pid") exited before $url answered"
+      return 1
+    fi
+    if ((SECONDS >= deadline)); then
+      err "timed out after ${timeout_s}s waiting for $url (last error: ${out:-none})"
+      return 1
+    fi
+    sleep 0.3
+  done
+}
+
+# ---------------------------------------------------------------- postgres
+
+# pg_url_parts URL: sets PG_SCHEME PG_AUTHORITY PG_HOST PG_PORT PG_QUERY.
+pg_url_parts() {
+  local url="$1" rest hostport
+  PG_SCHEME="${url%%://*}"
+  rest="${url#*://}"
+  PG_QUERY=""
+  if [[ "$rest" == *\?* ]]; then
+    PG_QUERY="?${rest#*\?}"
+    rest="${rest%%\?*}"
+  fi
+  PG_AUTHORITY="${rest%%/*}"
+  hostport="${PG_AUTHORITY##*@}"
+  if [[ "$hostport" =~ ^\[([^]]*)\](:([0-9]+))?$ ]]; then
+    PG_HOST="${BASH_REMATCH[1]}"
+    PG_PORT="${BASH_REMATCH[3]:-5432}"
+  elif [[ "$hostport" == *:* ]]; then
+    PG_HOST="${hostport%%:*}"
+    PG_PORT="${hostport##*:}"
+  else
+    PG_HOST="$hostport"
+    PG_PORT=5432
+  fi
+  PG_HOST="${PG_HOST:-127.0.0.1}"
+}
+
+# pg_url_for_db NAME: ORDERFLOW_PG_URL with its database replaced by NAME.
+pg_url_for_db() {
+  pg_url_parts "$ORDERFLOW_PG_URL"
+  printf '%s://%s/%s%s\n' "$PG_SCHEME" "$PG_AUTHORITY" "$1" "$PG_QUERY"
+}
+
+pg_is_local() {
+  pg_url_parts "$ORDERFLOW_PG_URL"
+  case "$PG_HOST" in
+    127.0.0.1 | localhost | ::1 | /*) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+# _pg_start_local_cluster PORT: start the local cluster listening on PORT
+# (or the newest cluster), installing PostgreSQL if it is missing.
+_pg_start_local_cluster() {
+  local port="$1" fresh=0 version cluster
+  if ! command -v pg_lsclusters >/dev/null 2>&1 || [[ -z "$(ls /etc/postgresql 2>/dev/null)" ]]; then
+    log "PostgreSQL is not installed; installing it with apt-get (needs root)"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+    fresh=1
+  fi
+  read -r version cluster < <(pg_lsclusters -h | awk -v p="$port" '$3 == p {print $1, $2; exit}') || true
+  if [[ -z "${version:-}" ]]; then
+    version="$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -1)"
+    cluster=main
+  fi
+  if ((fresh)); then
+    # A fresh Debian cluster wants a password over TCP; the project's default
+    # URL has none. Trust local TCP connections, as on the dev machines.
+    local hba="/etc/postgresql/$version/$cluster/pg_hba.conf"
+    if [[ -f "$hba" ]] && ! grep -q 'orderflow: trust local TCP' "$hba"; then
+      log "configuring $hba: trust TCP connections from 127.0.0.1 and ::1"
+      local tmp
+      tmp="$(mktemp)"
+      {
+        echo "# orderflow: trust local TCP (added by scripts/lib.sh)"
+        echo "host all all 127.0.0.1/32 trust"
+        echo "host all all ::1/128 trust"
+        cat "$hba"
+      } >"$tmp"
+      cat "$tmp" >"$hba"
+      rm -f "$tmp"
+    fi
+  fi
+  log "starting PostgreSQL cluster $version/$cluster"
+  pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start >&2 ||
+    pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" restart >&2 ||
+    warn "pg_ctlcluster could not start $version/$cluster (will keep waiting)"
+}
+
+# ensure_postgres: make sure the server in ORDERFLOW_PG_URL accepts
+# connections (starting a local one if needed), waiting up to 60 s.
+ensure_postgres() {
+  pg_url_parts "$ORDERFLOW_PG_URL"
+  local host="$PG_HOST" port="$PG_PORT"
+  if ! command -v pg_isready >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1; then
+    if pg_is_local; then
+      _pg_start_local_cluster "$port"
+    else
+      log "installing postgresql-client (psql, pg_isready)"
+      apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-client >&2
+    fi
+  fi
+  if pg_isready -q -h "$host" -p "$port" -t 2; then
+    return 0
+  fi
+  if pg_is_local; then
+    _pg_start_local_cluster "$port"
+  else
+    log "waiting for the external PostgreSQL at $host:$port"
+  fi
+  local deadline=$((SECONDS + 60))
+  until pg_isready -q -h "$host" -p "$port" -t 2; do
+    if ((SECONDS >= deadline)); then
+      die "PostgreSQL at $host:$port is not accepting connections after 60 s (ORDERFLOW_PG_URL=$ORDERFLOW_PG_URL)"
+    fi
+    sleep 0.5
+  done
+  log "PostgreSQL at $host:$port is accepting connections"
+}
+
+_pg_check_name() {
+  [[ "$1" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "invalid database name: '$1'"
+}
+
+# _psql: psql against the admin URL, SQL on stdin, psql variables allowed.
+_psql() {
+  PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning" psql "$ORDERFLOW_PG_URL" -X -q -A -t -v ON_ERROR_STOP=1 "$@"
+}
+
+_pg_database_exists() {
+  [[ "$(_psql -v name="$1" <<<"SELECT 1 FROM pg_database WHERE datname = :'name';")" == 1 ]]
+}
+
+# ensure_database NAME: create database NAME unless it exists.
+ensure_database() {
+  local name="$1"
+  _pg_check_name "$name"
+  if _pg_database_exists "$name"; then
+    return 0
+  fi
+  log "creating database $name"
+  # A concurrent run may create it between the check and the CREATE.
+  if ! _psql -v name="$name" <<<'CREATE DATABASE :"name";' 2>/dev/null; then
+    _pg_database_exists "$name" || die "could not create database $name"
+  fi
+}
+
+# recreate_database NAME: drop database NAME (closing its connections) and
+# create it empty.
+recreate_database() {
+  local name="$1"
+  _pg_check_name "$name"
+  log "recreating database $name"
+  _psql -v name="$name" <<<'DROP DATABASE IF EXISTS :"name" WITH (FORCE);' ||
+    die "could not drop database $name"
+  _psql -v name="$name" <<<'CREATE DATABASE :"name";' ||
+    die "could not create database $name"
+}
+
+# ---------------------------------------------------------------- tansu
+
+# ensure_tansu: set TANSU_BIN to a tansu $TANSU_VERSION binary: $TANSU_BIN if
+# it is already executable, else the cached one, else install it into the
+# cache (once; concurrent runs wait on a lock).
+ensure_tansu() {
+  if [[ -n "${TANSU_BIN:-}" && -x "${TANSU_BIN}" ]]; then
+    return 0
+  fi
+  if [[ -n "${TANSU_BIN:-}" ]]; then
+    warn "TANSU_BIN=$TANSU_BIN is not executable; using the cached tansu"
+  fi
+  local root="$CACHE/tansu-$TANSU_VERSION"
+  TANSU_BIN="$root/bin/tansu"
+  if [[ -x "$TANSU_BIN" ]]; then
+    export TANSU_BIN
+    return 0
+  fi
+  mkdir -p "$CACHE"
+  local lock="$CACHE/tansu.lock" logfile="$CACHE/tansu-cargo-install.log"
+  (
+    if ! flock -n 9; then
+      log "another process is installing tansu (lock $lock); waiting for it"
+      flock 9
+    fi
+    if [[ -x "$TANSU_BIN" ]]; then
+      exit 0
+    fi
+    log "installing tansu $TANSU_VERSION into $root"
+    log "this compiles from source and takes ~12 minutes, once; later runs reuse the cached binary"
+    # Build in cargo's own temporary target dir, not in the workspace's.
+    env -u CARGO_TARGET_DIR cargo install tansu --version "$TANSU_VERSION" --locked \
+      --features "$TANSU_FEATURES" --root "$root" 2>&1 | tee "$logfile" >&2
+  ) 9>"$lock" || die "installing tansu failed (log: $logfile)"
+  [[ -x "$TANSU_BIN" ]] || die "tansu install finished but $TANSU_BIN is missing (log: $logfile)"
+  export TANSU_BIN
+}
+
+# start_tansu PORT STORAGE_URL WORKDIR LOGFILE: start a tansu broker on
+# 127.0.0.1:PORT in the background (STORAGE_URL e.g. memory://tansu/ or
+# sqlite://broker.db, relative to WORKDIR) and wait until it listens.
+start_tansu() {
+  local port="$1" storage="$2" workdir="$3" logfile="$4"
+  ensure_tansu
+  require_free_port "$port" "the Kafka broker (tansu)"
+  start_bg "tansu:$port" "$logfile" "$workdir" \
+    env -u SCHEMA_REGISTRY "$TANSU_BIN" broker \
+    --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine "$storage"
+  local pid="$LAST_PID"
+  if ! wait_for_port 127.0.0.1 "$port" 60 "$pid"; then
+    tail_log "$logfile"
+    die "tansu did not start on port $port"
+  fi
+  log "tansu listening on 127.0.0.1:$port (storage $storage)"
+}
+
+# ---------------------------------------------------------------- rust
+
+# ensure_rust_tools: rustfmt, clippy and cargo-nextest are available.
+ensure_rust_tools() {
+  command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; install Rust (https://rustup.rs)"
+  if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    log "adding rustfmt and clippy components"
+    rustup component add rustfmt clippy >&2
+  fi
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    local root="$CACHE/cargo-nextest"
+    export PATH="$root/bin:$PATH"
+    if ! cargo nextest --version >/dev/null 2>&1; then
+      mkdir -p "$CACHE"
+      (
+        flock 9
+        if ! cargo nextest --version >/dev/null 2>&1; then
+          log "installing cargo-nextest into $root (a few minutes, once)"
+          env -u CARGO_TARGET_DIR cargo install cargo-nextest --locked --root "$root" >&2
+        fi
+      ) 9>"$CACHE/cargo-nextest.lock" || die "installing cargo-nextest failed"
+    fi
+  fi
+}
+
+# build_bins: build every workspace binary (release profile when
+# ORDERFLOW_PROFILE=release) and set BIN_DIR to the directory holding them.
+build_bins() {
+  local profile="${ORDERFLOW_PROFILE:-dev}" dir args=()
+  case "$profile" in
+    dev | debug | "") dir=debug ;;
+    release) dir=release args=(--release) ;;
+    *) dir="$profile" args=(--profile "$profile") ;;
+  esac
+  local target="${CARGO_TARGET_DIR:-$ROOT/target}"
+  [[ "$target" == /* ]] || target="$ROOT/$target"
+  log "building workspace binaries (profile ${profile:-dev})"
+  (cd "$ROOT" && cargo build --locked --workspace --bins "${args[@]+"${args[@]}"}") ||
+    die "cargo build failed"
+  BIN_DIR="$target/$dir"
+  export BIN_DIR
+}
+
+# ---------------------------------------------------------------- registry
+
+# start_registry PORT DB_NAME LOGFILE: run $BIN_DIR/schema-registry on
+# 127.0.0.1:PORT backed by database DB_NAME; wait until /subjects answers.
+start_registry() {
+  local port="$1" db="$2" logfile="$3"
+  [[ -x "${BIN_DIR:-}/schema-registry" ]] || die "schema-registry binary not found in ${BIN_DIR:-BIN_DIR (run build_bins first)}"
+  require_free_port "$port" "the schema registry"
+  start_bg "schema-registry:$port" "$logfile" "$ROOT" \
+    env SCHEMA_REGISTRY_DATABASE_URL="$(pg_url_for_db "$db")" \
+    SCHEMA_REGISTRY_LISTEN_ADDR="127.0.0.1:$port" \
+    RUST_LOG="${RUST_LOG:-info}" \
+    "$BIN_DIR/schema-registry"
+  local pid="$LAST_PID"
+  if ! wait_for_http "http://127.0.0.1:$port/subjects" 30 "$pid"; then
+    tail_log "$logfile"
+    die "the schema registry did not start on port $port"
+  fi
+  log "schema registry listening on http://127.0.0.1:$port"
+}
+
+# provision_kafka: create the topics and register the schemas with orderctl
+# (uses KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL from the environment).
+provision_kafka() {
+  [[ -x "${BIN_DIR:-}/orderctl" ]] || die "orderctl binary not found in ${BIN_DIR:-BIN_DIR (run build_bins first)}"
+  log "creating topics on $KAFKA_BOOTSTRAP_SERVERS"
+  (cd "$ROOT" && "$BIN_DIR/orderctl" topics create) || die "orderctl topics create failed"
+  log "registering schemas in $SCHEMA_REGISTRY_URL"
+  (cd "$ROOT" && "$BIN_DIR/orderctl" schemas register) || die "orderctl schemas register failed"
+}
+
+# start_test_infra KAFKA_PORT REGISTRY_PORT REGISTRY_DB LOG_DIR: a throwaway
+# broker (memory://) and registry (fresh database) for tests and benchmarks,
+# unless KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL already point at
+# external ones. Exports both plus ORDERFLOW_TEST_DATABASE_URL, and creates
+# the topics and schemas. Needs ensure_postgres and build_bins first.
+start_test_infra() {
+  local kafka_port="$1" registry_port="$2" registry_db="$3" log_dir="$4"
+  if [[ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
+    log "using the external Kafka at $KAFKA_BOOTSTRAP_SERVERS"
+  else
+    start_tansu "$kafka_port" "memory://tansu/" "$log_dir" "$log_dir/tansu.log"
+    export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$kafka_port"
+  fi
+  if [[ -n "${SCHEMA_REGISTRY_URL:-}" ]]; then
+    log "using the external schema registry at $SCHEMA_REGISTRY_URL"
+  else
+    recreate_database "$registry_db"
+    start_registry "$registry_port" "$registry_db" "$log_dir/schema-registry.log"
+    export SCHEMA_REGISTRY_URL="http://127.0.0.1:$registry_port"
+  fi
+  export ORDERFLOW_TEST_DATABASE_URL="$ORDERFLOW_PG_URL"
+  provision_kafka
+}
+
+# ---------------------------------------------------------------- python
+
+ORDERFLOW_PY_REQUIREMENTS=(confluent-kafka fastavro requests attrs cachetools authlib kubernetes-validate)
+
+# ensure_python_tools: a venv at $CACHE/venv with the Python clients the
+# interoperability checks use; pip runs only when the requirement list
+# changed. Exports ORDERFLOW_PYTHON.
+ensure_python_tools() {
+  local venv="$CACHE/venv" stamp hash py
+  stamp="$venv/.orderflow-requirements"
+  hash="$(printf '%s\n' "${ORDERFLOW_PY_REQUIREMENTS[@]}" | sha256sum | cut -d' ' -f1)"
+  if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$hash" ]]; then
+    export ORDERFLOW_PYTHON="$venv/bin/python"
+    return 0
+  fi
+  mkdir -p "$CACHE"
+  (
+    flock 9
+    if [[ -x "$venv/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$hash" ]]; then
+      exit 0
+    fi
+    # (set -e does not apply in here: this subshell is the left side of ||.)
+    py="${ORDERFLOW_PYTHON_BOOTSTRAP:-python3}"
+    if [[ ! -x "$venv/bin/python" ]]; then
+      log "creating python venv $venv"
+      if ! "$py" -m venv "$venv" >&2; then
+        log "$py -m venv failed; installing python3-venv"
+        rm -rf "$venv"
+        apt-get update -qq >&2 &&
+          DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2 &&
+          python3 -m venv "$venv" >&2 || exit 1
+      fi
+    fi
+    log "installing python packages: ${ORDERFLOW_PY_REQUIREMENTS[*]}"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2 &&
+      "$venv/bin/python" -m pip install -q --disable-pip-version-check "${ORDERFLOW_PY_REQUIREMENTS[@]}" >&2 &&
+      printf '%s\n' "$hash" >"$stamp"
+  ) 9>"$CACHE/venv.lock" || die "setting up the python venv failed"
+  export ORDERFLOW_PYTHON="$venv/bin/python"
+}
