@@ -1,2 +1,116 @@
-//! orderctl
-fn main() {}
+//! `orderctl`: operator CLI for orderflow.
+//!
+//! - `orderctl topics create` creates every topic of the configured topic
+//!   table (and its dead-letter topic) idempotently;
+//! - `orderctl schemas register` registers every event schema under its
+//!   subject and sets the subject's compatibility level;
+//! - `orderctl schemas check` asks the registry whether the schemas are
+//!   compatible with what is registered, and fails if one is not.
+//!
+//! Configuration comes from the same environment variables the services
+//! read (`KAFKA_BOOTSTRAP_SERVERS`, `SCHEMA_REGISTRY_URL`,
+//! `ORDERFLOW_TOPIC_*`), overridable with flags.
+
+mod schemas;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use orderflow_events::admin::{ensure_topics, TopicOutcome};
+use orderflow_events::kafka::KafkaConfig;
+use orderflow_events::TopicCatalog;
+
+#[derive(Parser)]
+#[command(name = "orderctl", version, about = "Operate an orderflow deployment: topics and schemas")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Kafka topics.
+    Topics {
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
+    /// Avro schemas in the schema registry.
+    Schemas {
+        #[command(subcommand)]
+        action: SchemasAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum TopicsAction {
+    /// Create every topic (and dead-letter topic) that does not exist yet.
+    Create {
+        /// Kafka bootstrap servers.
+        #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+        bootstrap_servers: String,
+        /// Replication factor of new topics.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
+        replication: i32,
+    },
+    /// Print the configured topic table.
+    List,
+}
+
+#[derive(Subcommand)]
+enum SchemasAction {
+    /// Register every event schema and set its subject's compatibility level.
+    Register(schemas::Args),
+    /// Check every event schema against the registry; exit 1 if any is
+    /// incompatible.
+    Check(schemas::Args),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("orderctl: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let catalog = TopicCatalog::from_env().context("reading the topic configuration")?;
+    match cli.command {
+        Command::Topics { action: TopicsAction::List } => {
+            println!("{:<28} {:>10} {:>16}", "topic", "partitions", "retention.ms");
+            for t in catalog.all_topics() {
+                println!("{:<28} {:>10} {:>16}", t.name, t.partitions, t.retention_ms);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Topics {
+            action: TopicsAction::Create { bootstrap_servers, replication },
+        } => {
+            let cfg = KafkaConfig::new(&bootstrap_servers, "orderctl");
+            let outcomes = ensure_topics(&cfg, &catalog.all_topics(), replication)
+                .await
+                .with_context(|| format!("creating topics on {bootstrap_servers}"))?;
+            for (name, outcome) in outcomes {
+                let what = match outcome {
+                    TopicOutcome::Created => "created",
+                    TopicOutcome::Existed => "exists",
+                };
+                println!("{what:<8} {name}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schemas { action: SchemasAction::Register(args) } => schemas::register(&catalog, &args).await,
+        Command::Schemas { action: SchemasAction::Check(args) } => schemas::check(&catalog, &args).await,
+    }
+}
