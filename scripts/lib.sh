@@ -529,7 +529,7 @@ start_test_infra() {
 
 # ---------------------------------------------------------------- python
 
-ORDERFLOW_PY_REQUIREMENTS=(confluent-kafka fastavro requests attrs cachetools authlib kubernetes-validate)
+ORDERFLOW_PY_REQUIREMENTS=(confluent-kafka fastavro requests attrs cachetools authlib httpx kubernetes-validate)
 
 # ensure_python_tools: a venv at $CACHE/venv with the Python clients the
 # interoperability checks use; pip runs only when the requirement list

@@ -35,7 +35,11 @@ fn history(event: &str) -> Vec<PathBuf> {
         .collect();
     versions.sort();
     let numbers: Vec<u32> = versions.iter().map(|(n, _)| *n).collect();
-    assert_eq!(numbers, (1..=versions.len() as u32).collect::<Vec<_>>(), "{event}: versions must be v1..vN");
+    assert_eq!(
+        numbers,
+        (1..=versions.len() as u32).collect::<Vec<_>>(),
+        "{event}: versions must be v1..vN"
+    );
     versions.into_iter().map(|(_, p)| p).collect()
 }
 
@@ -64,10 +68,18 @@ async fn current_schemas_are_backward_compatible_with_every_released_version() {
         .expect("schemas dir")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("avsc"))
-        .map(|p| p.file_stem().and_then(|s| s.to_str()).expect("name").to_owned())
+        .map(|p| {
+            p.file_stem()
+                .and_then(|s| s.to_str())
+                .expect("name")
+                .to_owned()
+        })
         .collect();
     events.sort();
-    assert!(events.len() >= 15, "expected every saga event to have a schema, found {events:?}");
+    assert!(
+        events.len() >= 15,
+        "expected every saga event to have a schema, found {events:?}"
+    );
     for event in &events {
         let subject = format!("evolution-{run}-{event}");
         let r = client
@@ -77,11 +89,25 @@ async fn current_schemas_are_backward_compatible_with_every_released_version() {
             .send()
             .await
             .expect("registry reachable");
-        assert!(r.status().is_success(), "setting compatibility for {subject}: {}", r.status());
+        assert!(
+            r.status().is_success(),
+            "setting compatibility for {subject}: {}",
+            r.status()
+        );
         let versions = history(event);
         for v in &versions {
-            let (status, body) = post(&client, &format!("{base}/subjects/{subject}/versions"), json!({"schema": read(v)})).await;
-            assert_eq!(status, 200, "released {} must stay registrable: {body}", v.display());
+            let (status, body) = post(
+                &client,
+                &format!("{base}/subjects/{subject}/versions"),
+                json!({"schema": read(v)}),
+            )
+            .await;
+            assert_eq!(
+                status,
+                200,
+                "released {} must stay registrable: {body}",
+                v.display()
+            );
         }
         let current = read(&schemas_dir().join(format!("{event}.avsc")));
         let (status, body) = post(
@@ -91,8 +117,12 @@ async fn current_schemas_are_backward_compatible_with_every_released_version() {
         )
         .await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["is_compatible"], true, "schemas/{event}.avsc breaks consumers of released versions: {body}");
-        let latest: Value = serde_json::from_str(&read(versions.last().expect("at least v1"))).expect("json");
+        assert_eq!(
+            body["is_compatible"], true,
+            "schemas/{event}.avsc breaks consumers of released versions: {body}"
+        );
+        let latest: Value =
+            serde_json::from_str(&read(versions.last().expect("at least v1"))).expect("json");
         let current: Value = serde_json::from_str(&current).expect("json");
         assert_eq!(
             current, latest,
@@ -107,7 +137,12 @@ async fn a_breaking_change_is_rejected_by_the_registry() {
     let base = registry_url();
     let subject = format!("evolution-{}-OrderCreated", uuid::Uuid::new_v4().simple());
     let original = read(&schemas_dir().join("OrderCreated.avsc"));
-    let (status, body) = post(&client, &format!("{base}/subjects/{subject}/versions"), json!({"schema": original})).await;
+    let (status, body) = post(
+        &client,
+        &format!("{base}/subjects/{subject}/versions"),
+        json!({"schema": original}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     // A new required field without a default: new readers cannot read old data.
     let mut broken: Value = serde_json::from_str(&original).expect("json");
@@ -117,7 +152,10 @@ async fn a_breaking_change_is_rejected_by_the_registry() {
         .iter_mut()
         .find(|f| f["name"] == "data")
         .expect("data field");
-    data["type"]["fields"].as_array_mut().expect("data fields").push(json!({"name": "giftWrap", "type": "boolean"}));
+    data["type"]["fields"]
+        .as_array_mut()
+        .expect("data fields")
+        .push(json!({"name": "giftWrap", "type": "boolean"}));
     let (status, body) = post(
         &client,
         &format!("{base}/subjects/{subject}/versions"),

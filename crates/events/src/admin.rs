@@ -44,7 +44,9 @@ pub async fn ensure_topics(
     for r in results {
         match r {
             Ok(name) => out.push((name, TopicOutcome::Created)),
-            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => out.push((name, TopicOutcome::Existed)),
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                out.push((name, TopicOutcome::Existed))
+            }
             Err((_, code)) => return Err(KafkaError::AdminOp(code)),
         }
     }

@@ -115,12 +115,12 @@ impl AvroCodec {
         let mut buf = Vec::with_capacity(256);
         buf.push(MAGIC_BYTE);
         buf.extend_from_slice(&id.to_be_bytes());
-        apache_avro::write_avro_datum_ref(&self.own(t).schema, &Wire(envelope), &mut buf).map_err(|e| {
-            CodecError::Avro {
+        apache_avro::write_avro_datum_ref(&self.own(t).schema, &Wire(envelope), &mut buf).map_err(
+            |e| CodecError::Avro {
                 context: format!("encoding {t}"),
                 source: Box::new(e),
-            }
-        })?;
+            },
+        )?;
         Ok(buf)
     }
 
@@ -129,8 +129,13 @@ impl AvroCodec {
         match bytes {
             [] => Err(CodecError::NotWireFormat("empty payload".into())),
             [MAGIC_BYTE, a, b, c, d, body @ ..] => Ok((u32::from_be_bytes([*a, *b, *c, *d]), body)),
-            [MAGIC_BYTE, ..] => Err(CodecError::NotWireFormat(format!("only {} bytes", bytes.len()))),
-            [m, ..] => Err(CodecError::NotWireFormat(format!("magic byte {m}, expected 0"))),
+            [MAGIC_BYTE, ..] => Err(CodecError::NotWireFormat(format!(
+                "only {} bytes",
+                bytes.len()
+            ))),
+            [m, ..] => Err(CodecError::NotWireFormat(format!(
+                "magic byte {m}, expected 0"
+            ))),
         }
     }
 
@@ -138,13 +143,16 @@ impl AvroCodec {
     pub async fn decode(&self, bytes: &[u8]) -> Result<Envelope, CodecError> {
         let (id, mut body) = Self::split_frame(bytes)?;
         let writer = self.writer(id).await?;
-        let reader = writer.needs_resolution.then(|| &self.own(writer.event_type).schema);
-        let value = apache_avro::from_avro_datum(&writer.schema, &mut body, reader).map_err(|e| {
-            CodecError::Avro {
-                context: format!("decoding {} with schema id {id}", writer.event_type),
-                source: Box::new(e),
-            }
-        })?;
+        let reader = writer
+            .needs_resolution
+            .then(|| &self.own(writer.event_type).schema);
+        let value =
+            apache_avro::from_avro_datum(&writer.schema, &mut body, reader).map_err(|e| {
+                CodecError::Avro {
+                    context: format!("decoding {} with schema id {id}", writer.event_type),
+                    source: Box::new(e),
+                }
+            })?;
         if !body.is_empty() {
             return Err(CodecError::NotWireFormat(format!(
                 "{} trailing bytes after the Avro body",
@@ -169,7 +177,11 @@ impl AvroCodec {
         })?;
         let name = match &schema {
             Schema::Record(r) => r.name.fullname(None),
-            other => return Err(CodecError::UnknownEventType(format!("non-record schema {other:?}"))),
+            other => {
+                return Err(CodecError::UnknownEventType(format!(
+                    "non-record schema {other:?}"
+                )))
+            }
         };
         let event_type = name
             .strip_prefix(SCHEMA_NAMESPACE)
@@ -206,11 +218,13 @@ fn envelope_from_value(t: EventType, value: Value) -> Result<Envelope, CodecErro
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    lock.write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
@@ -219,9 +233,18 @@ mod tests {
 
     #[test]
     fn frames_are_checked() {
-        assert!(matches!(AvroCodec::split_frame(&[]), Err(CodecError::NotWireFormat(_))));
-        assert!(matches!(AvroCodec::split_frame(&[1, 0, 0, 0, 1, 2]), Err(CodecError::NotWireFormat(_))));
-        assert!(matches!(AvroCodec::split_frame(&[0, 0, 1]), Err(CodecError::NotWireFormat(_))));
+        assert!(matches!(
+            AvroCodec::split_frame(&[]),
+            Err(CodecError::NotWireFormat(_))
+        ));
+        assert!(matches!(
+            AvroCodec::split_frame(&[1, 0, 0, 0, 1, 2]),
+            Err(CodecError::NotWireFormat(_))
+        ));
+        assert!(matches!(
+            AvroCodec::split_frame(&[0, 0, 1]),
+            Err(CodecError::NotWireFormat(_))
+        ));
         let (id, body) = AvroCodec::split_frame(&[0, 0, 0, 1, 2, 9]).expect("frame");
         assert_eq!((id, body), (258, &[9u8][..]));
     }

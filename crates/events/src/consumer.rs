@@ -61,7 +61,11 @@ pub struct ConsumedEvent {
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     /// Applies `event`.
-    async fn handle(&self, tx: &mut PgConnection, event: &ConsumedEvent) -> Result<(), HandlerError>;
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        event: &ConsumedEvent,
+    ) -> Result<(), HandlerError>;
 }
 
 /// Consumer tuning.
@@ -172,7 +176,8 @@ impl EventConsumer {
             opts: self.opts.clone(),
         });
         let stop_workers = CancellationToken::new();
-        let mut workers: HashMap<(String, i32), (mpsc::Sender<OwnedMessage>, JoinHandle<()>)> = HashMap::new();
+        let mut workers: HashMap<(String, i32), (mpsc::Sender<OwnedMessage>, JoinHandle<()>)> =
+            HashMap::new();
         tracing::info!(group = %self.group_id, topics = ?self.topics, "consumer started");
         loop {
             let msg = tokio::select! {
@@ -212,7 +217,9 @@ impl EventConsumer {
         }
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => {}
-            Err(e) => tracing::debug!(error = %e, "final offset commit (nothing new to commit is fine)"),
+            Err(e) => {
+                tracing::debug!(error = %e, "final offset commit (nothing new to commit is fine)")
+            }
         }
         consumer.unsubscribe();
         tracing::info!(group = %self.group_id, "consumer stopped");

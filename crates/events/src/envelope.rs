@@ -107,7 +107,10 @@ impl Serialize for Wire<'_> {
         st.serialize_field("timestamp", &e.timestamp.timestamp_millis())?;
         st.serialize_field("source", &e.source)?;
         st.serialize_field("correlationId", &e.correlation_id)?;
-        st.serialize_field("causationId", &e.causation_id.map(|c| c.hyphenated().to_string()))?;
+        st.serialize_field(
+            "causationId",
+            &e.causation_id.map(|c| c.hyphenated().to_string()),
+        )?;
         st.serialize_field("data", &Data(&e.event))?;
         st.serialize_field("metadata", &e.metadata)?;
         st.end()
@@ -148,7 +151,9 @@ impl<D> RawEnvelope<D> {
         let timestamp = Utc
             .timestamp_millis_opt(self.timestamp)
             .single()
-            .ok_or_else(|| CodecError::InvalidEnvelope(format!("timestamp {} out of range", self.timestamp)))?;
+            .ok_or_else(|| {
+                CodecError::InvalidEnvelope(format!("timestamp {} out of range", self.timestamp))
+            })?;
         Ok(Envelope {
             event_id,
             event_version: self.event_version,
@@ -163,7 +168,8 @@ impl<D> RawEnvelope<D> {
 }
 
 fn parse_uuid(field: &str, s: &str) -> Result<Uuid, CodecError> {
-    Uuid::parse_str(s).map_err(|e| CodecError::InvalidEnvelope(format!("{field} {s:?} is not a UUID: {e}")))
+    Uuid::parse_str(s)
+        .map_err(|e| CodecError::InvalidEnvelope(format!("{field} {s:?} is not a UUID: {e}")))
 }
 
 #[cfg(test)]
@@ -176,7 +182,10 @@ mod tests {
         let first = Envelope::new(
             "order-service",
             "saga-1",
-            OrderShipped { order_id: "o-1".into(), tracking_number: "T1".into() },
+            OrderShipped {
+                order_id: "o-1".into(),
+                tracking_number: "T1".into(),
+            },
         )
         .with_metadata("userId", "u-1");
         let next = Envelope::caused_by(&first, "shipping-service", first.event.clone());
@@ -191,9 +200,19 @@ mod tests {
 
     #[test]
     fn json_with_mismatched_type_is_rejected() {
-        let e = Envelope::new("x", "c", OrderShipped { order_id: "o".into(), tracking_number: "t".into() });
+        let e = Envelope::new(
+            "x",
+            "c",
+            OrderShipped {
+                order_id: "o".into(),
+                tracking_number: "t".into(),
+            },
+        );
         let mut json = e.to_json().expect("json");
         json["eventId"] = "not-a-uuid".into();
-        assert!(matches!(Envelope::from_json(json), Err(CodecError::InvalidEnvelope(_))));
+        assert!(matches!(
+            Envelope::from_json(json),
+            Err(CodecError::InvalidEnvelope(_))
+        ));
     }
 }

@@ -175,11 +175,17 @@ impl From<sqlx::Error> for HandlerError {
             | sqlx::Error::WorkerCrashed
             | sqlx::Error::Protocol(_) => HandlerError::Infrastructure(e.to_string()),
             sqlx::Error::Database(db) => match db.code().as_deref() {
-                // serialization_failure, deadlock_detected, lock_not_available,
-                // admin shutdown / cannot connect now: all transient.
-                Some("40001" | "40P01" | "55P03" | "57P01" | "57P03") => {
-                    HandlerError::Retryable(e.to_string())
+                // The server is shutting down, restarting or out of
+                // connections (admin / crash shutdown, cannot connect now,
+                // class 08 connection exceptions, too many connections): not
+                // the event's fault, so it must not count towards
+                // dead-lettering however long the restart takes.
+                Some("57P01" | "57P02" | "57P03" | "53300") => {
+                    HandlerError::Infrastructure(e.to_string())
                 }
+                Some(c) if c.starts_with("08") => HandlerError::Infrastructure(e.to_string()),
+                // serialization_failure, deadlock_detected, lock_not_available.
+                Some("40001" | "40P01" | "55P03") => HandlerError::Retryable(e.to_string()),
                 _ => HandlerError::Permanent(e.to_string()),
             },
             _ => HandlerError::Retryable(e.to_string()),

@@ -285,11 +285,27 @@ mod tests {
     #[test]
     fn every_schema_parses_and_names_its_event() {
         for &t in EventType::ALL {
-            let schema = apache_avro::Schema::parse_str(t.schema_json()).expect(t.name());
-            let apache_avro::Schema::Record(r) = &schema else { panic!("{t} is not a record") };
+            let schema = apache_avro::Schema::parse_str(t.schema_json())
+                .unwrap_or_else(|e| panic!("{t}: {e}"));
+            let apache_avro::Schema::Record(r) = &schema else {
+                panic!("{t} is not a record")
+            };
             assert_eq!(r.name.fullname(None), t.full_name());
-            for field in ["eventId", "eventType", "eventVersion", "timestamp", "source", "correlationId", "causationId", "data", "metadata"] {
-                assert!(r.lookup.contains_key(field), "{t} lacks envelope field {field}");
+            for field in [
+                "eventId",
+                "eventType",
+                "eventVersion",
+                "timestamp",
+                "source",
+                "correlationId",
+                "causationId",
+                "data",
+                "metadata",
+            ] {
+                assert!(
+                    r.lookup.contains_key(field),
+                    "{t} lacks envelope field {field}"
+                );
             }
             assert_eq!(EventType::from_name(t.name()), Some(t));
         }
@@ -302,7 +318,10 @@ mod tests {
             let path = entry.expect("entry").path();
             if path.extension().and_then(|e| e.to_str()) == Some("avsc") {
                 let stem = path.file_stem().and_then(|s| s.to_str()).expect("name");
-                assert!(EventType::from_name(stem).is_some(), "schemas/{stem}.avsc has no EventType");
+                assert!(
+                    EventType::from_name(stem).is_some(),
+                    "schemas/{stem}.avsc has no EventType"
+                );
             }
         }
     }

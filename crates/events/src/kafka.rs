@@ -39,11 +39,13 @@ impl KafkaConfig {
 
     /// Reads `KAFKA_BOOTSTRAP_SERVERS` and `KAFKA_PROP_*` from the environment.
     pub fn from_env(client_id: &str) -> Self {
-        let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+        let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS")
+            .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
         let mut cfg = Self::new(&bootstrap, client_id);
         for (k, v) in std::env::vars() {
             if let Some(name) = k.strip_prefix("KAFKA_PROP_") {
-                cfg.extra.push((name.to_ascii_lowercase().replace('_', "."), v));
+                cfg.extra
+                    .push((name.to_ascii_lowercase().replace('_', "."), v));
             }
         }
         cfg
@@ -97,7 +99,10 @@ impl EventProducer {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            .set("message.timeout.ms", cfg.message_timeout.as_millis().to_string())
+            .set(
+                "message.timeout.ms",
+                cfg.message_timeout.as_millis().to_string(),
+            )
             .create()?;
         Ok(Self { inner })
     }
@@ -114,7 +119,10 @@ impl EventProducer {
 
     /// Sends a prepared record (raw key and value) and waits for its
     /// acknowledgement.
-    pub async fn send_record(&self, record: FutureRecord<'_, [u8], [u8]>) -> Result<(), KafkaError> {
+    pub async fn send_record(
+        &self,
+        record: FutureRecord<'_, [u8], [u8]>,
+    ) -> Result<(), KafkaError> {
         let fut = self.inner.send_result(record).map_err(|(e, _)| e)?;
         match fut.await {
             Ok(Ok(_)) => Ok(()),

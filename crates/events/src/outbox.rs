@@ -32,7 +32,10 @@ pub async fn enqueue(
     trace: Option<&TraceContext>,
 ) -> Result<(), OutboxError> {
     let topic = topics.topic(envelope.event_type().stream());
-    let headers = serde_json::to_value(StoredHeaders { trace: trace.cloned() }).map_err(crate::error::CodecError::from)?;
+    let headers = serde_json::to_value(StoredHeaders {
+        trace: trace.cloned(),
+    })
+    .map_err(crate::error::CodecError::from)?;
     sqlx::query(
         "INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, headers) \
          VALUES ($1, $2, $3, $4, $5, $6)",

@@ -93,7 +93,11 @@ impl RegistryClient {
     }
 
     /// Looks `schema` up under `subject`; `None` when it is not registered.
-    pub async fn lookup(&self, subject: &str, schema: &str) -> Result<Option<SubjectVersion>, RegistryError> {
+    pub async fn lookup(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<Option<SubjectVersion>, RegistryError> {
         let url = format!("{}/subjects/{}", self.base, encode(subject));
         match self.post(&url, &json!({ "schema": schema })).await {
             Ok(v) => Ok(Some(v)),
@@ -115,7 +119,11 @@ impl RegistryClient {
     /// Whether `schema` is compatible with the latest version of `subject`
     /// under the subject's configured level. A subject that does not exist
     /// yet is compatible.
-    pub async fn check_compatibility(&self, subject: &str, schema: &str) -> Result<Compatibility, RegistryError> {
+    pub async fn check_compatibility(
+        &self,
+        subject: &str,
+        schema: &str,
+    ) -> Result<Compatibility, RegistryError> {
         let url = format!(
             "{}/compatibility/subjects/{}/versions/latest?verbose=true",
             self.base,
@@ -144,7 +152,11 @@ impl RegistryClient {
         handle::<serde_json::Value>(&url, resp).await.map(|_| ())
     }
 
-    async fn post<T: for<'de> Deserialize<'de>>(&self, url: &str, body: &serde_json::Value) -> Result<T, RegistryError> {
+    async fn post<T: for<'de> Deserialize<'de>>(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<T, RegistryError> {
         let resp = self
             .http
             .post(url)
@@ -177,11 +189,17 @@ async fn handle<T: for<'de> Deserialize<'de>>(
             .map_err(|e| unavailable(format!("unexpected response body: {e}")));
     }
     if status.is_server_error() || status.as_u16() == 429 {
-        return Err(unavailable(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes))));
+        return Err(unavailable(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        )));
     }
     let (error_code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(b) => (b.error_code, b.message),
-        Err(_) => (i64::from(status.as_u16()), String::from_utf8_lossy(&bytes).into_owned()),
+        Err(_) => (
+            i64::from(status.as_u16()),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ),
     };
     Err(RegistryError::Rejected {
         url: url.to_owned(),

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
-use sqlx::postgres::{PgListener, PgPool};
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{Postgres, Row};
 use tokio_util::sync::CancellationToken;
 
@@ -84,7 +84,12 @@ struct Row_ {
 
 impl Relay {
     /// Builds a relay with its own producer.
-    pub fn new(pool: PgPool, kafka: &KafkaConfig, codec: Arc<AvroCodec>, opts: RelayOptions) -> Result<Self, RunError> {
+    pub fn new(
+        pool: PgPool,
+        kafka: &KafkaConfig,
+        codec: Arc<AvroCodec>,
+        opts: RelayOptions,
+    ) -> Result<Self, RunError> {
         let producer = EventProducer::new(kafka)?;
         Ok(Self {
             pool,
@@ -129,12 +134,27 @@ impl Relay {
                     sleep_or_cancel(&shutdown, backoff).await;
                     backoff = (backoff * 2).min(self.opts.max_backoff);
                 }
+                Err(BatchError::Encode(msg)) => {
+                    tracing::warn!(error = %msg, retry_in_ms = backoff.as_millis() as u64, "outbox relay could not encode (registry unavailable); retrying");
+                    sleep_or_cancel(&shutdown, backoff).await;
+                    backoff = (backoff * 2).min(self.opts.max_backoff);
+                }
                 Err(BatchError::Publish(msg)) => {
                     tracing::warn!(error = %msg, retry_in_ms = backoff.as_millis() as u64, "outbox relay could not publish; retrying");
                     if let Some(fatal) = self.producer.fatal_error() {
-                        tracing::warn!(%fatal, "recreating the producer after a fatal error");
-                        self.producer = EventProducer::new(&self.kafka)?;
+                        tracing::warn!(%fatal, "the producer hit a fatal error");
                     }
+                    // Retry with a fresh producer (new producer id). After
+                    // in-flight records time out, librdkafka's idempotent
+                    // producer bumps its epoch, which tansu 0.6 cannot handle
+                    // (its storage panics and the broker stops accepting
+                    // records) and a fatal error needs a new producer anyway.
+                    // Every delivery of the failed batch has resolved, so
+                    // nothing is left in flight in the old one. Dropping it
+                    // blocks (purge + flush + destroy): not on this task.
+                    let old =
+                        std::mem::replace(&mut self.producer, EventProducer::new(&self.kafka)?);
+                    tokio::task::spawn_blocking(move || drop(old));
                     sleep_or_cancel(&shutdown, backoff).await;
                     backoff = (backoff * 2).min(self.opts.max_backoff);
                 }
@@ -166,7 +186,10 @@ impl Relay {
     }
 
     /// Publishes one batch; returns the number of rows published.
-    async fn publish_batch(&mut self, conn: &mut PoolConnection<Postgres>) -> Result<usize, BatchError> {
+    async fn publish_batch(
+        &mut self,
+        conn: &mut PoolConnection<Postgres>,
+    ) -> Result<usize, BatchError> {
         let rows = sqlx::query(
             "SELECT id, event_id, topic, partition_key, envelope, headers FROM outbox ORDER BY id LIMIT $1",
         )
@@ -182,12 +205,20 @@ impl Relay {
             let id: i64 = row.get("id");
             let key: String = row.get("partition_key");
             match self.to_record(&row).await {
-                Ok(record) => batch.push(Row_ { id, key, record: Some(record) }),
-                Err(e) if e.is_transient() => return Err(BatchError::Publish(e.to_string())),
+                Ok(record) => batch.push(Row_ {
+                    id,
+                    key,
+                    record: Some(record),
+                }),
+                Err(e) if e.is_transient() => return Err(BatchError::Encode(e.to_string())),
                 Err(e) => {
                     tracing::error!(outbox_id = id, error = %e, "outbox row cannot be encoded; moved to outbox_failed");
                     broken.push((id, e.to_string()));
-                    batch.push(Row_ { id, key, record: None });
+                    batch.push(Row_ {
+                        id,
+                        key,
+                        record: None,
+                    });
                 }
             }
         }
@@ -229,7 +260,11 @@ impl Relay {
             return Err(BatchError::Crash("after publish"));
         }
         let mut tx = sqlx::Acquire::begin(&mut **conn).await?;
-        for (id, reason) in &broken {
+        // A broken row stays in the outbox (like any row) while an earlier
+        // row of its key is retried; it is moved only together with its
+        // deletion, or the next attempt would insert it into outbox_failed
+        // again and fail on its primary key, forever.
+        for (id, reason) in broken.iter().filter(|(id, _)| done.contains(id)) {
             sqlx::query(
                 "INSERT INTO outbox_failed (id, event_id, event_type, topic, partition_key, envelope, headers, created_at, reason) \
                  SELECT id, event_id, event_type, topic, partition_key, envelope, headers, created_at, $2 FROM outbox WHERE id = $1",
@@ -245,7 +280,11 @@ impl Relay {
             .await?;
         tx.commit().await?;
         match first_error {
-            Some(e) => Err(BatchError::Publish(format!("{} of {} records failed: {e}", batch.len() - done.len(), batch.len()))),
+            Some(e) => Err(BatchError::Publish(format!(
+                "{} of {} records failed: {e}",
+                batch.len() - done.len(),
+                batch.len()
+            ))),
             None => Ok(done.len()),
         }
     }
@@ -266,12 +305,24 @@ impl Relay {
 
 /// The Kafka headers of a published event: trace context plus the envelope
 /// fields consumers most often filter on, so they need not decode to route.
-pub fn record_headers(envelope: &Envelope, trace: Option<&crate::trace_context::TraceContext>) -> OwnedHeaders {
+pub fn record_headers(
+    envelope: &Envelope,
+    trace: Option<&crate::trace_context::TraceContext>,
+) -> OwnedHeaders {
     let event_id = envelope.event_id.to_string();
     let headers = OwnedHeaders::new()
-        .insert(Header { key: "eventType", value: Some(envelope.event_type().name()) })
-        .insert(Header { key: "eventId", value: Some(&event_id) })
-        .insert(Header { key: "correlationId", value: Some(&envelope.correlation_id) });
+        .insert(Header {
+            key: "eventType",
+            value: Some(envelope.event_type().name()),
+        })
+        .insert(Header {
+            key: "eventId",
+            value: Some(&event_id),
+        })
+        .insert(Header {
+            key: "correlationId",
+            value: Some(&envelope.correlation_id),
+        });
     match trace {
         Some(t) => t.inject(headers),
         None => headers,
@@ -288,6 +339,9 @@ async fn release(conn: Option<PoolConnection<Postgres>>) {
 
 enum BatchError {
     Database(sqlx::Error),
+    /// The registry is unavailable: nothing was sent.
+    Encode(String),
+    /// Some records were not acknowledged.
     Publish(String),
     Crash(&'static str),
 }

@@ -19,12 +19,14 @@ use crate::topics::TopicCatalog;
 
 /// Admin database URL for tests.
 pub fn admin_database_url() -> String {
-    std::env::var("ORDERFLOW_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("ORDERFLOW_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// Kafka settings for tests.
 pub fn kafka_config(client_id: &str) -> KafkaConfig {
-    let bootstrap = std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
+    let bootstrap =
+        std::env::var("KAFKA_BOOTSTRAP_SERVERS").unwrap_or_else(|_| "127.0.0.1:19092".into());
     let mut cfg = KafkaConfig::new(&bootstrap, client_id);
     cfg.message_timeout = Duration::from_secs(10);
     cfg
@@ -42,7 +44,10 @@ pub fn unique_catalog(partitions: i32) -> TopicCatalog {
     let mut vars = vec![("ORDERFLOW_TOPIC_PREFIX".to_owned(), prefix)];
     for s in crate::topics::Stream::ALL {
         let d = s.default_spec();
-        vars.push((format!("ORDERFLOW_TOPIC_{}", s.env_name()), format!("{}:{partitions}", d.name)));
+        vars.push((
+            format!("ORDERFLOW_TOPIC_{}", s.env_name()),
+            format!("{}:{partitions}", d.name),
+        ));
     }
     TopicCatalog::from_lookup(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
         .expect("generated catalog is valid")
@@ -60,10 +65,18 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates a fresh database and runs this crate's migrations.
     pub async fn new() -> Self {
-        let admin: PgConnectOptions = admin_database_url().parse().expect("ORDERFLOW_TEST_DATABASE_URL");
+        let admin: PgConnectOptions = admin_database_url()
+            .parse()
+            .expect("ORDERFLOW_TEST_DATABASE_URL");
         let name = format!("of_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = admin.connect().await.expect("connect to the admin database");
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await.expect("create test database");
+        let mut conn = admin
+            .connect()
+            .await
+            .expect("connect to the admin database");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
         conn.close().await.ok();
         let pool = PgPoolOptions::new()
             .max_connections(8)
@@ -76,7 +89,12 @@ impl TestDatabase {
 
     /// A fresh connection to the test database.
     pub async fn connect(&self) -> PgConnection {
-        self.admin.clone().database(&self.name).connect().await.expect("connect")
+        self.admin
+            .clone()
+            .database(&self.name)
+            .connect()
+            .await
+            .expect("connect")
     }
 }
 
@@ -88,11 +106,18 @@ impl Drop for TestDatabase {
         // Drop runs inside the test's runtime; do the cleanup on a thread of
         // its own so it can block until the database is gone.
         let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
             rt.block_on(async move {
-                pool.close().await;
+                // Connections still checked out (a task of a failed test)
+                // would make `close` wait forever; FORCE ends them anyway.
+                let _ = tokio::time::timeout(Duration::from_secs(5), pool.close()).await;
                 if let Ok(mut c) = admin.connect().await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await;
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut c)
+                        .await;
                 }
             });
         });
@@ -112,7 +137,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -138,15 +138,22 @@ impl TopicCatalog {
         let mut catalog = Self::with_prefix(&prefix);
         if let Some(suffix) = lookup("ORDERFLOW_DLQ_SUFFIX") {
             if suffix.is_empty() {
-                return Err(ConfigError::invalid("ORDERFLOW_DLQ_SUFFIX", "must not be empty"));
+                return Err(ConfigError::invalid(
+                    "ORDERFLOW_DLQ_SUFFIX",
+                    "must not be empty",
+                ));
             }
             catalog.dlq_suffix = suffix;
         }
         for stream in Stream::ALL {
             let var = format!("ORDERFLOW_TOPIC_{}", stream.env_name());
             if let Some(value) = lookup(&var) {
-                let spec = catalog.topics.get_mut(&stream).expect("every stream has a default");
-                apply_override(spec, &prefix, &value).map_err(|why| ConfigError::invalid(&var, why))?;
+                let spec = catalog
+                    .topics
+                    .get_mut(&stream)
+                    .expect("every stream has a default");
+                apply_override(spec, &prefix, &value)
+                    .map_err(|why| ConfigError::invalid(&var, why))?;
             }
         }
         Ok(catalog)
@@ -188,8 +195,14 @@ impl TopicCatalog {
 fn apply_override(spec: &mut TopicSpec, prefix: &str, value: &str) -> Result<(), String> {
     let mut parts = value.split(':');
     let name = parts.next().unwrap_or_default().trim();
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) {
-        return Err(format!("invalid topic name {name:?} (use letters, digits, '.', '_', '-')"));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return Err(format!(
+            "invalid topic name {name:?} (use letters, digits, '.', '_', '-')"
+        ));
     }
     spec.name = format!("{prefix}{name}");
     if let Some(p) = parts.next() {
@@ -226,7 +239,11 @@ pub fn parse_retention(s: &str) -> Result<i64, String> {
         "h" => 3_600_000,
         "d" => DAY_MS,
         "y" => YEAR_MS,
-        _ => return Err(format!("invalid retention unit {unit:?} in {s:?} (ms, s, m, h, d, y)")),
+        _ => {
+            return Err(format!(
+                "invalid retention unit {unit:?} in {s:?} (ms, s, m, h, d, y)"
+            ))
+        }
     };
     n.checked_mul(factor)
         .filter(|v| *v > 0)
@@ -238,15 +255,24 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
     #[test]
     fn defaults_match_the_decision_record() {
         let c = TopicCatalog::default();
-        assert_eq!(c.spec(Stream::Order), &TopicSpec { name: "order-events".into(), partitions: 20, retention_ms: YEAR_MS });
+        assert_eq!(
+            c.spec(Stream::Order),
+            &TopicSpec {
+                name: "order-events".into(),
+                partitions: 20,
+                retention_ms: YEAR_MS
+            }
+        );
         assert_eq!(c.spec(Stream::Inventory).partitions, 16);
         assert_eq!(c.spec(Stream::Payment).retention_ms, 7 * YEAR_MS);
         assert_eq!(c.spec(Stream::Notification).retention_ms, 30 * DAY_MS);
@@ -262,14 +288,28 @@ mod tests {
             ("ORDERFLOW_DLQ_SUFFIX", "-dead"),
         ]))
         .expect("valid");
-        assert_eq!(c.spec(Stream::Order), &TopicSpec { name: "t1-orders".into(), partitions: 3, retention_ms: 7_200_000 });
+        assert_eq!(
+            c.spec(Stream::Order),
+            &TopicSpec {
+                name: "t1-orders".into(),
+                partitions: 3,
+                retention_ms: 7_200_000
+            }
+        );
         assert_eq!(c.topic(Stream::Payment), "t1-payment-events");
         assert_eq!(c.dlq_topic("t1-orders"), "t1-orders-dead");
     }
 
     #[test]
     fn bad_overrides_are_rejected_with_the_variable_name() {
-        for bad in ["", "or ders", "orders:0", "orders:x", "orders:2:7w", "orders:2:7d:extra"] {
+        for bad in [
+            "",
+            "or ders",
+            "orders:0",
+            "orders:x",
+            "orders:2:7w",
+            "orders:2:7d:extra",
+        ] {
             let err = TopicCatalog::from_lookup(env(&[("ORDERFLOW_TOPIC_ORDER", bad)]))
                 .expect_err(bad)
                 .to_string();

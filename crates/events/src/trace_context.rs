@@ -64,16 +64,25 @@ impl TraceContext {
         let span_id = parts.next()?;
         let flags = parts.next()?;
         let valid_hex = |s: &str, len: usize| {
-            s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            s.len() == len
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         };
-        if !valid_hex(version, 2) || version == "ff" || !valid_hex(trace_id, 32) || !valid_hex(span_id, 16) {
+        if !valid_hex(version, 2)
+            || version == "ff"
+            || !valid_hex(trace_id, 32)
+            || !valid_hex(span_id, 16)
+        {
             return None;
         }
         // Version 00 has exactly four fields; later versions may append more.
         if version == "00" && parts.next().is_some() {
             return None;
         }
-        if trace_id.bytes().all(|b| b == b'0') || span_id.bytes().all(|b| b == b'0') || !valid_hex(flags, 2) {
+        if trace_id.bytes().all(|b| b == b'0')
+            || span_id.bytes().all(|b| b == b'0')
+            || !valid_hex(flags, 2)
+        {
             return None;
         }
         Some(Self {
@@ -148,9 +157,16 @@ mod tests {
 
     #[test]
     fn parses_the_spec_example_and_rejects_invalid_values() {
-        let ok = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", None).expect("valid");
+        let ok = TraceContext::parse(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            None,
+        )
+        .expect("valid");
         assert_eq!(ok.flags, 1);
-        assert_eq!(ok.traceparent(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(
+            ok.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        );
         for bad in [
             "",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",

@@ -22,7 +22,11 @@ use orderflow_events::kafka::KafkaConfig;
 use orderflow_events::TopicCatalog;
 
 #[derive(Parser)]
-#[command(name = "orderctl", version, about = "Operate an orderflow deployment: topics and schemas")]
+#[command(
+    name = "orderctl",
+    version,
+    about = "Operate an orderflow deployment: topics and schemas"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -47,7 +51,11 @@ enum TopicsAction {
     /// Create every topic (and dead-letter topic) that does not exist yet.
     Create {
         /// Kafka bootstrap servers.
-        #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+        #[arg(
+            long,
+            env = "KAFKA_BOOTSTRAP_SERVERS",
+            default_value = "127.0.0.1:9092"
+        )]
         bootstrap_servers: String,
         /// Replication factor of new topics.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=16))]
@@ -87,15 +95,24 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let catalog = TopicCatalog::from_env().context("reading the topic configuration")?;
     match cli.command {
-        Command::Topics { action: TopicsAction::List } => {
-            println!("{:<28} {:>10} {:>16}", "topic", "partitions", "retention.ms");
+        Command::Topics {
+            action: TopicsAction::List,
+        } => {
+            println!(
+                "{:<28} {:>10} {:>16}",
+                "topic", "partitions", "retention.ms"
+            );
             for t in catalog.all_topics() {
                 println!("{:<28} {:>10} {:>16}", t.name, t.partitions, t.retention_ms);
             }
             Ok(ExitCode::SUCCESS)
         }
         Command::Topics {
-            action: TopicsAction::Create { bootstrap_servers, replication },
+            action:
+                TopicsAction::Create {
+                    bootstrap_servers,
+                    replication,
+                },
         } => {
             let cfg = KafkaConfig::new(&bootstrap_servers, "orderctl");
             let outcomes = ensure_topics(&cfg, &catalog.all_topics(), replication)
@@ -110,7 +127,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Schemas { action: SchemasAction::Register(args) } => schemas::register(&catalog, &args).await,
-        Command::Schemas { action: SchemasAction::Check(args) } => schemas::check(&catalog, &args).await,
+        Command::Schemas {
+            action: SchemasAction::Register(args),
+        } => schemas::register(&catalog, &args).await,
+        Command::Schemas {
+            action: SchemasAction::Check(args),
+        } => schemas::check(&catalog, &args).await,
     }
 }

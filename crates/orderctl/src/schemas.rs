@@ -26,7 +26,11 @@ const LEVELS: [&str; 7] = [
 #[derive(clap::Args)]
 pub struct Args {
     /// Schema registry URL.
-    #[arg(long, env = "SCHEMA_REGISTRY_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
     registry_url: String,
     /// Read `<EventType>.avsc` files from this directory instead of the
     /// schemas built into orderctl.
@@ -44,7 +48,8 @@ fn load(args: &Args) -> anyhow::Result<Vec<(EventType, String)>> {
             None => t.schema_json().to_owned(),
             Some(dir) => {
                 let path = dir.join(format!("{}.avsc", t.name()));
-                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?
             }
         };
         out.push((t, text));
@@ -52,8 +57,13 @@ fn load(args: &Args) -> anyhow::Result<Vec<(EventType, String)>> {
     if let Some(dir) = &args.dir {
         for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let path = entry?.path();
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-            if path.extension().and_then(|e| e.to_str()) == Some("avsc") && EventType::from_name(stem).is_none() {
+            let stem = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default();
+            if path.extension().and_then(|e| e.to_str()) == Some("avsc")
+                && EventType::from_name(stem).is_none()
+            {
                 bail!("{} does not name a known event type", path.display());
             }
         }
@@ -104,5 +114,9 @@ pub async fn check(catalog: &TopicCatalog, args: &Args) -> anyhow::Result<ExitCo
             println!("INCOMPATIBLE {subject}: {}", compat.messages.join("; "));
         }
     }
-    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

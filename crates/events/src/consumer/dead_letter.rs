@@ -24,11 +24,19 @@ pub mod headers {
 
 /// The headers of the dead letter for `msg`: its own headers followed by
 /// the `dlq.*` ones.
-pub(crate) fn dead_letter_headers(msg: &OwnedMessage, group: &str, reason: &str, error: &str) -> OwnedHeaders {
+pub(crate) fn dead_letter_headers(
+    msg: &OwnedMessage,
+    group: &str,
+    reason: &str,
+    error: &str,
+) -> OwnedHeaders {
     let mut out = OwnedHeaders::new();
     if let Some(h) = msg.headers() {
         for header in h.iter() {
-            out = out.insert(Header { key: header.key, value: header.value });
+            out = out.insert(Header {
+                key: header.key,
+                value: header.value,
+            });
         }
     }
     let partition = msg.partition().to_string();
@@ -43,7 +51,10 @@ pub(crate) fn dead_letter_headers(msg: &OwnedMessage, group: &str, reason: &str,
         (headers::GROUP, group),
         (headers::FAILED_AT, now.as_str()),
     ] {
-        out = out.insert(Header { key: k, value: Some(v.as_bytes()) });
+        out = out.insert(Header {
+            key: k,
+            value: Some(v.as_bytes()),
+        });
     }
     out
 }

@@ -38,7 +38,11 @@ pub(super) struct Context {
 /// acknowledged and will be redelivered.
 struct Stopped;
 
-pub(super) async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<OwnedMessage>, stop: CancellationToken) {
+pub(super) async fn run(
+    ctx: Arc<Context>,
+    mut rx: mpsc::Receiver<OwnedMessage>,
+    stop: CancellationToken,
+) {
     loop {
         let msg = tokio::select! {
             _ = stop.cancelled() => return,
@@ -61,7 +65,11 @@ pub(super) async fn run(ctx: Arc<Context>, mut rx: mpsc::Receiver<OwnedMessage>,
     }
 }
 
-async fn process(ctx: &Context, msg: &OwnedMessage, stop: &CancellationToken) -> Result<(), Stopped> {
+async fn process(
+    ctx: &Context,
+    msg: &OwnedMessage,
+    stop: &CancellationToken,
+) -> Result<(), Stopped> {
     let origin = Origin {
         topic: msg.topic().to_owned(),
         partition: msg.partition(),
@@ -94,7 +102,7 @@ async fn process(ctx: &Context, msg: &OwnedMessage, stop: &CancellationToken) ->
         return Ok(());
     };
     let event = ConsumedEvent {
-        trace: msg.headers().and_then(|h| TraceContext::extract(h)),
+        trace: msg.headers().and_then(TraceContext::extract),
         key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
         envelope,
         origin: origin.clone(),
@@ -137,10 +145,22 @@ async fn process(ctx: &Context, msg: &OwnedMessage, stop: &CancellationToken) ->
 
 /// Applies `event` in one transaction with its inbox entry. `Ok(false)`:
 /// already applied before.
-async fn apply(ctx: &Context, handler: &dyn Handler, event: &ConsumedEvent) -> Result<bool, HandlerError> {
+async fn apply(
+    ctx: &Context,
+    handler: &dyn Handler,
+    event: &ConsumedEvent,
+) -> Result<bool, HandlerError> {
     let mut tx = ctx.pool.begin().await?;
     let t = event.envelope.event_type();
-    if !inbox::try_record(&mut tx, &ctx.group_id, event.envelope.event_id, t.name(), &event.origin).await? {
+    if !inbox::try_record(
+        &mut tx,
+        &ctx.group_id,
+        event.envelope.event_id,
+        t.name(),
+        &event.origin,
+    )
+    .await?
+    {
         tx.rollback().await?;
         return Ok(false);
     }
@@ -150,20 +170,32 @@ async fn apply(ctx: &Context, handler: &dyn Handler, event: &ConsumedEvent) -> R
 }
 
 fn store_offset(ctx: &Context, origin: &Origin) {
-    // The stored offset is the next one to read.
-    if let Err(e) = ctx.consumer.store_offset(&origin.topic, origin.partition, origin.offset + 1) {
+    // The committed offset is the next one to read, i.e. `offset + 1`; but
+    // `store_offset` (librdkafka's `rd_kafka_offset_store`) adds that 1
+    // itself, so it takes the offset of the record just processed.
+    if let Err(e) = ctx
+        .consumer
+        .store_offset(&origin.topic, origin.partition, origin.offset)
+    {
         // The partition was revoked meanwhile; its new owner re-reads the
         // record and the inbox makes that harmless.
         tracing::debug!(error = %e, "could not store offset");
     }
 }
 
-async fn dead_letter(ctx: &Context, msg: &OwnedMessage, reason: &str, error: &str, stop: &CancellationToken) -> Result<(), Stopped> {
+async fn dead_letter(
+    ctx: &Context,
+    msg: &OwnedMessage,
+    reason: &str,
+    error: &str,
+    stop: &CancellationToken,
+) -> Result<(), Stopped> {
     let topic = ctx.catalog.dlq_topic(msg.topic());
     let headers = dead_letter_headers(msg, &ctx.group_id, reason, error);
     let mut attempt = 0u32;
     loop {
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).headers(headers.clone());
+        let mut record: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(&topic).headers(headers.clone());
         if let Some(k) = msg.key() {
             record = record.key(k);
         }
