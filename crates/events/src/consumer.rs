@@ -176,6 +176,7 @@ impl EventConsumer {
             opts: self.opts.clone(),
         });
         let stop_workers = CancellationToken::new();
+        let mut failure = None;
         let mut workers: HashMap<(String, i32), (mpsc::Sender<OwnedMessage>, JoinHandle<()>)> =
             HashMap::new();
         tracing::info!(group = %self.group_id, topics = ?self.topics, "consumer started");
@@ -202,8 +203,10 @@ impl EventConsumer {
             });
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                r = entry.0.send(owned) => if r.is_err() {
-                    tracing::error!("partition worker stopped unexpectedly");
+                r = entry.0.send(owned) => if let Err(e) = r {
+                    let origin = format!("{}[{}]", e.0.topic(), e.0.partition());
+                    tracing::error!(%origin, "partition worker stopped unexpectedly; stopping the consumer");
+                    failure = Some(RunError::WorkerDied(origin));
                     break;
                 },
             }
@@ -223,6 +226,6 @@ impl EventConsumer {
         }
         consumer.unsubscribe();
         tracing::info!(group = %self.group_id, "consumer stopped");
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 }

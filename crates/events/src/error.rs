@@ -205,4 +205,9 @@ pub enum RunError {
     /// A test hook stopped the relay at a chosen point (tests only).
     #[error("simulated crash at {0}")]
     SimulatedCrash(&'static str),
+    /// A partition worker died (a handler panicked). Its record was not
+    /// acknowledged; the consumer stops so the service fails loudly and a
+    /// restart redelivers the record.
+    #[error("partition worker for {0} stopped unexpectedly (handler panic?)")]
+    WorkerDied(String),
 }
