@@ -146,16 +146,7 @@ async fn a_breaking_change_is_rejected_by_the_registry() {
     assert_eq!(status, 200, "{body}");
     // A new required field without a default: new readers cannot read old data.
     let mut broken: Value = serde_json::from_str(&original).expect("json");
-    let data = broken["fields"]
-        .as_array_mut()
-        .expect("fields")
-        .iter_mut()
-        .find(|f| f["name"] == "data")
-        .expect("data field");
-    data["type"]["fields"]
-        .as_array_mut()
-        .expect("data fields")
-        .push(json!({"name": "giftWrap", "type": "boolean"}));
+    data_fields(&mut broken).push(json!({"name": "giftWrap", "type": "boolean"}));
     let (status, body) = post(
         &client,
         &format!("{base}/subjects/{subject}/versions"),
@@ -181,14 +172,19 @@ async fn a_breaking_change_is_rejected_by_the_registry() {
     assert_eq!(r.json::<Vec<i64>>().await.expect("versions"), vec![1, 2]);
 }
 
-fn data_field_default(schema: &mut Value) {
-    let data = schema["fields"]
+/// The fields of the envelope's `data` record.
+fn data_fields(schema: &mut Value) -> &mut Vec<Value> {
+    schema["fields"]
         .as_array_mut()
         .expect("fields")
         .iter_mut()
         .find(|f| f["name"] == "data")
-        .expect("data field");
-    let fields = data["type"]["fields"].as_array_mut().expect("data fields");
-    let last = fields.last_mut().expect("the added field");
+        .expect("data field")["type"]["fields"]
+        .as_array_mut()
+        .expect("data fields")
+}
+
+fn data_field_default(schema: &mut Value) {
+    let last = data_fields(schema).last_mut().expect("the added field");
     last["default"] = json!(false);
 }

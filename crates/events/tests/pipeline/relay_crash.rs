@@ -3,24 +3,27 @@
 
 use orderflow_events::error::RunError;
 use orderflow_events::relay::{CrashPoint, RelayOptions};
+use orderflow_events::Envelope;
 
-use crate::helpers::{header, shipped, Env, TestHandler};
+use crate::helpers::{header, shipped, Env, Task, TestHandler};
 
-fn crashing(point: CrashPoint) -> RelayOptions {
-    RelayOptions {
-        crash_at: Some(point),
-        ..RelayOptions::default()
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_before_publish_delivers_once_after_restart() {
+/// Starts a consumer and a relay that crashes at `point`, writes one event
+/// keyed `key` and waits for the crash. The row must still be in the outbox
+/// and `published` copies on the topic.
+async fn crash_at(
+    point: CrashPoint,
+    key: &str,
+    published: i64,
+) -> (Env, TestHandler, Task, Envelope) {
     let env = Env::new(2).await;
     let handler = TestHandler::default();
     let consumer = env.spawn_consumer(&handler);
-    let relay = env.spawn_relay(crashing(CrashPoint::BeforePublish));
-    let event = shipped("order-crash-1", 1);
-    env.enqueue("order-crash-1", &event, None).await;
+    let relay = env.spawn_relay(RelayOptions {
+        crash_at: Some(point),
+        ..RelayOptions::default()
+    });
+    let event = shipped(key, 1);
+    env.enqueue(key, &event, None).await;
 
     let ended = relay.join().await;
     assert!(
@@ -34,9 +37,16 @@ async fn crash_before_publish_delivers_once_after_restart() {
     );
     assert_eq!(
         env.high_watermark(&env.topic()).await,
-        0,
-        "nothing published"
+        published,
+        "records published before the crash"
     );
+    (env, handler, consumer, event)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_before_publish_delivers_once_after_restart() {
+    let (env, _handler, consumer, event) =
+        crash_at(CrashPoint::BeforePublish, "order-crash-1", 0).await;
 
     let relay = env.spawn_relay(RelayOptions::default());
     env.wait_applied(1).await;
@@ -52,28 +62,8 @@ async fn crash_before_publish_delivers_once_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_after_publish_republishes_but_applies_once() {
-    let env = Env::new(2).await;
-    let handler = TestHandler::default();
-    let consumer = env.spawn_consumer(&handler);
-    let relay = env.spawn_relay(crashing(CrashPoint::AfterPublish));
-    let event = shipped("order-crash-2", 1);
-    env.enqueue("order-crash-2", &event, None).await;
-
-    let ended = relay.join().await;
-    assert!(
-        matches!(ended, Err(RunError::SimulatedCrash(_))),
-        "{ended:?}"
-    );
-    assert_eq!(
-        env.count("SELECT count(*) FROM outbox").await,
-        1,
-        "row not deleted"
-    );
-    assert_eq!(
-        env.high_watermark(&env.topic()).await,
-        1,
-        "published before the crash"
-    );
+    let (env, handler, consumer, event) =
+        crash_at(CrashPoint::AfterPublish, "order-crash-2", 1).await;
 
     let relay = env.spawn_relay(RelayOptions::default());
     testing_outbox_drained(&env).await;
