@@ -529,7 +529,7 @@ start_test_infra() {
 
 # ---------------------------------------------------------------- python
 
-ORDERFLOW_PY_REQUIREMENTS=(confluent-kafka fastavro requests attrs cachetools authlib httpx kubernetes-validate)
+ORDERFLOW_PY_REQUIREMENTS=(confluent-kafka fastavro requests attrs cachetools authlib httpx kubernetes-validate aiosmtpd)
 
 # ensure_python_tools: a venv at $CACHE/venv with the Python clients the
 # interoperability checks use; pip runs only when the requirement list
@@ -566,4 +566,36 @@ ensure_python_tools() {
       printf '%s\n' "$hash" >"$stamp"
   ) 9>"$CACHE/venv.lock" || die "setting up the python venv failed"
   export ORDERFLOW_PYTHON="$venv/bin/python"
+}
+
+# ---------------------------------------------------------------- smtp
+
+# start_smtp_sink PORT MAILDIR LOGFILE: a real SMTP server (aiosmtpd, from the
+# python venv) on 127.0.0.1:PORT that stores every message it accepts in the
+# Maildir MAILDIR (one file per message under MAILDIR/new). Needs
+# ensure_python_tools first.
+start_smtp_sink() {
+  local port="$1" maildir="$2" logfile="$3"
+  [[ -x "${ORDERFLOW_PYTHON:-}" ]] || die "ORDERFLOW_PYTHON is not set (run ensure_python_tools first)"
+  require_free_port "$port" "the SMTP sink"
+  mkdir -p "$maildir/new" "$maildir/cur" "$maildir/tmp"
+  start_bg "smtp-sink:$port" "$logfile" "$ROOT" \
+    "$ORDERFLOW_PYTHON" -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$maildir"
+  local pid="$LAST_PID"
+  if ! wait_for_port 127.0.0.1 "$port" 30 "$pid"; then
+    tail_log "$logfile"
+    die "the SMTP sink did not start on port $port"
+  fi
+  log "SMTP sink listening on 127.0.0.1:$port (messages in $maildir/new)"
+}
+
+# drop_databases_like PATTERN: drop every database whose name matches the SQL
+# LIKE pattern (leftovers of earlier test runs).
+drop_databases_like() {
+  local pattern="$1" db
+  while IFS= read -r db; do
+    [[ -n "$db" ]] || continue
+    _pg_check_name "$db"
+    _psql -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null || warn "could not drop database $db"
+  done < <(_psql -Atc "SELECT datname FROM pg_database WHERE datname LIKE '$pattern'")
 }

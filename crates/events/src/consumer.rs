@@ -180,18 +180,26 @@ impl EventConsumer {
         let mut workers: HashMap<(String, i32), (mpsc::Sender<OwnedMessage>, JoinHandle<()>)> =
             HashMap::new();
         tracing::info!(group = %self.group_id, topics = ?self.topics, "consumer started");
+        // Back off while the broker is unreachable instead of spinning (and
+        // logging) every few milliseconds.
+        let mut error_delay = Duration::ZERO;
         loop {
             let msg = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 m = consumer.recv() => m,
             };
             let owned = match msg {
-                Ok(m) => m.detach(),
+                Ok(m) => {
+                    error_delay = Duration::ZERO;
+                    m.detach()
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "kafka consumer error");
+                    error_delay =
+                        (error_delay * 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
+                    tracing::warn!(error = %e, retry_in = ?error_delay, "kafka consumer error");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_millis(200)) => continue,
+                        _ = tokio::time::sleep(error_delay) => continue,
                     }
                 }
             };

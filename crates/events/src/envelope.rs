@@ -66,7 +66,19 @@ impl Envelope {
         self
     }
 
-    /// The payload's type.
+    /// The payload as type `P`; a permanent handler error (the event goes to
+    /// the dead-letter topic) when the event is of another type.
+    pub fn payload<P: crate::events::Payload>(&self) -> Result<&P, crate::error::HandlerError> {
+        P::from_event(&self.event).ok_or_else(|| {
+            crate::error::HandlerError::permanent(format!(
+                "expected {} but got {}",
+                P::TYPE.name(),
+                self.event_type().name()
+            ))
+        })
+    }
+
+    /// This event's type.
     pub fn event_type(&self) -> EventType {
         self.event.event_type()
     }

@@ -147,8 +147,8 @@ pub enum HandlerError {
     /// dead-lettered at once.
     #[error("permanent: {0}")]
     Permanent(String),
-    /// Infrastructure is down (database unreachable): retried with backoff for
-    /// as long as it takes, never dead-lettered.
+    /// Infrastructure is down (database, SMTP server, ... unreachable): retried
+    /// with backoff for as long as it takes, never dead-lettered.
     #[error("infrastructure: {0}")]
     Infrastructure(String),
 }
@@ -162,6 +162,11 @@ impl HandlerError {
     /// A permanent error with a message.
     pub fn permanent(msg: impl Into<String>) -> Self {
         HandlerError::Permanent(msg.into())
+    }
+
+    /// An infrastructure error with a message.
+    pub fn infrastructure(msg: impl Into<String>) -> Self {
+        HandlerError::Infrastructure(msg.into())
     }
 }
 

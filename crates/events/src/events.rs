@@ -241,6 +241,13 @@ macro_rules! events {
 
         $(impl From<$name> for Event {
             fn from(d: $name) -> Event { Event::$name(d) }
+        }
+
+        impl Payload for $name {
+            const TYPE: EventType = EventType::$name;
+            fn from_event(event: &Event) -> Option<&Self> {
+                match event { Event::$name(d) => Some(d), _ => None }
+            }
         })*
     };
 }
@@ -263,6 +270,15 @@ events! {
     ShippingDelivered => Shipping,
     NotificationSent => Notification,
     NotificationFailed => Notification,
+}
+
+/// A typed event payload: lets a handler ask for the payload it expects
+/// (`envelope.payload::<OrderCreated>()`).
+pub trait Payload: Sized {
+    /// The event type this payload belongs to.
+    const TYPE: EventType;
+    /// The payload when `event` is of this type.
+    fn from_event(event: &Event) -> Option<&Self>;
 }
 
 impl EventType {

@@ -152,3 +152,36 @@ impl EventProducer {
         self.inner.client().fatal_error().map(|(_, s)| s)
     }
 }
+
+/// Checks that the brokers answer, for readiness probes.
+pub struct BrokerProbe {
+    client: std::sync::Arc<rdkafka::producer::BaseProducer>,
+}
+
+impl BrokerProbe {
+    /// A probe with its own lightweight client.
+    pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
+        let client = cfg
+            .client_config()
+            .set("client.id", format!("{}-probe", cfg.client_id))
+            .create()?;
+        Ok(Self {
+            client: std::sync::Arc::new(client),
+        })
+    }
+
+    /// Fetches cluster metadata within `timeout`; `Ok(brokers)` when at least
+    /// one broker answered.
+    pub async fn check(&self, timeout: Duration) -> Result<usize, String> {
+        let client = self.client.clone();
+        tokio::task::spawn_blocking(move || {
+            client
+                .client()
+                .fetch_metadata(None, timeout)
+                .map(|m| m.brokers().len())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}

@@ -132,7 +132,7 @@ async fn process(
             Err(HandlerError::Infrastructure(m)) => {
                 // Not the event's fault: wait as long as it takes, and never
                 // let it count towards dead-lettering.
-                tracing::warn!(error = %m, "database unavailable; retrying");
+                tracing::warn!(error = %m, "a dependency is unavailable; retrying");
                 attempt -= 1;
                 infra_attempt += 1;
                 backoff(ctx, infra_attempt, stop).await?;

@@ -1,0 +1,324 @@
+//! The event handlers against a real, fresh PostgreSQL database
+//! (`ORDERFLOW_TEST_DATABASE_URL`, default the local server): stock moves,
+//! idempotency, and no overselling under concurrent orders.
+
+use std::time::Duration;
+
+use inventory_service::handlers::{
+    OnOrderCancelled, OnOrderCreated, OnPaymentFailed, OnShippingDispatched,
+};
+use inventory_service::MIGRATOR;
+use orderflow_events::consumer::{ConsumedEvent, Handler};
+use orderflow_events::events::{
+    Address, OrderCancelled, OrderCreated, OrderLine, PaymentFailed, ShippingDispatched,
+};
+use orderflow_events::inbox::Origin;
+use orderflow_events::testing::{admin_database_url, TestDatabase};
+use orderflow_events::{Envelope, Event, TopicCatalog};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+async fn setup() -> TestDatabase {
+    let db = TestDatabase::new().await;
+    // The shared outbox/inbox migrations (1, 2) are in the same table, as in
+    // the running service.
+    let mut migrator = Migrator {
+        migrations: MIGRATOR.migrations.clone(),
+        ignore_missing: true,
+        locking: MIGRATOR.locking,
+        no_tx: MIGRATOR.no_tx,
+    };
+    migrator.set_ignore_missing(true);
+    migrator.run(&db.pool).await.expect("inventory migrations");
+    db
+}
+
+fn consumed(event: impl Into<Event>, correlation: &str) -> ConsumedEvent {
+    ConsumedEvent {
+        envelope: Envelope::new("test", correlation, event),
+        origin: Origin {
+            topic: "test".into(),
+            partition: 0,
+            offset: 0,
+        },
+        key: Some(correlation.into()),
+        trace: None,
+    }
+}
+
+fn order(order_id: &str, lines: &[(&str, i32)]) -> ConsumedEvent {
+    let items = lines
+        .iter()
+        .map(|(sku, quantity)| OrderLine {
+            sku: (*sku).into(),
+            quantity: *quantity,
+            unit_price: 100,
+        })
+        .collect();
+    consumed(
+        OrderCreated {
+            order_id: order_id.into(),
+            customer_id: "c-1".into(),
+            email: "ann@example.com".into(),
+            currency: "EUR".into(),
+            items,
+            total: 100,
+            shipping_address: Address {
+                name: "Ann".into(),
+                line1: "Main St 1".into(),
+                line2: None,
+                city: "Berlin".into(),
+                postal_code: "10115".into(),
+                country: "DE".into(),
+            },
+            payment_token: "tok_visa".into(),
+        },
+        order_id,
+    )
+}
+
+fn cancelled(order_id: &str) -> ConsumedEvent {
+    consumed(
+        OrderCancelled {
+            order_id: order_id.into(),
+            reason: "customer asked".into(),
+            reason_code: "CUSTOMER_REQUEST".into(),
+            previous_status: "PAID".into(),
+            customer_id: "c-1".into(),
+            email: "ann@example.com".into(),
+        },
+        order_id,
+    )
+}
+
+fn payment_failed(order_id: &str) -> ConsumedEvent {
+    consumed(
+        PaymentFailed {
+            order_id: order_id.into(),
+            payment_id: uuid::Uuid::new_v4().to_string(),
+            amount: 100,
+            currency: "EUR".into(),
+            reason: "Your card was declined.".into(),
+            decline_code: "card_declined".into(),
+        },
+        order_id,
+    )
+}
+
+fn dispatched(order_id: &str) -> ConsumedEvent {
+    consumed(
+        ShippingDispatched {
+            order_id: order_id.into(),
+            shipment_id: "s-1".into(),
+            tracking_number: "T-1".into(),
+            dispatched_at: 0,
+        },
+        order_id,
+    )
+}
+
+/// Runs `handler` in its own committed transaction, as the consumer does.
+async fn apply(pool: &PgPool, handler: &dyn Handler, event: &ConsumedEvent) {
+    let mut tx = pool.begin().await.expect("begin");
+    handler.handle(&mut tx, event).await.expect("handle");
+    tx.commit().await.expect("commit");
+}
+
+async fn set_stock(pool: &PgPool, sku: &str, available: i32) {
+    let mut conn = pool.acquire().await.expect("conn");
+    inventory_service::db::set_available(&mut conn, sku, available)
+        .await
+        .expect("set stock");
+}
+
+async fn levels(pool: &PgPool, sku: &str) -> (i32, i32, i32) {
+    sqlx::query_as("SELECT available, reserved, shipped FROM stock WHERE sku = $1")
+        .bind(sku)
+        .fetch_one(pool)
+        .await
+        .expect("stock row")
+}
+
+async fn status(pool: &PgPool, order_id: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT status FROM reservations WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await
+        .expect("reservation")
+}
+
+/// Event types in the outbox for `order_id`, oldest first.
+async fn emitted(pool: &PgPool, order_id: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT event_type FROM outbox WHERE partition_key = $1 ORDER BY id")
+        .bind(order_id)
+        .fetch_all(pool)
+        .await
+        .expect("outbox")
+}
+
+fn catalog() -> TopicCatalog {
+    TopicCatalog::with_prefix("")
+}
+
+#[tokio::test]
+async fn reserve_then_release_on_payment_failure_once() {
+    let db = setup().await;
+    let pool = &db.pool;
+    set_stock(pool, "A", 5).await;
+    set_stock(pool, "B", 5).await;
+    let created = OnOrderCreated { catalog: catalog() };
+    apply(
+        pool,
+        &created,
+        &order("o-1", &[("A", 2), ("B", 1), ("A", 1)]),
+    )
+    .await;
+    assert_eq!(levels(pool, "A").await, (2, 3, 0));
+    assert_eq!(levels(pool, "B").await, (4, 1, 0));
+    assert_eq!(status(pool, "o-1").await.as_deref(), Some("RESERVED"));
+
+    // The same order again (a new event id, so the inbox would not stop it).
+    apply(
+        pool,
+        &created,
+        &order("o-1", &[("A", 2), ("B", 1), ("A", 1)]),
+    )
+    .await;
+    assert_eq!(levels(pool, "A").await, (2, 3, 0));
+
+    apply(
+        pool,
+        &OnPaymentFailed { catalog: catalog() },
+        &payment_failed("o-1"),
+    )
+    .await;
+    apply(
+        pool,
+        &OnOrderCancelled { catalog: catalog() },
+        &cancelled("o-1"),
+    )
+    .await;
+    apply(pool, &OnShippingDispatched, &dispatched("o-1")).await;
+    assert_eq!(levels(pool, "A").await, (5, 0, 0));
+    assert_eq!(levels(pool, "B").await, (5, 0, 0));
+    assert_eq!(status(pool, "o-1").await.as_deref(), Some("RELEASED"));
+    assert_eq!(
+        emitted(pool, "o-1").await,
+        ["InventoryReserved", "InventoryReleased"]
+    );
+    let reason: String = sqlx::query_scalar(
+        "SELECT envelope->'data'->>'reason' FROM outbox WHERE event_type = 'InventoryReleased'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("released event");
+    assert_eq!(reason, "payment failed: Your card was declined.");
+}
+
+#[tokio::test]
+async fn a_short_or_unknown_sku_reserves_nothing() {
+    let db = setup().await;
+    let pool = &db.pool;
+    set_stock(pool, "SKU-1", 1).await;
+    set_stock(pool, "SKU-2", 10).await;
+    let created = OnOrderCreated { catalog: catalog() };
+    apply(
+        pool,
+        &created,
+        &order("o-2", &[("SKU-2", 3), ("SKU-1", 2), ("SKU-9", 1)]),
+    )
+    .await;
+    assert_eq!(levels(pool, "SKU-1").await, (1, 0, 0));
+    assert_eq!(levels(pool, "SKU-2").await, (10, 0, 0));
+    assert_eq!(status(pool, "o-2").await.as_deref(), Some("FAILED"));
+    let data: serde_json::Value = sqlx::query_scalar(
+        "SELECT envelope->'data' FROM outbox WHERE event_type = 'InventoryReservationFailed'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("failure event");
+    assert_eq!(
+        data["reason"],
+        "insufficient stock for SKU-1 (requested 2, available 1); unknown SKU SKU-9"
+    );
+    assert_eq!(data["skus"], serde_json::json!(["SKU-1", "SKU-9"]));
+
+    // A cancellation of a failed reservation gives nothing back.
+    apply(
+        pool,
+        &OnOrderCancelled { catalog: catalog() },
+        &cancelled("o-2"),
+    )
+    .await;
+    assert_eq!(levels(pool, "SKU-1").await, (1, 0, 0));
+    assert_eq!(emitted(pool, "o-2").await, ["InventoryReservationFailed"]);
+}
+
+#[tokio::test]
+async fn dispatch_ships_the_reserved_units_and_cancellation_then_does_nothing() {
+    let db = setup().await;
+    let pool = &db.pool;
+    set_stock(pool, "A", 3).await;
+    apply(
+        pool,
+        &OnOrderCreated { catalog: catalog() },
+        &order("o-3", &[("A", 2)]),
+    )
+    .await;
+    apply(pool, &OnShippingDispatched, &dispatched("o-3")).await;
+    assert_eq!(levels(pool, "A").await, (1, 0, 2));
+    assert_eq!(status(pool, "o-3").await.as_deref(), Some("SHIPPED"));
+    apply(
+        pool,
+        &OnOrderCancelled { catalog: catalog() },
+        &cancelled("o-3"),
+    )
+    .await;
+    assert_eq!(levels(pool, "A").await, (1, 0, 2));
+    // A PUT afterwards sets `available` only.
+    set_stock(pool, "A", 10).await;
+    assert_eq!(levels(pool, "A").await, (10, 0, 2));
+    assert_eq!(emitted(pool, "o-3").await, ["InventoryReserved"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_orders_never_oversell() {
+    let db = setup().await;
+    set_stock(&db.pool, "HOT", 50).await;
+    // A pool of its own, wide enough for many handlers to race.
+    let options: PgConnectOptions = admin_database_url().parse().expect("url");
+    let pool = PgPoolOptions::new()
+        .max_connections(32)
+        .acquire_timeout(Duration::from_secs(60))
+        .connect_with(options.database(&db.name))
+        .await
+        .expect("pool");
+    let tasks = (0..200).map(|i| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let handler = OnOrderCreated { catalog: catalog() };
+            apply(&pool, &handler, &order(&format!("hot-{i}"), &[("HOT", 1)])).await;
+        })
+    });
+    for r in futures::future::join_all(tasks).await {
+        r.expect("handler task");
+    }
+    assert_eq!(levels(&pool, "HOT").await, (0, 50, 0));
+    let counts: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, count(*) FROM reservations GROUP BY status ORDER BY status")
+            .fetch_all(&pool)
+            .await
+            .expect("counts");
+    assert_eq!(
+        counts,
+        [("FAILED".to_owned(), 150), ("RESERVED".to_owned(), 50)]
+    );
+    let reserved_events: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE event_type = 'InventoryReserved'")
+            .fetch_one(&pool)
+            .await
+            .expect("outbox count");
+    assert_eq!(reserved_events, 50);
+    pool.close().await;
+}

@@ -1,0 +1,378 @@
+//! Sending e-mail over SMTP with `lettre`, and telling failures that will
+//! never succeed from those worth retrying.
+//!
+//! Plain SMTP only: the connection is not encrypted (no STARTTLS, no
+//! SMTPS), which suits a local sink (Mailpit, aiosmtpd) or a relay on the
+//! same host or network. TLS is not supported yet.
+
+use std::time::Duration;
+
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::Mailbox;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::email::Email;
+
+/// Where and how to send.
+#[derive(Clone)]
+pub struct SmtpSettings {
+    /// SMTP server host.
+    pub host: String,
+    /// SMTP server port.
+    pub port: u16,
+    /// Username and password for `AUTH`, if the server wants them.
+    pub credentials: Option<(String, String)>,
+    /// `From` of every e-mail.
+    pub from: Mailbox,
+    /// Budget for one whole SMTP exchange (connect to `QUIT`).
+    pub timeout: Duration,
+}
+
+/// Why an e-mail was not sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// It can never be sent as it is (invalid recipient, the server
+    /// rejected it with a 5xx reply): record the failure.
+    #[error("{0}")]
+    Permanent(String),
+    /// It may go through later (server unreachable, timeout, 4xx reply,
+    /// rejected credentials): try again.
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// Builds the SMTP message for `email`. An invalid recipient address is a
+/// permanent failure.
+pub fn build_message(from: &Mailbox, email: &Email) -> Result<Message, SendError> {
+    let to: Address = email.to.parse().map_err(|e| {
+        SendError::Permanent(format!("invalid recipient address {:?}: {e}", email.to))
+    })?;
+    Message::builder()
+        .from(from.clone())
+        .to(Mailbox::new(None, to))
+        .subject(email.subject.clone())
+        .message_id(Some(email.message_id.clone()))
+        .header(ContentType::TEXT_PLAIN)
+        // 7-bit safe even when a name, reason or SKU is not ASCII, so servers
+        // without 8BITMIME take it too.
+        .header(ContentTransferEncoding::QuotedPrintable)
+        .body(email.body.clone())
+        .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))
+}
+
+/// Whether a failed SMTP exchange is not worth retrying, from the server's
+/// reply code (if it answered with one), lettre's permanent/transient
+/// verdict, and whether lettre refused on its own (`client_error`) an
+/// e-mail whose recipient address is not ASCII.
+///
+/// - 5xx replies are permanent, except the 53x family (authentication
+///   required or rejected, encryption required): those mean this service is
+///   misconfigured, not that the e-mail is bad, so they are retried until
+///   the configuration is fixed instead of failing every e-mail for good.
+/// - lettre refuses a non-ASCII address when the server lacks SMTPUTF8:
+///   that e-mail can never go through this server, so it is permanent.
+///   Other client-side errors (no common AUTH mechanism, ...) are
+///   configuration problems and retried.
+/// - Everything else (connection refused, timeouts, 4xx) is transient.
+pub fn is_permanent(
+    code: Option<u16>,
+    permanent: bool,
+    client_error: bool,
+    non_ascii_recipient: bool,
+) -> bool {
+    match code {
+        Some(530..=539) => false,
+        Some(_) => permanent,
+        None => client_error && non_ascii_recipient,
+    }
+}
+
+fn classify(e: &lettre::transport::smtp::Error, non_ascii_recipient: bool) -> SendError {
+    let code = e.status().map(u16::from);
+    if is_permanent(code, e.is_permanent(), e.is_client(), non_ascii_recipient) {
+        SendError::Permanent(match code {
+            Some(_) => format!("SMTP server rejected the message: {e}"),
+            None => format!("the message cannot be sent through this SMTP server: {e}"),
+        })
+    } else {
+        SendError::Transient(format!("SMTP: {e}"))
+    }
+}
+
+/// Sends e-mails through one SMTP server (a connection per e-mail).
+pub struct Mailer {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    timeout: Duration,
+}
+
+impl Mailer {
+    /// A mailer for `settings`. Nothing is connected until the first send.
+    pub fn new(settings: &SmtpSettings) -> Self {
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
+                .port(settings.port)
+                .timeout(Some(settings.timeout));
+        if let Some((user, password)) = &settings.credentials {
+            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        }
+        Self {
+            transport: builder.build(),
+            from: settings.from.clone(),
+            timeout: settings.timeout,
+        }
+    }
+
+    /// Sends `email`; `Ok` once the server accepted it.
+    pub async fn send(&self, email: &Email) -> Result<(), SendError> {
+        let message = build_message(&self.from, email)?;
+        // lettre's own timeout covers connecting only; this one bounds the
+        // whole exchange, so a server that stops answering cannot stall the
+        // partition forever.
+        match tokio::time::timeout(self.timeout, self.transport.send(message)).await {
+            Err(_) => Err(SendError::Transient(format!(
+                "SMTP: no complete exchange with the server within {:?}",
+                self.timeout
+            ))),
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(classify(&e, !email.to.is_ascii())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::email::Kind;
+
+    fn email(to: &str) -> Email {
+        Email {
+            kind: Kind::OrderConfirmation,
+            order_id: "o-1".into(),
+            to: to.into(),
+            subject: "Your order o-1 is on its way".into(),
+            body: "Hello,\n\nyour order o-1 is on its way.\n".into(),
+            message_id: "<order-confirmation.o-1@orderflow>".into(),
+        }
+    }
+
+    fn from() -> Mailbox {
+        "orderflow <orders@orderflow.local>".parse().expect("from")
+    }
+
+    #[test]
+    fn message_carries_message_id_subject_and_addresses() {
+        let message = build_message(&from(), &email("ann@example.com")).expect("message");
+        let text = String::from_utf8(message.formatted()).expect("utf-8");
+        assert!(
+            text.contains("Message-ID: <order-confirmation.o-1@orderflow>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Subject: Your order o-1 is on its way"),
+            "{text}"
+        );
+        assert!(text.contains("To: ann@example.com"), "{text}");
+        assert!(
+            text.contains("From: orderflow <orders@orderflow.local>"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Content-Type: text/plain; charset=utf-8"),
+            "{text}"
+        );
+        assert!(text.contains("your order o-1 is on its way"), "{text}");
+        let envelope = message.envelope();
+        assert_eq!(envelope.to().len(), 1);
+        assert_eq!(envelope.to()[0].to_string(), "ann@example.com");
+    }
+
+    #[test]
+    fn non_ascii_text_is_sent_7_bit_clean() {
+        let mut e = email("ann@example.com");
+        e.subject = "Grüße".into();
+        e.body = "Hallo Jürgen,\n".into();
+        let message = build_message(&from(), &e).expect("message");
+        let raw = message.formatted();
+        assert!(raw.is_ascii(), "{}", String::from_utf8_lossy(&raw));
+    }
+
+    #[test]
+    fn invalid_recipient_is_permanent() {
+        for bad in ["", "not-an-address", "a@b@c"] {
+            assert!(
+                matches!(
+                    build_message(&from(), &email(bad)),
+                    Err(SendError::Permanent(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn five_hundreds_are_permanent_except_authentication() {
+        assert!(is_permanent(Some(550), true, false, false));
+        assert!(is_permanent(Some(554), true, false, false));
+        assert!(!is_permanent(Some(535), true, false, false));
+        assert!(!is_permanent(Some(530), true, false, false));
+        assert!(!is_permanent(Some(451), false, false, false));
+        // Connection errors, and client-side refusals of ASCII e-mails.
+        assert!(!is_permanent(None, false, false, false));
+        assert!(!is_permanent(None, false, true, false));
+        // A non-ASCII address the server cannot take (no SMTPUTF8).
+        assert!(is_permanent(None, false, true, true));
+    }
+
+    /// How the fake server answers `RCPT TO`.
+    #[derive(Clone, Copy)]
+    enum Rcpt {
+        Accept,
+        Reply(&'static str),
+        Hang,
+    }
+
+    /// A one-connection SMTP server good enough for lettre. Sends the
+    /// received DATA on `mail` once the message is accepted.
+    async fn fake_smtp(rcpt: Rcpt) -> (u16, mpsc::UnboundedReceiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let (read, mut write) = socket.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write.write_all(b"220 fake ESMTP\r\n").await.expect("greet");
+            let mut data: Option<String> = None;
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(buf) = data.as_mut() {
+                    if line == "." {
+                        tx.send(data.take().unwrap_or_default()).ok();
+                        write.write_all(b"250 queued\r\n").await.expect("w");
+                    } else {
+                        buf.push_str(&line);
+                        buf.push('\n');
+                    }
+                    continue;
+                }
+                let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                let reply: &str = match verb.as_str() {
+                    "EHLO" | "HELO" => "250 fake\r\n",
+                    "MAIL" => "250 ok\r\n",
+                    "RCPT" => match rcpt {
+                        Rcpt::Accept => "250 ok\r\n",
+                        Rcpt::Reply(r) => r,
+                        Rcpt::Hang => {
+                            std::future::pending::<()>().await;
+                            ""
+                        }
+                    },
+                    "DATA" => {
+                        data = Some(String::new());
+                        "354 go ahead\r\n"
+                    }
+                    "QUIT" => {
+                        write.write_all(b"221 bye\r\n").await.ok();
+                        break;
+                    }
+                    _ => "250 ok\r\n",
+                };
+                write.write_all(reply.as_bytes()).await.expect("reply");
+            }
+        });
+        (port, rx)
+    }
+
+    fn mailer(port: u16, timeout: Duration) -> Mailer {
+        Mailer::new(&SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            credentials: None,
+            from: from(),
+            timeout,
+        })
+    }
+
+    #[tokio::test]
+    async fn accepted_message_arrives_with_its_headers() {
+        let (port, mut mail) = fake_smtp(Rcpt::Accept).await;
+        mailer(port, Duration::from_secs(5))
+            .send(&email("ann@example.com"))
+            .await
+            .expect("sent");
+        let data = mail.recv().await.expect("data");
+        assert!(
+            data.contains("Message-ID: <order-confirmation.o-1@orderflow>"),
+            "{data}"
+        );
+        assert!(
+            data.contains("Subject: Your order o-1 is on its way"),
+            "{data}"
+        );
+    }
+
+    #[tokio::test]
+    async fn rejected_recipient_is_permanent() {
+        let (port, _mail) = fake_smtp(Rcpt::Reply("550 5.1.1 no such user\r\n")).await;
+        let err = mailer(port, Duration::from_secs(5))
+            .send(&email("nobody@example.com"))
+            .await
+            .expect_err("rejected");
+        assert!(
+            matches!(&err, SendError::Permanent(m) if m.contains("550")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn non_ascii_recipient_without_smtputf8_is_permanent() {
+        let (port, _mail) = fake_smtp(Rcpt::Accept).await;
+        let err = mailer(port, Duration::from_secs(5))
+            .send(&email("jürgen@example.com"))
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, SendError::Permanent(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn temporary_rejection_is_transient() {
+        let (port, _mail) = fake_smtp(Rcpt::Reply("451 4.3.0 try again later\r\n")).await;
+        let err = mailer(port, Duration::from_secs(5))
+            .send(&email("ann@example.com"))
+            .await
+            .expect_err("deferred");
+        assert!(matches!(err, SendError::Transient(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn unreachable_server_is_transient() {
+        // Bind and drop to get a port nobody listens on.
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let err = mailer(port, Duration::from_secs(5))
+            .send(&email("ann@example.com"))
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, SendError::Transient(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn silent_server_times_out_as_transient() {
+        let (port, _mail) = fake_smtp(Rcpt::Hang).await;
+        let err = mailer(port, Duration::from_millis(300))
+            .send(&email("ann@example.com"))
+            .await
+            .expect_err("timed out");
+        assert!(
+            matches!(&err, SendError::Transient(m) if m.contains("within")),
+            "{err:?}"
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! The orderflow notification service.
+//!
+//! E-mails the customer over SMTP: a confirmation when the order's shipment
+//! is created (`ShippingCreated`), unless the order was cancelled first, and
+//! a notice when the order is cancelled (`OrderCancelled`). Each outcome is
+//! recorded and announced (`NotificationSent` / `NotificationFailed`). See
+//! `docs/saga.md`.
+//!
+//! SMTP is plain (unencrypted): meant for a local sink or relay. TLS is not
+//! supported yet.
+
+mod api;
+mod db;
+mod email;
+mod handlers;
+mod mailer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use lettre::message::Mailbox;
+use orderflow_events::consumer::EventConsumer;
+use orderflow_events::EventType;
+use orderflow_service::config::parse_duration;
+use orderflow_service::{Context, Parts, ServiceSpec};
+
+use crate::handlers::Notifier;
+use crate::mailer::{Mailer, SmtpSettings};
+
+/// `source` of the events this service emits, and its consumer group.
+pub const SOURCE: &str = "notification-service";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+#[derive(clap::Parser)]
+#[command(
+    name = "notification-service",
+    version,
+    about = "E-mails customers about their orders over SMTP."
+)]
+struct Config {
+    #[command(flatten)]
+    common: orderflow_service::CommonConfig,
+
+    /// SMTP server host (plain SMTP; TLS is not supported yet).
+    #[arg(long, env = "SMTP_HOST", default_value = "127.0.0.1")]
+    smtp_host: String,
+
+    /// SMTP server port.
+    #[arg(long, env = "SMTP_PORT", default_value_t = 1025)]
+    smtp_port: u16,
+
+    /// SMTP username (set together with SMTP_PASSWORD, or neither).
+    #[arg(long, env = "SMTP_USERNAME")]
+    smtp_username: Option<String>,
+
+    /// SMTP password (set together with SMTP_USERNAME, or neither).
+    #[arg(long, env = "SMTP_PASSWORD", hide_env_values = true)]
+    smtp_password: Option<String>,
+
+    /// `From` of every e-mail.
+    #[arg(
+        long,
+        env = "SMTP_FROM",
+        default_value = "orderflow <orders@orderflow.local>"
+    )]
+    smtp_from: String,
+
+    /// Budget for one SMTP exchange, e.g. `10s`, `500ms`.
+    #[arg(long, env = "SMTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    smtp_timeout: Duration,
+}
+
+impl Config {
+    /// The SMTP settings, checked.
+    fn smtp(&self) -> anyhow::Result<SmtpSettings> {
+        let from: Mailbox = self
+            .smtp_from
+            .parse()
+            .with_context(|| format!("SMTP_FROM {:?} is not a mailbox", self.smtp_from))?;
+        let credentials = match (&self.smtp_username, &self.smtp_password) {
+            (Some(user), Some(password)) => Some((user.clone(), password.clone())),
+            (None, None) => None,
+            _ => anyhow::bail!("set both SMTP_USERNAME and SMTP_PASSWORD, or neither"),
+        };
+        anyhow::ensure!(
+            !self.smtp_host.trim().is_empty(),
+            "SMTP_HOST must not be empty"
+        );
+        Ok(SmtpSettings {
+            host: self.smtp_host.clone(),
+            port: self.smtp_port,
+            credentials,
+            from,
+            timeout: self.smtp_timeout,
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    let smtp = config.smtp()?;
+    orderflow_service::run(
+        ServiceSpec {
+            name: "notification",
+            source: SOURCE,
+            default_port: 8085,
+            migrator: &MIGRATOR,
+            openapi: include_str!("../openapi.json"),
+        },
+        config.common,
+        |ctx| build(ctx, &smtp),
+    )
+    .await
+}
+
+/// Wires the routes and the consumer.
+fn build(ctx: &Context, smtp: &SmtpSettings) -> anyhow::Result<Parts> {
+    tracing::info!(host = %smtp.host, port = smtp.port, auth = smtp.credentials.is_some(), "SMTP (plain, no TLS)");
+    let notifier = Notifier {
+        mailer: Arc::new(Mailer::new(smtp)),
+        catalog: ctx.catalog.clone(),
+    };
+    let consumer = EventConsumer::new(
+        &ctx.kafka,
+        SOURCE,
+        ctx.pool.clone(),
+        ctx.codec.clone(),
+        ctx.catalog.clone(),
+    )
+    .on(
+        EventType::ShippingCreated,
+        handlers::ShippingCreatedHandler(notifier.clone()),
+    )
+    .on(
+        EventType::OrderCancelled,
+        handlers::OrderCancelledHandler(notifier),
+    );
+    Ok(Parts {
+        router: api::router(api::AppState {
+            pool: ctx.pool.clone(),
+        }),
+        consumer: Some(consumer),
+        tasks: Vec::new(),
+    })
+}

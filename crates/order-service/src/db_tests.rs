@@ -1,0 +1,435 @@
+//! Handler and store tests against a real PostgreSQL database: each test gets
+//! a fresh database on the server of `ORDERFLOW_TEST_DATABASE_URL` (default
+//! the local one), dropped afterwards.
+
+use std::collections::BTreeMap;
+
+use chrono::{TimeDelta, Utc};
+use orderflow_events::consumer::{ConsumedEvent, Handler};
+use orderflow_events::error::HandlerError;
+use orderflow_events::events::*;
+use orderflow_events::inbox::Origin;
+use orderflow_events::trace_context::TraceContext;
+use orderflow_events::{Envelope, Event, TopicCatalog};
+use sqlx::types::Json;
+use orderflow_events::testing::TestDatabase;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::handlers::{CatalogHandler, OrderEvents, ORDER_CONFIRMATION};
+use crate::saga::Status;
+use crate::store::{self, OrderRow};
+
+async fn database() -> TestDatabase {
+    let db = TestDatabase::new().await;
+    let mut m = sqlx::migrate!();
+    m.set_ignore_missing(true);
+    m.run(&db.pool).await.expect("order migrations");
+    db
+}
+
+async fn new_order(pool: &PgPool) -> (OrderRow, Envelope) {
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    let order = OrderRow {
+        id,
+        status: Status::Pending,
+        reason: None,
+        reason_code: None,
+        customer_id: "c-db".into(),
+        email: "db@example.com".into(),
+        currency: "EUR".into(),
+        items: Json(vec![OrderLine {
+            sku: "SKU-1".into(),
+            quantity: 2,
+            unit_price: 100,
+        }]),
+        total: 200,
+        shipping_address: Json(Address {
+            name: "A".into(),
+            line1: "L".into(),
+            line2: None,
+            city: "C".into(),
+            postal_code: "P".into(),
+            country: "DE".into(),
+        }),
+        payment_token: "tok_visa".into(),
+        reserved: false,
+        paid: false,
+        payment_id: None,
+        shipping_created: false,
+        tracking_number: None,
+        notified: false,
+        dispatched: false,
+        delivered: false,
+        metadata: Json(BTreeMap::from([("userId".to_owned(), "u-1".to_owned())])),
+        idempotency_key: None,
+        request_hash: None,
+        created_at: now,
+        updated_at: now,
+        deadline_at: now + TimeDelta::minutes(5),
+    };
+    let created = Envelope::new(
+        crate::SOURCE,
+        id.to_string(),
+        OrderCreated {
+            order_id: id.to_string(),
+            customer_id: order.customer_id.clone(),
+            email: order.email.clone(),
+            currency: "EUR".into(),
+            items: order.items.0.clone(),
+            total: 200,
+            shipping_address: order.shipping_address.0.clone(),
+            payment_token: "tok_visa".into(),
+        },
+    )
+    .with_metadata("userId", "u-1");
+    let mut tx = pool.begin().await.expect("tx");
+    assert!(store::insert_order(&mut tx, &order).await.expect("insert"));
+    store::emit(
+        &mut tx,
+        &TopicCatalog::with_prefix(""),
+        id,
+        &created,
+        Some(&TraceContext::new_root()),
+    )
+    .await
+    .expect("emit");
+    tx.commit().await.expect("commit");
+    (order, created)
+}
+
+async fn deliver(
+    pool: &PgPool,
+    handler: &dyn Handler,
+    cause: &Envelope,
+    event: Event,
+) -> Result<Envelope, HandlerError> {
+    let envelope = Envelope::caused_by(cause, "test", event);
+    let consumed = ConsumedEvent {
+        envelope: envelope.clone(),
+        origin: Origin {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+        },
+        key: None,
+        trace: Some(TraceContext::new_root()),
+    };
+    let mut tx = pool.begin().await.expect("tx");
+    handler.handle(&mut tx, &consumed).await?;
+    tx.commit().await.expect("commit");
+    Ok(envelope)
+}
+
+async fn order(pool: &PgPool, id: Uuid) -> OrderRow {
+    let mut c = pool.acquire().await.expect("conn");
+    store::fetch_order(&mut c, id, false)
+        .await
+        .expect("fetch")
+        .expect("exists")
+}
+
+async fn emitted(pool: &PgPool, id: Uuid) -> Vec<String> {
+    sqlx::query_scalar("SELECT event_type FROM outbox WHERE partition_key = $1 ORDER BY id")
+        .bind(id.to_string())
+        .fetch_all(pool)
+        .await
+        .expect("outbox")
+}
+
+fn handler() -> OrderEvents {
+    OrderEvents {
+        topics: TopicCatalog::with_prefix(""),
+        timeout: TimeDelta::minutes(5),
+    }
+}
+
+fn stock(sku: &str) -> Vec<StockLine> {
+    vec![StockLine {
+        sku: sku.into(),
+        quantity: 2,
+    }]
+}
+
+#[tokio::test]
+async fn out_of_order_facts_drive_the_saga_to_delivered() {
+    let db = database().await;
+    let pool = db.pool.clone();
+    let h = handler();
+    let (o, created) = new_order(&pool).await;
+    let oid = o.id.to_string();
+    let addr = o.shipping_address.0.clone();
+    // Payment overtakes the reservation.
+    let paid = deliver(
+        &pool,
+        &h,
+        &created,
+        PaymentProcessed {
+            order_id: oid.clone(),
+            payment_id: "pay-1".into(),
+            amount: 200,
+            currency: "EUR".into(),
+            customer_id: "c-db".into(),
+            email: "db@example.com".into(),
+            shipping_address: addr.clone(),
+            items: stock("SKU-1"),
+        }
+        .into(),
+    )
+    .await
+    .expect("paid");
+    assert_eq!(order(&pool, o.id).await.status, Status::Pending);
+    let reserved = deliver(
+        &pool,
+        &h,
+        &created,
+        InventoryReserved {
+            order_id: oid.clone(),
+            items: stock("SKU-1"),
+            customer_id: "c-db".into(),
+            email: "db@example.com".into(),
+            total: 200,
+            currency: "EUR".into(),
+            payment_token: "tok_visa".into(),
+            shipping_address: addr,
+        }
+        .into(),
+    )
+    .await
+    .expect("reserved");
+    let row = order(&pool, o.id).await;
+    assert_eq!(row.status, Status::Paid);
+    assert_eq!(row.payment_id.as_deref(), Some("pay-1"));
+    assert!(row.deadline_at > o.deadline_at);
+    let shipping = deliver(
+        &pool,
+        &h,
+        &paid,
+        ShippingCreated {
+            order_id: oid.clone(),
+            shipment_id: "s-1".into(),
+            tracking_number: "TRK1".into(),
+            carrier: "DHL".into(),
+            label_url: "http://x".into(),
+            email: "db@example.com".into(),
+            recipient_name: "A".into(),
+            items: stock("SKU-1"),
+        }
+        .into(),
+    )
+    .await
+    .expect("shipping");
+    assert_eq!(order(&pool, o.id).await.status, Status::ShippingCreated);
+    deliver(
+        &pool,
+        &h,
+        &shipping,
+        ShippingDispatched {
+            order_id: oid.clone(),
+            shipment_id: "s-1".into(),
+            tracking_number: "TRK1".into(),
+            dispatched_at: 0,
+        }
+        .into(),
+    )
+    .await
+    .expect("dispatched");
+    deliver(
+        &pool,
+        &h,
+        &shipping,
+        ShippingDelivered {
+            order_id: oid.clone(),
+            shipment_id: "s-1".into(),
+            tracking_number: "TRK1".into(),
+            delivered_at: 0,
+        }
+        .into(),
+    )
+    .await
+    .expect("delivered");
+    assert_eq!(order(&pool, o.id).await.status, Status::ShippingCreated);
+    deliver(
+        &pool,
+        &h,
+        &shipping,
+        NotificationSent {
+            order_id: oid.clone(),
+            notification_id: "n-1".into(),
+            kind: ORDER_CONFIRMATION.into(),
+            recipient: "db@example.com".into(),
+            subject: "s".into(),
+        }
+        .into(),
+    )
+    .await
+    .expect("notified");
+    let row = order(&pool, o.id).await;
+    assert_eq!(row.status, Status::Delivered);
+    assert_eq!(row.tracking_number.as_deref(), Some("TRK1"));
+    assert_eq!(
+        emitted(&pool, o.id).await,
+        vec![
+            "OrderCreated",
+            "OrderConfirmed",
+            "OrderShipped",
+            "OrderDelivered"
+        ]
+    );
+    // OrderConfirmed is caused by the reservation that completed it and
+    // carries the metadata of the saga.
+    let (cause, md): (String, serde_json::Value) = sqlx::query_as(
+        "SELECT envelope->>'causationId', envelope->'metadata' FROM outbox \
+         WHERE partition_key = $1 AND event_type = 'OrderConfirmed'",
+    )
+    .bind(&oid)
+    .fetch_one(&pool)
+    .await
+    .expect("confirmed");
+    assert_eq!(cause, reserved.event_id.to_string());
+    assert_eq!(md["userId"], "u-1");
+    let mut c = pool.acquire().await.expect("conn");
+    let tl = crate::timeline::causal_order(store::timeline(&mut c, o.id).await.expect("tl"));
+    assert_eq!(tl.len(), 10);
+    assert_eq!(tl[0].event_type, "OrderCreated");
+}
+
+#[tokio::test]
+async fn failures_cancel_and_later_facts_only_reach_the_timeline() {
+    let db = database().await;
+    let pool = db.pool.clone();
+    let h = handler();
+    let (o, created) = new_order(&pool).await;
+    let oid = o.id.to_string();
+    deliver(
+        &pool,
+        &h,
+        &created,
+        InventoryReservationFailed {
+            order_id: oid.clone(),
+            reason: "out of stock: SKU-1".into(),
+            skus: vec!["SKU-1".into()],
+        }
+        .into(),
+    )
+    .await
+    .expect("failed");
+    let row = order(&pool, o.id).await;
+    assert_eq!(row.status, Status::Cancelled);
+    assert_eq!(row.reason_code.as_deref(), Some("OUT_OF_STOCK"));
+    assert_eq!(row.reason.as_deref(), Some("out of stock: SKU-1"));
+    deliver(
+        &pool,
+        &h,
+        &created,
+        PaymentFailed {
+            order_id: oid.clone(),
+            payment_id: "p".into(),
+            amount: 1,
+            currency: "EUR".into(),
+            reason: "card declined".into(),
+            decline_code: "card_declined".into(),
+        }
+        .into(),
+    )
+    .await
+    .expect("timeline only");
+    let row = order(&pool, o.id).await;
+    assert_eq!(row.reason_code.as_deref(), Some("OUT_OF_STOCK"));
+    assert_eq!(
+        emitted(&pool, o.id).await,
+        vec!["OrderCreated", "OrderCancelled"]
+    );
+    let data: serde_json::Value = sqlx::query_scalar(
+        "SELECT envelope->'data' FROM outbox WHERE partition_key = $1 AND event_type = 'OrderCancelled'",
+    )
+    .bind(&oid)
+    .fetch_one(&pool)
+    .await
+    .expect("cancelled");
+    assert_eq!(data["previousStatus"], "PENDING");
+    assert_eq!(data["reasonCode"], "OUT_OF_STOCK");
+    let mut c = pool.acquire().await.expect("conn");
+    assert_eq!(store::timeline(&mut c, o.id).await.expect("tl").len(), 4);
+
+    // Payment decline on another order.
+    let (o2, created2) = new_order(&pool).await;
+    deliver(
+        &pool,
+        &h,
+        &created2,
+        PaymentFailed {
+            order_id: o2.id.to_string(),
+            payment_id: "p".into(),
+            amount: 1,
+            currency: "EUR".into(),
+            reason: "card declined".into(),
+            decline_code: "card_declined".into(),
+        }
+        .into(),
+    )
+    .await
+    .expect("declined");
+    let row = order(&pool, o2.id).await;
+    assert_eq!(row.status, Status::Cancelled);
+    assert_eq!(row.reason_code.as_deref(), Some("PAYMENT_DECLINED"));
+}
+
+#[tokio::test]
+async fn unknown_orders_are_permanent_errors_and_the_catalogue_keeps_the_latest() {
+    let db = database().await;
+    let pool = db.pool.clone();
+    let h = handler();
+    let (_, created) = new_order(&pool).await;
+    let err = deliver(
+        &pool,
+        &h,
+        &created,
+        InventoryReleased {
+            order_id: Uuid::now_v7().to_string(),
+            items: vec![],
+            reason: "x".into(),
+        }
+        .into(),
+    )
+    .await
+    .expect_err("unknown");
+    assert!(matches!(err, HandlerError::Permanent(_)), "{err:?}");
+
+    let sku = format!("SKU-{}", Uuid::now_v7().simple());
+    let first = deliver(
+        &pool,
+        &CatalogHandler,
+        &created,
+        InventoryAdjusted {
+            sku: sku.clone(),
+            available: 5,
+            reserved: 0,
+        }
+        .into(),
+    )
+    .await
+    .expect("adjusted");
+    let mut later = Envelope::caused_by(
+        &first,
+        "test",
+        InventoryAdjusted {
+            sku: sku.clone(),
+            available: 7,
+            reserved: 0,
+        },
+    );
+    later.timestamp = first.timestamp + TimeDelta::seconds(1);
+    let mut c = pool.acquire().await.expect("conn");
+    store::upsert_catalog(&mut c, &sku, 7, later.timestamp)
+        .await
+        .expect("newer");
+    store::upsert_catalog(&mut c, &sku, 1, first.timestamp)
+        .await
+        .expect("older");
+    assert_eq!(
+        store::catalog_entry(&mut c, &sku).await.expect("entry"),
+        Some(7)
+    );
+}

@@ -1,0 +1,224 @@
+//! Consumer handlers: the SKU catalogue from `InventoryAdjusted`, and the
+//! saga's progress from the other services' events.
+
+use async_trait::async_trait;
+use chrono::{TimeDelta, Utc};
+use orderflow_events::consumer::{ConsumedEvent, Handler};
+use orderflow_events::error::HandlerError;
+use orderflow_events::events::InventoryAdjusted;
+use orderflow_events::{Event, EventType, TopicCatalog};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::saga::{self, Emit, Signal};
+use crate::store::{self, Cause, Clock};
+
+/// The kind of the confirmation e-mail (`NotificationSent.kind`).
+pub const ORDER_CONFIRMATION: &str = "ORDER_CONFIRMATION";
+
+/// Event types [`OrderEvents`] handles.
+pub const ORDER_EVENT_TYPES: &[EventType] = &[
+    EventType::InventoryReserved,
+    EventType::InventoryReservationFailed,
+    EventType::InventoryReleased,
+    EventType::PaymentProcessed,
+    EventType::PaymentFailed,
+    EventType::PaymentRefunded,
+    EventType::ShippingCreated,
+    EventType::ShippingDispatched,
+    EventType::ShippingDelivered,
+    EventType::NotificationSent,
+    EventType::NotificationFailed,
+];
+
+/// `InventoryAdjusted`: remembers the SKU and its availability.
+pub struct CatalogHandler;
+
+#[async_trait]
+impl Handler for CatalogHandler {
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        event: &ConsumedEvent,
+    ) -> Result<(), HandlerError> {
+        let p = event.envelope.payload::<InventoryAdjusted>()?;
+        if p.sku.is_empty() {
+            return Err(HandlerError::permanent(
+                "InventoryAdjusted with an empty SKU",
+            ));
+        }
+        store::upsert_catalog(tx, &p.sku, p.available, event.envelope.timestamp).await?;
+        tracing::debug!(sku = %p.sku, available = p.available, "catalogue updated");
+        Ok(())
+    }
+}
+
+/// Every order-related event: timeline, facts, status, follow-up events.
+pub struct OrderEvents {
+    /// Topic names for the outbox.
+    pub topics: TopicCatalog,
+    /// Saga timeout: each status change moves the deadline this far.
+    pub timeout: TimeDelta,
+}
+
+/// The order id an event is about, what it means for the status machine,
+/// and the reason to give if it cancels the order.
+pub fn classify(event: &Event) -> Result<(&str, Signal, String), HandlerError> {
+    Ok(match event {
+        Event::InventoryReserved(p) => (&p.order_id, Signal::Reserved, String::new()),
+        Event::InventoryReservationFailed(p) => {
+            let reason = if p.reason.trim().is_empty() {
+                format!("out of stock: {}", p.skus.join(", "))
+            } else {
+                p.reason.clone()
+            };
+            (&p.order_id, Signal::ReservationFailed, reason)
+        }
+        Event::InventoryReleased(p) => (&p.order_id, Signal::Informational, String::new()),
+        Event::PaymentProcessed(p) => (&p.order_id, Signal::Paid, String::new()),
+        Event::PaymentFailed(p) => {
+            let reason = if p.reason.trim().is_empty() {
+                format!("payment declined: {}", p.decline_code)
+            } else {
+                p.reason.clone()
+            };
+            (&p.order_id, Signal::PaymentFailed, reason)
+        }
+        Event::PaymentRefunded(p) => (&p.order_id, Signal::Informational, String::new()),
+        Event::ShippingCreated(p) => (&p.order_id, Signal::ShippingCreated, String::new()),
+        Event::ShippingDispatched(p) => (&p.order_id, Signal::Dispatched, String::new()),
+        Event::ShippingDelivered(p) => (&p.order_id, Signal::Delivered, String::new()),
+        Event::NotificationSent(p) => (&p.order_id, notification(&p.kind), String::new()),
+        Event::NotificationFailed(p) => (&p.order_id, notification(&p.kind), String::new()),
+        other => {
+            return Err(HandlerError::permanent(format!(
+                "the order service does not handle {}",
+                other.event_type()
+            )))
+        }
+    })
+}
+
+fn notification(kind: &str) -> Signal {
+    if kind == ORDER_CONFIRMATION {
+        Signal::Notified
+    } else {
+        Signal::Informational
+    }
+}
+
+#[async_trait]
+impl Handler for OrderEvents {
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        event: &ConsumedEvent,
+    ) -> Result<(), HandlerError> {
+        let envelope = &event.envelope;
+        let (order_id, signal, reason) = classify(&envelope.event)?;
+        let id = Uuid::parse_str(order_id).map_err(|e| {
+            HandlerError::permanent(format!("orderId {order_id:?} is not a UUID: {e}"))
+        })?;
+        let Some(mut order) = store::fetch_order(tx, id, true).await? else {
+            return Err(HandlerError::permanent(format!(
+                "{} for unknown order {id}",
+                envelope.event_type()
+            )));
+        };
+        store::record(tx, id, envelope).await?;
+        let t = saga::on_signal(order.status, order.facts(), signal);
+        if !t.applied {
+            tracing::debug!(order_id = %id, event = %envelope.event_type(), status = %order.status,
+                "recorded in the timeline only");
+            return Ok(());
+        }
+        match &envelope.event {
+            Event::PaymentProcessed(p) => order.payment_id = Some(p.payment_id.clone()),
+            Event::ShippingCreated(p) => order.tracking_number = Some(p.tracking_number.clone()),
+            Event::ShippingDispatched(p) => {
+                order
+                    .tracking_number
+                    .get_or_insert_with(|| p.tracking_number.clone());
+            }
+            Event::ShippingDelivered(p) => {
+                order
+                    .tracking_number
+                    .get_or_insert_with(|| p.tracking_number.clone());
+            }
+            _ => {}
+        }
+        let previous = order.status;
+        let clock = Clock {
+            now: Utc::now(),
+            timeout: self.timeout,
+        };
+        let cause = Cause::Event {
+            envelope,
+            trace: event.trace.as_ref(),
+        };
+        store::apply_transition(tx, &self.topics, &mut order, &t, &reason, &cause, &clock).await?;
+        if order.status != previous {
+            for emit in &t.emits {
+                if let Emit::Cancelled(code) = emit {
+                    tracing::info!(order_id = %id, reason_code = code.as_str(), %reason,
+                        previous_status = %previous, "order cancelled");
+                }
+            }
+            tracing::info!(order_id = %id, from = %previous, to = %order.status,
+                cause = %envelope.event_type(), "order status advanced");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orderflow_events::events::{NotificationFailed, NotificationSent, PaymentFailed};
+
+    #[test]
+    fn confirmation_mails_count_and_cancellation_mails_do_not() {
+        let sent = Event::from(NotificationSent {
+            order_id: "o".into(),
+            notification_id: "n".into(),
+            kind: ORDER_CONFIRMATION.into(),
+            recipient: "a@b.cd".into(),
+            subject: "s".into(),
+        });
+        assert_eq!(classify(&sent).expect("ok").1, Signal::Notified);
+        let failed = Event::from(NotificationFailed {
+            order_id: "o".into(),
+            notification_id: "n".into(),
+            kind: ORDER_CONFIRMATION.into(),
+            recipient: "a@b.cd".into(),
+            reason: "550".into(),
+        });
+        assert_eq!(classify(&failed).expect("ok").1, Signal::Notified);
+        let cancelled_mail = Event::from(NotificationSent {
+            order_id: "o".into(),
+            notification_id: "n".into(),
+            kind: "ORDER_CANCELLED".into(),
+            recipient: "a@b.cd".into(),
+            subject: "s".into(),
+        });
+        assert_eq!(
+            classify(&cancelled_mail).expect("ok").1,
+            Signal::Informational
+        );
+    }
+
+    #[test]
+    fn payment_failure_reason_falls_back_to_the_decline_code() {
+        let e = Event::from(PaymentFailed {
+            order_id: "o".into(),
+            payment_id: "p".into(),
+            amount: 1,
+            currency: "EUR".into(),
+            reason: String::new(),
+            decline_code: "card_declined".into(),
+        });
+        let (_, signal, reason) = classify(&e).expect("ok");
+        assert_eq!(signal, Signal::PaymentFailed);
+        assert_eq!(reason, "payment declined: card_declined");
+    }
+}

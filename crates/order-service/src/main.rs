@@ -1,0 +1,110 @@
+//! The orderflow order service: accepts orders over HTTP, starts the saga
+//! with `OrderCreated`, follows the other services' events to advance each
+//! order's status, and cancels orders whose saga fails or stalls.
+
+mod api;
+#[cfg(test)]
+mod db_tests;
+mod handlers;
+mod request;
+mod saga;
+mod store;
+mod sweeper;
+mod timeline;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use orderflow_events::consumer::EventConsumer;
+use orderflow_events::EventType;
+use orderflow_service::config::parse_duration;
+use orderflow_service::{Context, Parts, ServiceSpec};
+
+/// `source` of every event this service emits.
+pub const SOURCE: &str = "order-service";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "order-service",
+    version,
+    about = "The orderflow order service: orders over HTTP and the saga's status."
+)]
+struct Config {
+    #[command(flatten)]
+    common: orderflow_service::CommonConfig,
+
+    /// How long a saga may go without a status change before the order is
+    /// cancelled (`SAGA_TIMEOUT`), e.g. 30s, 5m.
+    #[arg(long, env = "ORDER_SAGA_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    saga_timeout: Duration,
+
+    /// How often the deadline sweeper looks for stalled sagas.
+    #[arg(long, env = "ORDER_DEADLINE_CHECK_INTERVAL", default_value = "5s",
+          value_parser = parse_duration)]
+    deadline_check_interval: Duration,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    let (timeout, interval) = (config.saga_timeout, config.deadline_check_interval);
+    orderflow_service::run(
+        ServiceSpec {
+            name: "order",
+            source: SOURCE,
+            default_port: 8080,
+            migrator: &MIGRATOR,
+            openapi: include_str!("../openapi.json"),
+        },
+        config.common,
+        move |ctx| build(ctx, timeout, interval),
+    )
+    .await
+}
+
+fn build(ctx: &Context, timeout: Duration, interval: Duration) -> anyhow::Result<Parts> {
+    let saga_timeout =
+        chrono::TimeDelta::from_std(timeout).context("ORDER_SAGA_TIMEOUT is too large")?;
+    let router = api::router(api::AppState {
+        pool: ctx.pool.clone(),
+        topics: ctx.catalog.clone(),
+        timeout: saga_timeout,
+    });
+
+    let mut consumer = EventConsumer::new(
+        &ctx.kafka,
+        SOURCE,
+        ctx.pool.clone(),
+        ctx.codec.clone(),
+        ctx.catalog.clone(),
+    )
+    .on(EventType::InventoryAdjusted, handlers::CatalogHandler);
+    for &t in handlers::ORDER_EVENT_TYPES {
+        consumer = consumer.on(
+            t,
+            handlers::OrderEvents {
+                topics: ctx.catalog.clone(),
+                timeout: saga_timeout,
+            },
+        );
+    }
+
+    let sweeper = sweeper::Sweeper {
+        pool: ctx.pool.clone(),
+        topics: ctx.catalog.clone(),
+        timeout,
+        interval,
+    };
+    let shutdown = ctx.shutdown.clone();
+    Ok(Parts {
+        router,
+        consumer: Some(consumer),
+        tasks: vec![(
+            "deadline-sweeper",
+            Box::pin(async move { sweeper.run(shutdown).await }),
+        )],
+    })
+}

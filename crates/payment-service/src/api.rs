@@ -1,0 +1,147 @@
+//! HTTP API: `GET /payments/{orderId}`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, SecondsFormat, Utc};
+use orderflow_service::{ApiError, ApiPath};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::db::{self, Payment};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The service's database.
+    pub pool: PgPool,
+}
+
+/// The payment routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/payments/{order_id}", get(get_payment))
+        .with_state(state)
+}
+
+/// A payment as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentView {
+    /// Order id.
+    pub order_id: String,
+    /// Payment id.
+    pub payment_id: String,
+    /// `PROCESSED`, `DECLINED`, `REFUNDED` or `VOIDED`.
+    pub status: String,
+    /// Amount in minor units (0 when voided).
+    pub amount: i64,
+    /// ISO 4217 currency (`null` when voided: nothing was ever charged).
+    pub currency: Option<String>,
+    /// Gateway decline code, when declined.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decline_code: Option<String>,
+    /// Why it was declined, refunded or voided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// RFC 3339, UTC, milliseconds.
+    pub created_at: String,
+    /// RFC 3339, UTC, milliseconds.
+    pub updated_at: String,
+    /// RFC 3339, UTC, milliseconds; when refunded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refunded_at: Option<String>,
+}
+
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+impl From<Payment> for PaymentView {
+    fn from(p: Payment) -> Self {
+        Self {
+            order_id: p.order_id,
+            payment_id: p.payment_id.to_string(),
+            status: p.status,
+            amount: p.amount,
+            currency: p.currency,
+            decline_code: p.decline_code,
+            reason: p.reason,
+            created_at: timestamp(p.created_at),
+            updated_at: timestamp(p.updated_at),
+            refunded_at: p.refunded_at.map(timestamp),
+        }
+    }
+}
+
+/// The order id of a path, normalised to the lowercase hyphenated form the
+/// order service uses; 400 `invalid_path` when it is not a UUID.
+pub fn parse_order_id(raw: &str) -> Result<String, ApiError> {
+    Uuid::parse_str(raw)
+        .map(|id| id.hyphenated().to_string())
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_path",
+                format!("orderId {raw:?} is not a UUID"),
+            )
+        })
+}
+
+/// The payment of an order.
+async fn get_payment(
+    State(state): State<AppState>,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Json<PaymentView>, ApiError> {
+    let order_id = parse_order_id(&raw)?;
+    let mut conn = state.pool.acquire().await?;
+    db::payment(&mut conn, &order_id)
+        .await?
+        .map(|p| Json(p.into()))
+        .ok_or_else(|| ApiError::not_found(format!("no payment for order {order_id}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn order_ids_must_be_uuids_and_are_normalised() {
+        assert_eq!(
+            parse_order_id("0190F3B2-1C4D-7A8E-9F00-0123456789AB").expect("uuid"),
+            "0190f3b2-1c4d-7a8e-9f00-0123456789ab"
+        );
+        let e = parse_order_id("o-1").expect_err("not a uuid");
+        assert_eq!(
+            (e.status, e.code),
+            (StatusCode::BAD_REQUEST, "invalid_path")
+        );
+    }
+
+    #[test]
+    fn the_view_is_camel_case_with_millisecond_timestamps() {
+        let at = Utc
+            .timestamp_millis_opt(1_700_000_000_123)
+            .single()
+            .expect("time");
+        let view = PaymentView::from(Payment {
+            order_id: "o".into(),
+            payment_id: Uuid::nil(),
+            status: "DECLINED".into(),
+            amount: 1999,
+            currency: Some("EUR".into()),
+            decline_code: Some("card_declined".into()),
+            reason: Some("Your card was declined.".into()),
+            created_at: at,
+            updated_at: at,
+            refunded_at: None,
+        });
+        let json = serde_json::to_value(view).expect("json");
+        assert_eq!(json["declineCode"], "card_declined");
+        assert_eq!(json["createdAt"], "2023-11-14T22:13:20.123Z");
+        assert!(json.get("refundedAt").is_none());
+    }
+}

@@ -1,0 +1,229 @@
+//! The event handlers against a real, fresh PostgreSQL database
+//! (`ORDERFLOW_TEST_DATABASE_URL`, default the local server): one charge
+//! per order, refunds, tombstones, and a cancellation racing the charge.
+
+use std::time::Duration;
+
+use orderflow_events::consumer::{ConsumedEvent, Handler};
+use orderflow_events::events::{Address, InventoryReserved, OrderCancelled, StockLine};
+use orderflow_events::inbox::Origin;
+use orderflow_events::testing::{admin_database_url, TestDatabase};
+use orderflow_events::{Envelope, Event, TopicCatalog};
+use payment_service::handlers::{OnInventoryReserved, OnOrderCancelled};
+use payment_service::MIGRATOR;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+const MAX: i64 = 1_000_000;
+
+async fn setup() -> TestDatabase {
+    let db = TestDatabase::new().await;
+    // The shared outbox/inbox migrations (1, 2) are in the same table, as in
+    // the running service.
+    let mut migrator = Migrator {
+        migrations: MIGRATOR.migrations.clone(),
+        ignore_missing: true,
+        locking: MIGRATOR.locking,
+        no_tx: MIGRATOR.no_tx,
+    };
+    migrator.set_ignore_missing(true);
+    migrator.run(&db.pool).await.expect("payment migrations");
+    db
+}
+
+fn consumed(event: impl Into<Event>, order_id: &str) -> ConsumedEvent {
+    ConsumedEvent {
+        envelope: Envelope::new("test", order_id, event),
+        origin: Origin {
+            topic: "test".into(),
+            partition: 0,
+            offset: 0,
+        },
+        key: Some(order_id.into()),
+        trace: None,
+    }
+}
+
+fn reserved(order_id: &str, token: &str, total: i64) -> ConsumedEvent {
+    consumed(
+        InventoryReserved {
+            order_id: order_id.into(),
+            items: vec![StockLine {
+                sku: "SKU-1".into(),
+                quantity: 2,
+            }],
+            customer_id: "c-1".into(),
+            email: "ann@example.com".into(),
+            total,
+            currency: "EUR".into(),
+            payment_token: token.into(),
+            shipping_address: Address {
+                name: "Ann".into(),
+                line1: "Main St 1".into(),
+                line2: None,
+                city: "Berlin".into(),
+                postal_code: "10115".into(),
+                country: "DE".into(),
+            },
+        },
+        order_id,
+    )
+}
+
+fn cancelled(order_id: &str) -> ConsumedEvent {
+    consumed(
+        OrderCancelled {
+            order_id: order_id.into(),
+            reason: "customer asked".into(),
+            reason_code: "CUSTOMER_REQUEST".into(),
+            previous_status: "PAID".into(),
+            customer_id: "c-1".into(),
+            email: "ann@example.com".into(),
+        },
+        order_id,
+    )
+}
+
+fn charge() -> OnInventoryReserved {
+    OnInventoryReserved {
+        catalog: TopicCatalog::with_prefix(""),
+        max_amount: MAX,
+    }
+}
+
+fn cancel() -> OnOrderCancelled {
+    OnOrderCancelled {
+        catalog: TopicCatalog::with_prefix(""),
+    }
+}
+
+/// Runs `handler` in its own committed transaction, as the consumer does.
+async fn apply(pool: &PgPool, handler: &dyn Handler, event: &ConsumedEvent) {
+    let mut tx = pool.begin().await.expect("begin");
+    handler.handle(&mut tx, event).await.expect("handle");
+    tx.commit().await.expect("commit");
+}
+
+async fn status(pool: &PgPool, order_id: &str) -> Option<String> {
+    sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await
+        .expect("payment")
+}
+
+/// `(eventType, data)` of the events in the outbox for `order_id`.
+async fn emitted(pool: &PgPool, order_id: &str) -> Vec<(String, serde_json::Value)> {
+    sqlx::query_as(
+        "SELECT event_type, envelope->'data' FROM outbox WHERE partition_key = $1 ORDER BY id",
+    )
+    .bind(order_id)
+    .fetch_all(pool)
+    .await
+    .expect("outbox")
+}
+
+fn types(events: &[(String, serde_json::Value)]) -> Vec<&str> {
+    events.iter().map(|(t, _)| t.as_str()).collect()
+}
+
+#[tokio::test]
+async fn charged_once_then_refunded_once() {
+    let db = setup().await;
+    let pool = &db.pool;
+    apply(pool, &charge(), &reserved("o-1", "tok_visa", 3998)).await;
+    apply(pool, &charge(), &reserved("o-1", "tok_visa", 3998)).await;
+    assert_eq!(status(pool, "o-1").await.as_deref(), Some("PROCESSED"));
+    apply(pool, &cancel(), &cancelled("o-1")).await;
+    apply(pool, &cancel(), &cancelled("o-1")).await;
+    assert_eq!(status(pool, "o-1").await.as_deref(), Some("REFUNDED"));
+    let events = emitted(pool, "o-1").await;
+    assert_eq!(types(&events), ["PaymentProcessed", "PaymentRefunded"]);
+    let (processed, refunded) = (&events[0].1, &events[1].1);
+    assert_eq!(processed["amount"], 3998);
+    assert_eq!(processed["items"][0]["sku"], "SKU-1");
+    assert_eq!(refunded["paymentId"], processed["paymentId"]);
+    assert_eq!(refunded["amount"], 3998);
+    assert_eq!(refunded["currency"], "EUR");
+    assert_eq!(refunded["reason"], "order cancelled: customer asked");
+}
+
+#[tokio::test]
+async fn declines_carry_the_code_and_are_not_refunded() {
+    let db = setup().await;
+    let pool = &db.pool;
+    apply(pool, &charge(), &reserved("o-2", "tok_chargeDeclined", 100)).await;
+    apply(pool, &charge(), &reserved("o-3", "tok_visa", MAX + 1)).await;
+    apply(pool, &cancel(), &cancelled("o-2")).await;
+    assert_eq!(status(pool, "o-2").await.as_deref(), Some("DECLINED"));
+    let events = emitted(pool, "o-2").await;
+    assert_eq!(types(&events), ["PaymentFailed"]);
+    assert_eq!(events[0].1["declineCode"], "card_declined");
+    assert_eq!(events[0].1["reason"], "Your card was declined.");
+    let events = emitted(pool, "o-3").await;
+    assert_eq!(events[0].1["declineCode"], "amount_too_large");
+}
+
+#[tokio::test]
+async fn a_cancellation_first_leaves_a_tombstone_that_stops_the_charge() {
+    let db = setup().await;
+    let pool = &db.pool;
+    apply(pool, &cancel(), &cancelled("o-4")).await;
+    apply(pool, &charge(), &reserved("o-4", "tok_visa", 100)).await;
+    assert_eq!(status(pool, "o-4").await.as_deref(), Some("VOIDED"));
+    assert!(emitted(pool, "o-4").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancellation_racing_the_charge_never_leaves_money_taken() {
+    let db = setup().await;
+    let options: PgConnectOptions = admin_database_url().parse().expect("url");
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(60))
+        .connect_with(options.database(&db.name))
+        .await
+        .expect("pool");
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let order_id = format!("race-{i}");
+        let p = pool.clone();
+        let o = order_id.clone();
+        tasks.push(tokio::spawn(async move {
+            apply(&p, &charge(), &reserved(&o, "tok_visa", 100)).await;
+        }));
+        let p = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            apply(&p, &cancel(), &cancelled(&order_id)).await;
+        }));
+    }
+    for r in futures_join(tasks).await {
+        r.expect("handler task");
+    }
+    for i in 0..50 {
+        let order_id = format!("race-{i}");
+        let status = status(&pool, &order_id).await.expect("a row");
+        let events = emitted(&pool, &order_id).await;
+        match status.as_str() {
+            "VOIDED" => assert!(events.is_empty(), "{order_id}"),
+            "REFUNDED" => assert_eq!(
+                types(&events),
+                ["PaymentProcessed", "PaymentRefunded"],
+                "{order_id}"
+            ),
+            other => panic!("{order_id} ended {other}"),
+        }
+    }
+    pool.close().await;
+}
+
+async fn futures_join<T>(
+    tasks: Vec<tokio::task::JoinHandle<T>>,
+) -> Vec<Result<T, tokio::task::JoinError>> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await);
+    }
+    out
+}

@@ -1,0 +1,118 @@
+//! Settings every service shares. Each is a command-line flag and an
+//! environment variable; the defaults run against the native stack of
+//! `scripts/up`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings shared by every service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonConfig {
+    /// PostgreSQL URL of this service's own database
+    /// [default: postgres://postgres@127.0.0.1:5432/<service>_service].
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Most connections in the database pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_max_connections: u32,
+
+    /// Kafka bootstrap servers (any librdkafka property can be added as
+    /// `KAFKA_PROP_<NAME>`, dots as underscores).
+    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    pub kafka_bootstrap_servers: String,
+
+    /// Schema registry base URL.
+    #[arg(long, env = "SCHEMA_REGISTRY_URL", default_value = "http://127.0.0.1:8081")]
+    pub schema_registry_url: String,
+
+    /// Register schemas on first use instead of requiring them to be
+    /// registered beforehand (`orderctl schemas register`).
+    #[arg(long, env = "SCHEMA_AUTO_REGISTER", default_value_t = false, action = clap::ArgAction::Set)]
+    pub schema_auto_register: bool,
+
+    /// Address the HTTP server binds to.
+    #[arg(long, env = "HTTP_HOST", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    pub http_host: IpAddr,
+
+    /// HTTP port [default: the service's own, see the README].
+    #[arg(long, env = "HTTP_PORT")]
+    pub http_port: Option<u16>,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Seconds to wait for in-flight work on shutdown before giving up.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl CommonConfig {
+    /// The database URL, or the default for `service` (e.g. `order`).
+    pub fn database_url_or_default(&self, service: &str) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("postgres://postgres@127.0.0.1:5432/{service}_service"))
+    }
+
+    /// The HTTP listen address, with `default_port` when none is set.
+    pub fn http_addr(&self, default_port: u16) -> SocketAddr {
+        SocketAddr::new(self.http_host, self.http_port.unwrap_or(default_port))
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// Parses a duration such as `500ms`, `30s`, `5m`, `2h` (a bare number is
+/// seconds), for service-specific flags.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 30s, 5m, 2h)"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    };
+    if d.is_zero() {
+        return Err("the duration must be greater than zero".to_owned());
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

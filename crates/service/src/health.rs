@@ -1,0 +1,83 @@
+//! `/health/live`, `/health/ready` and `/openapi.json`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use orderflow_events::kafka::BrokerProbe;
+use serde_json::json;
+use sqlx::PgPool;
+
+/// What readiness checks.
+#[derive(Clone)]
+pub struct Probes {
+    /// The service's database.
+    pub pool: PgPool,
+    /// The Kafka brokers.
+    pub broker: Arc<BrokerProbe>,
+    /// The service's OpenAPI document (JSON text).
+    pub openapi: &'static str,
+    /// The service name.
+    pub service: &'static str,
+}
+
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The health and OpenAPI routes.
+pub fn routes(probes: Probes) -> Router {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/openapi.json", get(openapi))
+        .with_state(probes)
+}
+
+async fn live(State(p): State<Probes>) -> Json<serde_json::Value> {
+    Json(json!({"status": "live", "service": p.service}))
+}
+
+async fn ready(State(p): State<Probes>) -> Response {
+    let database = async {
+        tokio::time::timeout(
+            CHECK_TIMEOUT,
+            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&p.pool),
+        )
+        .await
+        .map_err(|_| "timed out".to_owned())?
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    };
+    let broker = p.broker.check(CHECK_TIMEOUT);
+    let (database, broker) = tokio::join!(database, broker);
+    let ok = database.is_ok() && broker.is_ok();
+    let show = |r: Result<String, String>| match r {
+        Ok(s) => json!({"status": "up", "detail": s}),
+        Err(e) => json!({"status": "down", "detail": e}),
+    };
+    let body = json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "service": p.service,
+        "checks": {
+            "database": show(database.map(|()| "SELECT 1 ok".to_owned())),
+            "broker": show(broker.map(|n| format!("{n} broker(s)"))),
+        }
+    });
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn openapi(State(p): State<Probes>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        p.openapi.to_owned(),
+    )
+        .into_response()
+}

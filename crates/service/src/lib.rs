@@ -1,0 +1,31 @@
+//! The runtime every orderflow service shares.
+//!
+//! A service describes itself with a [`ServiceSpec`] (name, default port,
+//! migrations, OpenAPI document) and a build function that turns a
+//! [`Context`] (database pool, Kafka settings, codec, topics) into its
+//! [`Parts`] (HTTP routes, one event consumer, background tasks). [`run`]
+//! then does the rest the same way for every service:
+//!
+//! - logging (`RUST_LOG`, `LOG_FORMAT=text|json`);
+//! - connecting to PostgreSQL (waiting while it is unavailable) and running
+//!   the shared outbox/inbox migrations plus the service's own;
+//! - the outbox relay, the consumer and the background tasks;
+//! - `/health/live`, `/health/ready` (database and broker), `/openapi.json`
+//!   and JSON errors for unknown routes and methods;
+//! - graceful shutdown on SIGINT/SIGTERM: stop accepting requests, let
+//!   in-flight handlers finish, commit consumer offsets, flush the relay.
+//!
+//! A task that fails ends the process with an error, so a supervisor
+//! restarts it; nothing is lost because every effect is in the database
+//! before its offset or outbox row moves on.
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod runtime;
+
+pub use config::CommonConfig;
+pub use error::ApiError;
+pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use runtime::{run, Context, Parts, ServiceSpec};

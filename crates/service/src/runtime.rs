@@ -1,0 +1,251 @@
+//! Startup, the task set of a service, and graceful shutdown.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use orderflow_events::codec::AvroCodec;
+use orderflow_events::consumer::EventConsumer;
+use orderflow_events::kafka::{BrokerProbe, KafkaConfig};
+use orderflow_events::registry::RegistryClient;
+use orderflow_events::relay::{Relay, RelayOptions};
+use orderflow_events::TopicCatalog;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{CommonConfig, LogFormat};
+use crate::error::{method_not_allowed_fallback, not_found_fallback};
+use crate::extract::BODY_LIMIT;
+use crate::health::{self, Probes};
+
+/// What a service is.
+pub struct ServiceSpec {
+    /// Short name, e.g. `order`; the process is `<name>-service`.
+    pub name: &'static str,
+    /// `source` of the events it emits and its Kafka client id, e.g.
+    /// `order-service`.
+    pub source: &'static str,
+    /// HTTP port when `HTTP_PORT` is not set.
+    pub default_port: u16,
+    /// The service's own migrations (versions must not collide with the
+    /// shared outbox/inbox ones, 1 and 2).
+    pub migrator: &'static Migrator,
+    /// The OpenAPI document served at `/openapi.json`.
+    pub openapi: &'static str,
+}
+
+/// What a service's build function gets.
+#[derive(Clone)]
+pub struct Context {
+    /// The service's database.
+    pub pool: PgPool,
+    /// Kafka settings.
+    pub kafka: KafkaConfig,
+    /// Topic names.
+    pub catalog: TopicCatalog,
+    /// The Avro codec.
+    pub codec: Arc<AvroCodec>,
+    /// Cancelled when the service shuts down.
+    pub shutdown: CancellationToken,
+    /// `source` of emitted events.
+    pub source: &'static str,
+}
+
+/// A background task: runs until the token is cancelled.
+pub type Task = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
+/// What a service is made of.
+pub struct Parts {
+    /// Its HTTP API (health and OpenAPI routes are added).
+    pub router: Router,
+    /// Its event consumer, if it consumes.
+    pub consumer: Option<EventConsumer>,
+    /// Other long-running tasks (e.g. a deadline sweeper).
+    pub tasks: Vec<(&'static str, Task)>,
+}
+
+/// Initialises logging from `RUST_LOG` (default `info`) in `format`.
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("logging already initialised: {e}");
+    }
+}
+
+/// Runs a service until SIGINT/SIGTERM or until one of its tasks fails.
+pub async fn run<F>(spec: ServiceSpec, config: CommonConfig, build: F) -> anyhow::Result<()>
+where
+    F: FnOnce(&Context) -> anyhow::Result<Parts>,
+{
+    init_logging(config.log_format);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signal_listener(shutdown.clone()));
+
+    let database_url = config.database_url_or_default(spec.name);
+    let pool = connect(&database_url, config.database_max_connections, &shutdown).await?;
+    orderflow_events::migrate(&pool)
+        .await
+        .context("running the outbox/inbox migrations")?;
+    let mut migrator = Migrator {
+        migrations: spec.migrator.migrations.clone(),
+        ignore_missing: true,
+        locking: spec.migrator.locking,
+        no_tx: spec.migrator.no_tx,
+    };
+    migrator.set_ignore_missing(true);
+    migrator
+        .run(&pool)
+        .await
+        .with_context(|| format!("running the {} migrations", spec.name))?;
+
+    let mut kafka = KafkaConfig::from_env(spec.source);
+    kafka.bootstrap_servers = config.kafka_bootstrap_servers.clone();
+    let catalog = TopicCatalog::from_env().context("invalid topic configuration")?;
+    let registry =
+        RegistryClient::new(&config.schema_registry_url).context("invalid SCHEMA_REGISTRY_URL")?;
+    let codec = Arc::new(
+        AvroCodec::new(registry, config.schema_auto_register).context("loading the schemas")?,
+    );
+    let ctx = Context {
+        pool: pool.clone(),
+        kafka: kafka.clone(),
+        catalog,
+        codec: codec.clone(),
+        shutdown: shutdown.clone(),
+        source: spec.source,
+    };
+    let parts = build(&ctx)?;
+
+    let probes = Probes {
+        pool: pool.clone(),
+        broker: Arc::new(BrokerProbe::new(&kafka).context("creating the broker probe")?),
+        openapi: spec.openapi,
+        service: spec.source,
+    };
+    let app = parts
+        .router
+        .merge(health::routes(probes))
+        .fallback(not_found_fallback)
+        .method_not_allowed_fallback(method_not_allowed_fallback)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    let addr = config.http_addr(spec.default_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    tracing::info!(service = spec.source, %addr, "listening");
+
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    let token = shutdown.clone();
+    tasks.spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await
+            .context("HTTP server");
+        ("http", r)
+    });
+    let relay = Relay::new(pool.clone(), &kafka, codec.clone(), RelayOptions::default())
+        .context("creating the outbox relay")?;
+    let token = shutdown.clone();
+    tasks.spawn(async move { ("relay", relay.run(token).await.map_err(Into::into)) });
+    if let Some(consumer) = parts.consumer {
+        let token = shutdown.clone();
+        tasks.spawn(async move { ("consumer", consumer.run(token).await.map_err(Into::into)) });
+    }
+    for (name, task) in parts.tasks {
+        tasks.spawn(async move { (name, task.await) });
+    }
+
+    let mut failure: Option<anyhow::Error> = None;
+    // Until shutdown is requested, any task ending is a failure.
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        Some(joined) = tasks.join_next() => {
+            let (name, result) = joined.context("a task panicked")?;
+            let err = result.err().unwrap_or_else(|| anyhow::anyhow!("stopped unexpectedly"));
+            tracing::error!(task = name, error = format!("{err:#}"), "task failed; shutting down");
+            failure = Some(err.context(format!("task {name}")));
+            shutdown.cancel();
+        }
+    }
+    let grace = config.shutdown_grace();
+    let drain = async {
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((name, Err(e))) => tracing::error!(task = name, error = format!("{e:#}"), "task failed while stopping"),
+                Ok((name, Ok(()))) => tracing::debug!(task = name, "task stopped"),
+                Err(e) => tracing::error!(error = %e, "task panicked while stopping"),
+            }
+        }
+    };
+    if tokio::time::timeout(grace, drain).await.is_err() {
+        tracing::warn!(?grace, "tasks still running after the grace period; exiting anyway");
+    }
+    pool.close().await;
+    tracing::info!(service = spec.source, "stopped");
+    failure.map_or(Ok(()), Err)
+}
+
+/// Connects, waiting (with a log line per attempt) while the database is
+/// unreachable, until shutdown is requested.
+async fn connect(
+    url: &str,
+    max_connections: u32,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<PgPool> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let attempt = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await;
+        match attempt {
+            Ok(pool) => return Ok(pool),
+            Err(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)) => {
+                tracing::warn!(error = %e, "database unreachable; retrying");
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context("connecting to the database")),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => anyhow::bail!("stopped while waiting for the database"),
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM.
+async fn signal_listener(token: CancellationToken) {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received");
+    token.cancel();
+}

@@ -1,0 +1,185 @@
+//! Route handlers.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{SubsecRound, Utc};
+use orderflow_events::error::OutboxError;
+use orderflow_events::events::{Event, ShippingDelivered, ShippingDispatched};
+use orderflow_events::trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
+use orderflow_events::{outbox, Envelope};
+use orderflow_service::{ApiError, ApiPath};
+use uuid::Uuid;
+
+use super::view::ShipmentView;
+use super::AppState;
+use crate::db::{self, DbError, Shipment};
+use crate::domain::{self, Decision, Transition};
+use crate::SOURCE;
+
+fn db_error(e: DbError) -> ApiError {
+    match e {
+        DbError::Sqlx(e) => e.into(),
+        DbError::Corrupt(c) => ApiError::internal(c),
+    }
+}
+
+fn outbox_error(e: OutboxError) -> ApiError {
+    match e {
+        OutboxError::Database(e) => e.into(),
+        OutboxError::Codec(c) => ApiError::internal(c),
+    }
+}
+
+fn not_found(order_id: &str) -> ApiError {
+    ApiError::not_found(format!("no shipment for order {order_id}"))
+}
+
+/// The shipment of `order_id` (tombstones count as none).
+async fn load(state: &AppState, order_id: &str) -> Result<Shipment, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    db::get(&mut conn, order_id)
+        .await
+        .map_err(db_error)?
+        .and_then(db::Record::into_shipment)
+        .ok_or_else(|| not_found(order_id))
+}
+
+/// `GET /shipments/{orderId}`.
+pub async fn get_shipment(
+    State(state): State<AppState>,
+    ApiPath(order_id): ApiPath<Uuid>,
+) -> Result<Json<ShipmentView>, ApiError> {
+    let shipment = load(&state, &order_id.to_string()).await?;
+    Ok(Json(shipment.into()))
+}
+
+/// `GET /shipments/{orderId}/label`: the label as plain text.
+pub async fn get_label(
+    State(state): State<AppState>,
+    ApiPath(order_id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    let s = load(&state, &order_id.to_string()).await?;
+    let shipment_id = s.shipment_id.to_string();
+    let text = domain::render_label(&domain::Label {
+        carrier: &s.carrier,
+        tracking_number: &s.tracking_number,
+        order_id: &s.order_id,
+        shipment_id: &shipment_id,
+        status: s.status,
+        recipient: &s.recipient,
+        items: &s.items,
+    });
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// `POST /shipments/{orderId}/dispatch`.
+pub async fn dispatch(
+    State(state): State<AppState>,
+    ApiPath(order_id): ApiPath<Uuid>,
+    headers: HeaderMap,
+) -> Result<Json<ShipmentView>, ApiError> {
+    transition(&state, order_id, Transition::Dispatch, &headers).await
+}
+
+/// `POST /shipments/{orderId}/deliver`.
+pub async fn deliver(
+    State(state): State<AppState>,
+    ApiPath(order_id): ApiPath<Uuid>,
+    headers: HeaderMap,
+) -> Result<Json<ShipmentView>, ApiError> {
+    transition(&state, order_id, Transition::Deliver, &headers).await
+}
+
+/// The trace an HTTP-originated event continues: the caller's
+/// `traceparent` if valid, else a new trace.
+fn request_trace(headers: &HeaderMap) -> TraceContext {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    value(TRACEPARENT)
+        .and_then(|tp| TraceContext::parse(tp, value(TRACESTATE)))
+        .map(|t| t.child())
+        .unwrap_or_else(TraceContext::new_root)
+}
+
+/// Applies `transition` under a row lock, so concurrent calls for one
+/// shipment queue up and only the first emits the event.
+async fn transition(
+    state: &AppState,
+    order_id: Uuid,
+    transition: Transition,
+    headers: &HeaderMap,
+) -> Result<Json<ShipmentView>, ApiError> {
+    let order_id = order_id.to_string();
+    let mut tx = state.pool.begin().await?;
+    let shipment = db::lock(&mut tx, &order_id)
+        .await
+        .map_err(db_error)?
+        .and_then(db::Record::into_shipment)
+        .ok_or_else(|| not_found(&order_id))?;
+    let next = match domain::decide(shipment.status, transition) {
+        Decision::Move(next) => next,
+        Decision::AlreadyDone => return Ok(Json(shipment.into())),
+        Decision::Refuse(code, message) => return Err(ApiError::conflict(code, message)),
+        Decision::NotFound => return Err(not_found(&order_id)),
+    };
+    let now = Utc::now().trunc_subsecs(3);
+    let (shipment_id, tracking_number) = (
+        shipment.shipment_id.to_string(),
+        shipment.tracking_number.clone(),
+    );
+    let event: Event = match transition {
+        Transition::Dispatch => ShippingDispatched {
+            order_id: order_id.clone(),
+            shipment_id,
+            tracking_number,
+            dispatched_at: now.timestamp_millis(),
+        }
+        .into(),
+        Transition::Deliver => ShippingDelivered {
+            order_id: order_id.clone(),
+            shipment_id,
+            tracking_number,
+            delivered_at: now.timestamp_millis(),
+        }
+        .into(),
+    };
+    let mut envelope = Envelope::new(SOURCE, shipment.correlation_id.clone(), event);
+    envelope.causation_id = Some(shipment.last_event_id);
+    envelope.metadata = shipment.metadata.clone();
+    let updated = db::set_status(&mut tx, &order_id, next, now, envelope.event_id)
+        .await
+        .map_err(db_error)?
+        .and_then(db::Record::into_shipment)
+        .ok_or_else(|| ApiError::internal(format!("shipment {order_id} vanished while locked")))?;
+    let trace = request_trace(headers);
+    outbox::enqueue(&mut tx, &state.catalog, &order_id, &envelope, Some(&trace))
+        .await
+        .map_err(outbox_error)?;
+    tx.commit().await?;
+    tracing::info!(%order_id, status = %next, event_id = %envelope.event_id, "shipment moved");
+    Ok(Json(updated.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn trace_continues_a_valid_traceparent_and_starts_one_otherwise() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            TRACEPARENT,
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        let t = request_trace(&headers);
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(t.span_id, "00f067aa0ba902b7");
+
+        headers.insert(TRACEPARENT, HeaderValue::from_static("garbage"));
+        let t = request_trace(&headers);
+        assert_ne!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(t.trace_id.len(), 32);
+    }
+}

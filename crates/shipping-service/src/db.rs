@@ -1,0 +1,291 @@
+//! The `shipments` table. Every function takes a connection so the caller
+//! owns the transaction.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use orderflow_events::events::{Address, StockLine};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::domain::Status;
+
+/// Every column of a row, as stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Row {
+    order_id: String,
+    shipment_id: Option<Uuid>,
+    tracking_number: Option<String>,
+    carrier: Option<String>,
+    label_url: Option<String>,
+    status: String,
+    recipient: Option<serde_json::Value>,
+    items: Option<serde_json::Value>,
+    correlation_id: String,
+    last_event_id: Uuid,
+    metadata: serde_json::Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    dispatched_at: Option<DateTime<Utc>>,
+    delivered_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "order_id, shipment_id, tracking_number, carrier, label_url, status, \
+     recipient, items, correlation_id, last_event_id, metadata, created_at, updated_at, \
+     dispatched_at, delivered_at";
+
+/// A real shipment (not a tombstone).
+#[derive(Debug, Clone)]
+pub struct Shipment {
+    /// Order id (primary key).
+    pub order_id: String,
+    /// Shipment id.
+    pub shipment_id: Uuid,
+    /// Tracking number.
+    pub tracking_number: String,
+    /// Carrier.
+    pub carrier: String,
+    /// Label URL path.
+    pub label_url: String,
+    /// Status (never `VOIDED`).
+    pub status: Status,
+    /// Where it goes.
+    pub recipient: Address,
+    /// What is in it.
+    pub items: Vec<StockLine>,
+    /// Saga id of the order.
+    pub correlation_id: String,
+    /// Last event applied or emitted for the order: the cause of the next.
+    pub last_event_id: Uuid,
+    /// Metadata carried from cause to effect.
+    pub metadata: BTreeMap<String, String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// When it was dispatched.
+    pub dispatched_at: Option<DateTime<Utc>>,
+    /// When it was delivered.
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// What the table holds for an order.
+#[derive(Debug, Clone)]
+pub enum Record {
+    /// The order was cancelled before any shipment existed.
+    Tombstone,
+    /// A shipment.
+    Shipment(Box<Shipment>),
+}
+
+impl Record {
+    /// The shipment, unless this is a tombstone.
+    pub fn into_shipment(self) -> Option<Shipment> {
+        match self {
+            Record::Tombstone => None,
+            Record::Shipment(s) => Some(*s),
+        }
+    }
+}
+
+/// A stored row that breaks the table's invariants.
+#[derive(Debug, thiserror::Error)]
+#[error("corrupt shipment row for order {order_id}: {problem}")]
+pub struct CorruptRow {
+    order_id: String,
+    problem: String,
+}
+
+/// Reading a shipment failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database failed.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// A row is inconsistent.
+    #[error(transparent)]
+    Corrupt(#[from] CorruptRow),
+}
+
+impl TryFrom<Row> for Record {
+    type Error = CorruptRow;
+
+    fn try_from(r: Row) -> Result<Self, CorruptRow> {
+        let corrupt = |problem: String| CorruptRow {
+            order_id: r.order_id.clone(),
+            problem,
+        };
+        let status =
+            Status::parse(&r.status).ok_or_else(|| corrupt(format!("status {:?}", r.status)))?;
+        if status == Status::Voided {
+            return Ok(Record::Tombstone);
+        }
+        let missing = |column: &str| corrupt(format!("{column} is NULL"));
+        let recipient: Address =
+            serde_json::from_value(r.recipient.clone().ok_or_else(|| missing("recipient"))?)
+                .map_err(|e| corrupt(format!("recipient: {e}")))?;
+        let items: Vec<StockLine> =
+            serde_json::from_value(r.items.clone().ok_or_else(|| missing("items"))?)
+                .map_err(|e| corrupt(format!("items: {e}")))?;
+        let metadata: BTreeMap<String, String> = serde_json::from_value(r.metadata.clone())
+            .map_err(|e| corrupt(format!("metadata: {e}")))?;
+        Ok(Record::Shipment(Box::new(Shipment {
+            shipment_id: r.shipment_id.ok_or_else(|| missing("shipment_id"))?,
+            tracking_number: r
+                .tracking_number
+                .clone()
+                .ok_or_else(|| missing("tracking_number"))?,
+            carrier: r.carrier.clone().ok_or_else(|| missing("carrier"))?,
+            label_url: r.label_url.clone().ok_or_else(|| missing("label_url"))?,
+            status,
+            recipient,
+            items,
+            metadata,
+            order_id: r.order_id,
+            correlation_id: r.correlation_id,
+            last_event_id: r.last_event_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            dispatched_at: r.dispatched_at,
+            delivered_at: r.delivered_at,
+        })))
+    }
+}
+
+/// A shipment to create.
+#[derive(Debug, Clone)]
+pub struct NewShipment<'a> {
+    /// Order id.
+    pub order_id: &'a str,
+    /// Shipment id.
+    pub shipment_id: Uuid,
+    /// Tracking number.
+    pub tracking_number: &'a str,
+    /// Carrier.
+    pub carrier: &'a str,
+    /// Label URL path.
+    pub label_url: &'a str,
+    /// Where it goes.
+    pub recipient: &'a Address,
+    /// Customer e-mail.
+    pub email: &'a str,
+    /// What is in it.
+    pub items: &'a [StockLine],
+    /// Saga id.
+    pub correlation_id: &'a str,
+    /// The `ShippingCreated` event emitted with it.
+    pub event_id: Uuid,
+    /// Metadata of the cause.
+    pub metadata: &'a BTreeMap<String, String>,
+}
+
+fn json(value: impl serde::Serialize) -> Result<serde_json::Value, sqlx::Error> {
+    serde_json::to_value(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
+}
+
+/// Inserts a `CREATED` shipment unless any unique key (order id, shipment
+/// id, tracking number) is taken. `true` when the row was inserted.
+pub async fn insert_created(
+    conn: &mut PgConnection,
+    s: &NewShipment<'_>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO shipments (order_id, shipment_id, tracking_number, carrier, label_url, \
+         status, recipient, email, items, correlation_id, last_event_id, metadata) \
+         VALUES ($1, $2, $3, $4, $5, 'CREATED', $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(s.order_id)
+    .bind(s.shipment_id)
+    .bind(s.tracking_number)
+    .bind(s.carrier)
+    .bind(s.label_url)
+    .bind(json(s.recipient)?)
+    .bind(s.email)
+    .bind(json(s.items)?)
+    .bind(s.correlation_id)
+    .bind(s.event_id)
+    .bind(json(s.metadata)?)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Inserts a `VOIDED` tombstone unless the order has a row. `true` when
+/// the tombstone was inserted.
+pub async fn insert_tombstone(
+    conn: &mut PgConnection,
+    order_id: &str,
+    correlation_id: &str,
+    event_id: Uuid,
+    metadata: &BTreeMap<String, String>,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO shipments (order_id, status, correlation_id, last_event_id, metadata) \
+         VALUES ($1, 'VOIDED', $2, $3, $4) ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(order_id)
+    .bind(correlation_id)
+    .bind(event_id)
+    .bind(json(metadata)?)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether the order has a row (shipment or tombstone).
+pub async fn exists(conn: &mut PgConnection, order_id: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM shipments WHERE order_id = $1)")
+        .bind(order_id)
+        .fetch_one(conn)
+        .await
+}
+
+/// The order's row, if any.
+pub async fn get(conn: &mut PgConnection, order_id: &str) -> Result<Option<Record>, DbError> {
+    fetch(conn, order_id, "").await
+}
+
+/// The order's row, if any, locked until the transaction ends.
+pub async fn lock(conn: &mut PgConnection, order_id: &str) -> Result<Option<Record>, DbError> {
+    fetch(conn, order_id, " FOR UPDATE").await
+}
+
+async fn fetch(
+    conn: &mut PgConnection,
+    order_id: &str,
+    suffix: &str,
+) -> Result<Option<Record>, DbError> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM shipments WHERE order_id = $1{suffix}"
+    ))
+    .bind(order_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Record::try_from).transpose()?)
+}
+
+/// Moves a shipment to `status` at `at` (which sets `dispatched_at` or
+/// `delivered_at`), recording `event_id` as its last event. Returns the
+/// updated shipment.
+pub async fn set_status(
+    conn: &mut PgConnection,
+    order_id: &str,
+    status: Status,
+    at: DateTime<Utc>,
+    event_id: Uuid,
+) -> Result<Option<Record>, DbError> {
+    let row: Option<Row> = sqlx::query_as(&format!(
+        "UPDATE shipments SET status = $2, last_event_id = $4, updated_at = $3, \
+         dispatched_at = CASE WHEN $2 = 'DISPATCHED' THEN $3 ELSE dispatched_at END, \
+         delivered_at = CASE WHEN $2 = 'DELIVERED' THEN $3 ELSE delivered_at END \
+         WHERE order_id = $1 RETURNING {COLUMNS}"
+    ))
+    .bind(order_id)
+    .bind(status.as_str())
+    .bind(at)
+    .bind(event_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Record::try_from).transpose()?)
+}

@@ -1,0 +1,25 @@
+//! Event handlers: one per consumed event type.
+
+mod order_cancelled;
+mod payment_processed;
+
+pub use order_cancelled::OrderCancelledHandler;
+pub use payment_processed::PaymentProcessedHandler;
+
+use orderflow_events::error::{HandlerError, OutboxError};
+
+/// Maps an outbox failure to the consumer's retry classification.
+pub(crate) fn outbox_error(e: OutboxError) -> HandlerError {
+    match e {
+        OutboxError::Database(db) => db.into(),
+        OutboxError::Codec(c) => HandlerError::permanent(format!("cannot encode the event: {c}")),
+    }
+}
+
+/// Maps a read failure to the consumer's retry classification.
+pub(crate) fn db_error(e: crate::db::DbError) -> HandlerError {
+    match e {
+        crate::db::DbError::Sqlx(e) => e.into(),
+        crate::db::DbError::Corrupt(c) => HandlerError::permanent(c.to_string()),
+    }
+}

@@ -1,0 +1,63 @@
+//! `OrderCancelled` → cancel a shipment that has not left, or leave a
+//! tombstone so a later `PaymentProcessed` creates none. Emits nothing.
+
+use async_trait::async_trait;
+use chrono::{SubsecRound, Utc};
+use orderflow_events::consumer::{ConsumedEvent, Handler};
+use orderflow_events::error::HandlerError;
+use orderflow_events::events::OrderCancelled;
+use sqlx::PgConnection;
+
+use super::db_error;
+use crate::db::{self, Record};
+use crate::domain::{self, Status};
+
+/// Applies order cancellations.
+pub struct OrderCancelledHandler;
+
+#[async_trait]
+impl Handler for OrderCancelledHandler {
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        event: &ConsumedEvent,
+    ) -> Result<(), HandlerError> {
+        let p = event.envelope.payload::<OrderCancelled>()?;
+        let order_id = p.order_id.as_str();
+        let env = &event.envelope;
+        if db::insert_tombstone(
+            tx,
+            order_id,
+            &env.correlation_id,
+            env.event_id,
+            &env.metadata,
+        )
+        .await?
+        {
+            tracing::info!(
+                order_id,
+                "order cancelled before any shipment; tombstone left"
+            );
+            return Ok(());
+        }
+        let Some(Record::Shipment(shipment)) = db::lock(tx, order_id).await.map_err(db_error)?
+        else {
+            tracing::debug!(order_id, "order already voided");
+            return Ok(());
+        };
+        if domain::cancels(shipment.status) {
+            let now = Utc::now().trunc_subsecs(3);
+            db::set_status(tx, order_id, Status::Cancelled, now, env.event_id)
+                .await
+                .map_err(db_error)?;
+            tracing::info!(order_id, "shipment cancelled");
+        } else {
+            tracing::warn!(
+                order_id,
+                status = %shipment.status,
+                "order cancelled after the shipment left; shipment unchanged"
+            );
+        }
+        Ok(())
+    }
+}
