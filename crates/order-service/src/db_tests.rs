@@ -9,10 +9,10 @@ use orderflow_events::consumer::{ConsumedEvent, Handler};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::*;
 use orderflow_events::inbox::Origin;
+use orderflow_events::testing::TestDatabase;
 use orderflow_events::trace_context::TraceContext;
 use orderflow_events::{Envelope, Event, TopicCatalog};
 use sqlx::types::Json;
-use orderflow_events::testing::TestDatabase;
 use sqlx::PgPool;
 use uuid::Uuid;
 

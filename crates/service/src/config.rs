@@ -29,11 +29,19 @@ pub struct CommonConfig {
 
     /// Kafka bootstrap servers (any librdkafka property can be added as
     /// `KAFKA_PROP_<NAME>`, dots as underscores).
-    #[arg(long, env = "KAFKA_BOOTSTRAP_SERVERS", default_value = "127.0.0.1:9092")]
+    #[arg(
+        long,
+        env = "KAFKA_BOOTSTRAP_SERVERS",
+        default_value = "127.0.0.1:9092"
+    )]
     pub kafka_bootstrap_servers: String,
 
     /// Schema registry base URL.
-    #[arg(long, env = "SCHEMA_REGISTRY_URL", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
     pub schema_registry_url: String,
 
     /// Register schemas on first use instead of requiring them to be

@@ -56,8 +56,12 @@ impl ApiError {
             .map(|p| format!("{}: {}", p.field, p.problem))
             .collect::<Vec<_>>()
             .join("; ");
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message)
-            .with_details(problems)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message,
+        )
+        .with_details(problems)
     }
 
     /// 404 `not_found`.

@@ -184,14 +184,21 @@ where
     let drain = async {
         while let Some(joined) = tasks.join_next().await {
             match joined {
-                Ok((name, Err(e))) => tracing::error!(task = name, error = format!("{e:#}"), "task failed while stopping"),
+                Ok((name, Err(e))) => tracing::error!(
+                    task = name,
+                    error = format!("{e:#}"),
+                    "task failed while stopping"
+                ),
                 Ok((name, Ok(()))) => tracing::debug!(task = name, "task stopped"),
                 Err(e) => tracing::error!(error = %e, "task panicked while stopping"),
             }
         }
     };
     if tokio::time::timeout(grace, drain).await.is_err() {
-        tracing::warn!(?grace, "tasks still running after the grace period; exiting anyway");
+        tracing::warn!(
+            ?grace,
+            "tasks still running after the grace period; exiting anyway"
+        );
     }
     pool.close().await;
     tracing::info!(service = spec.source, "stopped");
