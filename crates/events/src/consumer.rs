@@ -226,13 +226,23 @@ impl EventConsumer {
                 tracing::error!(error = %e, "partition worker panicked");
             }
         }
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => {}
-            Err(e) => {
-                tracing::debug!(error = %e, "final offset commit (nothing new to commit is fine)")
+        drop(ctx);
+        // The final commit, leaving the group and destroying the client all
+        // block (for long when the broker is gone): keep them off the async
+        // workers so the rest of the shutdown is not held up.
+        let closing = tokio::task::spawn_blocking(move || {
+            match consumer.commit_consumer_state(CommitMode::Sync) {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "final offset commit (nothing new to commit is fine)")
+                }
             }
+            consumer.unsubscribe();
+            drop(consumer);
+        });
+        if let Err(e) = closing.await {
+            tracing::warn!(error = %e, "closing the Kafka consumer failed");
         }
-        consumer.unsubscribe();
         tracing::info!(group = %self.group_id, "consumer stopped");
         failure.map_or(Ok(()), Err)
     }

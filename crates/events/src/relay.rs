@@ -161,7 +161,16 @@ impl Relay {
             }
         }
         release(leader.take()).await;
-        if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
+        // Flushing and destroying the producer block (up to the timeout when
+        // the broker is gone): not on an async worker.
+        let producer = self.producer;
+        let flushed = tokio::task::spawn_blocking(move || {
+            let r = producer.flush(Duration::from_secs(5));
+            drop(producer);
+            r
+        })
+        .await;
+        if let Ok(Err(e)) = flushed {
             tracing::warn!(error = %e, "producer flush on shutdown failed; unacknowledged rows stay in the outbox");
         }
         Ok(())

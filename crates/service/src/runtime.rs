@@ -195,12 +195,25 @@ where
         }
     };
     if tokio::time::timeout(grace, drain).await.is_err() {
+        // Whatever is still running holds no state that matters: effects
+        // are committed or not, offsets are stored only after commits, and
+        // unpublished outbox rows stay in the table. Leave without waiting
+        // for blocked clients (the runtime would wait for them on drop).
         tracing::warn!(
             ?grace,
             "tasks still running after the grace period; exiting anyway"
         );
+        if let Some(e) = &failure {
+            eprintln!("{}: {e:#}", spec.source);
+        }
+        std::process::exit(if failure.is_some() { 1 } else { 0 });
     }
-    pool.close().await;
+    if tokio::time::timeout(Duration::from_secs(5), pool.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("database connections still busy after 5 s; closing anyway");
+    }
     tracing::info!(service = spec.source, "stopped");
     failure.map_or(Ok(()), Err)
 }
