@@ -61,6 +61,11 @@ pub struct CommonConfig {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
+    /// Apply the database migrations, then exit (for a migration job that
+    /// runs before a rollout).
+    #[arg(long, default_value_t = false)]
+    pub migrate_only: bool,
+
     /// Seconds to wait for in-flight work on shutdown before giving up.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,

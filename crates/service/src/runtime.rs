@@ -110,6 +110,14 @@ where
         .run(&pool)
         .await
         .with_context(|| format!("running the {} migrations", spec.name))?;
+    if config.migrate_only {
+        tracing::info!(
+            service = spec.source,
+            "migrations applied (--migrate-only); exiting"
+        );
+        pool.close().await;
+        return Ok(());
+    }
 
     let mut kafka = KafkaConfig::from_env(spec.source);
     kafka.bootstrap_servers = config.kafka_bootstrap_servers.clone();
