@@ -599,3 +599,82 @@ drop_databases_like() {
     _psql -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null || warn "could not drop database $db"
   done < <(_psql -Atc "SELECT datname FROM pg_database WHERE datname LIKE '$pattern'")
 }
+
+# ---------------------------------------------------------------- services
+
+# start_services LOG_DIR SMTP_PORT DB_FORMAT FRESH NAME:PORT...: start
+# $BIN_DIR/<NAME>-service for each NAME:PORT on ORDERFLOW_HTTP_HOST
+# (default 127.0.0.1):PORT, log in LOG_DIR/<NAME>-service.log, with its own
+# database `printf DB_FORMAT NAME` (e.g. '%s_service' -> order_service;
+# FRESH=1 drops and recreates it empty, 0 keeps it), KAFKA_BOOTSTRAP_SERVERS
+# and SCHEMA_REGISTRY_URL from the environment, SMTP on 127.0.0.1:SMTP_PORT
+# and RUST_LOG (default info). Starts them all, then waits up to 60 s for
+# each /health/ready. Sets STARTED_SERVICES to "<NAME>-service:<PORT>:<PID>"
+# entries (the PID is the service process itself).
+start_services() {
+  local log_dir="$1" smtp_port="$2" db_format="$3" fresh="$4"
+  shift 4
+  local svc name port bin db entry pid
+  STARTED_SERVICES=()
+  for svc in "$@"; do
+    name="${svc%%:*}"
+    port="${svc#*:}"
+    bin="$BIN_DIR/$name-service"
+    [[ -x "$bin" ]] || die "$bin is missing after the build"
+    # shellcheck disable=SC2059 # the format is the point
+    db="$(printf "$db_format" "$name")"
+    if [[ "$fresh" == 1 ]]; then
+      recreate_database "$db"
+    else
+      ensure_database "$db"
+    fi
+    start_bg "$name-service" "$log_dir/$name-service.log" "$ROOT" \
+      env DATABASE_URL="$(pg_url_for_db "$db")" \
+      KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" \
+      SCHEMA_REGISTRY_URL="$SCHEMA_REGISTRY_URL" \
+      HTTP_HOST="${ORDERFLOW_HTTP_HOST:-127.0.0.1}" HTTP_PORT="$port" \
+      SMTP_HOST=127.0.0.1 SMTP_PORT="$smtp_port" \
+      RUST_LOG="${RUST_LOG:-info}" \
+      "$bin"
+    STARTED_SERVICES+=("$name-service:$port:$LAST_PID")
+  done
+  for entry in "${STARTED_SERVICES[@]+"${STARTED_SERVICES[@]}"}"; do
+    IFS=: read -r name port pid <<<"$entry"
+    if ! wait_for_http "http://127.0.0.1:$port/health/ready" 60 "$pid"; then
+      tail_log "$log_dir/$name.log"
+      die "$name did not become ready on port $port"
+    fi
+  done
+}
+
+# ---------------------------------------------------------------- deploy
+
+# ensure_deploy_tools: the tools scripts/check-deploy needs. Exports
+# KUBECTL and KUSTOMIZE_VERSION.
+#   - docker-compose: Debian's package (1.29), installed with apt-get if
+#     it is missing. It validates docker-compose.yml without a Docker engine.
+#   - kubectl with a built-in kustomize v5 or newer (`kubectl kustomize`).
+#     The machine image ships one (kubectl 1.32, kustomize v5.5). Debian's
+#     kubernetes-client is no fallback: it is kubectl 1.20, whose kustomize
+#     (v2.0.3) cannot read deploy/ (no `patches`, `labels`, `replicas` or
+#     directories in `resources`). So a missing or older kubectl is an error
+#     that says what to install. KUBECTL=/path/to/kubectl picks another one.
+ensure_deploy_tools() {
+  if ! command -v docker-compose >/dev/null 2>&1; then
+    log "installing docker-compose (Debian package) with apt-get"
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >&2 ||
+      die "could not install docker-compose with apt-get"
+  fi
+  KUBECTL="${KUBECTL:-kubectl}"
+  command -v "$KUBECTL" >/dev/null 2>&1 ||
+    die "kubectl not found (KUBECTL=$KUBECTL). deploy/ needs kubectl >= 1.27 (built-in kustomize v5); Debian's kubernetes-client (1.20) is too old"
+  KUSTOMIZE_VERSION="$("$KUBECTL" version --client -o json 2>/dev/null |
+    sed -n 's/.*"kustomizeVersion": *"\([^"]*\)".*/\1/p')"
+  local major="${KUSTOMIZE_VERSION#v}"
+  major="${major%%.*}"
+  if [[ ! "$major" =~ ^[0-9]+$ ]] || ((major < 5)); then
+    die "$KUBECTL has kustomize '${KUSTOMIZE_VERSION:-none}'; deploy/ needs kustomize v5 (kubectl >= 1.27). Put a newer kubectl on PATH or set KUBECTL"
+  fi
+  export KUBECTL KUSTOMIZE_VERSION
+}
