@@ -5,10 +5,14 @@ No orderflow code involved: records are Confluent wire format (magic byte 0,
 schema from the registry by id.
 
     pip install 'confluent-kafka[avro]'
-    python examples/python/consume_orders.py [--topic order-events] [--max 10]
+    python examples/python/consume_orders.py [--topic order-events] [--max 10] [--json]
+
+With --json, every record is printed as one JSON object per line (topic,
+partition, offset, key, headers and the decoded event), for scripts and tests.
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -26,6 +30,7 @@ def main() -> int:
     p.add_argument("--group", default="python-example")
     p.add_argument("--max", type=int, default=10, help="stop after this many records")
     p.add_argument("--idle-timeout", type=float, default=10.0, help="stop after this many idle seconds")
+    p.add_argument("--json", action="store_true", help="print one JSON object per record")
     args = p.parse_args()
 
     deserialize = AvroDeserializer(SchemaRegistryClient({"url": args.registry}))
@@ -46,6 +51,19 @@ def main() -> int:
                 continue
             event = deserialize(msg.value(), SerializationContext(msg.topic(), MessageField.VALUE))
             headers = {k: (v.decode() if v else None) for k, v in (msg.headers() or [])}
+            if args.json:
+                record = {
+                    "topic": msg.topic(),
+                    "partition": msg.partition(),
+                    "offset": msg.offset(),
+                    "key": msg.key().decode() if msg.key() is not None else None,
+                    "headers": headers,
+                    "event": event,
+                }
+                # UUIDs and datetimes (Avro logical types) print as strings.
+                print(json.dumps(record, default=str), flush=True)
+                seen += 1
+                continue
             print(f"{msg.topic()}[{msg.partition()}]@{msg.offset()} key={msg.key().decode()} "
                   f"{event['eventType']} eventId={event['eventId']} correlationId={event['correlationId']} "
                   f"timestamp={event['timestamp'].isoformat()} data={event['data']} "

@@ -15,6 +15,12 @@
 //!   database is back. Undecodable records are dead-lettered. A dead letter
 //!   carries the original key, value and headers plus the reason and origin
 //!   in `dlq.*` headers, and the partition keeps flowing.
+//! - Each record is processed in a consumer span `process <topic>` whose
+//!   parent is the producer span named by the record's `traceparent`; events
+//!   the handler emits carry that span's context. Outcomes, failures, dead
+//!   letters and handler durations are counted in [`metrics`](crate::metrics);
+//!   the lag per partition comes from librdkafka's statistics (no broker
+//!   round trip): `orderflow_consumer_lag`.
 
 mod dead_letter;
 mod worker;
@@ -24,8 +30,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::{ClientContext, Statistics};
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -92,6 +99,47 @@ impl Default for ConsumerOptions {
     }
 }
 
+/// How often librdkafka reports statistics, from which the consumer lag
+/// gauge is updated (`KAFKA_PROP_STATISTICS_INTERVAL_MS` overrides it).
+pub const LAG_STATISTICS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The consumer's librdkafka context: turns statistics into the
+/// `orderflow_consumer_lag` gauge. Lag is the high watermark minus the
+/// offset stored after processing (or, before anything was processed, the
+/// committed offset), per partition currently assigned.
+pub struct LagContext;
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let lag = &crate::metrics::pipeline().consumer_lag;
+        for (name, topic) in &statistics.topics {
+            for p in topic.partitions.values() {
+                if p.partition < 0 {
+                    continue;
+                }
+                let labels = crate::metrics::PartitionLabels {
+                    topic: name.clone(),
+                    partition: p.partition.to_string(),
+                };
+                let value = [p.consumer_lag_stored, p.consumer_lag]
+                    .into_iter()
+                    .find(|v| *v >= 0);
+                match (p.desired, value) {
+                    (true, Some(v)) => {
+                        lag.get_or_create(&labels).set(v);
+                    }
+                    (false, _) => {
+                        lag.remove(&labels);
+                    }
+                    (true, None) => {}
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
 /// A consumer group member that dispatches events to handlers.
 pub struct EventConsumer {
     kafka: KafkaConfig,
@@ -151,16 +199,21 @@ impl EventConsumer {
     /// Consumes until `shutdown` is cancelled; then lets each partition
     /// worker finish its current record, commits stored offsets and returns.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunError> {
-        let consumer: StreamConsumer = self
-            .kafka
-            .client_config()
+        let mut config = self.kafka.client_config();
+        config
             .set("group.id", &self.group_id)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
-            .create()?;
+            .set("enable.partition.eof", "false");
+        if config.get("statistics.interval.ms").is_none() {
+            config.set(
+                "statistics.interval.ms",
+                LAG_STATISTICS_INTERVAL.as_millis().to_string(),
+            );
+        }
+        let consumer: StreamConsumer<LagContext> = config.create_with_context(LagContext)?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let consumer = Arc::new(consumer);

@@ -10,7 +10,9 @@
 //! - the [`consumer`] helper: decode, dispatch, inbox dedup, ordered offset
 //!   storage, retries and a dead-letter topic;
 //! - topic configuration and creation ([`topics`], [`admin`]) and W3C trace
-//!   context in Kafka headers ([`trace_context`]).
+//!   context in Kafka headers ([`trace_context`]), continued by OpenTelemetry
+//!   producer and consumer spans when the process exports traces;
+//! - the pipeline's Prometheus metrics ([`metrics`]).
 
 pub mod admin;
 pub mod codec;
@@ -20,6 +22,7 @@ pub mod error;
 pub mod events;
 pub mod inbox;
 pub mod kafka;
+pub mod metrics;
 pub mod outbox;
 pub mod registry;
 pub mod relay;

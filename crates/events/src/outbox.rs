@@ -24,6 +24,10 @@ pub struct StoredHeaders {
 /// `key` (the aggregate id, e.g. the order id, so one aggregate's events stay
 /// in order on one partition). The topic comes from the event's stream in
 /// `topics`. The relay is woken when the transaction commits.
+///
+/// The stored trace context is the current span's when OpenTelemetry is
+/// active (the HTTP request or consumer span the event is written in, so
+/// the relay's publish span becomes its child); otherwise `trace`.
 pub async fn enqueue(
     conn: &mut PgConnection,
     topics: &TopicCatalog,
@@ -33,7 +37,7 @@ pub async fn enqueue(
 ) -> Result<(), OutboxError> {
     let topic = topics.topic(envelope.event_type().stream());
     let headers = serde_json::to_value(StoredHeaders {
-        trace: trace.cloned(),
+        trace: TraceContext::current().or_else(|| trace.cloned()),
     })
     .map_err(crate::error::CodecError::from)?;
     sqlx::query(

@@ -11,12 +11,17 @@
 //!   are unaffected because they only insert rows.
 //! - It wakes on `NOTIFY` from [`outbox::enqueue`](crate::outbox::enqueue)
 //!   and also polls, in case a notification is missed.
+//! - Each record gets a producer span `publish <topic>`, a child of the trace
+//!   context stored with the row; the record's `traceparent` header carries
+//!   that span's context (the stored one when OpenTelemetry is not active).
+//!   Acknowledged records count towards `orderflow_events_published_total`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::DeliveryFuture;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{Postgres, Row};
@@ -27,6 +32,7 @@ use crate::envelope::Envelope;
 use crate::error::{CodecError, RunError};
 use crate::kafka::{EventProducer, KafkaConfig, OutgoingRecord};
 use crate::outbox::{StoredHeaders, NOTIFY_CHANNEL};
+use crate::trace_context::TraceContext;
 
 /// Advisory lock key held by the active relay of a database.
 const LEADER_LOCK: i64 = 0x6f75_7462_6f78; // "outbox"
@@ -79,7 +85,15 @@ pub struct Relay {
 struct Row_ {
     id: i64,
     key: String,
-    record: Option<OutgoingRecord>,
+    record: Option<Prepared>,
+}
+
+/// An encoded row waiting for its span and headers.
+struct Prepared {
+    envelope: Envelope,
+    topic: String,
+    payload: Vec<u8>,
+    trace: Option<TraceContext>,
 }
 
 impl Relay {
@@ -237,7 +251,11 @@ impl Relay {
         let mut futures = Vec::with_capacity(batch.len());
         for r in &batch {
             futures.push(match &r.record {
-                Some(rec) => Some(self.producer.send(rec)),
+                Some(p) => {
+                    let (span, record) = publish_span(&r.key, p);
+                    let sent = self.producer.send(&record);
+                    Some((span, sent))
+                }
                 None => None,
             });
         }
@@ -247,12 +265,25 @@ impl Relay {
         for (r, fut) in batch.iter().zip(futures) {
             let outcome = match fut {
                 None => Ok(()),
-                Some(Err(e)) => Err(e.to_string()),
-                Some(Ok(f)) => match f.await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err((e, _))) => Err(e.to_string()),
-                    Err(_) => Err("delivery canceled".to_owned()),
-                },
+                Some((span, sent)) => {
+                    let outcome = delivered(sent).await;
+                    match &outcome {
+                        Ok((partition, offset)) => {
+                            span.record("messaging.destination.partition.id", partition);
+                            span.record("messaging.kafka.offset", offset);
+                            if let Some(p) = &r.record {
+                                crate::metrics::pipeline()
+                                    .published(&p.topic, p.envelope.event_type().name());
+                            }
+                        }
+                        Err(e) => {
+                            span.record("otel.status_code", "ERROR");
+                            span.record("error.type", "publish_failed");
+                            span.in_scope(|| tracing::debug!(error = %e, "publish failed"));
+                        }
+                    }
+                    outcome.map(|_| ())
+                }
             };
             match outcome {
                 // Only a prefix of each key's rows is done: a later row must
@@ -298,17 +329,63 @@ impl Relay {
         }
     }
 
-    async fn to_record(&self, row: &sqlx::postgres::PgRow) -> Result<OutgoingRecord, CodecError> {
+    async fn to_record(&self, row: &sqlx::postgres::PgRow) -> Result<Prepared, CodecError> {
         let envelope = Envelope::from_json(row.get("envelope"))?;
         let stored: StoredHeaders = serde_json::from_value(row.get("headers"))?;
         let topic: String = row.get("topic");
         let payload = self.codec.encode(&topic, &envelope).await?;
-        Ok(OutgoingRecord {
-            key: row.get("partition_key"),
-            payload,
-            headers: record_headers(&envelope, stored.trace.as_ref()),
+        Ok(Prepared {
+            envelope,
             topic,
+            payload,
+            trace: stored.trace,
         })
+    }
+}
+
+/// The producer span of one record (a child of the row's stored trace
+/// context) and the record, whose trace headers carry the span's context.
+fn publish_span(key: &str, p: &Prepared) -> (tracing::Span, OutgoingRecord) {
+    let span = tracing::info_span!(
+        "publish",
+        otel.name = format!("publish {}", p.topic),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "publish",
+        messaging.destination.name = %p.topic,
+        messaging.destination.partition.id = tracing::field::Empty,
+        messaging.kafka.message.key = %key,
+        messaging.kafka.offset = tracing::field::Empty,
+        messaging.message.id = %p.envelope.event_id,
+        event_type = p.envelope.event_type().name(),
+        correlation_id = %p.envelope.correlation_id,
+    );
+    if let Some(t) = &p.trace {
+        t.set_as_parent_of(&span);
+    }
+    let trace = TraceContext::of_span(&span).or_else(|| p.trace.clone());
+    let record = OutgoingRecord {
+        topic: p.topic.clone(),
+        key: key.to_owned(),
+        payload: p.payload.clone(),
+        headers: record_headers(&p.envelope, trace.as_ref()),
+    };
+    (span, record)
+}
+
+/// Waits for the broker's answer; `(partition, offset)` on success.
+async fn delivered(
+    sent: Result<DeliveryFuture, rdkafka::error::KafkaError>,
+) -> Result<(i32, i64), String> {
+    match sent {
+        Err(e) => Err(e.to_string()),
+        Ok(f) => match f.await {
+            Ok(Ok(d)) => Ok((d.partition, d.offset)),
+            Ok(Err((e, _))) => Err(e.to_string()),
+            Err(_) => Err("delivery canceled".to_owned()),
+        },
     }
 }
 

@@ -2,9 +2,19 @@
 //! and in outbox rows, so one trace can span a whole saga.
 //!
 //! Format: `00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`.
+//!
+//! When the process has an OpenTelemetry layer (`tracing-opentelemetry`,
+//! installed by the service runtime), trace contexts come from the real
+//! spans: [`TraceContext::current`] is the current span's context, the
+//! outbox stores it ([`outbox::enqueue`](crate::outbox::enqueue)), the relay
+//! and the consumer make their spans children of the stored and received
+//! contexts ([`TraceContext::set_as_parent_of`]). Without such a layer the
+//! ids are still generated and propagated as before, only no spans exist.
 
 use std::fmt;
+use std::str::FromStr;
 
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use rand::RngCore;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use serde::{Deserialize, Serialize};
@@ -130,6 +140,78 @@ impl TraceContext {
     }
 }
 
+impl TraceContext {
+    /// The context of an OpenTelemetry span, if valid.
+    pub fn from_span_context(sc: &SpanContext) -> Option<Self> {
+        if !sc.is_valid() {
+            return None;
+        }
+        let tracestate = sc.trace_state().header();
+        Some(Self {
+            trace_id: sc.trace_id().to_string(),
+            span_id: sc.span_id().to_string(),
+            flags: sc.trace_flags().to_u8(),
+            tracestate: (!tracestate.is_empty()).then_some(tracestate),
+        })
+    }
+
+    /// The context of the current `tracing` span when OpenTelemetry is
+    /// active (the span is sampled or not, its ids are real); `None`
+    /// otherwise.
+    pub fn current() -> Option<Self> {
+        Self::of_span(&tracing::Span::current()).or_else(|| {
+            // The current span may be one the OpenTelemetry layer filters
+            // out; the context it activated for the nearest span it knows
+            // is still current.
+            let cx = opentelemetry::Context::current();
+            Self::from_span_context(cx.span().span_context())
+        })
+    }
+
+    /// The context of `span` when OpenTelemetry is active.
+    pub fn of_span(span: &tracing::Span) -> Option<Self> {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if span.is_none() {
+            return None;
+        }
+        let cx = span.context();
+        Self::from_span_context(cx.span().span_context())
+    }
+
+    /// This context as a remote OpenTelemetry span context.
+    pub fn to_span_context(&self) -> Option<SpanContext> {
+        let trace_id = TraceId::from_hex(&self.trace_id).ok()?;
+        let span_id = SpanId::from_hex(&self.span_id).ok()?;
+        let state = self
+            .tracestate
+            .as_deref()
+            .and_then(|s| TraceState::from_str(s).ok())
+            .unwrap_or_default();
+        let sc = SpanContext::new(trace_id, span_id, TraceFlags::new(self.flags), true, state);
+        sc.is_valid().then_some(sc)
+    }
+
+    /// This context as an OpenTelemetry parent context.
+    pub fn to_otel_context(&self) -> Option<opentelemetry::Context> {
+        self.to_span_context()
+            .map(|sc| opentelemetry::Context::new().with_remote_span_context(sc))
+    }
+
+    /// Makes `span` (not yet entered) a child of this context. Does nothing
+    /// without an OpenTelemetry layer or when the span is disabled.
+    pub fn set_as_parent_of(&self, span: &tracing::Span) {
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if span.is_none() {
+            return;
+        }
+        if let Some(cx) = self.to_otel_context() {
+            if let Err(e) = span.set_parent(cx) {
+                tracing::trace!(error = %e, "span parent not set");
+            }
+        }
+    }
+}
+
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.traceparent())
@@ -153,6 +235,22 @@ mod tests {
         let child = ctx.child();
         assert_eq!(child.trace_id, ctx.trace_id);
         assert_ne!(child.span_id, ctx.span_id);
+    }
+
+    #[test]
+    fn converts_to_and_from_opentelemetry_span_contexts() {
+        let mut ctx = TraceContext::new_root();
+        ctx.tracestate = Some("vendor=1".into());
+        let sc = ctx.to_span_context().expect("valid");
+        assert!(sc.is_remote() && sc.is_sampled());
+        assert_eq!(TraceContext::from_span_context(&sc), Some(ctx));
+        assert_eq!(
+            TraceContext::from_span_context(&SpanContext::empty_context()),
+            None
+        );
+        // Without an OpenTelemetry layer there is no current context.
+        let span = tracing::info_span!("no-otel");
+        assert_eq!(span.in_scope(TraceContext::current), None);
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub fn build(ctx: &Context) -> anyhow::Result<Parts> {
     let catalog = || ctx.catalog.clone();
     let consumer = EventConsumer::new(
         &ctx.kafka,
-        SOURCE,
+        &ctx.consumer_group,
         ctx.pool.clone(),
         ctx.codec.clone(),
         ctx.catalog.clone(),

@@ -126,7 +126,7 @@ fn build(ctx: &Context, smtp: &SmtpSettings) -> anyhow::Result<Parts> {
     };
     let consumer = EventConsumer::new(
         &ctx.kafka,
-        SOURCE,
+        &ctx.consumer_group,
         ctx.pool.clone(),
         ctx.codec.clone(),
         ctx.catalog.clone(),

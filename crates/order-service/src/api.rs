@@ -341,6 +341,7 @@ async fn create_order(
         }
         store::emit(&mut tx, &state.topics, id, &envelope, Some(&trace.child())).await?;
         tx.commit().await?;
+        crate::metrics::order_created();
         tracing::info!(order_id = %id, customer_id = %order.customer_id, total = order.total,
             currency = %order.currency, lines = order.items.0.len(), "order accepted");
         return Ok(accepted(id, Status::Pending, false));

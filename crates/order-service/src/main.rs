@@ -6,6 +6,7 @@ mod api;
 #[cfg(test)]
 mod db_tests;
 mod handlers;
+mod metrics;
 mod request;
 mod saga;
 mod store;
@@ -68,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
 fn build(ctx: &Context, timeout: Duration, interval: Duration) -> anyhow::Result<Parts> {
     let saga_timeout =
         chrono::TimeDelta::from_std(timeout).context("ORDER_SAGA_TIMEOUT is too large")?;
+    metrics::register();
     let router = api::router(api::AppState {
         pool: ctx.pool.clone(),
         topics: ctx.catalog.clone(),
@@ -76,7 +78,7 @@ fn build(ctx: &Context, timeout: Duration, interval: Duration) -> anyhow::Result
 
     let mut consumer = EventConsumer::new(
         &ctx.kafka,
-        SOURCE,
+        &ctx.consumer_group,
         ctx.pool.clone(),
         ctx.codec.clone(),
         ctx.catalog.clone(),

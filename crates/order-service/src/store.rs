@@ -378,6 +378,7 @@ pub async fn apply_transition(
         };
         emit(conn, topics, order.id, &envelope, trace.as_ref()).await?;
     }
+    crate::metrics::transition(&t.emits, order.created_at, clock.now);
     Ok(())
 }
 

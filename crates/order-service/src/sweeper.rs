@@ -8,6 +8,7 @@ use orderflow_events::trace_context::TraceContext;
 use orderflow_events::TopicCatalog;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::saga::{self, ReasonCode};
 use crate::store::{self, Cause, Clock, StoreError};
@@ -77,6 +78,13 @@ impl Sweeper {
             let cause = Cause::Local {
                 trace: TraceContext::new_root(),
             };
+            // The cancellation starts a trace of its own (a root span when
+            // OpenTelemetry is active, whose context the outbox stores).
+            let span = tracing::info_span!(
+                "saga_timeout",
+                otel.name = "saga timeout",
+                order_id = %order.id,
+            );
             store::apply_transition(
                 &mut tx,
                 &self.topics,
@@ -86,6 +94,7 @@ impl Sweeper {
                 &cause,
                 &clock,
             )
+            .instrument(span)
             .await?;
             tracing::warn!(order_id = %order.id, previous_status = %previous,
                 deadline = %deadline.to_rfc3339(), reason_code = ReasonCode::SagaTimeout.as_str(),

@@ -5,12 +5,16 @@
 //! - `orderctl schemas register` registers every event schema under its
 //!   subject and sets the subject's compatibility level;
 //! - `orderctl schemas check` asks the registry whether the schemas are
-//!   compatible with what is registered, and fails if one is not.
+//!   compatible with what is registered, and fails if one is not;
+//! - `orderctl load` drives `POST /orders` at a rate or concurrency, waits
+//!   for every saga to finish and reports throughput and latencies (see
+//!   `docs/benchmarks.md`).
 //!
 //! Configuration comes from the same environment variables the services
 //! read (`KAFKA_BOOTSTRAP_SERVERS`, `SCHEMA_REGISTRY_URL`,
 //! `ORDERFLOW_TOPIC_*`), overridable with flags.
 
+mod load;
 mod schemas;
 
 use std::process::ExitCode;
@@ -25,7 +29,7 @@ use orderflow_events::TopicCatalog;
 #[command(
     name = "orderctl",
     version,
-    about = "Operate an orderflow deployment: topics and schemas"
+    about = "Operate an orderflow deployment: topics, schemas and load generation"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,6 +48,9 @@ enum Command {
         #[command(subcommand)]
         action: SchemasAction,
     },
+    /// Generate load: POST /orders at a rate or concurrency, wait for every
+    /// saga to finish, report throughput and latencies (JSON + SVG).
+    Load(Box<load::Args>),
 }
 
 #[derive(Subcommand)]
@@ -93,6 +100,9 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Load(args) = cli.command {
+        return load::run(*args).await;
+    }
     let catalog = TopicCatalog::from_env().context("reading the topic configuration")?;
     match cli.command {
         Command::Topics {
@@ -133,5 +143,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schemas {
             action: SchemasAction::Check(args),
         } => schemas::check(&catalog, &args).await,
+        Command::Load(_) => unreachable!("handled above"),
     }
 }

@@ -36,7 +36,7 @@ pub fn build(ctx: &Context, max_amount: i64) -> anyhow::Result<Parts> {
     });
     let consumer = EventConsumer::new(
         &ctx.kafka,
-        SOURCE,
+        &ctx.consumer_group,
         ctx.pool.clone(),
         ctx.codec.clone(),
         ctx.catalog.clone(),

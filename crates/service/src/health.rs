@@ -1,4 +1,4 @@
-//! `/health/live`, `/health/ready` and `/openapi.json`.
+//! `/health/live`, `/health/ready`, `/metrics` and `/openapi.json`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,13 +27,37 @@ pub struct Probes {
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The health and OpenAPI routes.
+/// The health, metrics and OpenAPI routes.
 pub fn routes(probes: Probes) -> Router {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .with_state(probes)
+}
+
+/// Every metric of the process in OpenMetrics text format; the outbox
+/// gauges are read from the database now (kept from the last scrape when
+/// it does not answer within 2 s).
+async fn metrics(State(p): State<Probes>) -> Response {
+    let outbox = async {
+        let mut conn = p.pool.acquire().await?;
+        orderflow_events::metrics::observe_outbox(&mut conn).await
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, outbox).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "outbox backlog not measured"),
+        Err(_) => tracing::debug!("outbox backlog not measured: timed out"),
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            orderflow_events::metrics::CONTENT_TYPE,
+        )],
+        orderflow_events::metrics::encode(),
+    )
+        .into_response()
 }
 
 async fn live(State(p): State<Probes>) -> Json<serde_json::Value> {

@@ -6,14 +6,19 @@
 //! [`Parts`] (HTTP routes, one event consumer, background tasks). [`run`]
 //! then does the rest the same way for every service:
 //!
-//! - logging (`RUST_LOG`, `LOG_FORMAT=text|json`);
+//! - logging (`RUST_LOG`, `LOG_FORMAT=text|json`) with the trace id on every
+//!   line, and OpenTelemetry spans exported over OTLP/HTTP when
+//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set ([`telemetry`]);
 //! - connecting to PostgreSQL (waiting while it is unavailable) and running
 //!   the shared outbox/inbox migrations plus the service's own;
 //! - the outbox relay, the consumer and the background tasks;
-//! - `/health/live`, `/health/ready` (database and broker), `/openapi.json`
+//! - `/health/live`, `/health/ready` (database and broker), `/metrics`
+//!   (Prometheus/OpenMetrics: the event pipeline, HTTP requests and whatever
+//!   the service registers in `orderflow_events::metrics`), `/openapi.json`
 //!   and JSON errors for unknown routes and methods;
 //! - graceful shutdown on SIGINT/SIGTERM: stop accepting requests, let
-//!   in-flight handlers finish, commit consumer offsets, flush the relay.
+//!   in-flight handlers finish, commit consumer offsets, flush the relay
+//!   and the span exporter.
 //!
 //! A task that fails ends the process with an error, so a supervisor
 //! restarts it; nothing is lost because every effect is in the database
@@ -24,6 +29,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod runtime;
+pub mod telemetry;
 
 pub use config::CommonConfig;
 pub use error::ApiError;

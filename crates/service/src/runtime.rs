@@ -19,12 +19,15 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
 
 use crate::config::{CommonConfig, LogFormat};
 use crate::error::{method_not_allowed_fallback, not_found_fallback};
 use crate::extract::BODY_LIMIT;
 use crate::health::{self, Probes};
+use crate::telemetry::{self, Telemetry};
+
+/// Longest wait for buffered spans to be exported on shutdown.
+const TRACE_FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What a service is.
 pub struct ServiceSpec {
@@ -57,6 +60,10 @@ pub struct Context {
     pub shutdown: CancellationToken,
     /// `source` of emitted events.
     pub source: &'static str,
+    /// Kafka consumer group of the service: `KAFKA_CONSUMER_GROUP`, or the
+    /// topic prefix (`ORDERFLOW_TOPIC_PREFIX`) followed by `source`, so
+    /// environments isolated by a topic prefix do not share groups.
+    pub consumer_group: String,
 }
 
 /// A background task: runs until the token is cancelled.
@@ -72,17 +79,10 @@ pub struct Parts {
     pub tasks: Vec<(&'static str, Task)>,
 }
 
-/// Initialises logging from `RUST_LOG` (default `info`) in `format`.
+/// Initialises logging from `RUST_LOG` (default `info`) in `format`, with
+/// OpenTelemetry trace ids but no span export (see [`telemetry::init`]).
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let result = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-    if let Err(e) = result {
-        eprintln!("logging already initialised: {e}");
-    }
+    let _ = telemetry::init("orderflow", format);
 }
 
 /// Runs a service until SIGINT/SIGTERM or until one of its tasks fails.
@@ -90,26 +90,55 @@ pub async fn run<F>(spec: ServiceSpec, config: CommonConfig, build: F) -> anyhow
 where
     F: FnOnce(&Context) -> anyhow::Result<Parts>,
 {
-    init_logging(config.log_format);
+    let telemetry = telemetry::init(spec.source, config.log_format);
+    let result = run_service(spec, config, build, &telemetry).await;
+    telemetry.shutdown(TRACE_FLUSH_TIMEOUT).await;
+    result
+}
+
+async fn run_service<F>(
+    spec: ServiceSpec,
+    config: CommonConfig,
+    build: F,
+    telemetry: &Telemetry,
+) -> anyhow::Result<()>
+where
+    F: FnOnce(&Context) -> anyhow::Result<Parts>,
+{
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_listener(shutdown.clone()));
 
     let database_url = config.database_url_or_default(spec.name);
     let pool = connect(&database_url, config.database_max_connections, &shutdown).await?;
-    orderflow_events::migrate(&pool)
-        .await
-        .context("running the outbox/inbox migrations")?;
-    let mut migrator = Migrator {
+    let migrator = Migrator {
         migrations: spec.migrator.migrations.clone(),
         ignore_missing: true,
         locking: spec.migrator.locking,
         no_tx: spec.migrator.no_tx,
     };
-    migrator.set_ignore_missing(true);
-    migrator
-        .run(&pool)
-        .await
-        .with_context(|| format!("running the {} migrations", spec.name))?;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let result = match orderflow_events::migrate(&pool).await {
+            Ok(()) => migrator.run(&pool).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => break,
+            Err(sqlx::migrate::MigrateError::Execute(e)) if transient(&e) => {
+                tracing::warn!(error = %e, "database busy while migrating; retrying");
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("running the {} migrations", spec.name))
+                )
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => anyhow::bail!("stopped while waiting for the database"),
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
     if config.migrate_only {
         tracing::info!(
             service = spec.source,
@@ -134,7 +163,19 @@ where
         codec: codec.clone(),
         shutdown: shutdown.clone(),
         source: spec.source,
+        consumer_group: std::env::var("KAFKA_CONSUMER_GROUP")
+            .ok()
+            .filter(|g| !g.is_empty())
+            .unwrap_or_else(|| {
+                format!(
+                    "{}{}",
+                    std::env::var("ORDERFLOW_TOPIC_PREFIX").unwrap_or_default(),
+                    spec.source
+                )
+            }),
     };
+    orderflow_events::metrics::pipeline();
+    telemetry::register_http_metrics();
     let parts = build(&ctx)?;
 
     let probes = Probes {
@@ -148,7 +189,8 @@ where
         .merge(health::routes(probes))
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(telemetry::observe_http));
     let addr = config.http_addr(spec.default_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -214,6 +256,7 @@ where
         if let Some(e) = &failure {
             eprintln!("{}: {e:#}", spec.source);
         }
+        telemetry.shutdown(TRACE_FLUSH_TIMEOUT).await;
         std::process::exit(if failure.is_some() { 1 } else { 0 });
     }
     if tokio::time::timeout(Duration::from_secs(5), pool.close())
@@ -242,8 +285,8 @@ async fn connect(
             .await;
         match attempt {
             Ok(pool) => return Ok(pool),
-            Err(e @ (sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)) => {
-                tracing::warn!(error = %e, "database unreachable; retrying");
+            Err(e) if transient(&e) => {
+                tracing::warn!(error = %e, "database unreachable or busy; retrying");
             }
             Err(e) => return Err(anyhow::Error::new(e).context("connecting to the database")),
         }
@@ -252,6 +295,17 @@ async fn connect(
             () = tokio::time::sleep(delay) => {}
         }
         delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Errors that go away by waiting: the server is unreachable, the pool is
+/// exhausted, or PostgreSQL refuses connections for now (53300
+/// too_many_connections, 57P03 cannot_connect_now).
+fn transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(d) => matches!(d.code().as_deref(), Some("53300" | "57P03")),
+        _ => false,
     }
 }
 

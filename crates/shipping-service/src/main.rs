@@ -66,7 +66,7 @@ fn build(ctx: &Context, carrier: String) -> anyhow::Result<Parts> {
     });
     let consumer = EventConsumer::new(
         &ctx.kafka,
-        SOURCE,
+        &ctx.consumer_group,
         ctx.pool.clone(),
         ctx.codec.clone(),
         ctx.catalog.clone(),

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
@@ -13,18 +13,19 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::dead_letter::dead_letter_headers;
-use super::{ConsumedEvent, ConsumerOptions, Handler};
+use super::{ConsumedEvent, ConsumerOptions, Handler, LagContext};
 use crate::codec::AvroCodec;
 use crate::error::HandlerError;
 use crate::events::EventType;
 use crate::inbox::{self, Origin};
 use crate::kafka::EventProducer;
+use crate::metrics;
 use crate::topics::TopicCatalog;
 use crate::trace_context::TraceContext;
 
 /// What every worker of one consumer shares.
 pub(super) struct Context {
-    pub consumer: Arc<StreamConsumer>,
+    pub consumer: Arc<StreamConsumer<LagContext>>,
     pub pool: PgPool,
     pub codec: Arc<AvroCodec>,
     pub catalog: TopicCatalog,
@@ -48,21 +49,37 @@ pub(super) async fn run(
             _ = stop.cancelled() => return,
             m = rx.recv() => match m { Some(m) => m, None => return },
         };
-        let span = tracing::info_span!(
-            "consume",
-            messaging.system = "kafka",
-            messaging.operation.type = "process",
-            messaging.destination.name = msg.topic(),
-            messaging.destination.partition.id = msg.partition(),
-            messaging.kafka.offset = msg.offset(),
-            messaging.consumer.group.name = %ctx.group_id,
-            event_type = tracing::field::Empty,
-            event_id = tracing::field::Empty,
-        );
+        let span = process_span(&ctx.group_id, &msg);
+        if let Some(parent) = msg.headers().and_then(TraceContext::extract) {
+            parent.set_as_parent_of(&span);
+        }
         if process(&ctx, &msg, &stop).instrument(span).await.is_err() {
             return;
         }
     }
+}
+
+/// The consumer span of one record (OpenTelemetry messaging conventions);
+/// its parent is set from the record's `traceparent` header.
+fn process_span(group_id: &str, msg: &OwnedMessage) -> tracing::Span {
+    let key = msg.key().map(String::from_utf8_lossy);
+    tracing::info_span!(
+        "process",
+        otel.name = format!("process {}", msg.topic()),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = msg.topic(),
+        messaging.destination.partition.id = msg.partition(),
+        messaging.kafka.offset = msg.offset(),
+        messaging.kafka.message.key = key.as_deref(),
+        messaging.consumer.group.name = %group_id,
+        messaging.message.id = tracing::field::Empty,
+        event_type = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
 }
 
 async fn process(
@@ -87,6 +104,9 @@ async fn process(
             }
             Err(e) => {
                 tracing::warn!(error = %e, reason = e.reason(), "undecodable record; dead-lettering");
+                let span = tracing::Span::current();
+                span.record("otel.status_code", "ERROR");
+                span.record("error.type", e.reason());
                 dead_letter(ctx, msg, e.reason(), &e.to_string(), stop).await?;
                 store_offset(ctx, &origin);
                 return Ok(());
@@ -94,10 +114,17 @@ async fn process(
         }
     };
     let span = tracing::Span::current();
-    span.record("event_type", envelope.event_type().name());
-    span.record("event_id", tracing::field::display(envelope.event_id));
+    let event_type = envelope.event_type().name();
+    span.record("event_type", event_type);
+    span.record(
+        "messaging.message.id",
+        tracing::field::display(envelope.event_id),
+    );
+    let m = metrics::pipeline();
     let Some(handler) = ctx.handlers.get(&envelope.event_type()) else {
         tracing::debug!("no handler for this event type; skipped");
+        span.record("outcome", "skipped");
+        m.consumed(&origin.topic, event_type, "skipped");
         store_offset(ctx, &origin);
         return Ok(());
     };
@@ -108,31 +135,50 @@ async fn process(
         origin: origin.clone(),
     };
     let (mut attempt, mut infra_attempt) = (0u32, 0u32);
+    let failed = |error: &'static str| {
+        m.failed(&origin.topic, event_type, error);
+        span.record("otel.status_code", "ERROR");
+        span.record("error.type", error);
+    };
     loop {
         attempt += 1;
-        match apply(ctx, handler.as_ref(), &event).await {
+        let started = Instant::now();
+        let result = apply(ctx, handler.as_ref(), &event).await;
+        m.handler_duration(&origin.topic, event_type, started.elapsed());
+        match result {
             Ok(applied) => {
                 tracing::debug!(applied, "event handled");
+                let outcome = if applied { "applied" } else { "duplicate" };
+                span.record("outcome", outcome);
+                if attempt > 1 || infra_attempt > 0 {
+                    // A retry that finally succeeded is not an error.
+                    span.record("otel.status_code", "OK");
+                }
+                m.consumed(&origin.topic, event_type, outcome);
                 break;
             }
-            Err(HandlerError::Permanent(m)) => {
-                tracing::warn!(error = %m, "handler rejected the event; dead-lettering");
-                dead_letter(ctx, msg, "handler-rejected", &m, stop).await?;
+            Err(HandlerError::Permanent(e)) => {
+                failed("permanent");
+                tracing::warn!(error = %e, "handler rejected the event; dead-lettering");
+                dead_letter(ctx, msg, "handler-rejected", &e, stop).await?;
                 break;
             }
-            Err(HandlerError::Retryable(m)) if attempt >= ctx.opts.max_attempts => {
-                tracing::warn!(error = %m, attempt, "retries exhausted; dead-lettering");
-                dead_letter(ctx, msg, "retries-exhausted", &m, stop).await?;
+            Err(HandlerError::Retryable(e)) if attempt >= ctx.opts.max_attempts => {
+                failed("retryable");
+                tracing::warn!(error = %e, attempt, "retries exhausted; dead-lettering");
+                dead_letter(ctx, msg, "retries-exhausted", &e, stop).await?;
                 break;
             }
-            Err(HandlerError::Retryable(m)) => {
-                tracing::info!(error = %m, attempt, "handler failed; retrying");
+            Err(HandlerError::Retryable(e)) => {
+                failed("retryable");
+                tracing::info!(error = %e, attempt, "handler failed; retrying");
                 backoff(ctx, attempt, stop).await?;
             }
-            Err(HandlerError::Infrastructure(m)) => {
+            Err(HandlerError::Infrastructure(e)) => {
+                failed("infrastructure");
                 // Not the event's fault: wait as long as it takes, and never
                 // let it count towards dead-lettering.
-                tracing::warn!(error = %m, "a dependency is unavailable; retrying");
+                tracing::warn!(error = %e, "a dependency is unavailable; retrying");
                 attempt -= 1;
                 infra_attempt += 1;
                 backoff(ctx, infra_attempt, stop).await?;
@@ -204,6 +250,8 @@ async fn dead_letter(
         }
         match ctx.dlq.send_record(record).await {
             Ok(()) => {
+                metrics::pipeline().dead_lettered(msg.topic(), reason);
+                tracing::Span::current().record("outcome", "dead_lettered");
                 tracing::info!(dlq_topic = %topic, reason, "record dead-lettered");
                 return Ok(());
             }

@@ -1,0 +1,292 @@
+//! Prometheus metrics of the event pipeline, in one process-wide registry.
+//!
+//! The relay and the consumer record into [`pipeline`]; services register
+//! their own metrics with [`register`]; the service runtime renders
+//! everything with [`encode`] at `GET /metrics` (OpenMetrics text, which
+//! Prometheus scrapes natively).
+//!
+//! | metric | labels |
+//! |---|---|
+//! | `orderflow_events_published_total` | `topic`, `event_type` |
+//! | `orderflow_events_consumed_total` | `topic`, `event_type`, `outcome` = `applied` \| `duplicate` \| `skipped` |
+//! | `orderflow_events_failed_total` | `topic`, `event_type`, `error` = `retryable` \| `permanent` \| `infrastructure` |
+//! | `orderflow_events_dead_lettered_total` | `topic`, `reason` |
+//! | `orderflow_handler_duration_seconds` (histogram) | `topic`, `event_type` |
+//! | `orderflow_outbox_backlog`, `orderflow_outbox_oldest_age_seconds` | (set at scrape time, [`observe_outbox`]) |
+//! | `orderflow_consumer_lag` | `topic`, `partition` |
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use sqlx::PgConnection;
+
+pub use prometheus_client;
+
+/// Content type of [`encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// `topic` and `event_type`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// Kafka topic.
+    pub topic: String,
+    /// Event type name, e.g. `OrderCreated`.
+    pub event_type: String,
+}
+
+/// `topic`, `event_type` and `outcome`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsumedLabels {
+    /// Kafka topic.
+    pub topic: String,
+    /// Event type name.
+    pub event_type: String,
+    /// `applied`, `duplicate` (already in the inbox) or `skipped` (no
+    /// handler for this type).
+    pub outcome: &'static str,
+}
+
+/// `topic`, `event_type` and `error`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailedLabels {
+    /// Kafka topic.
+    pub topic: String,
+    /// Event type name.
+    pub event_type: String,
+    /// `retryable`, `permanent` or `infrastructure`.
+    pub error: &'static str,
+}
+
+/// `topic` and `reason` of a dead letter.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadLetterLabels {
+    /// The topic the record came from.
+    pub topic: String,
+    /// The `dlq.reason` header, e.g. `handler-rejected`.
+    pub reason: String,
+}
+
+/// `topic` and `partition`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    /// Kafka topic.
+    pub topic: String,
+    /// Partition number.
+    pub partition: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The pipeline's metrics (see the module documentation).
+pub struct PipelineMetrics {
+    /// Events the relay published (acknowledged by the broker).
+    pub published: Family<EventLabels, Counter>,
+    /// Events the consumer finished with, by outcome.
+    pub consumed: Family<ConsumedLabels, Counter>,
+    /// Failed handler attempts, by error class.
+    pub failed: Family<FailedLabels, Counter>,
+    /// Records written to a dead-letter topic.
+    pub dead_lettered: Family<DeadLetterLabels, Counter>,
+    /// Time of one handler attempt, including its transaction.
+    pub handler_duration: HistogramFamily<EventLabels>,
+    /// Unpublished outbox rows.
+    pub outbox_backlog: Gauge<i64>,
+    /// Age of the oldest unpublished outbox row.
+    pub outbox_oldest_age: Gauge<f64, AtomicU64>,
+    /// Records not yet processed, per assigned partition.
+    pub consumer_lag: Family<PartitionLabels, Gauge<i64>>,
+}
+
+fn handler_histogram() -> Histogram {
+    // 1 ms .. ~16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+fn global() -> &'static Mutex<Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(Registry::default()))
+}
+
+/// The process-wide registry, for services that register metrics of their
+/// own (prefer [`register`]).
+pub fn registry() -> MutexGuard<'static, Registry> {
+    global().lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Registers metrics with the process-wide registry.
+pub fn register(f: impl FnOnce(&mut Registry)) {
+    f(&mut registry());
+}
+
+/// The pipeline's metrics, registered on first use.
+pub fn pipeline() -> &'static PipelineMetrics {
+    static METRICS: OnceLock<PipelineMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let m = PipelineMetrics {
+            published: Family::default(),
+            consumed: Family::default(),
+            failed: Family::default(),
+            dead_lettered: Family::default(),
+            handler_duration: Family::new_with_constructor(handler_histogram),
+            outbox_backlog: Gauge::default(),
+            outbox_oldest_age: Gauge::default(),
+            consumer_lag: Family::default(),
+        };
+        let mut r = registry();
+        r.register(
+            "orderflow_events_published",
+            "Events the outbox relay published (acknowledged by the broker)",
+            m.published.clone(),
+        );
+        r.register(
+            "orderflow_events_consumed",
+            "Events the consumer finished with: applied, duplicate (already applied) or skipped (no handler)",
+            m.consumed.clone(),
+        );
+        r.register(
+            "orderflow_events_failed",
+            "Failed handler attempts by error class",
+            m.failed.clone(),
+        );
+        r.register(
+            "orderflow_events_dead_lettered",
+            "Records written to a dead-letter topic, by source topic and reason",
+            m.dead_lettered.clone(),
+        );
+        r.register(
+            "orderflow_handler_duration_seconds",
+            "Duration of one handler attempt including its database transaction",
+            m.handler_duration.clone(),
+        );
+        r.register(
+            "orderflow_outbox_backlog",
+            "Outbox rows not yet published",
+            m.outbox_backlog.clone(),
+        );
+        r.register(
+            "orderflow_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox row (0 when empty)",
+            m.outbox_oldest_age.clone(),
+        );
+        r.register(
+            "orderflow_consumer_lag",
+            "Records on the broker not yet processed, per assigned partition",
+            m.consumer_lag.clone(),
+        );
+        m
+    })
+}
+
+impl PipelineMetrics {
+    /// Counts one published event.
+    pub fn published(&self, topic: &str, event_type: &str) {
+        self.published
+            .get_or_create(&EventLabels {
+                topic: topic.to_owned(),
+                event_type: event_type.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts one consumed event with `outcome`.
+    pub fn consumed(&self, topic: &str, event_type: &str, outcome: &'static str) {
+        self.consumed
+            .get_or_create(&ConsumedLabels {
+                topic: topic.to_owned(),
+                event_type: event_type.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Counts one failed handler attempt of class `error`.
+    pub fn failed(&self, topic: &str, event_type: &str, error: &'static str) {
+        self.failed
+            .get_or_create(&FailedLabels {
+                topic: topic.to_owned(),
+                event_type: event_type.to_owned(),
+                error,
+            })
+            .inc();
+    }
+
+    /// Counts one dead letter.
+    pub fn dead_lettered(&self, topic: &str, reason: &str) {
+        self.dead_lettered
+            .get_or_create(&DeadLetterLabels {
+                topic: topic.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records the duration of one handler attempt.
+    pub fn handler_duration(&self, topic: &str, event_type: &str, d: Duration) {
+        self.handler_duration
+            .get_or_create(&EventLabels {
+                topic: topic.to_owned(),
+                event_type: event_type.to_owned(),
+            })
+            .observe(d.as_secs_f64());
+    }
+}
+
+/// Sets the outbox gauges from the table (`outbox::backlog`).
+pub async fn observe_outbox(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let (count, age) = crate::outbox::backlog(conn).await?;
+    let m = pipeline();
+    m.outbox_backlog.set(count);
+    m.outbox_oldest_age.set(age);
+    Ok(())
+}
+
+/// Every registered metric in OpenMetrics text format ([`CONTENT_TYPE`]).
+pub fn encode() -> String {
+    pipeline();
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry()) {
+        tracing::warn!(error = %e, "encoding the metrics failed");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_metrics_render_with_their_labels() {
+        let m = pipeline();
+        m.published("t-metrics-test", "OrderCreated");
+        m.consumed("t-metrics-test", "OrderCreated", "applied");
+        m.failed("t-metrics-test", "OrderCreated", "retryable");
+        m.dead_lettered("t-metrics-test", "handler-rejected");
+        m.handler_duration("t-metrics-test", "OrderCreated", Duration::from_millis(3));
+        m.consumer_lag
+            .get_or_create(&PartitionLabels {
+                topic: "t-metrics-test".into(),
+                partition: "3".into(),
+            })
+            .set(7);
+        let text = encode();
+        for needle in [
+            r#"orderflow_events_published_total{topic="t-metrics-test",event_type="OrderCreated"} 1"#,
+            r#"orderflow_events_consumed_total{topic="t-metrics-test",event_type="OrderCreated",outcome="applied"} 1"#,
+            r#"orderflow_events_failed_total{topic="t-metrics-test",event_type="OrderCreated",error="retryable"} 1"#,
+            r#"orderflow_events_dead_lettered_total{topic="t-metrics-test",reason="handler-rejected"} 1"#,
+            r#"orderflow_handler_duration_seconds_count{topic="t-metrics-test",event_type="OrderCreated"} 1"#,
+            "# TYPE orderflow_outbox_backlog gauge",
+            r#"orderflow_consumer_lag{topic="t-metrics-test",partition="3"} 7"#,
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}

@@ -1,0 +1,111 @@
+//! Where the infrastructure and the binaries are, from the environment.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Admin database URL (`ORDERFLOW_TEST_DATABASE_URL`).
+pub fn admin_database_url() -> String {
+    std::env::var("ORDERFLOW_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Kafka bootstrap servers (`KAFKA_BOOTSTRAP_SERVERS`).
+pub fn kafka_bootstrap_servers() -> String {
+    std::env::var("KAFKA_BOOTSTRAP_SERVERS")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "127.0.0.1:19092".into())
+}
+
+/// Schema registry URL (`SCHEMA_REGISTRY_URL`).
+pub fn registry_url() -> String {
+    std::env::var("SCHEMA_REGISTRY_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "http://127.0.0.1:18081".into())
+}
+
+/// The workspace root (parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// `target/<profile>` of the running test executable
+/// (`target/<profile>/deps/<test>-<hash>` → `target/<profile>`).
+fn exe_profile_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    if dir.file_name().and_then(|n| n.to_str()) == Some("deps") {
+        dir.parent().map(Path::to_path_buf)
+    } else {
+        Some(dir.to_path_buf())
+    }
+}
+
+/// Directory holding the service binaries and `orderctl`
+/// (`ORDERFLOW_BIN_DIR`, else the test executable's `target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ORDERFLOW_BIN_DIR").filter(|s| !s.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    exe_profile_dir().unwrap_or_else(|| workspace_root().join("target/debug"))
+}
+
+/// The cargo target directory (`CARGO_TARGET_DIR`, else derived from the
+/// test executable, else `<workspace>/target`).
+pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR").filter(|s| !s.is_empty()) {
+        let dir = PathBuf::from(dir);
+        return if dir.is_absolute() {
+            dir
+        } else {
+            workspace_root().join(dir)
+        };
+    }
+    exe_profile_dir()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The python interpreter with aiosmtpd and confluent_kafka
+/// (`ORDERFLOW_PYTHON`); panics with instructions when it is missing.
+pub fn python() -> PathBuf {
+    let hint = "ORDERFLOW_PYTHON must name a python with aiosmtpd and confluent-kafka installed. \
+                Run the suite through scripts/test, or run \
+                `. scripts/lib.sh && ensure_python_tools` and export the ORDERFLOW_PYTHON it sets \
+                (usually ~/.cache/orderflow/venv/bin/python)";
+    let value = std::env::var_os("ORDERFLOW_PYTHON")
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| panic!("ORDERFLOW_PYTHON is not set. {hint}"));
+    let path = PathBuf::from(value);
+    assert!(
+        path.is_file(),
+        "ORDERFLOW_PYTHON={} does not exist. {hint}",
+        path.display()
+    );
+    path
+}
+
+/// Deadline of one saga wait (`ORDERFLOW_E2E_TIMEOUT_SECS`, default 90 s:
+/// generous, CI machines have 2 cores and run two stacks at once).
+pub fn saga_timeout() -> Duration {
+    let secs = std::env::var("ORDERFLOW_E2E_TIMEOUT_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(90);
+    Duration::from_secs(secs)
+}
+
+/// Partition count override for every topic (`ORDERFLOW_E2E_PARTITIONS`).
+pub fn partitions_override() -> Option<i32> {
+    std::env::var("ORDERFLOW_E2E_PARTITIONS")
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok())
+        .filter(|n| *n > 0)
+}
