@@ -62,6 +62,30 @@ pub struct ConsumedEvent {
     pub trace: Option<TraceContext>,
 }
 
+impl ConsumedEvent {
+    /// Writes the event `payload` caused by this one to the outbox of `conn`
+    /// (the handler's transaction), keyed by `key`, from `source`, continuing
+    /// this event's correlation, metadata and trace. An event that cannot be
+    /// serialised is a permanent error.
+    pub async fn emit(
+        &self,
+        conn: &mut PgConnection,
+        catalog: &TopicCatalog,
+        source: &str,
+        key: &str,
+        payload: impl Into<crate::events::Event>,
+    ) -> Result<(), HandlerError> {
+        let envelope = Envelope::caused_by(&self.envelope, source, payload);
+        let trace = self.trace.as_ref().map(TraceContext::child);
+        crate::outbox::enqueue(conn, catalog, key, &envelope, trace.as_ref())
+            .await
+            .map_err(|e| match e {
+                crate::error::OutboxError::Database(e) => e.into(),
+                crate::error::OutboxError::Codec(e) => HandlerError::permanent(e.to_string()),
+            })
+    }
+}
+
 /// Applies one event type. `tx` is an open transaction that commits after
 /// `handle` returns `Ok`; everything the handler writes (including outbox
 /// rows for follow-up events) commits or rolls back with the inbox entry.

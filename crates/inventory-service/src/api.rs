@@ -5,7 +5,6 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use orderflow_events::events::InventoryAdjusted;
-use orderflow_events::trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
 use orderflow_events::{outbox, Envelope, TopicCatalog};
 use orderflow_service::error::FieldProblem;
 use orderflow_service::{ApiError, ApiJson, ApiPath};
@@ -74,13 +73,7 @@ pub fn validate_put(sku: &str, body: &SetStock) -> Vec<FieldProblem> {
     problems
 }
 
-/// The request's trace context, or a new trace.
-fn request_trace(headers: &HeaderMap) -> TraceContext {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    header(TRACEPARENT)
-        .and_then(|tp| TraceContext::parse(tp, header(TRACESTATE)))
-        .unwrap_or_else(TraceContext::new_root)
-}
+use orderflow_service::telemetry::request_trace;
 
 /// Sets the stock of a SKU and emits `InventoryAdjusted` in the same
 /// transaction.
@@ -177,15 +170,5 @@ mod tests {
     fn unknown_body_fields_are_rejected() {
         let r: Result<SetStock, _> = serde_json::from_str(r#"{"available":1,"reserved":2}"#);
         assert!(r.is_err());
-    }
-
-    #[test]
-    fn a_valid_traceparent_is_continued() {
-        let mut headers = HeaderMap::new();
-        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        headers.insert(TRACEPARENT, tp.parse().expect("header"));
-        assert_eq!(request_trace(&headers).traceparent(), tp);
-        headers.insert(TRACEPARENT, "garbage".parse().expect("header"));
-        assert_ne!(request_trace(&headers).traceparent(), tp);
     }
 }

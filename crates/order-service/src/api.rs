@@ -8,7 +8,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use orderflow_events::events::{Address, OrderCreated, OrderLine};
-use orderflow_events::trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
 use orderflow_events::{Envelope, TopicCatalog};
 use orderflow_service::{ApiError, ApiJson, ApiPath, ApiQuery};
 use serde::{Deserialize, Serialize};
@@ -148,14 +147,7 @@ impl From<&OrderRow> for OrderJson {
     }
 }
 
-/// The trace context of a request: its valid `traceparent`, else a new
-/// root.
-pub fn request_trace(headers: &HeaderMap) -> TraceContext {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    get(TRACEPARENT)
-        .and_then(|tp| TraceContext::parse(tp, get(TRACESTATE)))
-        .unwrap_or_else(TraceContext::new_root)
-}
+pub use orderflow_service::telemetry::request_trace;
 
 /// The `Idempotency-Key` header: `None` when absent; 400 when empty, longer
 /// than [`MAX_IDEMPOTENCY_KEY_LEN`] or not visible ASCII.
@@ -666,7 +658,7 @@ mod tests {
     }
 
     #[test]
-    fn metadata_and_trace_from_headers() {
+    fn metadata_from_headers() {
         let mut h = HeaderMap::new();
         h.insert("x-user-id", HeaderValue::from_static("u-1"));
         h.insert("x-session-id", HeaderValue::from_static("s-1"));
@@ -678,20 +670,6 @@ mod tests {
         let long = HeaderValue::from_str(&"u".repeat(201)).expect("header");
         h.insert("x-user-id", long);
         assert!(request_metadata(&h).is_err());
-
-        h.insert(
-            TRACEPARENT,
-            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-        );
-        assert_eq!(
-            request_trace(&h).trace_id,
-            "4bf92f3577b34da6a3ce929d0e0e4736"
-        );
-        h.insert(TRACEPARENT, HeaderValue::from_static("garbage"));
-        assert_ne!(
-            request_trace(&h).trace_id,
-            "4bf92f3577b34da6a3ce929d0e0e4736"
-        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
 use opentelemetry::trace::{TraceId, TracerProvider as _};
@@ -249,6 +250,17 @@ fn http_metrics() -> &'static HttpMetrics {
     })
 }
 
+/// The trace context an HTTP-originated event continues: the request's
+/// `traceparent` (and `tracestate`) when valid, else a new trace. (When the
+/// OpenTelemetry layer is active the outbox records the current span's
+/// context instead, which the HTTP middleware parents the same way.)
+pub fn request_trace(headers: &HeaderMap) -> TraceContext {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    header(TRACEPARENT)
+        .and_then(|tp| TraceContext::parse(tp, header(TRACESTATE)))
+        .unwrap_or_else(TraceContext::new_root)
+}
+
 /// Registers the HTTP metrics (so they show before the first request).
 pub fn register_http_metrics() {
     http_metrics();
@@ -323,6 +335,18 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    #[test]
+    fn a_request_continues_a_valid_traceparent_and_starts_a_trace_otherwise() {
+        let mut headers = HeaderMap::new();
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        headers.insert(TRACEPARENT, tp.parse().expect("header"));
+        assert_eq!(request_trace(&headers).traceparent(), tp);
+        headers.insert(TRACEPARENT, "garbage".parse().expect("header"));
+        let fresh = request_trace(&headers);
+        assert_ne!(fresh.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(fresh.trace_id.len(), 32);
+    }
 
     /// A log sink for tests.
     #[derive(Clone, Default)]

@@ -10,31 +10,7 @@ pub use order_created::OnOrderCreated;
 pub use release::{OnOrderCancelled, OnPaymentFailed};
 pub use shipping_dispatched::OnShippingDispatched;
 
-use orderflow_events::consumer::ConsumedEvent;
-use orderflow_events::error::{HandlerError, OutboxError};
-use orderflow_events::{outbox, Envelope, Event, TopicCatalog};
-use sqlx::PgConnection;
-
-use crate::SOURCE;
-
-/// Writes the event caused by `cause` to the outbox, keyed by the order id,
-/// continuing the cause's trace.
-async fn emit(
-    tx: &mut PgConnection,
-    catalog: &TopicCatalog,
-    cause: &ConsumedEvent,
-    order_id: &str,
-    payload: impl Into<Event>,
-) -> Result<(), HandlerError> {
-    let envelope = Envelope::caused_by(&cause.envelope, SOURCE, payload);
-    let trace = cause.trace.as_ref().map(|t| t.child());
-    outbox::enqueue(tx, catalog, order_id, &envelope, trace.as_ref())
-        .await
-        .map_err(|e| match e {
-            OutboxError::Database(e) => e.into(),
-            OutboxError::Codec(e) => HandlerError::permanent(e.to_string()),
-        })
-}
+use orderflow_events::error::HandlerError;
 
 /// A per-SKU quantity as the database's `INT`. Quantities are bounded by
 /// stock levels, which are `INT`, so only a corrupted row can fail this.

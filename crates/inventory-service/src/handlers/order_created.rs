@@ -9,7 +9,7 @@ use orderflow_events::events::{
 use orderflow_events::TopicCatalog;
 use sqlx::PgConnection;
 
-use super::{emit, units};
+use super::units;
 use crate::db::{self, Movement};
 use crate::reservation::{decide, invalid_lines, requested_per_sku, Decision, Status};
 
@@ -73,7 +73,9 @@ impl Handler for OnOrderCreated {
                     payment_token: order.payment_token.clone(),
                     shipping_address: order.shipping_address.clone(),
                 };
-                emit(tx, &self.catalog, event, &order.order_id, reserved).await
+                event
+                    .emit(tx, &self.catalog, crate::SOURCE, &order.order_id, reserved)
+                    .await
             }
             Decision::Fail { reason, skus } => {
                 if !db::insert_reservation(
@@ -93,7 +95,9 @@ impl Handler for OnOrderCreated {
                     reason,
                     skus,
                 };
-                emit(tx, &self.catalog, event, &order.order_id, failed).await
+                event
+                    .emit(tx, &self.catalog, crate::SOURCE, &order.order_id, failed)
+                    .await
             }
         }
     }

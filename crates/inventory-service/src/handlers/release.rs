@@ -7,7 +7,7 @@ use orderflow_events::events::{InventoryReleased, OrderCancelled, PaymentFailed}
 use orderflow_events::TopicCatalog;
 use sqlx::PgConnection;
 
-use super::{emit, units};
+use super::units;
 use crate::db::{self, Movement};
 use crate::reservation::{requested_per_sku, Status};
 
@@ -86,5 +86,7 @@ async fn release(
         items: reservation.items,
         reason,
     };
-    emit(tx, catalog, event, order_id, released).await
+    event
+        .emit(tx, catalog, crate::SOURCE, order_id, released)
+        .await
 }

@@ -8,7 +8,6 @@ use orderflow_events::TopicCatalog;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::emit;
 use crate::db::{self, NewPayment, Status};
 use crate::gateway::{self, Outcome};
 
@@ -70,7 +69,9 @@ impl Handler for OnInventoryReserved {
                     shipping_address: r.shipping_address.clone(),
                     items: r.items.clone(),
                 };
-                emit(tx, &self.catalog, event, &r.order_id, processed).await
+                event
+                    .emit(tx, &self.catalog, crate::SOURCE, &r.order_id, processed)
+                    .await
             }
             Outcome::Declined(d) => {
                 tracing::info!(order_id = %r.order_id, %payment_id, decline_code = d.code, "payment declined");
@@ -82,7 +83,9 @@ impl Handler for OnInventoryReserved {
                     reason: d.message,
                     decline_code: d.code.to_owned(),
                 };
-                emit(tx, &self.catalog, event, &r.order_id, failed).await
+                event
+                    .emit(tx, &self.catalog, crate::SOURCE, &r.order_id, failed)
+                    .await
             }
         }
     }

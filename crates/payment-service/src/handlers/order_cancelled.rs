@@ -8,7 +8,6 @@ use orderflow_events::TopicCatalog;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::emit;
 use crate::db::{self, NewPayment, Status};
 
 /// Refunds a processed payment (`PaymentRefunded`); with no payment yet,
@@ -58,6 +57,8 @@ impl Handler for OnOrderCancelled {
             currency: refund.currency.unwrap_or_default(),
             reason,
         };
-        emit(tx, &self.catalog, event, &c.order_id, refunded).await
+        event
+            .emit(tx, &self.catalog, crate::SOURCE, &c.order_id, refunded)
+            .await
     }
 }

@@ -7,7 +7,6 @@ use axum::Json;
 use chrono::{SubsecRound, Utc};
 use orderflow_events::error::OutboxError;
 use orderflow_events::events::{Event, ShippingDelivered, ShippingDispatched};
-use orderflow_events::trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
 use orderflow_events::{outbox, Envelope};
 use orderflow_service::{ApiError, ApiPath};
 use uuid::Uuid;
@@ -92,15 +91,7 @@ pub async fn deliver(
     transition(&state, order_id, Transition::Deliver, &headers).await
 }
 
-/// The trace an HTTP-originated event continues: the caller's
-/// `traceparent` if valid, else a new trace.
-fn request_trace(headers: &HeaderMap) -> TraceContext {
-    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    value(TRACEPARENT)
-        .and_then(|tp| TraceContext::parse(tp, value(TRACESTATE)))
-        .map(|t| t.child())
-        .unwrap_or_else(TraceContext::new_root)
-}
+use orderflow_service::telemetry::request_trace;
 
 /// Applies `transition` under a row lock, so concurrent calls for one
 /// shipment queue up and only the first emits the event.
@@ -159,27 +150,4 @@ async fn transition(
     tx.commit().await?;
     tracing::info!(%order_id, status = %next, event_id = %envelope.event_id, "shipment moved");
     Ok(Json(updated.into()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    #[test]
-    fn trace_continues_a_valid_traceparent_and_starts_one_otherwise() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            TRACEPARENT,
-            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-        );
-        let t = request_trace(&headers);
-        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_ne!(t.span_id, "00f067aa0ba902b7");
-
-        headers.insert(TRACEPARENT, HeaderValue::from_static("garbage"));
-        let t = request_trace(&headers);
-        assert_ne!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_eq!(t.trace_id.len(), 32);
-    }
 }
