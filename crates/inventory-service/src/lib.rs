@@ -16,7 +16,7 @@ pub mod db;
 pub mod handlers;
 pub mod reservation;
 
-use orderflow_events::consumer::EventConsumer;
+use orderflow_events::consumer::{ConsumerOptions, EventConsumer};
 use orderflow_events::EventType;
 use orderflow_service::{Context, Parts};
 
@@ -41,6 +41,13 @@ pub fn build(ctx: &Context) -> anyhow::Result<Parts> {
         ctx.codec.clone(),
         ctx.catalog.clone(),
     )
+    // One record per transaction: orders of different partitions reserve
+    // the same SKUs, and a batch would hold those stock rows' locks for the
+    // whole batch (and could deadlock with another partition's batch).
+    .with_options(ConsumerOptions {
+        max_batch: 1,
+        ..ConsumerOptions::default()
+    })
     .on(
         EventType::OrderCreated,
         handlers::OnOrderCreated { catalog: catalog() },

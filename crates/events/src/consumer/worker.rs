@@ -1,6 +1,6 @@
 //! One partition's worker: processes that partition's records in order.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,19 +44,56 @@ pub(super) async fn run(
     mut rx: mpsc::Receiver<OwnedMessage>,
     stop: CancellationToken,
 ) {
+    let max_batch = ctx.opts.max_batch.max(1);
+    // Records received but not yet applied or acknowledged, in offset order,
+    // each with its consumer span.
+    let mut pending: VecDeque<(OwnedMessage, tracing::Span)> = VecDeque::new();
     loop {
-        let msg = tokio::select! {
-            _ = stop.cancelled() => return,
-            m = rx.recv() => match m { Some(m) => m, None => return },
-        };
-        let span = process_span(&ctx.group_id, &msg);
-        if let Some(parent) = msg.headers().and_then(TraceContext::extract) {
-            parent.set_as_parent_of(&span);
+        if pending.is_empty() {
+            let msg = tokio::select! {
+                _ = stop.cancelled() => return,
+                m = rx.recv() => match m { Some(m) => m, None => return },
+            };
+            pending.push_back(with_span(&ctx.group_id, msg));
         }
-        if process(&ctx, &msg, &stop).instrument(span).await.is_err() {
+        // Whatever else is already queued joins the batch: no waiting, so a
+        // quiet partition still handles each record as soon as it arrives.
+        while pending.len() < max_batch {
+            match rx.try_recv() {
+                Ok(msg) => pending.push_back(with_span(&ctx.group_id, msg)),
+                Err(_) => break,
+            }
+        }
+        let mut first_failure = None;
+        if pending.len() > 1 {
+            let (applied, failure) = apply_batch(&ctx, pending.make_contiguous()).await;
+            pending.drain(..applied);
+            first_failure = failure;
+            if pending.is_empty() {
+                continue;
+            }
+        }
+        // The head record alone: a batch of one, or the record a batch
+        // stopped at (with the error of its attempt in the batch, if any).
+        let (msg, span) = pending.pop_front().expect("pending is not empty");
+        if process(&ctx, &msg, first_failure, &stop)
+            .instrument(span)
+            .await
+            .is_err()
+        {
             return;
         }
     }
+}
+
+/// `msg` with its consumer span, whose parent is the producer span named by
+/// the record's `traceparent`.
+fn with_span(group_id: &str, msg: OwnedMessage) -> (OwnedMessage, tracing::Span) {
+    let span = process_span(group_id, &msg);
+    if let Some(parent) = msg.headers().and_then(TraceContext::extract) {
+        parent.set_as_parent_of(&span);
+    }
+    (msg, span)
 }
 
 /// The consumer span of one record (OpenTelemetry messaging conventions);
@@ -82,9 +119,14 @@ fn process_span(group_id: &str, msg: &OwnedMessage) -> tracing::Span {
     )
 }
 
+/// Processes one record: decodes it, applies it in a transaction of its own
+/// and stores its offset; retries, dead-letters or waits as its errors
+/// require. `first_failure` is the error of an attempt already made (in a
+/// batch that stopped at this record); it counts as attempt 1.
 async fn process(
     ctx: &Context,
     msg: &OwnedMessage,
+    mut first_failure: Option<HandlerError>,
     stop: &CancellationToken,
 ) -> Result<(), Stopped> {
     let origin = Origin {
@@ -128,12 +170,7 @@ async fn process(
         store_offset(ctx, &origin);
         return Ok(());
     };
-    let event = ConsumedEvent {
-        trace: msg.headers().and_then(TraceContext::extract),
-        key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-        envelope,
-        origin: origin.clone(),
-    };
+    let event = consumed_event(msg, envelope);
     let (mut attempt, mut infra_attempt) = (0u32, 0u32);
     let failed = |error: &'static str| {
         m.failed(&origin.topic, event_type, error);
@@ -142,9 +179,16 @@ async fn process(
     };
     loop {
         attempt += 1;
-        let started = Instant::now();
-        let result = apply(ctx, handler.as_ref(), &event).await;
-        m.handler_duration(&origin.topic, event_type, started.elapsed());
+        let result = match first_failure.take() {
+            // Its duration was recorded by the batch.
+            Some(e) => Err(e),
+            None => {
+                let started = Instant::now();
+                let result = apply(ctx, handler.as_ref(), &event).await;
+                m.handler_duration(&origin.topic, event_type, started.elapsed());
+                result
+            }
+        };
         match result {
             Ok(applied) => {
                 tracing::debug!(applied, "event handled");
@@ -187,6 +231,133 @@ async fn process(
     }
     store_offset(ctx, &origin);
     Ok(())
+}
+
+fn consumed_event(msg: &OwnedMessage, envelope: crate::envelope::Envelope) -> ConsumedEvent {
+    ConsumedEvent {
+        trace: msg.headers().and_then(TraceContext::extract),
+        key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        envelope,
+        origin: Origin {
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+        },
+    }
+}
+
+/// Applies consecutive records of this partition in one transaction (one
+/// commit, one WAL flush for the lot), each behind a savepoint with its own
+/// inbox entry, and stores the offset of the last one applied.
+///
+/// Returns how many records from the start of `batch` were applied (or
+/// skipped: no handler) and acknowledged, and, when the batch stopped at a
+/// record because its handler failed, that error. The caller processes the
+/// record it stopped at alone, so retries, dead letters and waiting for the
+/// database behave exactly as for a single record. A record that cannot be
+/// decoded yet, or a database failure outside a handler, stops the batch
+/// without an error; if the commit fails nothing was applied.
+async fn apply_batch(
+    ctx: &Context,
+    batch: &[(OwnedMessage, tracing::Span)],
+) -> (usize, Option<HandlerError>) {
+    struct Done<'a> {
+        event: ConsumedEvent,
+        span: &'a tracing::Span,
+        outcome: &'static str,
+        took: Duration,
+    }
+    let Ok(mut tx) = ctx.pool.begin().await else {
+        return (0, None);
+    };
+    let mut done: Vec<Done<'_>> = Vec::with_capacity(batch.len());
+    let mut failure = None;
+    for (msg, span) in batch {
+        let Ok(envelope) = ctx.codec.decode(msg.payload().unwrap_or_default()).await else {
+            break;
+        };
+        let event = consumed_event(msg, envelope);
+        let Some(handler) = ctx.handlers.get(&event.envelope.event_type()) else {
+            done.push(Done {
+                event,
+                span,
+                outcome: "skipped",
+                took: Duration::ZERO,
+            });
+            continue;
+        };
+        let started = Instant::now();
+        let result = async {
+            sqlx::query("SAVEPOINT orderflow_event")
+                .execute(&mut *tx)
+                .await?;
+            let t = event.envelope.event_type();
+            if !inbox::try_record(
+                &mut tx,
+                &ctx.group_id,
+                event.envelope.event_id,
+                t.name(),
+                &event.origin,
+            )
+            .await?
+            {
+                return Ok(false);
+            }
+            handler.handle(&mut tx, &event).await?;
+            Ok::<_, HandlerError>(true)
+        }
+        .instrument(span.clone())
+        .await;
+        let took = started.elapsed();
+        match result {
+            Ok(applied) => done.push(Done {
+                event,
+                span,
+                outcome: if applied { "applied" } else { "duplicate" },
+                took,
+            }),
+            Err(e) => {
+                metrics::pipeline().handler_duration(
+                    msg.topic(),
+                    event.envelope.event_type().name(),
+                    took,
+                );
+                // Undo this record's writes; keep the ones before it.
+                if sqlx::query("ROLLBACK TO SAVEPOINT orderflow_event")
+                    .execute(&mut *tx)
+                    .await
+                    .is_err()
+                {
+                    return (0, None);
+                }
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    if done.is_empty() {
+        return (0, failure);
+    }
+    if let Err(e) = tx.commit().await {
+        tracing::debug!(error = %e, "batch commit failed; processing its records one at a time");
+        return (0, None);
+    }
+    let m = metrics::pipeline();
+    for d in &done {
+        let event_type = d.event.envelope.event_type().name();
+        d.span.record("event_type", event_type);
+        d.span.record(
+            "messaging.message.id",
+            tracing::field::display(d.event.envelope.event_id),
+        );
+        d.span.record("outcome", d.outcome);
+        if d.outcome != "skipped" {
+            m.handler_duration(&d.event.origin.topic, event_type, d.took);
+        }
+        m.consumed(&d.event.origin.topic, event_type, d.outcome);
+    }
+    store_offset(ctx, &done[done.len() - 1].event.origin);
+    (done.len(), failure)
 }
 
 /// Applies `event` in one transaction with its inbox entry. `Ok(false)`:

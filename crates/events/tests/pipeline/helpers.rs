@@ -58,7 +58,8 @@ impl Env {
         let db = TestDatabase::new().await;
         sqlx::query(
             "CREATE TABLE applied (id BIGSERIAL PRIMARY KEY, event_id UUID NOT NULL, order_key TEXT NOT NULL, \
-             seq INT NOT NULL, kafka_offset BIGINT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())",
+             seq INT NOT NULL, kafka_offset BIGINT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(), \
+             txid BIGINT NOT NULL DEFAULT txid_current())",
         )
         .execute(&db.pool)
         .await
@@ -109,6 +110,12 @@ impl Env {
 
     /// Starts a consumer of the order stream in this test's group.
     pub fn spawn_consumer(&self, handler: &TestHandler) -> Task {
+        self.spawn_consumer_with(handler, ConsumerOptions::default().max_batch)
+    }
+
+    /// Starts a consumer of the order stream in this test's group that
+    /// applies up to `max_batch` waiting records per transaction.
+    pub fn spawn_consumer_with(&self, handler: &TestHandler, max_batch: usize) -> Task {
         let consumer = EventConsumer::new(
             &self.kafka,
             &self.group,
@@ -118,6 +125,7 @@ impl Env {
         )
         .with_options(ConsumerOptions {
             min_backoff: Duration::from_millis(20),
+            max_batch,
             ..ConsumerOptions::default()
         })
         .on(EventType::OrderCreated, handler.clone())

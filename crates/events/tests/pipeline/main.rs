@@ -9,6 +9,7 @@
 
 #![allow(missing_docs)]
 
+mod batching;
 mod broker_outage;
 mod duplicates;
 mod helpers;
