@@ -124,7 +124,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     replication,
                 },
         } => {
-            let cfg = KafkaConfig::new(&bootstrap_servers, "orderctl");
+            // KAFKA_PROP_* (SASL, timeouts, ...) apply as in the services;
+            // the flag wins over KAFKA_BOOTSTRAP_SERVERS.
+            let mut cfg = KafkaConfig::from_env("orderctl");
+            cfg.bootstrap_servers.clone_from(&bootstrap_servers);
             let outcomes = ensure_topics(&cfg, &catalog.all_topics(), replication)
                 .await
                 .with_context(|| format!("creating topics on {bootstrap_servers}"))?;
