@@ -291,20 +291,7 @@ async fn apply_batch(
             sqlx::query("SAVEPOINT orderflow_event")
                 .execute(&mut *tx)
                 .await?;
-            let t = event.envelope.event_type();
-            if !inbox::try_record(
-                &mut tx,
-                &ctx.group_id,
-                event.envelope.event_id,
-                t.name(),
-                &event.origin,
-            )
-            .await?
-            {
-                return Ok(false);
-            }
-            handler.handle(&mut tx, &event).await?;
-            Ok::<_, HandlerError>(true)
+            record_and_handle(&mut tx, ctx, handler.as_ref(), &event).await
         }
         .instrument(span.clone())
         .await;
@@ -368,9 +355,25 @@ async fn apply(
     event: &ConsumedEvent,
 ) -> Result<bool, HandlerError> {
     let mut tx = ctx.pool.begin().await?;
+    if !record_and_handle(&mut tx, ctx, handler, event).await? {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Records `event` in the inbox on `conn` and, unless it was applied
+/// before (`Ok(false)`), runs its handler there.
+async fn record_and_handle(
+    conn: &mut sqlx::PgConnection,
+    ctx: &Context,
+    handler: &dyn Handler,
+    event: &ConsumedEvent,
+) -> Result<bool, HandlerError> {
     let t = event.envelope.event_type();
     if !inbox::try_record(
-        &mut tx,
+        conn,
         &ctx.group_id,
         event.envelope.event_id,
         t.name(),
@@ -378,11 +381,9 @@ async fn apply(
     )
     .await?
     {
-        tx.rollback().await?;
         return Ok(false);
     }
-    handler.handle(&mut tx, event).await?;
-    tx.commit().await?;
+    handler.handle(conn, event).await?;
     Ok(true)
 }
 
