@@ -29,7 +29,8 @@ pub struct SmtpSettings {
     pub credentials: Option<(String, String)>,
     /// `From` of every e-mail.
     pub from: Mailbox,
-    /// Budget for one whole SMTP exchange (connect to `QUIT`).
+    /// Budget for sending one e-mail: connecting (when no idle connection
+    /// can be reused) up to the server's reply to the message.
     pub timeout: Duration,
 }
 
