@@ -260,17 +260,11 @@ impl Stack {
         );
         assert_eq!(r.json["sku"], sku, "{}", r.describe());
         assert_eq!(r.json["available"], n, "{}", r.describe());
-        let path = format!("/catalog/{sku}");
-        self.wait_for(
+        self.wait_for_json(
+            Service::Order,
+            &format!("/catalog/{sku}"),
             &format!("the order service to know {sku} with {n} available"),
-            || async {
-                let r = self.get(Service::Order, &path).await;
-                if r.status == 200 && r.json["available"] == n {
-                    Ok(())
-                } else {
-                    Err(r.describe())
-                }
-            },
+            |c| c["available"] == n,
         )
         .await;
     }
@@ -335,6 +329,23 @@ impl Stack {
             timeout,
             check,
         )
+        .await
+    }
+
+    /// Polls `GET path` on `service` until it answers 200 with a body for
+    /// which `pred` holds; returns that body.
+    pub async fn wait_for_json<P>(&self, service: Service, path: &str, what: &str, pred: P) -> Value
+    where
+        P: Fn(&Value) -> bool,
+    {
+        self.wait_for(what, || async {
+            let r = self.get(service, path).await;
+            if r.status == 200 && pred(&r.json) {
+                Ok(r.json)
+            } else {
+                Err(r.describe())
+            }
+        })
         .await
     }
 

@@ -42,6 +42,21 @@ async fn submit(
     ids.into_iter().zip(bodies).collect()
 }
 
+/// Waits until one of `ids` is paid or later (see `paid_or_later`);
+/// returns the summary of their statuses at that point.
+async fn wait_any_paid(stack: &Stack, what: &str, ids: &[String]) -> BTreeMap<String, usize> {
+    stack
+        .wait_for(what, || async {
+            let s = statuses(stack, ids).await;
+            if s.iter().any(paid_or_later) {
+                Ok(summary(&s))
+            } else {
+                Err(format!("{:?}", summary(&s)))
+            }
+        })
+        .await
+}
+
 async fn statuses(stack: &Stack, ids: &[String]) -> Vec<Value> {
     futures::stream::iter(ids)
         .map(|id| async move {
@@ -87,16 +102,7 @@ async fn sigkilled_services_recover_without_double_effects() {
     // Wave A; SIGKILL payment as soon as the first order is paid.
     let mut orders = submit(&stack, &sku, 0..20).await;
     let wave_a: Vec<String> = orders.iter().map(|(id, _)| id.clone()).collect();
-    let at_kill = stack
-        .wait_for("an order of wave A to be paid", || async {
-            let s = statuses(&stack, &wave_a).await;
-            if s.iter().any(paid_or_later) {
-                Ok(summary(&s))
-            } else {
-                Err(format!("{:?}", summary(&s)))
-            }
-        })
-        .await;
+    let at_kill = wait_any_paid(&stack, "an order of wave A to be paid", &wave_a).await;
     let killed_at = stack.kill(Service::Payment).await;
     eprintln!("payment killed; wave A was {at_kill:?}");
 
@@ -108,16 +114,12 @@ async fn sigkilled_services_recover_without_double_effects() {
     stack.start_service(Service::Payment).await;
 
     // SIGKILL shipping once payment has resumed work on wave B.
-    let at_kill = stack
-        .wait_for("an order of wave B to be paid or declined", || async {
-            let s = statuses(&stack, &wave_b_ids).await;
-            if s.iter().any(paid_or_later) {
-                Ok(summary(&s))
-            } else {
-                Err(format!("{:?}", summary(&s)))
-            }
-        })
-        .await;
+    let at_kill = wait_any_paid(
+        &stack,
+        "an order of wave B to be paid or declined",
+        &wave_b_ids,
+    )
+    .await;
     let killed_at = stack.kill(Service::Shipping).await;
     eprintln!("shipping killed; wave B was {at_kill:?}");
     let wave_c = submit(&stack, &sku, 30..40).await;

@@ -271,25 +271,21 @@ async fn customer_cancel_before_shipping_refunds_releases_and_mails() {
 
     // Compensations: refund, release, shipment cancelled.
     stack
-        .wait_for("the payment to be refunded", || async {
-            let p = stack.payment(&id).await;
-            if p.status == 200 && p.json["status"] == "REFUNDED" {
-                Ok(())
-            } else {
-                Err(p.describe())
-            }
-        })
+        .wait_for_json(
+            Service::Payment,
+            &format!("/payments/{id}"),
+            "the payment to be refunded",
+            |p| p["status"] == "REFUNDED",
+        )
         .await;
     stack.wait_for_stock(&sku, 5, 0, Some(0)).await;
     stack
-        .wait_for("the shipment to be cancelled", || async {
-            let s = stack.shipment(&id).await;
-            if s.status == 200 && s.json["status"] == "CANCELLED" {
-                Ok(())
-            } else {
-                Err(s.describe())
-            }
-        })
+        .wait_for_json(
+            Service::Shipping,
+            &format!("/shipments/{id}"),
+            "the shipment to be cancelled",
+            |s| s["status"] == "CANCELLED",
+        )
         .await;
     let events = stack
         .wait_for_events(
