@@ -2,7 +2,10 @@
 //! each event exactly once per consumer group, and never lose one.
 //!
 //! - Records of one partition are processed strictly in order by one worker
-//!   task; partitions run in parallel.
+//!   task; partitions run in parallel. Optionally
+//!   ([`ConsumerOptions::lanes_per_partition`]) a partition's records are
+//!   split by key over several concurrent lanes: each key's records stay in
+//!   order, and the offset advances only past records that are all done.
 //! - Each event is applied in one database transaction that also records its
 //!   `eventId` in the inbox; a redelivered event is skipped. Under load,
 //!   records already waiting on a partition share a transaction
@@ -122,6 +125,15 @@ pub struct ConsumerOptions {
     /// lock shared rows: batches would hold those locks longer and can
     /// deadlock each other across partitions.
     pub max_batch: usize,
+    /// Lanes per partition: records are split over this many lanes by
+    /// key, and the lanes run concurrently, each in order. Every record of
+    /// one key (one order) goes to the same lane, so per-key order holds;
+    /// records of different keys may be applied out of offset order. The
+    /// offset only advances over records every lane is done with. Worth
+    /// more than 1 when a handler waits on something slow outside the
+    /// database (an SMTP server): with one lane a partition waits for each
+    /// in turn. Each lane holds its own database connection while it works.
+    pub lanes_per_partition: usize,
 }
 
 impl Default for ConsumerOptions {
@@ -132,6 +144,7 @@ impl Default for ConsumerOptions {
             max_backoff: Duration::from_secs(5),
             queue_per_partition: 256,
             max_batch: 32,
+            lanes_per_partition: 1,
         }
     }
 }

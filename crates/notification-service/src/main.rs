@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use lettre::message::Mailbox;
-use orderflow_events::consumer::EventConsumer;
+use orderflow_events::consumer::{ConsumerOptions, EventConsumer};
 use orderflow_events::EventType;
 use orderflow_service::config::parse_duration;
 use orderflow_service::{Context, Parts, ServiceSpec};
@@ -68,6 +68,17 @@ struct Config {
     )]
     smtp_from: String,
 
+    /// E-mails sent at once per assigned partition (1-64). Each order's
+    /// e-mails still go out in order; each e-mail in flight holds a
+    /// database connection (see DATABASE_MAX_CONNECTIONS).
+    #[arg(
+        long,
+        env = "EMAILS_IN_FLIGHT_PER_PARTITION",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u16).range(1..=64)
+    )]
+    emails_in_flight_per_partition: u16,
+
     /// Budget for one SMTP exchange, e.g. `10s`, `500ms`.
     #[arg(long, env = "SMTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     smtp_timeout: Duration,
@@ -103,6 +114,7 @@ impl Config {
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let smtp = config.smtp()?;
+    let in_flight = usize::from(config.emails_in_flight_per_partition);
     orderflow_service::run(
         ServiceSpec {
             name: "notification",
@@ -112,13 +124,13 @@ async fn main() -> anyhow::Result<()> {
             openapi: include_str!("../openapi.json"),
         },
         config.common,
-        |ctx| build(ctx, &smtp),
+        |ctx| build(ctx, &smtp, in_flight),
     )
     .await
 }
 
 /// Wires the routes and the consumer.
-fn build(ctx: &Context, smtp: &SmtpSettings) -> anyhow::Result<Parts> {
+fn build(ctx: &Context, smtp: &SmtpSettings, in_flight: usize) -> anyhow::Result<Parts> {
     tracing::info!(host = %smtp.host, port = smtp.port, auth = smtp.credentials.is_some(), "SMTP (plain, no TLS)");
     let notifier = Notifier {
         mailer: Arc::new(Mailer::new(smtp)),
@@ -131,6 +143,12 @@ fn build(ctx: &Context, smtp: &SmtpSettings) -> anyhow::Result<Parts> {
         ctx.codec.clone(),
         ctx.catalog.clone(),
     )
+    .with_options(ConsumerOptions {
+        // Sending waits on the SMTP server, not on this process: several
+        // e-mails of different orders go out at once.
+        lanes_per_partition: in_flight,
+        ..ConsumerOptions::default()
+    })
     .on(
         EventType::ShippingCreated,
         handlers::ShippingCreatedHandler(notifier.clone()),

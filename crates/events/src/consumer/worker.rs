@@ -1,7 +1,9 @@
-//! One partition's worker: processes that partition's records in order.
+//! One partition's worker: processes that partition's records in order,
+//! in one lane or, with [`ConsumerOptions::lanes_per_partition`], in
+//! several lanes split by record key.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -41,8 +43,178 @@ struct Stopped;
 
 pub(super) async fn run(
     ctx: Arc<Context>,
+    rx: mpsc::Receiver<OwnedMessage>,
+    stop: CancellationToken,
+) {
+    let lanes = ctx.opts.lanes_per_partition.max(1);
+    if lanes == 1 {
+        return run_lane(ctx, rx, stop, Acks::Direct).await;
+    }
+    run_lanes(ctx, rx, stop, lanes).await;
+}
+
+/// Splits the partition's records over `lanes` lanes by key (one key always
+/// goes to the same lane, so its records stay in order) and runs the lanes
+/// concurrently. The partition's offset advances only over records that are
+/// done, whichever lane finished them.
+async fn run_lanes(
+    ctx: Arc<Context>,
     mut rx: mpsc::Receiver<OwnedMessage>,
     stop: CancellationToken,
+    lanes: usize,
+) {
+    let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+    let mut senders = Vec::with_capacity(lanes);
+    let mut handles = Vec::with_capacity(lanes);
+    for _ in 0..lanes {
+        let (tx, lane_rx) = mpsc::channel(ctx.opts.queue_per_partition);
+        senders.push(tx);
+        handles.push(tokio::spawn(run_lane(
+            ctx.clone(),
+            lane_rx,
+            stop.clone(),
+            Acks::Tracked(tracker.clone()),
+        )));
+    }
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => break,
+            m = rx.recv() => match m { Some(m) => m, None => break },
+        };
+        tracker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .received(msg.offset());
+        let lane = lane_of(msg.key(), lanes);
+        let sent = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = senders[lane].send(msg) => r,
+        };
+        if sent.is_err() {
+            // The lane stopped (only on a stop request): so does the partition.
+            break;
+        }
+    }
+    drop(senders);
+    for handle in handles {
+        if let Err(e) = handle.await {
+            tracing::error!(error = %e, "consumer lane panicked");
+        }
+    }
+}
+
+/// The lane of a record: a hash of its key (records without a key all go
+/// to lane 0, in order).
+fn lane_of(key: Option<&[u8]>, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let Some(key) = key else { return 0 };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    (h.finish() % lanes as u64) as usize
+}
+
+/// How a lane acknowledges a record it is done with.
+enum Acks {
+    /// The only lane of its partition: each record's offset is stored as it
+    /// is done, since they are done in order.
+    Direct,
+    /// One of several lanes: the offset is stored only up to the first
+    /// record not yet done by any lane.
+    Tracked(Arc<Mutex<OffsetTracker>>),
+}
+
+impl Acks {
+    /// `origins` (consecutive records of this lane, in order) are done.
+    fn done<'a>(&self, ctx: &Context, origins: impl IntoIterator<Item = &'a Origin>) {
+        match self {
+            Acks::Direct => {
+                if let Some(last) = origins.into_iter().last() {
+                    store_offset(ctx, &last.topic, last.partition, last.offset);
+                }
+            }
+            Acks::Tracked(tracker) => {
+                let mut upto = None;
+                let mut at = None;
+                {
+                    let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
+                    for o in origins {
+                        upto = t.done(o.offset).or(upto);
+                        at.get_or_insert((o.topic.as_str(), o.partition));
+                    }
+                }
+                if let (Some(offset), Some((topic, partition))) = (upto, at) {
+                    store_offset(ctx, topic, partition, offset);
+                }
+            }
+        }
+    }
+}
+
+/// The records of one partition handed to its lanes and not yet done, to
+/// find the offset up to which every record is done.
+#[derive(Debug)]
+pub(super) struct OffsetTracker {
+    /// Offsets handed out and not done yet, with how many times (a record
+    /// re-delivered after a rewind may still be in flight from before).
+    outstanding: BTreeMap<i64, u32>,
+    /// The highest offset received since the last rewind.
+    highest: i64,
+    /// The last offset stored.
+    stored: i64,
+}
+
+impl Default for OffsetTracker {
+    fn default() -> Self {
+        Self {
+            outstanding: BTreeMap::new(),
+            highest: -1,
+            stored: -1,
+        }
+    }
+}
+
+impl OffsetTracker {
+    /// A record at `offset` was handed to a lane. Records arrive in offset
+    /// order, from where the partition's assignment starts; an offset at or
+    /// below the highest seen means the partition was re-read from there
+    /// (reassignment, seek): what was done beyond it no longer counts until
+    /// it is received again.
+    pub(super) fn received(&mut self, offset: i64) {
+        if offset <= self.highest || self.highest < 0 {
+            // Nothing before the first record received counts as ours.
+            self.stored = offset - 1;
+        }
+        self.highest = offset;
+        *self.outstanding.entry(offset).or_insert(0) += 1;
+    }
+
+    /// The record at `offset` is done. Returns the offset to store when
+    /// every record up to it is now done and it is past the last one stored.
+    pub(super) fn done(&mut self, offset: i64) -> Option<i64> {
+        if let Some(n) = self.outstanding.get_mut(&offset) {
+            *n -= 1;
+            if *n == 0 {
+                self.outstanding.remove(&offset);
+            }
+        }
+        let upto = match self.outstanding.keys().next() {
+            Some(&first) => (first - 1).min(self.highest),
+            None => self.highest,
+        };
+        (upto > self.stored).then(|| {
+            self.stored = upto;
+            upto
+        })
+    }
+}
+
+/// Processes the records of one lane in order (a partition's only lane
+/// takes all of them).
+async fn run_lane(
+    ctx: Arc<Context>,
+    mut rx: mpsc::Receiver<OwnedMessage>,
+    stop: CancellationToken,
+    acks: Acks,
 ) {
     let max_batch = ctx.opts.max_batch.max(1);
     // Records received but not yet applied or acknowledged, in offset order,
@@ -66,7 +238,7 @@ pub(super) async fn run(
         }
         let mut first_failure = None;
         if pending.len() > 1 {
-            let (applied, failure) = apply_batch(&ctx, pending.make_contiguous()).await;
+            let (applied, failure) = apply_batch(&ctx, &acks, pending.make_contiguous()).await;
             pending.drain(..applied);
             first_failure = failure;
             if pending.is_empty() {
@@ -76,7 +248,7 @@ pub(super) async fn run(
         // The head record alone: a batch of one, or the record a batch
         // stopped at (with the error of its attempt in the batch, if any).
         let (msg, span) = pending.pop_front().expect("pending is not empty");
-        if process(&ctx, &msg, first_failure, &stop)
+        if process(&ctx, &acks, &msg, first_failure, &stop)
             .instrument(span)
             .await
             .is_err()
@@ -125,6 +297,7 @@ fn process_span(group_id: &str, msg: &OwnedMessage) -> tracing::Span {
 /// batch that stopped at this record); it counts as attempt 1.
 async fn process(
     ctx: &Context,
+    acks: &Acks,
     msg: &OwnedMessage,
     mut first_failure: Option<HandlerError>,
     stop: &CancellationToken,
@@ -150,7 +323,7 @@ async fn process(
                 span.record("otel.status_code", "ERROR");
                 span.record("error.type", e.reason());
                 dead_letter(ctx, msg, e.reason(), &e.to_string(), stop).await?;
-                store_offset(ctx, &origin);
+                acks.done(ctx, [&origin]);
                 return Ok(());
             }
         }
@@ -167,7 +340,7 @@ async fn process(
         tracing::debug!("no handler for this event type; skipped");
         span.record("outcome", "skipped");
         m.consumed(&origin.topic, event_type, "skipped");
-        store_offset(ctx, &origin);
+        acks.done(ctx, [&origin]);
         return Ok(());
     };
     let event = consumed_event(msg, envelope);
@@ -229,7 +402,7 @@ async fn process(
             }
         }
     }
-    store_offset(ctx, &origin);
+    acks.done(ctx, [&origin]);
     Ok(())
 }
 
@@ -259,6 +432,7 @@ fn consumed_event(msg: &OwnedMessage, envelope: crate::envelope::Envelope) -> Co
 /// without an error; if the commit fails nothing was applied.
 async fn apply_batch(
     ctx: &Context,
+    acks: &Acks,
     batch: &[(OwnedMessage, tracing::Span)],
 ) -> (usize, Option<HandlerError>) {
     struct Done<'a> {
@@ -343,7 +517,7 @@ async fn apply_batch(
         }
         m.consumed(&d.event.origin.topic, event_type, d.outcome);
     }
-    store_offset(ctx, &done[done.len() - 1].event.origin);
+    acks.done(ctx, done.iter().map(|d| &d.event.origin));
     (done.len(), failure)
 }
 
@@ -387,14 +561,11 @@ async fn record_and_handle(
     Ok(true)
 }
 
-fn store_offset(ctx: &Context, origin: &Origin) {
+fn store_offset(ctx: &Context, topic: &str, partition: i32, offset: i64) {
     // The committed offset is the next one to read, i.e. `offset + 1`; but
     // `store_offset` (librdkafka's `rd_kafka_offset_store`) adds that 1
     // itself, so it takes the offset of the record just processed.
-    if let Err(e) = ctx
-        .consumer
-        .store_offset(&origin.topic, origin.partition, origin.offset)
-    {
+    if let Err(e) = ctx.consumer.store_offset(topic, partition, offset) {
         // The partition was revoked meanwhile; its new owner re-reads the
         // record and the inbox makes that harmless.
         tracing::debug!(error = %e, "could not store offset");
@@ -444,5 +615,84 @@ async fn backoff(ctx: &Context, attempt: u32, stop: &CancellationToken) -> Resul
     tokio::select! {
         _ = stop.cancelled() => Err(Stopped),
         _ = tokio::time::sleep(delay + jitter) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tracker(received: impl IntoIterator<Item = i64>) -> OffsetTracker {
+        let mut t = OffsetTracker::default();
+        for o in received {
+            t.received(o);
+        }
+        t
+    }
+
+    #[test]
+    fn in_order_completion_stores_each_offset() {
+        let mut t = tracker(0..3);
+        assert_eq!(t.done(0), Some(0));
+        assert_eq!(t.done(1), Some(1));
+        assert_eq!(t.done(2), Some(2));
+    }
+
+    #[test]
+    fn offset_waits_for_the_first_record_not_done() {
+        let mut t = tracker(10..15);
+        assert_eq!(t.done(12), None, "10 and 11 are still in flight");
+        assert_eq!(t.done(11), None, "10 is still in flight");
+        assert_eq!(t.done(14), None);
+        assert_eq!(t.done(10), Some(12), "10..=12 are done, 13 is not");
+        assert_eq!(t.done(13), Some(14));
+    }
+
+    #[test]
+    fn offset_gaps_do_not_hold_the_offset_back() {
+        // Offsets need not be contiguous (compaction, control records).
+        let mut t = tracker([3, 7, 20]);
+        assert_eq!(t.done(7), None);
+        assert_eq!(t.done(3), Some(19), "8..=19 do not exist: 20 came after 7");
+        assert_eq!(t.done(20), Some(20));
+    }
+
+    #[test]
+    fn a_rewind_never_stores_past_what_was_received_again() {
+        let mut t = tracker(100..105);
+        assert_eq!(t.done(100), Some(100));
+        // Reassigned, re-read from 101 while 104 from before is in flight.
+        t.received(101);
+        t.received(102);
+        assert_eq!(t.done(101), None, "the old 101 is still outstanding");
+        assert_eq!(t.done(101), Some(101), "both copies of 101 done");
+        assert_eq!(t.done(104), None, "the old 104 says nothing of 102");
+        assert_eq!(t.done(102), None, "one copy of 102 is still outstanding");
+        assert_eq!(t.done(102), Some(102));
+        assert_eq!(t.done(103), None, "nothing past 102 was received again");
+    }
+
+    #[test]
+    fn a_rewind_stores_again_what_is_done_again() {
+        let mut t = tracker(0..3);
+        for o in 0..3 {
+            t.done(o);
+        }
+        t.received(0);
+        assert_eq!(t.done(0), Some(0));
+    }
+
+    #[test]
+    fn one_key_always_takes_the_same_lane() {
+        let keys: Vec<String> = (0..200).map(|i| format!("order-{i}")).collect();
+        let mut used = std::collections::HashSet::new();
+        for k in &keys {
+            let lane = lane_of(Some(k.as_bytes()), 4);
+            assert!(lane < 4);
+            assert_eq!(lane, lane_of(Some(k.as_bytes()), 4));
+            used.insert(lane);
+        }
+        assert_eq!(used.len(), 4, "200 keys spread over every lane");
+        assert_eq!(lane_of(None, 4), 0);
     }
 }

@@ -116,6 +116,18 @@ impl Env {
     /// Starts a consumer of the order stream in this test's group that
     /// applies up to `max_batch` waiting records per transaction.
     pub fn spawn_consumer_with(&self, handler: &TestHandler, max_batch: usize) -> Task {
+        self.spawn_consumer_opts(
+            handler,
+            ConsumerOptions {
+                max_batch,
+                ..ConsumerOptions::default()
+            },
+        )
+    }
+
+    /// Starts a consumer of the order stream in this test's group with
+    /// `opts` (and a short retry backoff).
+    pub fn spawn_consumer_opts(&self, handler: &TestHandler, opts: ConsumerOptions) -> Task {
         let consumer = EventConsumer::new(
             &self.kafka,
             &self.group,
@@ -125,8 +137,7 @@ impl Env {
         )
         .with_options(ConsumerOptions {
             min_backoff: Duration::from_millis(20),
-            max_batch,
-            ..ConsumerOptions::default()
+            ..opts
         })
         .on(EventType::OrderCreated, handler.clone())
         .on(EventType::OrderShipped, handler.clone());
@@ -169,6 +180,14 @@ impl Env {
     pub async fn wait_applied(&self, n: i64) {
         testing::eventually(&format!("{n} applied rows"), WAIT, || async {
             (self.applied_count().await == n).then_some(())
+        })
+        .await;
+    }
+
+    /// Waits until `applied` holds at least `n` rows.
+    pub async fn wait_applied_at_least(&self, n: i64) {
+        testing::eventually(&format!("at least {n} applied rows"), WAIT, || async {
+            (self.applied_count().await >= n).then_some(())
         })
         .await;
     }
@@ -323,17 +342,32 @@ impl Task {
 /// it was given. Metadata `behaviour` makes it fail: `permanent` rejects the
 /// event, `retry:N` fails N times with a retryable error first,
 /// `terminate:N` has the server kill its database session N times first (as
-/// a database restart would).
+/// a database restart would), `hold` waits until [`TestHandler::release`].
 #[derive(Clone, Default)]
 pub struct TestHandler {
     pub received: Arc<Mutex<Vec<ConsumedEvent>>>,
     attempts: Arc<Mutex<HashMap<Uuid, u32>>>,
     pub calls: Arc<AtomicUsize>,
+    gate: Arc<Gate>,
+}
+
+/// Holds `hold` events until released.
+struct Gate(tokio::sync::watch::Sender<bool>);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Self(tokio::sync::watch::channel(false).0)
+    }
 }
 
 impl TestHandler {
     pub fn received(&self) -> Vec<ConsumedEvent> {
         self.received.lock().expect("lock").clone()
+    }
+
+    /// Lets every held (`hold`) event through, now and later.
+    pub fn release(&self) {
+        self.gate.0.send_replace(true);
     }
 
     pub fn attempts(&self, id: Uuid) -> u32 {
@@ -370,6 +404,10 @@ impl Handler for TestHandler {
                 if attempt <= times {
                     return Err(HandlerError::retryable(format!("attempt {attempt} fails")));
                 }
+            }
+            Some("hold") => {
+                let mut open = self.gate.0.subscribe();
+                open.wait_for(|open| *open).await.expect("gate kept open");
             }
             Some(b) if b.starts_with("terminate:") => {
                 let times: u32 = b["terminate:".len()..].parse().expect("terminate count");

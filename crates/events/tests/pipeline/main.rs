@@ -13,6 +13,7 @@ mod batching;
 mod broker_outage;
 mod duplicates;
 mod helpers;
+mod lanes;
 mod offsets;
 mod poison;
 mod relay_crash;
