@@ -6,7 +6,7 @@
 //! same host or network. TLS is not supported yet.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::Mailbox;
@@ -106,19 +106,25 @@ fn classify(e: &lettre::transport::smtp::Error, non_ascii_recipient: bool) -> Se
 }
 
 /// Idle connections kept for reuse.
-const MAX_IDLE: usize = 10;
+const MAX_IDLE: usize = 32;
 
-/// Sends e-mails through one SMTP server, reusing connections: an idle one
-/// is checked with `NOOP` before reuse, a connection that failed an
-/// exchange is dropped. Sockets are `TCP_NODELAY`: lettre writes a
-/// message's body and its final `.` separately, and with Nagle's algorithm
-/// the `.` would wait for the server's delayed ACK (~40 ms per e-mail).
+/// A connection idle for less than this is reused as it is; one idle for
+/// longer is first checked with `NOOP`.
+const FRESH: Duration = Duration::from_secs(2);
+
+/// Sends e-mails through one SMTP server, reusing connections: one idle for
+/// a while is checked with `NOOP` before reuse, one used moments ago is
+/// not (if the server closed it meanwhile, the e-mail goes out once more on
+/// a new connection); a connection that failed an exchange is dropped.
+/// Sockets are `TCP_NODELAY`: lettre writes a message's body and its final
+/// `.` separately, and with Nagle's algorithm the `.` would wait for the
+/// server's delayed ACK (~40 ms per e-mail).
 pub struct Mailer {
     host: String,
     port: u16,
     credentials: Option<Credentials>,
     hello: ClientId,
-    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
     from: Mailbox,
     timeout: Duration,
 }
@@ -162,13 +168,28 @@ impl Mailer {
         message: &Message,
         non_ascii_recipient: bool,
     ) -> Result<(), SendError> {
-        let mut conn = self.connection().await?;
-        match conn.send(message.envelope(), &message.formatted()).await {
+        let envelope = message.envelope();
+        let body = message.formatted();
+        let (mut conn, checked) = match self.idle_connection().await {
+            Some(reused) => reused,
+            None => (self.connect().await?, true),
+        };
+        let mut sent = conn.send(envelope, &body).await;
+        if let Err(e) = &sent {
+            if !checked && e.status().is_none() {
+                // No reply at all on a connection reused unchecked: the
+                // server most likely closed it while it was idle.
+                tracing::debug!(error = %e, "reused SMTP connection failed; once more on a new one");
+                conn = self.connect().await?;
+                sent = conn.send(envelope, &body).await;
+            }
+        }
+        match sent {
             Ok(_) => {
                 if !conn.has_broken() {
                     let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
                     if idle.len() < MAX_IDLE {
-                        idle.push(conn);
+                        idle.push((conn, Instant::now()));
                     }
                 }
                 Ok(())
@@ -177,15 +198,22 @@ impl Mailer {
         }
     }
 
-    /// An idle connection that still answers, or a new one.
-    async fn connection(&self) -> Result<AsyncSmtpConnection, SendError> {
+    /// The most recently used idle connection, and whether it was checked:
+    /// one idle for longer than [`FRESH`] must answer `NOOP` first.
+    async fn idle_connection(&self) -> Option<(AsyncSmtpConnection, bool)> {
         loop {
-            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let Some(mut conn) = idle else { break };
+            let (mut conn, since) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            if since.elapsed() < FRESH {
+                return Some((conn, false));
+            }
             if conn.test_connected().await {
-                return Ok(conn);
+                return Some((conn, true));
             }
         }
+    }
+
+    /// A new connection, greeted and authenticated.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
         let stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| {
@@ -305,55 +333,77 @@ mod tests {
         Hang,
     }
 
-    /// A one-connection SMTP server good enough for lettre. Sends the
-    /// received DATA on `mail` once the message is accepted.
+    /// An SMTP server good enough for lettre. Sends the received DATA on
+    /// `mail` once the message is accepted. With `close_after_message`, it
+    /// hangs up (without a word) after each accepted message, as a server
+    /// closing idle connections would.
     async fn fake_smtp(rcpt: Rcpt) -> (u16, mpsc::UnboundedReceiver<String>) {
+        fake_smtp_with(rcpt, false).await
+    }
+
+    async fn fake_smtp_with(
+        rcpt: Rcpt,
+        close_after_message: bool,
+    ) -> (u16, mpsc::UnboundedReceiver<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
-            let (socket, _) = listener.accept().await.expect("accept");
-            let (read, mut write) = socket.into_split();
-            let mut lines = BufReader::new(read).lines();
-            write.write_all(b"220 fake ESMTP\r\n").await.expect("greet");
-            let mut data: Option<String> = None;
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(buf) = data.as_mut() {
-                    if line == "." {
-                        tx.send(data.take().unwrap_or_default()).ok();
-                        write.write_all(b"250 queued\r\n").await.expect("w");
-                    } else {
-                        buf.push_str(&line);
-                        buf.push('\n');
-                    }
-                    continue;
-                }
-                let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
-                let reply: &str = match verb.as_str() {
-                    "EHLO" | "HELO" => "250 fake\r\n",
-                    "MAIL" => "250 ok\r\n",
-                    "RCPT" => match rcpt {
-                        Rcpt::Accept => "250 ok\r\n",
-                        Rcpt::Reply(r) => r,
-                        Rcpt::Hang => {
-                            std::future::pending::<()>().await;
-                            ""
-                        }
-                    },
-                    "DATA" => {
-                        data = Some(String::new());
-                        "354 go ahead\r\n"
-                    }
-                    "QUIT" => {
-                        write.write_all(b"221 bye\r\n").await.ok();
-                        break;
-                    }
-                    _ => "250 ok\r\n",
-                };
-                write.write_all(reply.as_bytes()).await.expect("reply");
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(socket, rcpt, close_after_message, tx.clone()));
             }
         });
         (port, rx)
+    }
+
+    async fn serve(
+        socket: tokio::net::TcpStream,
+        rcpt: Rcpt,
+        close_after_message: bool,
+        tx: mpsc::UnboundedSender<String>,
+    ) {
+        let (read, mut write) = socket.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write.write_all(b"220 fake ESMTP\r\n").await.expect("greet");
+        let mut data: Option<String> = None;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(buf) = data.as_mut() {
+                if line == "." {
+                    tx.send(data.take().unwrap_or_default()).ok();
+                    write.write_all(b"250 queued\r\n").await.expect("w");
+                    if close_after_message {
+                        return;
+                    }
+                } else {
+                    buf.push_str(&line);
+                    buf.push('\n');
+                }
+                continue;
+            }
+            let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+            let reply: &str = match verb.as_str() {
+                "EHLO" | "HELO" => "250 fake\r\n",
+                "MAIL" => "250 ok\r\n",
+                "RCPT" => match rcpt {
+                    Rcpt::Accept => "250 ok\r\n",
+                    Rcpt::Reply(r) => r,
+                    Rcpt::Hang => {
+                        std::future::pending::<()>().await;
+                        ""
+                    }
+                },
+                "DATA" => {
+                    data = Some(String::new());
+                    "354 go ahead\r\n"
+                }
+                "QUIT" => {
+                    write.write_all(b"221 bye\r\n").await.ok();
+                    break;
+                }
+                _ => "250 ok\r\n",
+            };
+            write.write_all(reply.as_bytes()).await.expect("reply");
+        }
     }
 
     fn mailer(port: u16, timeout: Duration) -> Mailer {
@@ -381,6 +431,32 @@ mod tests {
         assert!(
             data.contains("Subject: Your order o-1 is on its way"),
             "{data}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_by_the_server_is_replaced_without_failing() {
+        let (port, mut mail) = fake_smtp_with(Rcpt::Accept, true).await;
+        let mailer = mailer(port, Duration::from_secs(5));
+        for to in ["ann@example.com", "bob@example.com", "cy@example.com"] {
+            mailer.send(&email(to)).await.expect("sent");
+            let data = mail.recv().await.expect("data");
+            assert!(data.contains(&format!("To: {to}")), "{data}");
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_are_reused() {
+        let (port, mut mail) = fake_smtp(Rcpt::Accept).await;
+        let mailer = mailer(port, Duration::from_secs(5));
+        for to in ["ann@example.com", "bob@example.com"] {
+            mailer.send(&email(to)).await.expect("sent");
+            assert!(mail.recv().await.is_some());
+        }
+        assert_eq!(
+            mailer.idle.lock().expect("idle").len(),
+            1,
+            "one connection for both"
         );
     }
 
