@@ -40,9 +40,12 @@ pub async fn enqueue(
         trace: TraceContext::current().or_else(|| trace.cloned()),
     })
     .map_err(crate::error::CodecError::from)?;
+    // The notification is delivered at commit (identical ones in one
+    // transaction fold into one); sent with the insert, in one round trip.
     sqlx::query(
-        "INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, headers) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "WITH queued AS (INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, headers) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) \
+         SELECT pg_notify($7, '') FROM queued",
     )
     .bind(envelope.event_id)
     .bind(envelope.event_type().name())
@@ -50,14 +53,9 @@ pub async fn enqueue(
     .bind(key)
     .bind(envelope.to_json()?)
     .bind(headers)
+    .bind(NOTIFY_CHANNEL)
     .execute(&mut *conn)
     .await?;
-    // Delivered at commit; identical notifications in one transaction fold
-    // into one.
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(NOTIFY_CHANNEL)
-        .execute(&mut *conn)
-        .await?;
     Ok(())
 }
 

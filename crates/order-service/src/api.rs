@@ -248,24 +248,7 @@ async fn create_order(
     let new = validate(&req).map_err(ApiError::validation)?;
     let hash = request_hash(&req).map_err(ApiError::internal)?;
 
-    let mut conn = state.pool.acquire().await?;
-    if let Some(key) = &key {
-        if let Some(existing) = store::fetch_by_key(&mut conn, key).await? {
-            return replay(&existing, &hash);
-        }
-    }
     let skus: Vec<String> = new.items.iter().map(|l| l.sku.clone()).collect();
-    let unknown = store::unknown_skus(&mut conn, &skus).await?;
-    if !unknown.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_sku",
-            format!("unknown SKU(s): {}", unknown.join(", ")),
-        )
-        .with_details(json!({"skus": unknown})));
-    }
-    drop(conn);
-
     let now = Utc::now();
     let id = Uuid::now_v7();
     let order = OrderRow {
@@ -311,10 +294,28 @@ async fn create_order(
     );
     envelope.metadata = order.metadata.0.clone();
 
-    // Two requests with one key may race: the loser's insert does nothing
-    // (or hits the unique index) and it answers from the winner's order.
+    // One transaction: the replay check, the SKU check, the order and its
+    // event. Two requests with one key may race: the loser's insert does
+    // nothing (or hits the unique index), and on its next turn it answers
+    // from the winner's order.
     for _ in 0..3 {
         let mut tx = state.pool.begin().await?;
+        if let Some(key) = &key {
+            if let Some(existing) = store::fetch_by_key(&mut tx, key).await? {
+                tx.rollback().await?;
+                return replay(&existing, &hash);
+            }
+        }
+        let unknown = store::unknown_skus(&mut tx, &skus).await?;
+        if !unknown.is_empty() {
+            tx.rollback().await?;
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_sku",
+                format!("unknown SKU(s): {}", unknown.join(", ")),
+            )
+            .with_details(json!({"skus": unknown})));
+        }
         let inserted = match store::insert_order(&mut tx, &order).await {
             Ok(inserted) => inserted,
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => false,
@@ -322,14 +323,10 @@ async fn create_order(
         };
         if !inserted {
             tx.rollback().await?;
-            let Some(key) = &key else {
+            if key.is_none() {
                 return Err(ApiError::internal("order insert conflicted without a key"));
-            };
-            let mut conn = state.pool.acquire().await?;
-            match store::fetch_by_key(&mut conn, key).await? {
-                Some(existing) => return replay(&existing, &hash),
-                None => continue,
             }
+            continue;
         }
         store::emit(&mut tx, &state.topics, id, &envelope, Some(&trace.child())).await?;
         tx.commit().await?;

@@ -269,6 +269,9 @@ where
     failure.map_or(Ok(()), Err)
 }
 
+/// A pooled connection idle for this long is pinged before it is used.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(10);
+
 /// Connects, waiting (with a log line per attempt) while the database is
 /// unreachable, until shutdown is requested.
 async fn connect(
@@ -281,6 +284,19 @@ async fn connect(
         let attempt = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
+            // A connection used moments ago is handed out as it is (sqlx
+            // would otherwise ping every one, a round trip per
+            // transaction); one idle for a while is pinged first, and a
+            // dead one is replaced.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await;
         match attempt {
