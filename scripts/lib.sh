@@ -570,23 +570,34 @@ ensure_python_tools() {
 
 # ---------------------------------------------------------------- smtp
 
-# start_smtp_sink PORT MAILDIR LOGFILE: a real SMTP server (aiosmtpd, from the
-# python venv) on 127.0.0.1:PORT that stores every message it accepts in the
-# Maildir MAILDIR (one file per message under MAILDIR/new). Needs
-# ensure_python_tools first.
+# start_smtp_sink PORT MAILDIR LOGFILE [IMPL]: a real SMTP server on
+# 127.0.0.1:PORT that stores every message it accepts in the Maildir MAILDIR
+# (one file per message under MAILDIR/new). IMPL is `aiosmtpd` (the default;
+# from the python venv: needs ensure_python_tools first) or `orderctl`
+# (`orderctl smtp-sink` from BIN_DIR, a few times cheaper per message).
 start_smtp_sink() {
-  local port="$1" maildir="$2" logfile="$3"
-  [[ -x "${ORDERFLOW_PYTHON:-}" ]] || die "ORDERFLOW_PYTHON is not set (run ensure_python_tools first)"
+  local port="$1" maildir="$2" logfile="$3" impl="${4:-aiosmtpd}"
   require_free_port "$port" "the SMTP sink"
   mkdir -p "$maildir/new" "$maildir/cur" "$maildir/tmp"
-  start_bg "smtp-sink:$port" "$logfile" "$ROOT" \
-    "$ORDERFLOW_PYTHON" -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$maildir"
+  case "$impl" in
+    aiosmtpd)
+      [[ -x "${ORDERFLOW_PYTHON:-}" ]] || die "ORDERFLOW_PYTHON is not set (run ensure_python_tools first)"
+      start_bg "smtp-sink:$port" "$logfile" "$ROOT" \
+        "$ORDERFLOW_PYTHON" -m aiosmtpd -n -l "127.0.0.1:$port" -c aiosmtpd.handlers.Mailbox "$maildir"
+      ;;
+    orderctl)
+      [[ -x "${BIN_DIR:-}/orderctl" ]] || die "BIN_DIR/orderctl not found (run build_bins first)"
+      start_bg "smtp-sink:$port" "$logfile" "$ROOT" \
+        "$BIN_DIR/orderctl" smtp-sink --listen "127.0.0.1:$port" --maildir "$maildir"
+      ;;
+    *) die "unknown SMTP sink '$impl' (aiosmtpd or orderctl)" ;;
+  esac
   local pid="$LAST_PID"
   if ! wait_for_port 127.0.0.1 "$port" 30 "$pid"; then
     tail_log "$logfile"
     die "the SMTP sink did not start on port $port"
   fi
-  log "SMTP sink listening on 127.0.0.1:$port (messages in $maildir/new)"
+  log "SMTP sink ($impl) listening on 127.0.0.1:$port (messages in $maildir/new)"
 }
 
 # drop_databases_like PATTERN: drop every database whose name matches the SQL

@@ -8,7 +8,9 @@
 //!   compatible with what is registered, and fails if one is not;
 //! - `orderctl load` drives `POST /orders` at a rate or concurrency, waits
 //!   for every saga to finish and reports throughput and latencies (see
-//!   `docs/benchmarks.md`).
+//!   `docs/benchmarks.md`);
+//! - `orderctl smtp-sink` is an SMTP server that stores every message in a
+//!   Maildir, for local runs and benchmarks.
 //!
 //! Configuration comes from the same environment variables the services
 //! read (`KAFKA_BOOTSTRAP_SERVERS`, `SCHEMA_REGISTRY_URL`,
@@ -16,6 +18,7 @@
 
 mod load;
 mod schemas;
+mod smtp_sink;
 
 use std::process::ExitCode;
 
@@ -29,7 +32,7 @@ use orderflow_events::TopicCatalog;
 #[command(
     name = "orderctl",
     version,
-    about = "Operate an orderflow deployment: topics, schemas and load generation"
+    about = "Operate an orderflow deployment: topics, schemas, load generation and an SMTP sink"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,6 +54,9 @@ enum Command {
     /// Generate load: POST /orders at a rate or concurrency, wait for every
     /// saga to finish, report throughput and latencies (JSON + SVG).
     Load(Box<load::Args>),
+    /// Run an SMTP server that accepts every message and stores it in a
+    /// Maildir (DIR/new), until Ctrl-C or SIGTERM.
+    SmtpSink(smtp_sink::Args),
 }
 
 #[derive(Subcommand)]
@@ -100,11 +106,13 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Command::Load(args) = cli.command {
-        return load::run(*args).await;
-    }
+    let command = match cli.command {
+        Command::Load(args) => return load::run(*args).await,
+        Command::SmtpSink(args) => return smtp_sink::run(args).await,
+        other => other,
+    };
     let catalog = TopicCatalog::from_env().context("reading the topic configuration")?;
-    match cli.command {
+    match command {
         Command::Topics {
             action: TopicsAction::List,
         } => {
@@ -146,6 +154,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schemas {
             action: SchemasAction::Check(args),
         } => schemas::check(&catalog, &args).await,
-        Command::Load(_) => unreachable!("handled above"),
+        Command::Load(_) | Command::SmtpSink(_) => unreachable!("handled above"),
     }
 }
