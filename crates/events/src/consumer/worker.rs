@@ -302,11 +302,7 @@ async fn process(
     mut first_failure: Option<HandlerError>,
     stop: &CancellationToken,
 ) -> Result<(), Stopped> {
-    let origin = Origin {
-        topic: msg.topic().to_owned(),
-        partition: msg.partition(),
-        offset: msg.offset(),
-    };
+    let origin = origin_of(msg);
     let payload = msg.payload().unwrap_or_default();
     let mut attempt = 0u32;
     let envelope = loop {
@@ -411,11 +407,16 @@ fn consumed_event(msg: &OwnedMessage, envelope: crate::envelope::Envelope) -> Co
         trace: msg.headers().and_then(TraceContext::extract),
         key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
         envelope,
-        origin: Origin {
-            topic: msg.topic().to_owned(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-        },
+        origin: origin_of(msg),
+    }
+}
+
+/// Where `msg` was read from.
+fn origin_of(msg: &OwnedMessage) -> Origin {
+    Origin {
+        topic: msg.topic().to_owned(),
+        partition: msg.partition(),
+        offset: msg.offset(),
     }
 }
 
