@@ -9,9 +9,13 @@
 //! - Each event is applied in one database transaction that also records its
 //!   `eventId` in the inbox; a redelivered event is skipped. Under load,
 //!   records already waiting on a partition share a transaction
-//!   ([`ConsumerOptions::max_batch`]), each behind a savepoint: a record
-//!   whose handler fails is rolled back alone, the ones before it commit,
-//!   and it then goes through the one-record path below.
+//!   ([`ConsumerOptions::max_batch`]), with one inbox statement for the
+//!   lot. When a handler fails, the batch is rolled back, the records
+//!   before the failing one are applied again and committed, and the
+//!   failing one goes through the one-record path below. Handlers with
+//!   effects outside the database set
+//!   [`ConsumerOptions::savepoint_per_record`] instead: each record behind a
+//!   savepoint, so a failure undoes only its own record.
 //! - The offset is stored only after that transaction committed
 //!   (`enable.auto.offset.store=false`); librdkafka commits stored offsets
 //!   periodically and once more on shutdown. A crash re-delivers, the inbox
@@ -134,6 +138,14 @@ pub struct ConsumerOptions {
     /// database (an SMTP server): with one lane a partition waits for each
     /// in turn. Each lane holds its own database connection while it works.
     pub lanes_per_partition: usize,
+    /// Each record of a batch behind its own savepoint. Without (the
+    /// default), a batch writes the inbox rows of all its records in one
+    /// statement and, when a handler fails, is rolled back and its records
+    /// before the failing one are applied again: their effects commit once,
+    /// but their handlers run twice. Set it when a handler has an effect
+    /// outside the database (sending an e-mail) that must not be repeated
+    /// for another record's failure; it costs two round trips per record.
+    pub savepoint_per_record: bool,
 }
 
 impl Default for ConsumerOptions {
@@ -145,6 +157,7 @@ impl Default for ConsumerOptions {
             queue_per_partition: 256,
             max_batch: 32,
             lanes_per_partition: 1,
+            savepoint_per_record: false,
         }
     }
 }

@@ -39,3 +39,53 @@ pub async fn try_record(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// One event to record with [`record_new`].
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// Event id.
+    pub event_id: Uuid,
+    /// Event type name.
+    pub event_type: &'a str,
+    /// Where it was read from.
+    pub origin: &'a Origin,
+}
+
+/// Records that `group` applies `entries` now, in one statement, and
+/// returns the ids of those not applied before: the caller must skip the
+/// effect of the others. An id given twice is recorded (and returned) once.
+pub async fn record_new(
+    conn: &mut PgConnection,
+    group: &str,
+    entries: &[Entry<'_>],
+) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+    let mut seen = std::collections::HashSet::with_capacity(entries.len());
+    let (mut ids, mut types, mut topics, mut partitions, mut offsets) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for e in entries {
+        if seen.insert(e.event_id) {
+            ids.push(e.event_id);
+            types.push(e.event_type);
+            topics.push(e.origin.topic.as_str());
+            partitions.push(e.origin.partition);
+            offsets.push(e.origin.offset);
+        }
+    }
+    if ids.is_empty() {
+        return Ok(std::collections::HashSet::new());
+    }
+    let fresh: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO inbox (consumer_group, event_id, event_type, topic, kafka_partition, kafka_offset) \
+         SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int4[], $6::int8[]) \
+         ON CONFLICT DO NOTHING RETURNING event_id",
+    )
+    .bind(group)
+    .bind(&ids)
+    .bind(&types)
+    .bind(&topics)
+    .bind(&partitions)
+    .bind(&offsets)
+    .fetch_all(conn)
+    .await?;
+    Ok(fresh.into_iter().collect())
+}

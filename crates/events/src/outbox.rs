@@ -23,7 +23,8 @@ pub struct StoredHeaders {
 /// Adds `envelope` to the outbox inside the caller's transaction, keyed by
 /// `key` (the aggregate id, e.g. the order id, so one aggregate's events stay
 /// in order on one partition). The topic comes from the event's stream in
-/// `topics`. The relay is woken when the transaction commits.
+/// `topics`. The relay is woken when the transaction commits (a trigger on
+/// the table notifies [`NOTIFY_CHANNEL`]).
 ///
 /// The stored trace context is the current span's when OpenTelemetry is
 /// active (the HTTP request or consumer span the event is written in, so
@@ -35,28 +36,97 @@ pub async fn enqueue(
     envelope: &Envelope,
     trace: Option<&TraceContext>,
 ) -> Result<(), OutboxError> {
-    let topic = topics.topic(envelope.event_type().stream());
-    let headers = serde_json::to_value(StoredHeaders {
-        trace: TraceContext::current().or_else(|| trace.cloned()),
-    })
-    .map_err(crate::error::CodecError::from)?;
-    // The notification is delivered at commit (identical ones in one
-    // transaction fold into one); sent with the insert, in one round trip.
-    sqlx::query(
-        "WITH queued AS (INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, headers) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id) \
-         SELECT pg_notify($7, '') FROM queued",
-    )
-    .bind(envelope.event_id)
-    .bind(envelope.event_type().name())
-    .bind(topic)
-    .bind(key)
-    .bind(envelope.to_json()?)
-    .bind(headers)
-    .bind(NOTIFY_CHANNEL)
-    .execute(&mut *conn)
-    .await?;
+    let mut rows = Rows::default();
+    rows.push(topics, key, envelope, trace)?;
+    let sql = format!("WITH {} SELECT 1", Rows::cte("queued", 1));
+    rows.bind(sqlx::query(&sql)).execute(&mut *conn).await?;
     Ok(())
+}
+
+/// Outbox rows to write as part of a larger statement, so a state change
+/// and its events take one round trip: put [`Rows::cte`] in the statement's
+/// `WITH` and bind the rows with [`Rows::bind`] where its parameters are.
+#[derive(Debug, Default)]
+pub struct Rows {
+    event_ids: Vec<uuid::Uuid>,
+    event_types: Vec<&'static str>,
+    topics: Vec<String>,
+    keys: Vec<String>,
+    envelopes: Vec<serde_json::Value>,
+    headers: Vec<serde_json::Value>,
+}
+
+/// Parameters [`Rows::cte`] takes.
+pub const ROWS_PARAMS: usize = 6;
+
+impl Rows {
+    /// Adds `envelope` keyed by `key`, as [`enqueue`] would.
+    pub fn push(
+        &mut self,
+        topics: &TopicCatalog,
+        key: &str,
+        envelope: &Envelope,
+        trace: Option<&TraceContext>,
+    ) -> Result<(), OutboxError> {
+        let headers = serde_json::to_value(StoredHeaders {
+            trace: TraceContext::current().or_else(|| trace.cloned()),
+        })
+        .map_err(crate::error::CodecError::from)?;
+        self.envelopes.push(envelope.to_json()?);
+        self.headers.push(headers);
+        self.event_ids.push(envelope.event_id);
+        self.event_types.push(envelope.event_type().name());
+        self.topics
+            .push(topics.topic(envelope.event_type().stream()).to_owned());
+        self.keys.push(key.to_owned());
+        Ok(())
+    }
+
+    /// How many rows there are.
+    pub fn len(&self) -> usize {
+        self.event_ids.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.event_ids.is_empty()
+    }
+
+    /// `name AS (INSERT INTO outbox …)`: a `WITH` item inserting the rows
+    /// bound as parameters `$first` to `$first + 5` ([`ROWS_PARAMS`]), in
+    /// order. With no rows it inserts nothing.
+    pub fn cte(name: &str, first: usize) -> String {
+        Self::cte_when(name, first, "true")
+    }
+
+    /// As [`Rows::cte`], inserting the rows only when the SQL `condition`
+    /// holds (e.g. `EXISTS (SELECT 1 FROM created)` after another `WITH`
+    /// item that may insert nothing).
+    pub fn cte_when(name: &str, first: usize, condition: &str) -> String {
+        let p: Vec<String> = (first..first + ROWS_PARAMS)
+            .map(|i| format!("${i}"))
+            .collect();
+        format!(
+            "{name} AS (INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, headers) \
+             SELECT * FROM unnest({}::uuid[], {}::text[], {}::text[], {}::text[], {}::jsonb[], {}::jsonb[]) \
+             WHERE {condition})",
+            p[0], p[1], p[2], p[3], p[4], p[5]
+        )
+    }
+
+    /// Binds the rows as the next [`ROWS_PARAMS`] parameters of `query`.
+    pub fn bind<'q>(
+        self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.event_ids)
+            .bind(self.event_types)
+            .bind(self.topics)
+            .bind(self.keys)
+            .bind(self.envelopes)
+            .bind(self.headers)
+    }
 }
 
 /// Number of events not yet published, and the age in seconds of the oldest.

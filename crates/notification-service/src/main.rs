@@ -147,6 +147,9 @@ fn build(ctx: &Context, smtp: &SmtpSettings, in_flight: usize) -> anyhow::Result
         // Sending waits on the SMTP server, not on this process: several
         // e-mails of different orders go out at once.
         lanes_per_partition: in_flight,
+        // An e-mail sent is not undone by a rollback: another record's
+        // failure must not send it again.
+        savepoint_per_record: true,
         ..ConsumerOptions::default()
     })
     .on(

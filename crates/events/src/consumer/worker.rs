@@ -421,8 +421,8 @@ fn origin_of(msg: &OwnedMessage) -> Origin {
 }
 
 /// Applies consecutive records of this partition in one transaction (one
-/// commit, one WAL flush for the lot), each behind a savepoint with its own
-/// inbox entry, and stores the offset of the last one applied.
+/// commit, one WAL flush for the lot) and stores the offset of the last one
+/// applied.
 ///
 /// Returns how many records from the start of `batch` were applied (or
 /// skipped: no handler) and acknowledged, and, when the batch stopped at a
@@ -436,29 +436,139 @@ async fn apply_batch(
     acks: &Acks,
     batch: &[(OwnedMessage, tracing::Span)],
 ) -> (usize, Option<HandlerError>) {
-    struct Done<'a> {
-        event: ConsumedEvent,
-        span: &'a tracing::Span,
-        outcome: &'static str,
-        took: Duration,
-    }
-    let Ok(mut tx) = ctx.pool.begin().await else {
-        return (0, None);
-    };
-    let mut done: Vec<Done<'_>> = Vec::with_capacity(batch.len());
-    let mut failure = None;
+    let mut events = Vec::with_capacity(batch.len());
     for (msg, span) in batch {
         let Ok(envelope) = ctx.codec.decode(msg.payload().unwrap_or_default()).await else {
             break;
         };
-        let event = consumed_event(msg, envelope);
+        events.push((consumed_event(msg, envelope), span));
+    }
+    let (done, failure) = if ctx.opts.savepoint_per_record {
+        apply_with_savepoints(ctx, &events).await
+    } else {
+        apply_all_or_nothing(ctx, &events).await
+    };
+    if done.is_empty() {
+        return (0, failure);
+    }
+    let m = metrics::pipeline();
+    for ((event, span), (outcome, took)) in events.iter().zip(&done) {
+        let event_type = event.envelope.event_type().name();
+        span.record("event_type", event_type);
+        span.record(
+            "messaging.message.id",
+            tracing::field::display(event.envelope.event_id),
+        );
+        span.record("outcome", *outcome);
+        if *outcome == "applied" {
+            m.handler_duration(&event.origin.topic, event_type, *took);
+        }
+        m.consumed(&event.origin.topic, event_type, outcome);
+    }
+    acks.done(ctx, events[..done.len()].iter().map(|(e, _)| &e.origin));
+    (done.len(), failure)
+}
+
+/// The outcome (`applied`, `duplicate` or `skipped`) of each record of a
+/// committed batch, in order, with its handler's time.
+type Outcomes = Vec<(&'static str, Duration)>;
+
+/// The batch without savepoints: one inbox statement for every record, then
+/// the handlers. When a handler fails, the whole transaction is rolled back
+/// and the records before the failing one are applied again, alone in a
+/// new transaction; their effects are committed once, but their handlers
+/// run twice. Fewer round trips than [`apply_with_savepoints`].
+async fn apply_all_or_nothing(
+    ctx: &Context,
+    events: &[(ConsumedEvent, &tracing::Span)],
+) -> (Outcomes, Option<HandlerError>) {
+    let mut failure = None;
+    let mut upto = events.len();
+    while upto > 0 {
+        match try_all(ctx, &events[..upto]).await {
+            Ok(done) => return (done, failure),
+            Err(None) => break,
+            Err(Some((at, e))) => {
+                failure = Some(e);
+                upto = at;
+            }
+        }
+    }
+    (Vec::new(), failure)
+}
+
+/// Applies every record of `events` in one transaction, or none of them.
+/// `Err(Some((i, e)))`: the handler of record `i` failed with `e`;
+/// `Err(None)`: the database failed outside a handler.
+async fn try_all(
+    ctx: &Context,
+    events: &[(ConsumedEvent, &tracing::Span)],
+) -> Result<Outcomes, Option<(usize, HandlerError)>> {
+    let mut tx = ctx.pool.begin().await.map_err(|_| None)?;
+    let handled: Vec<inbox::Entry<'_>> = events
+        .iter()
+        .filter(|(e, _)| ctx.handlers.contains_key(&e.envelope.event_type()))
+        .map(|(e, _)| inbox::Entry {
+            event_id: e.envelope.event_id,
+            event_type: e.envelope.event_type().name(),
+            origin: &e.origin,
+        })
+        .collect();
+    let mut fresh = inbox::record_new(&mut tx, &ctx.group_id, &handled)
+        .await
+        .map_err(|_| None)?;
+    let mut done = Vec::with_capacity(events.len());
+    for (i, (event, span)) in events.iter().enumerate() {
         let Some(handler) = ctx.handlers.get(&event.envelope.event_type()) else {
-            done.push(Done {
-                event,
-                span,
-                outcome: "skipped",
-                took: Duration::ZERO,
-            });
+            done.push(("skipped", Duration::ZERO));
+            continue;
+        };
+        // An id seen before, or earlier in this batch, is a duplicate.
+        if !fresh.remove(&event.envelope.event_id) {
+            done.push(("duplicate", Duration::ZERO));
+            continue;
+        }
+        let started = Instant::now();
+        let result = handler
+            .handle(&mut tx, event)
+            .instrument((*span).clone())
+            .await;
+        let took = started.elapsed();
+        if let Err(e) = result {
+            metrics::pipeline().handler_duration(
+                &event.origin.topic,
+                event.envelope.event_type().name(),
+                took,
+            );
+            // Dropping `tx` would roll back too, but only once the
+            // connection is next used; roll back now.
+            let _ = tx.rollback().await;
+            return Err(Some((i, e)));
+        }
+        done.push(("applied", took));
+    }
+    if let Err(e) = tx.commit().await {
+        tracing::debug!(error = %e, "batch commit failed; processing its records one at a time");
+        return Err(None);
+    }
+    Ok(done)
+}
+
+/// The batch with a savepoint per record: a failing record undoes only its
+/// own writes, and the records before it are committed without running
+/// their handlers again.
+async fn apply_with_savepoints(
+    ctx: &Context,
+    events: &[(ConsumedEvent, &tracing::Span)],
+) -> (Outcomes, Option<HandlerError>) {
+    let Ok(mut tx) = ctx.pool.begin().await else {
+        return (Vec::new(), None);
+    };
+    let mut done = Vec::with_capacity(events.len());
+    let mut failure = None;
+    for (event, span) in events {
+        let Some(handler) = ctx.handlers.get(&event.envelope.event_type()) else {
+            done.push(("skipped", Duration::ZERO));
             continue;
         };
         let started = Instant::now();
@@ -466,21 +576,16 @@ async fn apply_batch(
             sqlx::query("SAVEPOINT orderflow_event")
                 .execute(&mut *tx)
                 .await?;
-            record_and_handle(&mut tx, ctx, handler.as_ref(), &event).await
+            record_and_handle(&mut tx, ctx, handler.as_ref(), event).await
         }
-        .instrument(span.clone())
+        .instrument((*span).clone())
         .await;
         let took = started.elapsed();
         match result {
-            Ok(applied) => done.push(Done {
-                event,
-                span,
-                outcome: if applied { "applied" } else { "duplicate" },
-                took,
-            }),
+            Ok(applied) => done.push((if applied { "applied" } else { "duplicate" }, took)),
             Err(e) => {
                 metrics::pipeline().handler_duration(
-                    msg.topic(),
+                    &event.origin.topic,
                     event.envelope.event_type().name(),
                     took,
                 );
@@ -490,7 +595,7 @@ async fn apply_batch(
                     .await
                     .is_err()
                 {
-                    return (0, None);
+                    return (Vec::new(), None);
                 }
                 failure = Some(e);
                 break;
@@ -498,28 +603,13 @@ async fn apply_batch(
         }
     }
     if done.is_empty() {
-        return (0, failure);
+        return (done, failure);
     }
     if let Err(e) = tx.commit().await {
         tracing::debug!(error = %e, "batch commit failed; processing its records one at a time");
-        return (0, None);
+        return (Vec::new(), None);
     }
-    let m = metrics::pipeline();
-    for d in &done {
-        let event_type = d.event.envelope.event_type().name();
-        d.span.record("event_type", event_type);
-        d.span.record(
-            "messaging.message.id",
-            tracing::field::display(d.event.envelope.event_id),
-        );
-        d.span.record("outcome", d.outcome);
-        if d.outcome != "skipped" {
-            m.handler_duration(&d.event.origin.topic, event_type, d.took);
-        }
-        m.consumed(&d.event.origin.topic, event_type, d.outcome);
-    }
-    acks.done(ctx, done.iter().map(|d| &d.event.origin));
-    (done.len(), failure)
+    (done, failure)
 }
 
 /// Applies `event` in one transaction with its inbox entry. `Ok(false)`:
