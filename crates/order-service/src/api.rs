@@ -294,21 +294,21 @@ async fn create_order(
     );
     envelope.metadata = order.metadata.0.clone();
 
-    // One transaction: the replay check, the SKU check, the order and its
-    // event. Two requests with one key may race: the loser's insert does
-    // nothing (or hits the unique index), and on its next turn it answers
-    // from the winner's order.
+    // The replay and SKU checks take one round trip, the order with its
+    // event one statement (atomic without a transaction of its own). Two
+    // requests with one key may race: the loser's insert does nothing (or
+    // hits the unique index), and on its next turn it answers from the
+    // winner's order.
     for _ in 0..3 {
-        let mut tx = state.pool.begin().await?;
-        if let Some(key) = &key {
-            if let Some(existing) = store::fetch_by_key(&mut tx, key).await? {
-                tx.rollback().await?;
+        let mut conn = state.pool.acquire().await?;
+        let checks = store::admission(&mut conn, key.as_deref(), &skus).await?;
+        if let Some(existing) = checks.existing {
+            if let Some(existing) = store::fetch_order(&mut conn, existing, false).await? {
                 return replay(&existing, &hash);
             }
         }
-        let unknown = store::unknown_skus(&mut tx, &skus).await?;
-        if !unknown.is_empty() {
-            tx.rollback().await?;
+        if !checks.unknown_skus.is_empty() {
+            let unknown = checks.unknown_skus;
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unknown_sku",
@@ -316,20 +316,29 @@ async fn create_order(
             )
             .with_details(json!({"skus": unknown})));
         }
-        let inserted = match store::insert_order(&mut tx, &order).await {
+        let created = store::create_order(
+            &mut conn,
+            &state.topics,
+            &order,
+            &envelope,
+            Some(&trace.child()),
+        )
+        .await;
+        let inserted = match created {
             Ok(inserted) => inserted,
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => false,
+            Err(store::StoreError::Database(sqlx::Error::Database(e)))
+                if e.is_unique_violation() =>
+            {
+                false
+            }
             Err(e) => return Err(e.into()),
         };
         if !inserted {
-            tx.rollback().await?;
             if key.is_none() {
                 return Err(ApiError::internal("order insert conflicted without a key"));
             }
             continue;
         }
-        store::emit(&mut tx, &state.topics, id, &envelope, Some(&trace.child())).await?;
-        tx.commit().await?;
         crate::metrics::order_created();
         tracing::info!(order_id = %id, customer_id = %order.customer_id, total = order.total,
             currency = %order.currency, lines = order.items.0.len(), "order accepted");

@@ -84,18 +84,16 @@ async fn new_order(pool: &PgPool) -> (OrderRow, Envelope) {
         },
     )
     .with_metadata("userId", "u-1");
-    let mut tx = pool.begin().await.expect("tx");
-    assert!(store::insert_order(&mut tx, &order).await.expect("insert"));
-    store::emit(
-        &mut tx,
+    let mut conn = pool.acquire().await.expect("conn");
+    assert!(store::create_order(
+        &mut conn,
         &TopicCatalog::with_prefix(""),
-        id,
+        &order,
         &created,
         Some(&TraceContext::new_root()),
     )
     .await
-    .expect("emit");
-    tx.commit().await.expect("commit");
+    .expect("create"));
     (order, created)
 }
 

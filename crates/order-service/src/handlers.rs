@@ -125,9 +125,9 @@ impl Handler for OrderEvents {
                 envelope.event_type()
             )));
         };
-        store::record(tx, id, envelope).await?;
         let t = saga::on_signal(order.status, order.facts(), signal);
         if !t.applied {
+            store::record(tx, id, envelope).await?;
             tracing::debug!(order_id = %id, event = %envelope.event_type(), status = %order.status,
                 "recorded in the timeline only");
             return Ok(());

@@ -166,73 +166,144 @@ pub async fn fetch_order(
     sqlx::query_as(sql).bind(id).fetch_optional(conn).await
 }
 
-/// The order created with `Idempotency-Key` `key`.
-pub async fn fetch_by_key(
+/// Events to add to orders' timelines, as columns for one statement.
+#[derive(Default)]
+struct TimelineRows {
+    event_ids: Vec<Uuid>,
+    order_ids: Vec<Uuid>,
+    event_types: Vec<&'static str>,
+    sources: Vec<String>,
+    correlation_ids: Vec<String>,
+    causation_ids: Vec<Option<Uuid>>,
+    occurred_at: Vec<DateTime<Utc>>,
+}
+
+impl TimelineRows {
+    /// A `WITH` item adding the rows bound as `$1` to `$7` (an event already
+    /// there is left alone).
+    const CTE: &'static str = "timeline AS (INSERT INTO order_timeline (event_id, order_id, \
+        event_type, source, correlation_id, causation_id, occurred_at) \
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
+        $6::uuid[], $7::timestamptz[]) ON CONFLICT (event_id) DO NOTHING)";
+
+    fn push(&mut self, order_id: Uuid, envelope: &Envelope) {
+        self.event_ids.push(envelope.event_id);
+        self.order_ids.push(order_id);
+        self.event_types.push(envelope.event_type().name());
+        self.sources.push(envelope.source.clone());
+        self.correlation_ids.push(envelope.correlation_id.clone());
+        self.causation_ids.push(envelope.causation_id);
+        self.occurred_at.push(envelope.timestamp);
+    }
+
+    fn bind<'q>(
+        self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(self.event_ids)
+            .bind(self.order_ids)
+            .bind(self.event_types)
+            .bind(self.sources)
+            .bind(self.correlation_ids)
+            .bind(self.causation_ids)
+            .bind(self.occurred_at)
+    }
+}
+
+/// One change of an order in one statement: `timeline` rows added, the
+/// mutable part of `order` (status, reason, facts, timestamps) written when
+/// `save`, and `events` queued in the outbox.
+async fn write_change(
     conn: &mut PgConnection,
-    key: &str,
-) -> Result<Option<OrderRow>, sqlx::Error> {
-    sqlx::query_as("SELECT * FROM orders WHERE idempotency_key = $1")
-        .bind(key)
-        .fetch_optional(conn)
-        .await
-}
-
-/// Inserts a new order; `false` when another order already holds its
-/// idempotency key (nothing is written then).
-pub async fn insert_order(conn: &mut PgConnection, o: &OrderRow) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO orders (id, status, reason, reason_code, customer_id, email, currency, items, \
-         total, shipping_address, payment_token, metadata, idempotency_key, request_hash, \
-         created_at, updated_at, deadline_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
-         ON CONFLICT (idempotency_key) DO NOTHING",
-    )
-    .bind(o.id)
-    .bind(o.status.as_str())
-    .bind(&o.reason)
-    .bind(&o.reason_code)
-    .bind(&o.customer_id)
-    .bind(&o.email)
-    .bind(&o.currency)
-    .bind(&o.items)
-    .bind(o.total)
-    .bind(&o.shipping_address)
-    .bind(&o.payment_token)
-    .bind(&o.metadata)
-    .bind(&o.idempotency_key)
-    .bind(&o.request_hash)
-    .bind(o.created_at)
-    .bind(o.updated_at)
-    .bind(o.deadline_at)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Writes the mutable part of an order (status, reason, facts, timestamps).
-async fn save_order(conn: &mut PgConnection, o: &OrderRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE orders SET status = $2, reason = $3, reason_code = $4, reserved = $5, paid = $6, \
-         payment_id = $7, shipping_created = $8, tracking_number = $9, notified = $10, \
-         dispatched = $11, delivered = $12, updated_at = $13, deadline_at = $14 WHERE id = $1",
-    )
-    .bind(o.id)
-    .bind(o.status.as_str())
-    .bind(&o.reason)
-    .bind(&o.reason_code)
-    .bind(o.reserved)
-    .bind(o.paid)
-    .bind(&o.payment_id)
-    .bind(o.shipping_created)
-    .bind(&o.tracking_number)
-    .bind(o.notified)
-    .bind(o.dispatched)
-    .bind(o.delivered)
-    .bind(o.updated_at)
-    .bind(o.deadline_at)
-    .execute(conn)
-    .await?;
+    timeline: TimelineRows,
+    order: &OrderRow,
+    save: bool,
+    events: outbox::Rows,
+) -> Result<(), sqlx::Error> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH {}, \
+             saved AS (UPDATE orders SET status = $9, reason = $10, reason_code = $11, \
+               reserved = $12, paid = $13, payment_id = $14, shipping_created = $15, \
+               tracking_number = $16, notified = $17, dispatched = $18, delivered = $19, \
+               updated_at = $20, deadline_at = $21 WHERE id = $8 AND $22), \
+             {} SELECT 1",
+            TimelineRows::CTE,
+            outbox::Rows::cte("queued", 23)
+        )
+    });
+    let q = timeline
+        .bind(sqlx::query(SQL.as_str()))
+        .bind(order.id)
+        .bind(order.status.as_str())
+        .bind(&order.reason)
+        .bind(&order.reason_code)
+        .bind(order.reserved)
+        .bind(order.paid)
+        .bind(&order.payment_id)
+        .bind(order.shipping_created)
+        .bind(&order.tracking_number)
+        .bind(order.notified)
+        .bind(order.dispatched)
+        .bind(order.delivered)
+        .bind(order.updated_at)
+        .bind(order.deadline_at)
+        .bind(save);
+    events.bind(q).execute(conn).await?;
     Ok(())
+}
+
+/// Creates `order` with its first event `created` (timeline and outbox) in
+/// one statement; `false` when another order already holds its idempotency
+/// key (nothing is written then).
+pub async fn create_order(
+    conn: &mut PgConnection,
+    topics: &TopicCatalog,
+    o: &OrderRow,
+    created: &Envelope,
+    trace: Option<&TraceContext>,
+) -> Result<bool, StoreError> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "WITH created AS (INSERT INTO orders (id, status, reason, reason_code, customer_id, \
+               email, currency, items, total, shipping_address, payment_token, metadata, \
+               idempotency_key, request_hash, created_at, updated_at, deadline_at) \
+               VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
+               $23, $24) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
+             {}, {} SELECT count(*) FROM created",
+            // The timeline row needs the order: it only goes in with it.
+            TimelineRows::CTE.replace(
+                "ON CONFLICT",
+                "WHERE EXISTS (SELECT 1 FROM created) ON CONFLICT"
+            ),
+            outbox::Rows::cte_when("queued", 25, "EXISTS (SELECT 1 FROM created)")
+        )
+    });
+    let mut timeline = TimelineRows::default();
+    timeline.push(o.id, created);
+    let mut events = outbox::Rows::default();
+    events.push(topics, &o.id.to_string(), created, trace)?;
+    let q = timeline
+        .bind(sqlx::query(SQL.as_str()))
+        .bind(o.id)
+        .bind(o.status.as_str())
+        .bind(&o.reason)
+        .bind(&o.reason_code)
+        .bind(&o.customer_id)
+        .bind(&o.email)
+        .bind(&o.currency)
+        .bind(&o.items)
+        .bind(o.total)
+        .bind(&o.shipping_address)
+        .bind(&o.payment_token)
+        .bind(&o.metadata)
+        .bind(&o.idempotency_key)
+        .bind(&o.request_hash)
+        .bind(o.created_at)
+        .bind(o.updated_at)
+        .bind(o.deadline_at);
+    let row = events.bind(q).fetch_one(conn).await?;
+    Ok(sqlx::Row::try_get::<i64, _>(&row, 0)? == 1)
 }
 
 /// Adds `envelope` to the timeline of `order_id`; `false` when it is there
@@ -286,20 +357,6 @@ pub async fn last_event_id(
     .await
 }
 
-/// Records `envelope` in the timeline and enqueues it in the outbox, keyed
-/// by the order id.
-pub async fn emit(
-    conn: &mut PgConnection,
-    topics: &TopicCatalog,
-    order_id: Uuid,
-    envelope: &Envelope,
-    trace: Option<&TraceContext>,
-) -> Result<(), StoreError> {
-    record(conn, order_id, envelope).await?;
-    outbox::enqueue(conn, topics, &order_id.to_string(), envelope, trace).await?;
-    Ok(())
-}
-
 /// What caused a transition.
 pub enum Cause<'a> {
     /// A consumed event: emitted events are `caused_by` it and continue its
@@ -327,9 +384,11 @@ pub struct Clock {
     pub timeout: TimeDelta,
 }
 
-/// Applies `t` to `order` (already locked in `conn`'s transaction): writes
-/// the row when anything changed and emits `t.emits` (timeline + outbox).
-/// `reason` is the human-readable reason of a cancellation.
+/// Applies `t` to `order` (already locked in `conn`'s transaction), in one
+/// statement: writes the row when anything changed, adds the causing event
+/// (for [`Cause::Event`]) and `t.emits` to the timeline, and queues the
+/// emitted events in the outbox. `reason` is the human-readable reason of a
+/// cancellation.
 pub async fn apply_transition(
     conn: &mut PgConnection,
     topics: &TopicCatalog,
@@ -352,15 +411,22 @@ pub async fn apply_transition(
             order.reason_code = Some(code.as_str().to_owned());
         }
     }
-    if before != (order.status, order.facts()) || !t.emits.is_empty() {
+    let save = before != (order.status, order.facts()) || !t.emits.is_empty();
+    if save {
         order.updated_at = clock.now;
-        save_order(conn, order).await?;
     }
 
+    let mut timeline = TimelineRows::default();
+    let mut events = outbox::Rows::default();
     let mut last_local_cause = match cause {
+        Cause::Event { envelope, .. } => {
+            timeline.push(order.id, envelope);
+            None
+        }
         Cause::Local { .. } if !t.emits.is_empty() => last_event_id(conn, order.id).await?,
-        _ => None,
+        Cause::Local { .. } => None,
     };
+    let key = order.id.to_string();
     for &step in &t.emits {
         let payload = payload(order, step, previous_status);
         let (envelope, trace) = match cause {
@@ -369,14 +435,18 @@ pub async fn apply_transition(
                 trace.map(TraceContext::child),
             ),
             Cause::Local { trace } => {
-                let mut e = Envelope::new(SOURCE, order.id.to_string(), payload);
+                let mut e = Envelope::new(SOURCE, key.clone(), payload);
                 e.causation_id = last_local_cause;
                 e.metadata = order.metadata.0.clone();
                 last_local_cause = Some(e.event_id);
                 (e, Some(trace.child()))
             }
         };
-        emit(conn, topics, order.id, &envelope, trace.as_ref()).await?;
+        timeline.push(order.id, &envelope);
+        events.push(topics, &key, &envelope, trace.as_ref())?;
+    }
+    if save || !timeline.event_ids.is_empty() {
+        write_change(conn, timeline, order, save, events).await?;
     }
     crate::metrics::transition(&t.emits, order.created_at, clock.now);
     Ok(())
@@ -459,20 +529,34 @@ pub async fn list_orders(
     .await
 }
 
-/// Of `skus`, those not in the catalogue (in the given order).
-pub async fn unknown_skus(
+/// What a new order must be checked against, read in one round trip.
+pub struct Admission {
+    /// The id of the order created with the request's `Idempotency-Key`.
+    pub existing: Option<Uuid>,
+    /// The order's SKUs not in the catalogue, in the given order.
+    pub unknown_skus: Vec<String>,
+}
+
+/// Looks up the order holding idempotency `key` (if any) and which of
+/// `skus` the catalogue does not know.
+pub async fn admission(
     conn: &mut PgConnection,
+    key: Option<&str>,
     skus: &[String],
-) -> Result<Vec<String>, sqlx::Error> {
-    let known: Vec<String> = sqlx::query_scalar("SELECT sku FROM catalog WHERE sku = ANY($1)")
-        .bind(skus)
-        .fetch_all(conn)
-        .await?;
-    Ok(skus
-        .iter()
-        .filter(|s| !known.contains(s))
-        .cloned()
-        .collect())
+) -> Result<Admission, sqlx::Error> {
+    let (existing, unknown_skus): (Option<Uuid>, Vec<String>) = sqlx::query_as(
+        "SELECT (SELECT id FROM orders WHERE idempotency_key = $1), \
+         ARRAY(SELECT s.sku FROM unnest($2::text[]) WITH ORDINALITY AS s (sku, n) \
+               WHERE NOT EXISTS (SELECT 1 FROM catalog c WHERE c.sku = s.sku) ORDER BY s.n)",
+    )
+    .bind(key)
+    .bind(skus)
+    .fetch_one(conn)
+    .await?;
+    Ok(Admission {
+        existing,
+        unknown_skus,
+    })
 }
 
 /// Availability of `sku` as last adjusted, if known.
