@@ -179,12 +179,16 @@ struct TimelineRows {
 }
 
 impl TimelineRows {
-    /// A `WITH` item adding the rows bound as `$1` to `$7` (an event already
-    /// there is left alone).
-    const CTE: &'static str = "timeline AS (INSERT INTO order_timeline (event_id, order_id, \
-        event_type, source, correlation_id, causation_id, occurred_at) \
-        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
-        $6::uuid[], $7::timestamptz[]) ON CONFLICT (event_id) DO NOTHING)";
+    /// A `WITH` item adding the rows bound as `$1` to `$7` when the SQL
+    /// `condition` holds (an event already there is left alone).
+    fn cte(condition: &str) -> String {
+        format!(
+            "timeline AS (INSERT INTO order_timeline (event_id, order_id, event_type, source, \
+             correlation_id, causation_id, occurred_at) \
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
+             $6::uuid[], $7::timestamptz[]) WHERE {condition} ON CONFLICT (event_id) DO NOTHING)"
+        )
+    }
 
     fn push(&mut self, order_id: Uuid, envelope: &Envelope) {
         self.event_ids.push(envelope.event_id);
@@ -228,7 +232,7 @@ async fn write_change(
                tracking_number = $16, notified = $17, dispatched = $18, delivered = $19, \
                updated_at = $20, deadline_at = $21 WHERE id = $8 AND $22), \
              {} SELECT 1",
-            TimelineRows::CTE,
+            TimelineRows::cte("true"),
             outbox::Rows::cte("queued", 23)
         )
     });
@@ -272,10 +276,7 @@ pub async fn create_order(
                $23, $24) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
              {}, {} SELECT count(*) FROM created",
             // The timeline row needs the order: it only goes in with it.
-            TimelineRows::CTE.replace(
-                "ON CONFLICT",
-                "WHERE EXISTS (SELECT 1 FROM created) ON CONFLICT"
-            ),
+            TimelineRows::cte("EXISTS (SELECT 1 FROM created)"),
             outbox::Rows::cte_when("queued", 25, "EXISTS (SELECT 1 FROM created)")
         )
     });
