@@ -38,8 +38,11 @@ pub async fn enqueue(
 ) -> Result<(), OutboxError> {
     let mut rows = Rows::default();
     rows.push(topics, key, envelope, trace)?;
-    let sql = format!("WITH {} SELECT 1", Rows::cte("queued", 1));
-    rows.bind(sqlx::query(&sql)).execute(&mut *conn).await?;
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("WITH {} SELECT 1", Rows::cte("queued", 1)));
+    rows.bind(sqlx::query(SQL.as_str()))
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
