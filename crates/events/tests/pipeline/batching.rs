@@ -3,7 +3,6 @@
 //! is applied once, in order, and the offsets are committed.
 
 use orderflow_events::consumer::{dlq_headers, ConsumerOptions};
-use orderflow_events::kafka::EventProducer;
 
 use crate::helpers::{header, shipped, Env, TestHandler, BEHAVIOUR};
 
@@ -16,22 +15,10 @@ const EVENTS: i32 = 60;
 async fn transactions_for(max_batch: usize) -> i64 {
     let env = Env::new(1).await;
     let handler = TestHandler::default();
-    let producer = EventProducer::new(&env.kafka).expect("producer");
-    // Sent together, as the relay sends a backlog: the records share
-    // record batches, so the consumer fetches many at once.
-    let (mut ids, mut deliveries) = (Vec::new(), Vec::new());
-    for seq in 1..=EVENTS {
-        let event = shipped(KEY, seq);
-        let record = env.record(KEY, &event).await;
-        deliveries.push(producer.send(&record).expect("queue"));
-        ids.push(event.event_id);
-    }
-    for delivery in deliveries {
-        assert!(
-            matches!(delivery.await, Ok(Ok(_))),
-            "the broker acknowledged every record"
-        );
-    }
+    let events: Vec<_> = (1..=EVENTS).map(|seq| shipped(KEY, seq)).collect();
+    let ids: Vec<_> = events.iter().map(|e| e.event_id).collect();
+    env.send_backlog(&events.iter().map(|e| (KEY, e)).collect::<Vec<_>>())
+        .await;
     let consumer = env.spawn_consumer_with(&handler, max_batch);
     env.wait_applied(i64::from(EVENTS)).await;
     env.wait_committed(i64::from(EVENTS)).await;
@@ -78,7 +65,6 @@ async fn max_batch_one_gives_each_record_its_own_transaction() {
 async fn rejected_mid_batch(savepoint_per_record: bool) -> Vec<u32> {
     let env = Env::new(1).await;
     let handler = TestHandler::default();
-    let producer = EventProducer::new(&env.kafka).expect("producer");
     let events: Vec<_> = (1..=10)
         .map(|seq| {
             let e = shipped(KEY, seq);
@@ -89,14 +75,8 @@ async fn rejected_mid_batch(savepoint_per_record: bool) -> Vec<u32> {
             }
         })
         .collect();
-    let mut deliveries = Vec::new();
-    for event in &events {
-        let record = env.record(KEY, event).await;
-        deliveries.push(producer.send(&record).expect("queue"));
-    }
-    for delivery in deliveries {
-        assert!(matches!(delivery.await, Ok(Ok(_))), "acknowledged");
-    }
+    env.send_backlog(&events.iter().map(|e| (KEY, e)).collect::<Vec<_>>())
+        .await;
     let consumer = env.spawn_consumer_opts(
         &handler,
         ConsumerOptions {

@@ -14,7 +14,7 @@ use orderflow_events::codec::AvroCodec;
 use orderflow_events::consumer::{ConsumedEvent, ConsumerOptions, EventConsumer, Handler};
 use orderflow_events::error::{HandlerError, RunError};
 use orderflow_events::events::{Address, OrderCreated, OrderLine, OrderShipped};
-use orderflow_events::kafka::{KafkaConfig, OutgoingRecord};
+use orderflow_events::kafka::{EventProducer, KafkaConfig, OutgoingRecord};
 use orderflow_events::registry::RegistryClient;
 use orderflow_events::relay::{record_headers, Relay, RelayOptions};
 use orderflow_events::testing::{self, TestDatabase};
@@ -162,6 +162,25 @@ impl Env {
             key: key.to_owned(),
             payload,
             headers: record_headers(envelope, None),
+        }
+    }
+
+    /// Sends `events` (key, event) without waiting in between, as the relay
+    /// sends a backlog: the records share record batches, so a consumer
+    /// started afterwards fetches many at once. Returns once the broker
+    /// acknowledged every one.
+    pub async fn send_backlog(&self, events: &[(&str, &Envelope)]) {
+        let producer = EventProducer::new(&self.kafka).expect("producer");
+        let mut deliveries = Vec::with_capacity(events.len());
+        for (key, event) in events {
+            let record = self.record(key, event).await;
+            deliveries.push(producer.send(&record).expect("queue"));
+        }
+        for delivery in deliveries {
+            assert!(
+                matches!(delivery.await, Ok(Ok(_))),
+                "the broker acknowledged every record"
+            );
         }
     }
 

@@ -3,7 +3,6 @@
 //! behind it; the offset only advances past records that are all done.
 
 use orderflow_events::consumer::ConsumerOptions;
-use orderflow_events::kafka::EventProducer;
 
 use crate::helpers::{shipped, Env, TestHandler, BEHAVIOUR};
 
@@ -14,7 +13,6 @@ const OTHERS: i32 = 40;
 async fn a_waiting_key_holds_up_only_its_own_lane() {
     let env = Env::new(1).await;
     let handler = TestHandler::default();
-    let producer = EventProducer::new(&env.kafka).expect("producer");
     // Offset 0: held until released; offset 1: the same key, must wait.
     let mut events = vec![
         (
@@ -27,14 +25,13 @@ async fn a_waiting_key_holds_up_only_its_own_lane() {
         let key = format!("order-{i}");
         events.push((key.clone(), shipped(&key, 1)));
     }
-    let mut deliveries = Vec::new();
-    for (key, event) in &events {
-        let record = env.record(key, event).await;
-        deliveries.push(producer.send(&record).expect("queue"));
-    }
-    for delivery in deliveries {
-        assert!(matches!(delivery.await, Ok(Ok(_))), "record acknowledged");
-    }
+    env.send_backlog(
+        &events
+            .iter()
+            .map(|(k, e)| (k.as_str(), e))
+            .collect::<Vec<_>>(),
+    )
+    .await;
     let consumer = env.spawn_consumer_opts(
         &handler,
         ConsumerOptions {
