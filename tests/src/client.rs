@@ -1,6 +1,6 @@
 //! HTTP client helpers and saga waits on a [`Stack`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -563,4 +563,15 @@ pub fn count_events(events: &[Value], event_type: &str) -> usize {
         .iter()
         .filter(|e| e["eventType"] == event_type)
         .count()
+}
+
+/// The samples of an OpenMetrics text page: `name{labels}` -> value.
+pub fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_owned(), value.parse().ok()?))
+        })
+        .collect()
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use orderflow_e2e::client::parse_metrics;
 use orderflow_e2e::{OrderBody, Service, Stack, TERMINAL};
 use tokio::sync::Semaphore;
 
@@ -179,4 +180,92 @@ async fn concurrent_orders_never_oversell() {
     );
     assert!(samples.min_http_available.unwrap_or(0) >= 0);
     assert!(samples.min_db_available.unwrap_or(0) >= 0);
+}
+
+/// `orderflow_events_failed_total{error="infrastructure"}` of the order
+/// service, over every topic and event type: the consumer's transactions
+/// that could not start or finish because the database did not answer
+/// (including waiting too long for a pooled connection).
+async fn infrastructure_failures(stack: &Stack) -> f64 {
+    let r = stack.get(Service::Order, "/metrics").await.expect(200);
+    parse_metrics(&r.text)
+        .into_iter()
+        .filter(|(series, _)| {
+            series.starts_with("orderflow_events_failed_total{")
+                && series.contains(r#"error="infrastructure""#)
+        })
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// The order service's consumers hold every connection of their pool,
+/// blocked on a lock, and HTTP requests are still answered from the
+/// connections kept for them (`DATABASE_API_CONNECTIONS`); once the lock
+/// is gone every order finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn requests_are_answered_while_the_consumers_hold_every_other_connection() {
+    let stack = Stack::start(orderflow_e2e::StackOptions {
+        // Records on more partitions than the consumers have connections
+        // (one worker per partition).
+        partitions: Some(8),
+        database_max_connections: 4,
+        env: vec![(
+            Service::Order,
+            "DATABASE_API_CONNECTIONS".into(),
+            "1".into(),
+        )],
+        ..Default::default()
+    })
+    .await;
+    let sku = stack.sku("POOL");
+    stack.set_stock(&sku, 1000).await;
+    let first = stack.create_order(&OrderBody::new(&sku, 1)).await;
+    stack.wait_status(&first, "SHIPPED").await;
+    let failures_before = infrastructure_failures(&stack).await;
+
+    // Every consumer transaction of the order service starts by writing
+    // the inbox: with the table locked, each one blocks holding its
+    // connection, until the rest wait in vain for one.
+    let db = stack.db(Service::Order).await;
+    let mut lock = db.begin().await.expect("BEGIN");
+    sqlx::query("LOCK TABLE inbox IN EXCLUSIVE MODE")
+        .execute(&mut *lock)
+        .await
+        .expect("LOCK TABLE inbox");
+    let mut ids = futures::stream::iter(0..12)
+        .map(|i| {
+            let stack = &stack;
+            let sku = &sku;
+            async move { stack.create_order(&OrderBody::new(sku, 1 + i % 2)).await }
+        })
+        .buffer_unordered(12)
+        .collect::<Vec<String>>()
+        .await;
+    stack
+        .wait_for(
+            "a consumer transaction to find no free connection",
+            || async {
+                match infrastructure_failures(&stack).await {
+                    n if n > failures_before => Ok(n),
+                    n => Err(format!("{n} infrastructure failures")),
+                }
+            },
+        )
+        .await;
+
+    // The pool of the consumers and the relay is exhausted, and stays so
+    // while the lock is held; requests still get a connection.
+    let late = stack.create_order(&OrderBody::new(&sku, 1)).await;
+    assert_eq!(stack.order(&late).await["status"], "PENDING");
+    stack.get(Service::Order, "/health/ready").await.expect(200);
+
+    lock.rollback().await.expect("ROLLBACK");
+    ids.push(late);
+    for id in &ids {
+        let order = stack.wait_terminal(id).await;
+        assert_eq!(order["status"], "SHIPPED", "order {id}: {order}");
+    }
+    // 1 + 6 × 1 + 6 × 2 + 1 units, each reserved once (SHIPPED is before
+    // dispatch: the units stay reserved).
+    stack.wait_for_stock(&sku, 980, 20, Some(0)).await;
 }

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
-use orderflow_e2e::client::send;
+use orderflow_e2e::client::{parse_metrics, send};
 use orderflow_e2e::{eventually, OrderBody, Service, Stack, StackOptions};
 use prost::Message as _;
 use reqwest::Method;
@@ -357,17 +357,6 @@ async fn one_order_is_one_trace_across_all_five_services() {
         inventory_log.contains(&format!("trace_id={trace_id}")),
         "the inventory service never logged inside the order's trace"
     );
-}
-
-/// The samples of an OpenMetrics text page: `name{labels}` -> value.
-fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
 }
 
 async fn scrape(stack: &Stack, svc: Service) -> Result<HashMap<String, f64>, String> {

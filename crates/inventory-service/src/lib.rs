@@ -30,7 +30,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 /// The service's routes and consumer.
 pub fn build(ctx: &Context) -> anyhow::Result<Parts> {
     let router = api::router(api::AppState {
-        pool: ctx.pool.clone(),
+        pool: ctx.api_pool.clone(),
         catalog: ctx.catalog.clone(),
     });
     let catalog = || ctx.catalog.clone();

@@ -162,7 +162,7 @@ fn build(ctx: &Context, smtp: &SmtpSettings, in_flight: usize) -> anyhow::Result
     );
     Ok(Parts {
         router: api::router(api::AppState {
-            pool: ctx.pool.clone(),
+            pool: ctx.api_pool.clone(),
         }),
         consumer: Some(consumer),
         tasks: Vec::new(),

@@ -71,7 +71,7 @@ fn build(ctx: &Context, timeout: Duration, interval: Duration) -> anyhow::Result
         chrono::TimeDelta::from_std(timeout).context("ORDER_SAGA_TIMEOUT is too large")?;
     metrics::register();
     let router = api::router(api::AppState {
-        pool: ctx.pool.clone(),
+        pool: ctx.api_pool.clone(),
         topics: ctx.catalog.clone(),
         timeout: saga_timeout,
     });

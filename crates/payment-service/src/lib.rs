@@ -32,7 +32,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 /// `max_amount`.
 pub fn build(ctx: &Context, max_amount: i64) -> anyhow::Result<Parts> {
     let router = api::router(api::AppState {
-        pool: ctx.pool.clone(),
+        pool: ctx.api_pool.clone(),
     });
     let consumer = EventConsumer::new(
         &ctx.kafka,

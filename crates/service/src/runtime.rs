@@ -48,8 +48,13 @@ pub struct ServiceSpec {
 /// What a service's build function gets.
 #[derive(Clone)]
 pub struct Context {
-    /// The service's database.
+    /// The service's database, for consumers and background tasks.
     pub pool: PgPool,
+    /// The same database for HTTP handlers: connections of their own
+    /// (`DATABASE_API_CONNECTIONS`), so that a request does not queue
+    /// behind the consumers when they are behind and busy. The same pool
+    /// as `pool` when no connections are kept apart.
+    pub api_pool: PgPool,
     /// Kafka settings.
     pub kafka: KafkaConfig,
     /// Topic names.
@@ -109,7 +114,8 @@ where
     tokio::spawn(signal_listener(shutdown.clone()));
 
     let database_url = config.database_url_or_default(spec.name);
-    let pool = connect(&database_url, config.database_max_connections, &shutdown).await?;
+    let (background, api) = config.pool_sizes().map_err(anyhow::Error::msg)?;
+    let pool = connect(&database_url, background, &shutdown).await?;
     let migrator = Migrator {
         migrations: spec.migrator.migrations.clone(),
         ignore_missing: true,
@@ -147,6 +153,11 @@ where
         pool.close().await;
         return Ok(());
     }
+    let api_pool = if api == 0 {
+        pool.clone()
+    } else {
+        connect(&database_url, api, &shutdown).await?
+    };
 
     let mut kafka = KafkaConfig::from_env(spec.source);
     kafka.bootstrap_servers = config.kafka_bootstrap_servers.clone();
@@ -158,6 +169,7 @@ where
     );
     let ctx = Context {
         pool: pool.clone(),
+        api_pool: api_pool.clone(),
         kafka: kafka.clone(),
         catalog,
         codec: codec.clone(),
@@ -179,7 +191,7 @@ where
     let parts = build(&ctx)?;
 
     let probes = Probes {
-        pool: pool.clone(),
+        pool: api_pool.clone(),
         broker: Arc::new(BrokerProbe::new(&kafka).context("creating the broker probe")?),
         openapi: spec.openapi,
         service: spec.source,
@@ -259,7 +271,8 @@ where
         telemetry.shutdown(TRACE_FLUSH_TIMEOUT).await;
         std::process::exit(if failure.is_some() { 1 } else { 0 });
     }
-    if tokio::time::timeout(Duration::from_secs(5), pool.close())
+    let closed = async { tokio::join!(pool.close(), api_pool.close()) };
+    if tokio::time::timeout(Duration::from_secs(5), closed)
         .await
         .is_err()
     {

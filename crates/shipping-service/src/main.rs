@@ -61,7 +61,7 @@ fn build(ctx: &Context, carrier: String) -> anyhow::Result<Parts> {
         "SHIPPING_CARRIER must not be empty"
     );
     let router = api::router(api::AppState {
-        pool: ctx.pool.clone(),
+        pool: ctx.api_pool.clone(),
         catalog: ctx.catalog.clone(),
     });
     let consumer = EventConsumer::new(
