@@ -86,14 +86,35 @@ impl ConsumedEvent {
         key: &str,
         payload: impl Into<crate::events::Event>,
     ) -> Result<(), HandlerError> {
+        let mut rows = crate::outbox::Rows::default();
+        self.follow_up(&mut rows, catalog, source, key, payload)?;
+        rows.insert(conn).await.map_err(outbox_failure)
+    }
+
+    /// Adds the event `payload` caused by this one to `rows`, as
+    /// [`emit`](Self::emit) would write it, for a handler that writes its
+    /// events in the same statement as its state change.
+    pub fn follow_up(
+        &self,
+        rows: &mut crate::outbox::Rows,
+        catalog: &TopicCatalog,
+        source: &str,
+        key: &str,
+        payload: impl Into<crate::events::Event>,
+    ) -> Result<(), HandlerError> {
         let envelope = Envelope::caused_by(&self.envelope, source, payload);
         let trace = self.trace.as_ref().map(TraceContext::child);
-        crate::outbox::enqueue(conn, catalog, key, &envelope, trace.as_ref())
-            .await
-            .map_err(|e| match e {
-                crate::error::OutboxError::Database(e) => e.into(),
-                crate::error::OutboxError::Codec(e) => HandlerError::permanent(e.to_string()),
-            })
+        rows.push(catalog, key, &envelope, trace.as_ref())
+            .map_err(outbox_failure)
+    }
+}
+
+/// A database failure is retried; an event that cannot be serialised never
+/// will be.
+fn outbox_failure(e: crate::error::OutboxError) -> HandlerError {
+    match e {
+        crate::error::OutboxError::Database(e) => e.into(),
+        crate::error::OutboxError::Codec(e) => HandlerError::permanent(e.to_string()),
     }
 }
 

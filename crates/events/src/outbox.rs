@@ -38,12 +38,7 @@ pub async fn enqueue(
 ) -> Result<(), OutboxError> {
     let mut rows = Rows::default();
     rows.push(topics, key, envelope, trace)?;
-    static SQL: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("WITH {} SELECT 1", Rows::cte("queued", 1)));
-    rows.bind(sqlx::query(SQL.as_str()))
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    rows.insert(conn).await
 }
 
 /// Outbox rows to write as part of a larger statement, so a state change
@@ -115,6 +110,16 @@ impl Rows {
              WHERE {condition})",
             p[0], p[1], p[2], p[3], p[4], p[5]
         )
+    }
+
+    /// Writes the rows to the outbox on their own (one statement).
+    pub async fn insert(self, conn: &mut PgConnection) -> Result<(), OutboxError> {
+        static SQL: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| format!("WITH {} SELECT 1", Rows::cte("queued", 1)));
+        self.bind(sqlx::query(SQL.as_str()))
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
     }
 
     /// Binds the rows as the next [`ROWS_PARAMS`] parameters of `query`.

@@ -2,11 +2,13 @@
 //! connection, so the caller owns the transaction.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use orderflow_events::events::StockLine;
+use orderflow_events::outbox;
 use serde::Serialize;
 use sqlx::types::Json;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 
 use crate::reservation::Status;
 
@@ -77,67 +79,119 @@ pub enum Movement {
     Ship,
 }
 
-/// Moves `quantity` units of `sku`. The row must be locked by the caller;
-/// a move that would make a column negative fails on its CHECK constraint.
-pub async fn move_units(
-    conn: &mut PgConnection,
-    sku: &str,
-    quantity: i32,
-    movement: Movement,
-) -> sqlx::Result<()> {
-    let sql = match movement {
-        Movement::Reserve => {
-            "UPDATE stock SET available = available - $2, reserved = reserved + $2, \
-             updated_at = now() WHERE sku = $1"
+impl Movement {
+    const ALL: [Movement; 3] = [Movement::Reserve, Movement::Release, Movement::Ship];
+
+    /// The `SET` list moving `m.quantity` units of a `stock` row.
+    fn set_list(self) -> &'static str {
+        match self {
+            Movement::Reserve => {
+                "available = stock.available - m.quantity, reserved = stock.reserved + m.quantity"
+            }
+            Movement::Release => {
+                "reserved = stock.reserved - m.quantity, available = stock.available + m.quantity"
+            }
+            Movement::Ship => {
+                "reserved = stock.reserved - m.quantity, shipped = stock.shipped + m.quantity"
+            }
         }
-        Movement::Release => {
-            "UPDATE stock SET reserved = reserved - $2, available = available + $2, \
-             updated_at = now() WHERE sku = $1"
-        }
-        Movement::Ship => {
-            "UPDATE stock SET reserved = reserved - $2, shipped = shipped + $2, \
-             updated_at = now() WHERE sku = $1"
-        }
-    };
-    let done = sqlx::query(sql)
-        .bind(sku)
-        .bind(quantity)
-        .execute(conn)
-        .await?;
-    if done.rows_affected() != 1 {
-        return Err(sqlx::Error::RowNotFound);
     }
-    Ok(())
 }
 
-/// True when the order already has a reservation row (of any status).
-pub async fn reservation_exists(conn: &mut PgConnection, order_id: &str) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM reservations WHERE order_id = $1)")
-        .bind(order_id)
-        .fetch_one(conn)
-        .await
+/// Units to move, per SKU, all in one direction.
+#[derive(Debug, Clone)]
+pub struct Moves {
+    movement: Movement,
+    skus: Vec<String>,
+    quantities: Vec<i32>,
 }
 
-/// Inserts the order's reservation; `false` when the order already had one
-/// (then nothing was written).
+impl Moves {
+    /// No units yet.
+    pub fn new(movement: Movement) -> Self {
+        Self {
+            movement,
+            skus: Vec::new(),
+            quantities: Vec::new(),
+        }
+    }
+
+    /// Moves `quantity` units of `sku` (each SKU once).
+    pub fn push(&mut self, sku: &str, quantity: i32) {
+        self.skus.push(sku.to_owned());
+        self.quantities.push(quantity);
+    }
+
+    /// `name AS (UPDATE stock …)`: a `WITH` item moving the units bound as
+    /// parameters `$first` (SKUs) and `$first + 1` (quantities) when the
+    /// SQL `condition` holds, returning one row per SKU moved.
+    fn cte(movement: Movement, name: &str, first: usize, condition: &str) -> String {
+        format!(
+            "{name} AS (UPDATE stock SET {}, updated_at = now() \
+             FROM unnest(${first}::text[], ${}::int[]) AS m(sku, quantity) \
+             WHERE stock.sku = m.sku AND {condition} RETURNING stock.sku)",
+            movement.set_list(),
+            first + 1
+        )
+    }
+
+    /// Checks that every SKU moved: the rows are locked by the caller, so a
+    /// missing one means the stock row is gone.
+    fn check(&self, moved: i64) -> sqlx::Result<()> {
+        if usize::try_from(moved).ok() == Some(self.skus.len()) {
+            Ok(())
+        } else {
+            Err(sqlx::Error::RowNotFound)
+        }
+    }
+}
+
+/// Inserts the order's reservation, moves `moves` and queues `events`, in
+/// one statement; `false` when the order already had a reservation (then
+/// nothing was written). The stock rows must be locked by the caller
+/// ([`lock_stock`]); a move that would make a column negative fails on its
+/// CHECK constraint.
 pub async fn insert_reservation(
     conn: &mut PgConnection,
     order_id: &str,
     status: Status,
     items: &[StockLine],
     reason: Option<&str>,
+    moves: Moves,
+    events: outbox::Rows,
 ) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "INSERT INTO reservations (order_id, status, items, reason) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (order_id) DO NOTHING",
-    )
-    .bind(order_id)
-    .bind(status.as_str())
-    .bind(Json(items))
-    .bind(reason)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    static SQL: LazyLock<[String; 3]> = LazyLock::new(|| {
+        let inserted = "EXISTS (SELECT 1 FROM reservation)";
+        Movement::ALL.map(|movement| {
+            format!(
+                "WITH reservation AS (\
+                   INSERT INTO reservations (order_id, status, items, reason) \
+                   VALUES ($1, $2, $3, $4) ON CONFLICT (order_id) DO NOTHING RETURNING order_id), \
+                 {}, {} \
+                 SELECT (SELECT count(*) FROM reservation), (SELECT count(*) FROM moved)",
+                Moves::cte(movement, "moved", 5, inserted),
+                outbox::Rows::cte_when("queued", 7, inserted),
+            )
+        })
+    });
+    let (inserted, moved): (i64, i64) = events
+        .bind(
+            sqlx::query(SQL[moves.movement as usize].as_str())
+                .bind(order_id)
+                .bind(status.as_str())
+                .bind(Json(items))
+                .bind(reason)
+                .bind(&moves.skus)
+                .bind(&moves.quantities),
+        )
+        .try_map(|row: sqlx::postgres::PgRow| Ok((row.try_get(0)?, row.try_get(1)?)))
+        .fetch_one(conn)
+        .await?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    moves.check(moved)?;
+    Ok(true)
 }
 
 /// A reservation row, locked.
@@ -168,21 +222,42 @@ pub async fn lock_reservation(
     .transpose()
 }
 
-/// Moves the order's reservation to `status`, recording `reason`.
-pub async fn set_reservation_status(
+/// Moves the order's reservation (locked by the caller,
+/// [`lock_reservation`]) to `status` recording `reason`, moves `moves` and
+/// queues `events`, in one statement. The stock rows must be locked by the
+/// caller ([`lock_stock`]).
+pub async fn settle_reservation(
     conn: &mut PgConnection,
     order_id: &str,
     status: Status,
     reason: Option<&str>,
+    moves: Moves,
+    events: outbox::Rows,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE reservations SET status = $2, reason = COALESCE($3, reason), updated_at = now() \
-         WHERE order_id = $1",
-    )
-    .bind(order_id)
-    .bind(status.as_str())
-    .bind(reason)
-    .execute(conn)
-    .await?;
-    Ok(())
+    static SQL: LazyLock<[String; 3]> = LazyLock::new(|| {
+        Movement::ALL.map(|movement| {
+            format!(
+                "WITH reservation AS (\
+                   UPDATE reservations SET status = $2, reason = COALESCE($3, reason), \
+                   updated_at = now() WHERE order_id = $1), \
+                 {}, {} \
+                 SELECT count(*) FROM moved",
+                Moves::cte(movement, "moved", 4, "true"),
+                outbox::Rows::cte("queued", 6),
+            )
+        })
+    });
+    let moved: i64 = events
+        .bind(
+            sqlx::query(SQL[moves.movement as usize].as_str())
+                .bind(order_id)
+                .bind(status.as_str())
+                .bind(reason)
+                .bind(&moves.skus)
+                .bind(&moves.quantities),
+        )
+        .try_map(|row: sqlx::postgres::PgRow| row.try_get(0))
+        .fetch_one(conn)
+        .await?;
+    moves.check(moved)
 }

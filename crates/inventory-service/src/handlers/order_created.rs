@@ -6,12 +6,13 @@ use orderflow_events::error::HandlerError;
 use orderflow_events::events::{
     InventoryReservationFailed, InventoryReserved, OrderCreated, StockLine,
 };
-use orderflow_events::TopicCatalog;
+use orderflow_events::{outbox, TopicCatalog};
 use sqlx::PgConnection;
 
 use super::units;
-use crate::db::{self, Movement};
+use crate::db::{self, Movement, Moves};
 use crate::reservation::{decide, invalid_lines, requested_per_sku, Decision, Status};
+use crate::SOURCE;
 
 /// Reserves stock for a new order → `InventoryReserved` or
 /// `InventoryReservationFailed`.
@@ -42,30 +43,23 @@ impl Handler for OnOrderCreated {
                 order.order_id
             )));
         }
-        if db::reservation_exists(tx, &order.order_id).await? {
-            tracing::debug!(order_id = %order.order_id, "order already has a reservation; nothing to do");
-            return Ok(());
-        }
-
         let requested = requested_per_sku(&lines);
         let skus: Vec<String> = requested.keys().cloned().collect();
         // Rows stay locked until the transaction ends: concurrent orders for
-        // the same SKUs wait here and then see the stock this one left.
+        // the same SKUs wait here and then see the stock this one left. The
+        // writes that follow are one statement, so the locks are held for
+        // two round trips and the commit.
         let available = db::lock_stock(tx, &skus).await?;
-        match decide(&requested, &available) {
+        let mut moves = Moves::new(Movement::Reserve);
+        let mut events = outbox::Rows::default();
+        let (status, reason) = match decide(&requested, &available) {
             Decision::Reserve(per_sku) => {
-                if !db::insert_reservation(tx, &order.order_id, Status::Reserved, &lines, None)
-                    .await?
-                {
-                    return Ok(());
-                }
                 for (sku, &quantity) in &per_sku {
-                    db::move_units(tx, sku, units(sku, quantity)?, Movement::Reserve).await?;
+                    moves.push(sku, units(sku, quantity)?);
                 }
-                tracing::info!(order_id = %order.order_id, skus = ?skus, "stock reserved");
                 let reserved = InventoryReserved {
                     order_id: order.order_id.clone(),
-                    items: lines,
+                    items: lines.clone(),
                     customer_id: order.customer_id.clone(),
                     email: order.email.clone(),
                     total: order.total,
@@ -73,32 +67,42 @@ impl Handler for OnOrderCreated {
                     payment_token: order.payment_token.clone(),
                     shipping_address: order.shipping_address.clone(),
                 };
-                event
-                    .emit(tx, &self.catalog, crate::SOURCE, &order.order_id, reserved)
-                    .await
+                event.follow_up(
+                    &mut events,
+                    &self.catalog,
+                    SOURCE,
+                    &order.order_id,
+                    reserved,
+                )?;
+                (Status::Reserved, None)
             }
             Decision::Fail { reason, skus } => {
-                if !db::insert_reservation(
-                    tx,
-                    &order.order_id,
-                    Status::Failed,
-                    &lines,
-                    Some(&reason),
-                )
-                .await?
-                {
-                    return Ok(());
-                }
-                tracing::info!(order_id = %order.order_id, %reason, "reservation failed");
                 let failed = InventoryReservationFailed {
                     order_id: order.order_id.clone(),
-                    reason,
+                    reason: reason.clone(),
                     skus,
                 };
-                event
-                    .emit(tx, &self.catalog, crate::SOURCE, &order.order_id, failed)
-                    .await
+                event.follow_up(&mut events, &self.catalog, SOURCE, &order.order_id, failed)?;
+                (Status::Failed, Some(reason))
             }
+        };
+        let written = db::insert_reservation(
+            tx,
+            &order.order_id,
+            status,
+            &lines,
+            reason.as_deref(),
+            moves,
+            events,
+        )
+        .await?;
+        if !written {
+            tracing::debug!(order_id = %order.order_id, "order already has a reservation; nothing to do");
+        } else if let Some(reason) = reason {
+            tracing::info!(order_id = %order.order_id, %reason, "reservation failed");
+        } else {
+            tracing::info!(order_id = %order.order_id, skus = ?skus, "stock reserved");
         }
+        Ok(())
     }
 }

@@ -4,11 +4,11 @@ use async_trait::async_trait;
 use orderflow_events::consumer::{ConsumedEvent, Handler};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::{InventoryReleased, OrderCancelled, PaymentFailed};
-use orderflow_events::TopicCatalog;
+use orderflow_events::{outbox, TopicCatalog};
 use sqlx::PgConnection;
 
 use super::units;
-use crate::db::{self, Movement};
+use crate::db::{self, Movement, Moves};
 use crate::reservation::{requested_per_sku, Status};
 
 /// Releases the reservation of an order whose payment failed.
@@ -76,17 +76,18 @@ async fn release(
     let per_sku = requested_per_sku(&reservation.items);
     let skus: Vec<String> = per_sku.keys().cloned().collect();
     db::lock_stock(tx, &skus).await?;
+    let mut moves = Moves::new(Movement::Release);
     for (sku, &quantity) in &per_sku {
-        db::move_units(tx, sku, units(sku, quantity)?, Movement::Release).await?;
+        moves.push(sku, units(sku, quantity)?);
     }
-    db::set_reservation_status(tx, order_id, Status::Released, Some(&reason)).await?;
-    tracing::info!(order_id, %reason, "reservation released");
     let released = InventoryReleased {
         order_id: order_id.to_owned(),
         items: reservation.items,
-        reason,
+        reason: reason.clone(),
     };
-    event
-        .emit(tx, catalog, crate::SOURCE, order_id, released)
-        .await
+    let mut events = outbox::Rows::default();
+    event.follow_up(&mut events, catalog, crate::SOURCE, order_id, released)?;
+    db::settle_reservation(tx, order_id, Status::Released, Some(&reason), moves, events).await?;
+    tracing::info!(order_id, %reason, "reservation released");
+    Ok(())
 }

@@ -4,10 +4,11 @@ use async_trait::async_trait;
 use orderflow_events::consumer::{ConsumedEvent, Handler};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::ShippingDispatched;
+use orderflow_events::outbox;
 use sqlx::PgConnection;
 
 use super::units;
-use crate::db::{self, Movement};
+use crate::db::{self, Movement, Moves};
 use crate::reservation::{requested_per_sku, Status};
 
 /// Moves a held reservation from `reserved` to `shipped` (`SHIPPED`). Emits
@@ -37,10 +38,19 @@ impl Handler for OnShippingDispatched {
         let per_sku = requested_per_sku(&reservation.items);
         let skus: Vec<String> = per_sku.keys().cloned().collect();
         db::lock_stock(tx, &skus).await?;
+        let mut moves = Moves::new(Movement::Ship);
         for (sku, &quantity) in &per_sku {
-            db::move_units(tx, sku, units(sku, quantity)?, Movement::Ship).await?;
+            moves.push(sku, units(sku, quantity)?);
         }
-        db::set_reservation_status(tx, order_id, Status::Shipped, None).await?;
+        db::settle_reservation(
+            tx,
+            order_id,
+            Status::Shipped,
+            None,
+            moves,
+            outbox::Rows::default(),
+        )
+        .await?;
         tracing::info!(order_id, "reserved stock shipped");
         Ok(())
     }
