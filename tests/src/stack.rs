@@ -83,6 +83,9 @@ pub struct StackOptions {
     /// must fit into PostgreSQL's default 100 connections; a service that
     /// meets "too many clients" while migrating exits).
     pub database_max_connections: u32,
+    /// `DATABASE_API_CONNECTIONS` of every service (default 1, for the same
+    /// reason).
+    pub database_api_connections: u32,
     /// `RUST_LOG` of every service.
     pub rust_log: String,
     /// Extra environment variables per service.
@@ -106,6 +109,7 @@ impl Default for StackOptions {
             payment_max_amount: None,
             partitions: env::partitions_override(),
             database_max_connections: 4,
+            database_api_connections: 1,
             rust_log: std::env::var("ORDERFLOW_E2E_RUST_LOG").unwrap_or_else(|_| "info".into()),
             env: Vec::new(),
             ready_timeout: Duration::from_secs(90),
@@ -356,6 +360,10 @@ impl Stack {
                 (
                     "DATABASE_MAX_CONNECTIONS".into(),
                     options.database_max_connections.to_string(),
+                ),
+                (
+                    "DATABASE_API_CONNECTIONS".into(),
+                    options.database_api_connections.to_string(),
                 ),
                 ("HTTP_HOST".into(), "127.0.0.1".into()),
                 ("HTTP_PORT".into(), port.to_string()),

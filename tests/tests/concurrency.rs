@@ -209,11 +209,7 @@ async fn requests_are_answered_while_the_consumers_hold_every_other_connection()
         // (one worker per partition).
         partitions: Some(8),
         database_max_connections: 4,
-        env: vec![(
-            Service::Order,
-            "DATABASE_API_CONNECTIONS".into(),
-            "1".into(),
-        )],
+        database_api_connections: 1,
         ..Default::default()
     })
     .await;

@@ -27,13 +27,12 @@ pub struct CommonConfig {
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_max_connections: u32,
 
-    /// Connections, out of DATABASE_MAX_CONNECTIONS, kept for HTTP
-    /// requests and health checks, so that consumers and the outbox relay
-    /// cannot make them wait; 0 shares one pool [default: a quarter,
-    /// rounded down].
-    #[arg(long, env = "DATABASE_API_CONNECTIONS",
-          value_parser = clap::value_parser!(u32).range(0..=999))]
-    pub database_api_connections: Option<u32>,
+    /// Most connections in a second pool, for HTTP requests and health
+    /// checks only, so that consumers that are behind cannot make them
+    /// wait; 0 lets them share the first pool.
+    #[arg(long, env = "DATABASE_API_CONNECTIONS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub database_api_connections: u32,
 
     /// Kafka bootstrap servers (any librdkafka property can be added as
     /// `KAFKA_PROP_<NAME>`, dots as underscores).
@@ -85,21 +84,6 @@ impl CommonConfig {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("postgres://postgres@127.0.0.1:5432/{service}_service"))
-    }
-
-    /// How the database connections are split: `(background, api)`, where
-    /// `api` is 0 when HTTP requests share the background pool.
-    pub fn pool_sizes(&self) -> Result<(u32, u32), String> {
-        let max = self.database_max_connections;
-        let api = self.database_api_connections.unwrap_or(max / 4);
-        if api >= max {
-            return Err(format!(
-                "DATABASE_API_CONNECTIONS ({api}) must be less than \
-                 DATABASE_MAX_CONNECTIONS ({max}): the consumers and the outbox relay need \
-                 the rest (0 lets HTTP requests share their pool)"
-            ));
-        }
-        Ok((max - api, api))
     }
 
     /// The HTTP listen address, with `default_port` when none is set.
@@ -163,45 +147,16 @@ mod tests {
     }
 
     #[test]
-    fn a_quarter_of_the_connections_is_kept_for_http_by_default() {
-        let sizes = |args: &[&str]| config(args).unwrap().pool_sizes();
-        assert_eq!(sizes(&["--database-max-connections", "10"]), Ok((8, 2)));
-        assert_eq!(sizes(&["--database-max-connections", "4"]), Ok((3, 1)));
-        assert_eq!(sizes(&["--database-max-connections", "3"]), Ok((3, 0)));
-        assert_eq!(sizes(&["--database-max-connections", "1"]), Ok((1, 0)));
-        assert_eq!(
-            sizes(&[
-                "--database-max-connections",
-                "10",
-                "--database-api-connections",
-                "0"
-            ]),
-            Ok((10, 0))
-        );
-        assert_eq!(
-            sizes(&[
-                "--database-max-connections",
-                "10",
-                "--database-api-connections",
-                "9"
-            ]),
-            Ok((1, 9))
-        );
-    }
-
-    #[test]
-    fn http_cannot_take_every_connection() {
-        let c = config(&[
-            "--database-max-connections",
-            "4",
-            "--database-api-connections",
-            "4",
-        ])
-        .unwrap();
-        let err = c.pool_sizes().unwrap_err();
-        assert!(err.contains("DATABASE_API_CONNECTIONS (4)"), "{err}");
-        assert!(err.contains("DATABASE_MAX_CONNECTIONS (4)"), "{err}");
-        assert!(config(&["--database-api-connections", "-1"]).is_err());
-        assert!(config(&["--database-api-connections", "lots"]).is_err());
+    fn http_connections_are_counted_apart() {
+        let c = config(&["--database-api-connections", "0"]).unwrap();
+        assert_eq!(c.database_api_connections, 0);
+        for bad in ["-1", "lots", "1001"] {
+            let arg = format!("--database-api-connections={bad}");
+            let err = config(&[&arg]).unwrap_err();
+            assert!(
+                err.to_string().contains("--database-api-connections"),
+                "{err}"
+            );
+        }
     }
 }

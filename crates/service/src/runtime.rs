@@ -50,10 +50,10 @@ pub struct ServiceSpec {
 pub struct Context {
     /// The service's database, for consumers and background tasks.
     pub pool: PgPool,
-    /// The same database for HTTP handlers: connections of their own
+    /// The same database for HTTP handlers: a pool of its own
     /// (`DATABASE_API_CONNECTIONS`), so that a request does not queue
     /// behind the consumers when they are behind and busy. The same pool
-    /// as `pool` when no connections are kept apart.
+    /// as `pool` when that is 0.
     pub api_pool: PgPool,
     /// Kafka settings.
     pub kafka: KafkaConfig,
@@ -114,8 +114,7 @@ where
     tokio::spawn(signal_listener(shutdown.clone()));
 
     let database_url = config.database_url_or_default(spec.name);
-    let (background, api) = config.pool_sizes().map_err(anyhow::Error::msg)?;
-    let pool = connect(&database_url, background, &shutdown).await?;
+    let pool = connect(&database_url, config.database_max_connections, &shutdown).await?;
     let migrator = Migrator {
         migrations: spec.migrator.migrations.clone(),
         ignore_missing: true,
@@ -153,10 +152,9 @@ where
         pool.close().await;
         return Ok(());
     }
-    let api_pool = if api == 0 {
-        pool.clone()
-    } else {
-        connect(&database_url, api, &shutdown).await?
+    let api_pool = match config.database_api_connections {
+        0 => pool.clone(),
+        n => connect(&database_url, n, &shutdown).await?,
     };
 
     let mut kafka = KafkaConfig::from_env(spec.source);
