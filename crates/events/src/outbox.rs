@@ -44,7 +44,7 @@ pub async fn enqueue(
 /// Outbox rows to write as part of a larger statement, so a state change
 /// and its events take one round trip: put [`Rows::cte`] in the statement's
 /// `WITH` and bind the rows with [`Rows::bind`] where its parameters are.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Rows {
     event_ids: Vec<uuid::Uuid>,
     event_types: Vec<&'static str>,

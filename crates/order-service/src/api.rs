@@ -20,6 +20,7 @@ use crate::request::{request_hash, validate, CreateOrderRequest};
 use crate::saga::{self, CancelDecision, ReasonCode, Status};
 use crate::store::{self, Cause, Clock, ListFilter, OrderRow};
 use crate::timeline;
+use crate::writer::OrderWriter;
 use crate::SOURCE;
 
 /// Longest accepted `Idempotency-Key`.
@@ -45,6 +46,8 @@ pub struct AppState {
     pub topics: TopicCatalog,
     /// Saga timeout.
     pub timeout: TimeDelta,
+    /// Writes new orders, committing concurrent ones together.
+    pub writer: OrderWriter,
 }
 
 /// The order service's routes.
@@ -294,11 +297,19 @@ async fn create_order(
     );
     envelope.metadata = order.metadata.0.clone();
 
+    // Built here, in the request's span: the event carries its trace.
+    let new_order = store::NewOrder::new(
+        &state.topics,
+        order.clone(),
+        &envelope,
+        Some(&trace.child()),
+    )?;
+
     // The replay and SKU checks take one round trip, the order with its
-    // event one statement (atomic without a transaction of its own). Two
-    // requests with one key may race: the loser's insert does nothing (or
-    // hits the unique index), and on its next turn it answers from the
-    // winner's order.
+    // event one statement (committed alone or with concurrent orders, see
+    // `writer`). Two requests with one key may race: the loser's insert
+    // does nothing (or hits the unique index), and on its next turn it
+    // answers from the winner's order.
     for _ in 0..3 {
         let mut conn = state.pool.acquire().await?;
         let checks = store::admission(&mut conn, key.as_deref(), &skus).await?;
@@ -316,14 +327,8 @@ async fn create_order(
             )
             .with_details(json!({"skus": unknown})));
         }
-        let created = store::create_order(
-            &mut conn,
-            &state.topics,
-            &order,
-            &envelope,
-            Some(&trace.child()),
-        )
-        .await;
+        drop(conn);
+        let created = state.writer.create(new_order.clone()).await;
         let inserted = match created {
             Ok(inserted) => inserted,
             Err(store::StoreError::Database(sqlx::Error::Database(e)))

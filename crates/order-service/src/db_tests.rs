@@ -29,6 +29,22 @@ async fn database() -> TestDatabase {
 }
 
 async fn new_order(pool: &PgPool) -> (OrderRow, Envelope) {
+    let (order, created) = order_row(None);
+    let mut conn = pool.acquire().await.expect("conn");
+    assert!(store::create_order(
+        &mut conn,
+        &TopicCatalog::with_prefix(""),
+        &order,
+        &created,
+        Some(&TraceContext::new_root()),
+    )
+    .await
+    .expect("create"));
+    (order, created)
+}
+
+/// A new order (not written) and its `OrderCreated`.
+fn order_row(idempotency_key: Option<String>) -> (OrderRow, Envelope) {
     let now = Utc::now();
     let id = Uuid::now_v7();
     let order = OrderRow {
@@ -63,7 +79,7 @@ async fn new_order(pool: &PgPool) -> (OrderRow, Envelope) {
         dispatched: false,
         delivered: false,
         metadata: Json(BTreeMap::from([("userId".to_owned(), "u-1".to_owned())])),
-        idempotency_key: None,
+        idempotency_key,
         request_hash: None,
         created_at: now,
         updated_at: now,
@@ -84,17 +100,86 @@ async fn new_order(pool: &PgPool) -> (OrderRow, Envelope) {
         },
     )
     .with_metadata("userId", "u-1");
-    let mut conn = pool.acquire().await.expect("conn");
-    assert!(store::create_order(
-        &mut conn,
-        &TopicCatalog::with_prefix(""),
-        &order,
-        &created,
-        Some(&TraceContext::new_root()),
-    )
-    .await
-    .expect("create"));
     (order, created)
+}
+
+#[tokio::test]
+async fn concurrent_new_orders_commit_together_and_keys_stay_unique() {
+    let db = database().await;
+    let writer = crate::writer::OrderWriter::spawn(db.pool.clone());
+    let topics = TopicCatalog::with_prefix("");
+    // 40 requests, two per idempotency key.
+    let orders: Vec<store::NewOrder> = (0..40)
+        .map(|i| {
+            let (order, created) = order_row(Some(format!("key-{}", i % 20)));
+            store::NewOrder::new(&topics, order, &created, None).expect("new order")
+        })
+        .collect();
+    // On this single-threaded runtime every order is queued before a lane
+    // runs, so one lane takes them all.
+    let outcomes = futures::future::join_all(orders.into_iter().map(|o| writer.create(o))).await;
+    let inserted: Vec<bool> = outcomes.into_iter().map(|o| o.expect("write")).collect();
+    assert_eq!(&inserted[..20], &[true; 20], "the first use of each key");
+    assert_eq!(&inserted[20..], &[false; 20], "the second use of each key");
+
+    let count = |sql: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .expect(sql)
+        }
+    };
+    assert_eq!(count("SELECT count(*) FROM orders").await, 20);
+    assert_eq!(count("SELECT count(*) FROM order_timeline").await, 20);
+    assert_eq!(count("SELECT count(*) FROM outbox").await, 20);
+    assert_eq!(
+        count("SELECT count(DISTINCT xmin::text) FROM orders").await,
+        1,
+        "the orders were committed in one transaction"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_order_fails_alone_in_a_batch() {
+    let db = database().await;
+    let writer = crate::writer::OrderWriter::spawn(db.pool.clone());
+    let topics = TopicCatalog::with_prefix("");
+    let (taken, created) = order_row(None);
+    let mut conn = db.pool.acquire().await.expect("conn");
+    assert!(store::NewOrder::new(&topics, taken.clone(), &created, None)
+        .expect("new order")
+        .insert(&mut conn)
+        .await
+        .expect("first write"));
+    drop(conn);
+    // The second order reuses the first one's id: its insert fails (not an
+    // idempotency key conflict), and rolls back the batch it is in.
+    let mut orders = Vec::new();
+    for i in 0..9 {
+        let (mut order, created) = order_row(Some(format!("k-{i}")));
+        if i == 1 {
+            order.id = taken.id;
+        }
+        orders.push(store::NewOrder::new(&topics, order, &created, None).expect("new order"));
+    }
+    let outcomes = futures::future::join_all(orders.into_iter().map(|o| writer.create(o))).await;
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match (i, outcome) {
+            (1, Err(store::StoreError::Database(sqlx::Error::Database(e)))) => {
+                assert!(e.is_unique_violation(), "{e}")
+            }
+            (1, other) => panic!("the order with a taken id: {other:?}"),
+            (_, Ok(true)) => {}
+            (i, other) => panic!("order {i}: {other:?}"),
+        }
+    }
+    let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(orders, 9, "the first order and the eight others");
 }
 
 async fn deliver(

@@ -12,6 +12,7 @@ mod saga;
 mod store;
 mod sweeper;
 mod timeline;
+mod writer;
 
 use std::time::Duration;
 
@@ -74,6 +75,7 @@ fn build(ctx: &Context, timeout: Duration, interval: Duration) -> anyhow::Result
         pool: ctx.api_pool.clone(),
         topics: ctx.catalog.clone(),
         timeout: saga_timeout,
+        writer: writer::OrderWriter::spawn(ctx.api_pool.clone()),
     });
 
     let mut consumer = EventConsumer::new(
