@@ -229,8 +229,11 @@ where
     }
 
     let mut failure: Option<anyhow::Error> = None;
-    // Until shutdown is requested, any task ending is a failure.
+    // Until shutdown is requested, any task ending is a failure. Checked
+    // first: a task that stops because shutdown was requested (the HTTP
+    // server drains) can be ready in the same poll, and is no failure.
     tokio::select! {
+        biased;
         () = shutdown.cancelled() => {}
         Some(joined) = tasks.join_next() => {
             let (name, result) = joined.context("a task panicked")?;
