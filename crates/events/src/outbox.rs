@@ -44,7 +44,7 @@ pub async fn enqueue(
 /// Outbox rows to write as part of a larger statement, so a state change
 /// and its events take one round trip: put [`Rows::cte`] in the statement's
 /// `WITH` and bind the rows with [`Rows::bind`] where its parameters are.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Rows {
     event_ids: Vec<uuid::Uuid>,
     event_types: Vec<&'static str>,
@@ -113,7 +113,7 @@ impl Rows {
     }
 
     /// Writes the rows to the outbox on their own (one statement).
-    pub async fn insert(self, conn: &mut PgConnection) -> Result<(), OutboxError> {
+    pub async fn insert(&self, conn: &mut PgConnection) -> Result<(), OutboxError> {
         static SQL: std::sync::LazyLock<String> =
             std::sync::LazyLock::new(|| format!("WITH {} SELECT 1", Rows::cte("queued", 1)));
         self.bind(sqlx::query(SQL.as_str()))
@@ -124,16 +124,16 @@ impl Rows {
 
     /// Binds the rows as the next [`ROWS_PARAMS`] parameters of `query`.
     pub fn bind<'q>(
-        self,
+        &'q self,
         query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
         query
-            .bind(self.event_ids)
-            .bind(self.event_types)
-            .bind(self.topics)
-            .bind(self.keys)
-            .bind(self.envelopes)
-            .bind(self.headers)
+            .bind(&self.event_ids)
+            .bind(&self.event_types)
+            .bind(&self.topics)
+            .bind(&self.keys)
+            .bind(&self.envelopes)
+            .bind(&self.headers)
     }
 }
 

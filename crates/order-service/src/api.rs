@@ -1,6 +1,8 @@
 //! The HTTP API: create, read, list and cancel orders, the timeline, and the
 //! SKU catalogue.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -298,12 +300,13 @@ async fn create_order(
     envelope.metadata = order.metadata.0.clone();
 
     // Built here, in the request's span: the event carries its trace.
-    let new_order = store::NewOrder::new(
+    let new_order = Arc::new(store::NewOrder::new(
         &state.topics,
-        order.clone(),
+        order,
         &envelope,
         Some(&trace.child()),
-    )?;
+    )?);
+    let order = new_order.order();
 
     // The replay and SKU checks take one round trip, the order with its
     // event one statement (committed alone or with concurrent orders, see
@@ -328,7 +331,7 @@ async fn create_order(
             .with_details(json!({"skus": unknown})));
         }
         drop(conn);
-        let created = state.writer.create(new_order.clone()).await;
+        let created = state.writer.create(Arc::clone(&new_order)).await;
         let inserted = match created {
             Ok(inserted) => inserted,
             Err(store::StoreError::Database(sqlx::Error::Database(e)))

@@ -109,10 +109,12 @@ async fn concurrent_new_orders_commit_together_and_keys_stay_unique() {
     let writer = crate::writer::OrderWriter::spawn(db.pool.clone());
     let topics = TopicCatalog::with_prefix("");
     // 40 requests, two per idempotency key.
-    let orders: Vec<store::NewOrder> = (0..40)
+    let orders: Vec<std::sync::Arc<store::NewOrder>> = (0..40)
         .map(|i| {
             let (order, created) = order_row(Some(format!("key-{}", i % 20)));
-            store::NewOrder::new(&topics, order, &created, None).expect("new order")
+            std::sync::Arc::new(
+                store::NewOrder::new(&topics, order, &created, None).expect("new order"),
+            )
         })
         .collect();
     // On this single-threaded runtime every order is queued before a lane
@@ -162,7 +164,9 @@ async fn a_failing_order_fails_alone_in_a_batch() {
         if i == 1 {
             order.id = taken.id;
         }
-        orders.push(store::NewOrder::new(&topics, order, &created, None).expect("new order"));
+        orders.push(std::sync::Arc::new(
+            store::NewOrder::new(&topics, order, &created, None).expect("new order"),
+        ));
     }
     let outcomes = futures::future::join_all(orders.into_iter().map(|o| writer.create(o))).await;
     for (i, outcome) in outcomes.iter().enumerate() {

@@ -167,7 +167,7 @@ pub async fn fetch_order(
 }
 
 /// Events to add to orders' timelines, as columns for one statement.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 struct TimelineRows {
     event_ids: Vec<Uuid>,
     order_ids: Vec<Uuid>,
@@ -201,16 +201,16 @@ impl TimelineRows {
     }
 
     fn bind<'q>(
-        self,
+        &'q self,
         q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        q.bind(self.event_ids)
-            .bind(self.order_ids)
-            .bind(self.event_types)
-            .bind(self.sources)
-            .bind(self.correlation_ids)
-            .bind(self.causation_ids)
-            .bind(self.occurred_at)
+        q.bind(&self.event_ids)
+            .bind(&self.order_ids)
+            .bind(&self.event_types)
+            .bind(&self.sources)
+            .bind(&self.correlation_ids)
+            .bind(&self.causation_ids)
+            .bind(&self.occurred_at)
     }
 }
 
@@ -276,7 +276,7 @@ pub async fn create_order(
 /// A new order with its first event, ready to be written by
 /// [`NewOrder::insert`] (possibly on another task: the event's trace
 /// context is taken when it is built).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct NewOrder {
     order: OrderRow,
     timeline: TimelineRows,
@@ -302,6 +302,11 @@ impl NewOrder {
         })
     }
 
+    /// The order.
+    pub fn order(&self) -> &OrderRow {
+        &self.order
+    }
+
     /// Writes the order, its timeline row and its event in one statement;
     /// `false` when another order already holds its idempotency key
     /// (nothing is written then).
@@ -322,7 +327,6 @@ impl NewOrder {
         let o = &self.order;
         let q = self
             .timeline
-            .clone()
             .bind(sqlx::query(SQL.as_str()))
             .bind(o.id)
             .bind(o.status.as_str())
@@ -341,7 +345,7 @@ impl NewOrder {
             .bind(o.created_at)
             .bind(o.updated_at)
             .bind(o.deadline_at);
-        let row = self.events.clone().bind(q).fetch_one(conn).await?;
+        let row = self.events.bind(q).fetch_one(conn).await?;
         Ok(sqlx::Row::try_get::<i64, _>(&row, 0)? == 1)
     }
 }

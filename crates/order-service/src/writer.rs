@@ -30,7 +30,7 @@ pub const LANES: usize = 2;
 type Outcome = Result<bool, StoreError>;
 
 struct Job {
-    order: NewOrder,
+    order: Arc<NewOrder>,
     done: oneshot::Sender<Outcome>,
 }
 
@@ -54,7 +54,7 @@ impl OrderWriter {
 
     /// Writes `order`, returning once it is committed (`true`), or
     /// `false` when another order already holds its idempotency key.
-    pub async fn create(&self, order: NewOrder) -> Outcome {
+    pub async fn create(&self, order: Arc<NewOrder>) -> Outcome {
         let (done, outcome) = oneshot::channel();
         self.jobs
             .send(Job { order, done })
