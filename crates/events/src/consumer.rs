@@ -2,7 +2,8 @@
 //! each event exactly once per consumer group, and never lose one.
 //!
 //! - Records of one partition are processed strictly in order by one worker
-//!   task; partitions run in parallel. Optionally
+//!   task; partitions run in parallel (or share a few workers per topic:
+//!   [`ConsumerOptions::workers_per_topic`]). Optionally
 //!   ([`ConsumerOptions::lanes_per_partition`]) a partition's records are
 //!   split by key over several concurrent lanes: each key's records stay in
 //!   order, and the offset advances only past records that are all done.
@@ -129,6 +130,32 @@ pub trait Handler: Send + Sync + 'static {
         tx: &mut PgConnection,
         event: &ConsumedEvent,
     ) -> Result<(), HandlerError>;
+
+    /// Applies consecutive records of one partition that all go to this
+    /// handler, in order, in `tx` (a batch: see
+    /// [`ConsumerOptions::max_batch`]), each with its consumer span.
+    /// `Err((i, e))`: record `i` failed with `e`; the caller rolls the whole
+    /// transaction back, applies the records before `i` again and gives `i`
+    /// its retries alone. An error that belongs to no record in particular
+    /// (the database failed) may name record 0.
+    ///
+    /// The default calls [`handle`](Self::handle) for each record in its
+    /// span. Override it to apply a batch in fewer statements; the result
+    /// must be the same as applying the records one after the other.
+    async fn handle_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[(&ConsumedEvent, &tracing::Span)],
+    ) -> Result<(), (usize, HandlerError)> {
+        use tracing::Instrument;
+        for (i, (event, span)) in events.iter().enumerate() {
+            self.handle(tx, event)
+                .instrument((*span).clone())
+                .await
+                .map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
 }
 
 /// Consumer tuning.
@@ -167,6 +194,14 @@ pub struct ConsumerOptions {
     /// outside the database (sending an e-mail) that must not be repeated
     /// for another record's failure; it costs two round trips per record.
     pub savepoint_per_record: bool,
+    /// The partitions of a topic share this many workers (partition `p`
+    /// goes to worker `p % n`); 0 gives every partition a worker of its own.
+    /// A worker applies its partitions' records in the order it received
+    /// them, so each partition stays in order, and its batches take records
+    /// of all its partitions: fewer, larger transactions when a topic has
+    /// many partitions and little traffic on each. The price: a record
+    /// waiting for a retry holds up the other partitions of its worker.
+    pub workers_per_topic: usize,
 }
 
 impl Default for ConsumerOptions {
@@ -179,6 +214,7 @@ impl Default for ConsumerOptions {
             max_batch: 32,
             lanes_per_partition: 1,
             savepoint_per_record: false,
+            workers_per_topic: 0,
         }
     }
 }
@@ -347,7 +383,11 @@ impl EventConsumer {
                     }
                 }
             };
-            let key = (owned.topic().to_owned(), owned.partition());
+            let worker = match self.opts.workers_per_topic {
+                0 => owned.partition(),
+                n => owned.partition().rem_euclid(n as i32),
+            };
+            let key = (owned.topic().to_owned(), worker);
             let entry = workers.entry(key).or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(ctx.opts.queue_per_partition);
                 let handle = tokio::spawn(worker::run(ctx.clone(), rx, stop_workers.clone()));

@@ -12,6 +12,7 @@
 //! | `orderflow_events_failed_total` | `topic`, `event_type`, `error` = `retryable` \| `permanent` \| `infrastructure` |
 //! | `orderflow_events_dead_lettered_total` | `topic`, `reason` |
 //! | `orderflow_handler_duration_seconds` (histogram) | `topic`, `event_type` |
+//! | `orderflow_consumer_transaction_records` (histogram) | `topic` |
 //! | `orderflow_outbox_backlog`, `orderflow_outbox_oldest_age_seconds` | (set at scrape time, [`observe_outbox`]) |
 //! | `orderflow_consumer_lag` | `topic`, `partition` |
 
@@ -82,6 +83,13 @@ pub struct PartitionLabels {
     pub partition: String,
 }
 
+/// `topic`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// Kafka topic.
+    pub topic: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The pipeline's metrics (see the module documentation).
@@ -96,6 +104,8 @@ pub struct PipelineMetrics {
     pub dead_lettered: Family<DeadLetterLabels, Counter>,
     /// Time of one handler attempt, including its transaction.
     pub handler_duration: HistogramFamily<EventLabels>,
+    /// Records applied per committed consumer transaction.
+    pub transaction_records: HistogramFamily<TopicLabels>,
     /// Unpublished outbox rows.
     pub outbox_backlog: Gauge<i64>,
     /// Age of the oldest unpublished outbox row.
@@ -107,6 +117,11 @@ pub struct PipelineMetrics {
 fn handler_histogram() -> Histogram {
     // 1 ms .. ~16 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+fn batch_histogram() -> Histogram {
+    // 1 .. 64 records.
+    Histogram::new(exponential_buckets(1.0, 2.0, 7))
 }
 
 fn global() -> &'static Mutex<Registry> {
@@ -135,6 +150,7 @@ pub fn pipeline() -> &'static PipelineMetrics {
             failed: Family::default(),
             dead_lettered: Family::default(),
             handler_duration: Family::new_with_constructor(handler_histogram),
+            transaction_records: Family::new_with_constructor(batch_histogram),
             outbox_backlog: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             consumer_lag: Family::default(),
@@ -164,6 +180,11 @@ pub fn pipeline() -> &'static PipelineMetrics {
             "orderflow_handler_duration_seconds",
             "Duration of one handler attempt including its database transaction (in a batch: its savepoint, inbox row and handler; the shared commit is not counted)",
             m.handler_duration.clone(),
+        );
+        r.register(
+            "orderflow_consumer_transaction_records",
+            "Records applied (or found to be duplicates) per committed consumer transaction: how well batching works",
+            m.transaction_records.clone(),
         );
         r.register(
             "orderflow_outbox_backlog",
@@ -235,6 +256,15 @@ impl PipelineMetrics {
                 event_type: event_type.to_owned(),
             })
             .observe(d.as_secs_f64());
+    }
+
+    /// Records a committed consumer transaction of `records` records.
+    pub fn transaction_records(&self, topic: &str, records: usize) {
+        self.transaction_records
+            .get_or_create(&TopicLabels {
+                topic: topic.to_owned(),
+            })
+            .observe(records as f64);
     }
 }
 

@@ -1,6 +1,7 @@
-//! One partition's worker: processes that partition's records in order,
-//! in one lane or, with [`ConsumerOptions::lanes_per_partition`], in
-//! several lanes split by record key.
+//! One partition's worker (or, with [`ConsumerOptions::workers_per_topic`],
+//! the worker of several partitions of one topic): processes their records
+//! in order, in one lane or, with [`ConsumerOptions::lanes_per_partition`],
+//! in several lanes split by record key.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -63,7 +64,7 @@ async fn run_lanes(
     stop: CancellationToken,
     lanes: usize,
 ) {
-    let tracker = Arc::new(Mutex::new(OffsetTracker::default()));
+    let tracker: Arc<Mutex<Trackers>> = Arc::default();
     let mut senders = Vec::with_capacity(lanes);
     let mut handles = Vec::with_capacity(lanes);
     for _ in 0..lanes {
@@ -84,6 +85,8 @@ async fn run_lanes(
         tracker
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .entry(msg.partition())
+            .or_default()
             .received(msg.offset());
         let lane = lane_of(msg.key(), lanes);
         let sent = tokio::select! {
@@ -115,37 +118,43 @@ fn lane_of(key: Option<&[u8]>, lanes: usize) -> usize {
 
 /// How a lane acknowledges a record it is done with.
 enum Acks {
-    /// The only lane of its partition: each record's offset is stored as it
-    /// is done, since they are done in order.
+    /// The only lane of its worker: each record's offset is stored as it is
+    /// done, since each partition's records are done in order.
     Direct,
-    /// One of several lanes: the offset is stored only up to the first
-    /// record not yet done by any lane.
-    Tracked(Arc<Mutex<OffsetTracker>>),
+    /// One of several lanes: a partition's offset is stored only up to its
+    /// first record not yet done by any lane.
+    Tracked(Arc<Mutex<Trackers>>),
 }
+
+/// The offset trackers of a worker's partitions (one topic), by partition.
+type Trackers = HashMap<i32, OffsetTracker>;
 
 impl Acks {
     /// `origins` (consecutive records of this lane, in order) are done.
     fn done<'a>(&self, ctx: &Context, origins: impl IntoIterator<Item = &'a Origin>) {
+        // Where each partition's offset goes now (a worker may serve
+        // several partitions; usually there is one).
+        let mut upto: Vec<(&Origin, i64)> = Vec::with_capacity(1);
+        let mut advance = |o: &'a Origin, offset: i64| match upto
+            .iter_mut()
+            .find(|(p, _)| p.partition == o.partition && p.topic == o.topic)
+        {
+            Some(entry) => entry.1 = offset,
+            None => upto.push((o, offset)),
+        };
         match self {
-            Acks::Direct => {
-                if let Some(last) = origins.into_iter().last() {
-                    store_offset(ctx, &last.topic, last.partition, last.offset);
-                }
-            }
-            Acks::Tracked(tracker) => {
-                let mut upto = None;
-                let mut at = None;
-                {
-                    let mut t = tracker.lock().unwrap_or_else(|e| e.into_inner());
-                    for o in origins {
-                        upto = t.done(o.offset).or(upto);
-                        at.get_or_insert((o.topic.as_str(), o.partition));
+            Acks::Direct => origins.into_iter().for_each(|o| advance(o, o.offset)),
+            Acks::Tracked(trackers) => {
+                let mut t = trackers.lock().unwrap_or_else(|e| e.into_inner());
+                for o in origins {
+                    if let Some(offset) = t.entry(o.partition).or_default().done(o.offset) {
+                        advance(o, offset);
                     }
                 }
-                if let (Some(offset), Some((topic, partition))) = (upto, at) {
-                    store_offset(ctx, topic, partition, offset);
-                }
             }
+        }
+        for (o, offset) in upto {
+            store_offset(ctx, &o.topic, o.partition, offset);
         }
     }
 }
@@ -465,6 +474,7 @@ async fn apply_batch(
         }
         m.consumed(&event.origin.topic, event_type, outcome);
     }
+    m.transaction_records(&events[0].0.origin.topic, done.len());
     acks.done(ctx, events[..done.len()].iter().map(|(e, _)| &e.origin));
     (done.len(), failure)
 }
@@ -517,24 +527,34 @@ async fn try_all(
     let mut fresh = inbox::record_new(&mut tx, &ctx.group_id, &handled)
         .await
         .map_err(|_| None)?;
-    let mut done = Vec::with_capacity(events.len());
-    for (i, (event, span)) in events.iter().enumerate() {
+    let mut done = vec![("skipped", Duration::ZERO); events.len()];
+    // The records to apply, with their handlers; duplicates (seen before,
+    // or earlier in this batch) and records without a handler write nothing.
+    let mut todo: Vec<(usize, &Arc<dyn Handler>)> = Vec::with_capacity(events.len());
+    for (i, (event, _)) in events.iter().enumerate() {
         let Some(handler) = ctx.handlers.get(&event.envelope.event_type()) else {
-            done.push(("skipped", Duration::ZERO));
             continue;
         };
-        // An id seen before, or earlier in this batch, is a duplicate.
-        if !fresh.remove(&event.envelope.event_id) {
-            done.push(("duplicate", Duration::ZERO));
-            continue;
+        if fresh.remove(&event.envelope.event_id) {
+            todo.push((i, handler));
+        } else {
+            done[i].0 = "duplicate";
         }
+    }
+    // Consecutive records for the same handler go to it together.
+    for run in todo.chunk_by(|a, b| Arc::ptr_eq(a.1, b.1)) {
+        let handler = run[0].1;
+        let items: Vec<(&ConsumedEvent, &tracing::Span)> = run
+            .iter()
+            .map(|&(i, _)| (&events[i].0, events[i].1))
+            .collect();
         let started = Instant::now();
-        let result = handler
-            .handle(&mut tx, event)
-            .instrument((*span).clone())
-            .await;
-        let took = started.elapsed();
-        if let Err(e) = result {
+        let result = handler.handle_batch(&mut tx, &items).await;
+        // The run's time, shared by its records.
+        let took = started.elapsed() / run.len() as u32;
+        if let Err((j, e)) = result {
+            let at = run[j.min(run.len() - 1)].0;
+            let event = &events[at].0;
             metrics::pipeline().handler_duration(
                 &event.origin.topic,
                 event.envelope.event_type().name(),
@@ -543,9 +563,11 @@ async fn try_all(
             // Dropping `tx` would roll back too, but only once the
             // connection is next used; roll back now.
             let _ = tx.rollback().await;
-            return Err(Some((i, e)));
+            return Err(Some((at, e)));
         }
-        done.push(("applied", took));
+        for &(i, _) in run {
+            done[i] = ("applied", took);
+        }
     }
     if let Err(e) = tx.commit().await {
         tracing::debug!(error = %e, "batch commit failed; processing its records one at a time");
@@ -625,6 +647,7 @@ async fn apply(
         return Ok(false);
     }
     tx.commit().await?;
+    metrics::pipeline().transaction_records(&event.origin.topic, 1);
     Ok(true)
 }
 

@@ -18,3 +18,4 @@ mod offsets;
 mod poison;
 mod relay_crash;
 mod round_trip;
+mod shared_workers;
