@@ -10,8 +10,10 @@ use orderflow_events::{Event, EventType, TopicCatalog};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use std::collections::HashMap;
+
 use crate::saga::{self, Emit, Signal};
-use crate::store::{self, Cause, Clock};
+use crate::store::{self, Cause, Clock, OrderRow};
 
 /// The kind of the confirmation e-mail (`NotificationSent.kind`).
 pub const ORDER_CONFIRMATION: &str = "ORDER_CONFIRMATION";
@@ -114,60 +116,107 @@ impl Handler for OrderEvents {
         tx: &mut PgConnection,
         event: &ConsumedEvent,
     ) -> Result<(), HandlerError> {
-        let envelope = &event.envelope;
-        let (order_id, signal, reason) = classify(&envelope.event)?;
-        let id = Uuid::parse_str(order_id).map_err(|e| {
-            HandlerError::permanent(format!("orderId {order_id:?} is not a UUID: {e}"))
-        })?;
-        let Some(mut order) = store::fetch_order(tx, id, true).await? else {
-            return Err(HandlerError::permanent(format!(
-                "{} for unknown order {id}",
-                envelope.event_type()
-            )));
-        };
-        let t = saga::on_signal(order.status, order.facts(), signal);
-        if !t.applied {
-            store::record(tx, id, envelope).await?;
-            tracing::debug!(order_id = %id, event = %envelope.event_type(), status = %order.status,
-                "recorded in the timeline only");
-            return Ok(());
+        let span = tracing::Span::current();
+        self.handle_batch(tx, &[(event, &span)])
+            .await
+            .map_err(|(_, e)| e)
+    }
+
+    /// The records' orders are read and locked in one statement, the
+    /// transitions worked out in memory in record order (several records of
+    /// one order see each other's changes), and everything written in one
+    /// more statement.
+    async fn handle_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[(&ConsumedEvent, &tracing::Span)],
+    ) -> Result<(), (usize, HandlerError)> {
+        // A malformed record fails before anything is read.
+        let mut signals = Vec::with_capacity(events.len());
+        for (i, (event, _)) in events.iter().enumerate() {
+            let (order_id, signal, reason) = classify(&event.envelope.event).map_err(|e| (i, e))?;
+            let id = Uuid::parse_str(order_id).map_err(|e| {
+                let e = format!("orderId {order_id:?} is not a UUID: {e}");
+                (i, HandlerError::permanent(e))
+            })?;
+            signals.push((id, signal, reason));
         }
-        match &envelope.event {
-            Event::PaymentProcessed(p) => order.payment_id = Some(p.payment_id.clone()),
-            Event::ShippingCreated(p) => order.tracking_number = Some(p.tracking_number.clone()),
-            Event::ShippingDispatched(p) => {
-                order
-                    .tracking_number
-                    .get_or_insert_with(|| p.tracking_number.clone());
-            }
-            Event::ShippingDelivered(p) => {
-                order
-                    .tracking_number
-                    .get_or_insert_with(|| p.tracking_number.clone());
-            }
-            _ => {}
-        }
-        let previous = order.status;
+        let mut ids: Vec<Uuid> = signals.iter().map(|s| s.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut orders: HashMap<Uuid, OrderRow> = store::lock_orders(tx, &ids)
+            .await
+            .map_err(|e| (0, e.into()))?
+            .into_iter()
+            .map(|o| (o.id, o))
+            .collect();
         let clock = Clock {
             now: Utc::now(),
             timeout: self.timeout,
         };
-        let cause = Cause::Event {
-            envelope,
-            trace: event.trace.as_ref(),
-        };
-        store::apply_transition(tx, &self.topics, &mut order, &t, &reason, &cause, &clock).await?;
-        if order.status != previous {
-            for emit in &t.emits {
-                if let Emit::Cancelled(code) = emit {
-                    tracing::info!(order_id = %id, reason_code = code.as_str(), %reason,
-                        previous_status = %previous, "order cancelled");
-                }
+        let mut change = store::Change::new(&self.topics);
+        let mut changed = Vec::new();
+        for (i, ((event, span), (id, signal, reason))) in events.iter().zip(signals).enumerate() {
+            let _entered = span.enter();
+            let envelope = &event.envelope;
+            let Some(order) = orders.get_mut(&id) else {
+                let e = format!("{} for unknown order {id}", envelope.event_type());
+                return Err((i, HandlerError::permanent(e)));
+            };
+            let t = saga::on_signal(order.status, order.facts(), signal);
+            if !t.applied {
+                change.record(id, envelope);
+                tracing::debug!(order_id = %id, event = %envelope.event_type(), status = %order.status,
+                    "recorded in the timeline only");
+                continue;
             }
-            tracing::info!(order_id = %id, from = %previous, to = %order.status,
-                cause = %envelope.event_type(), "order status advanced");
+            learn(order, &envelope.event);
+            let previous = order.status;
+            let cause = Cause::Event {
+                envelope,
+                trace: event.trace.as_ref(),
+            };
+            let save = change
+                .transition(order, &t, &reason, &cause, None, &clock)
+                .map_err(|e| (i, e.into()))?;
+            if save && !changed.contains(&id) {
+                changed.push(id);
+            }
+            if order.status != previous {
+                for emit in &t.emits {
+                    if let Emit::Cancelled(code) = emit {
+                        tracing::info!(order_id = %id, reason_code = code.as_str(), %reason,
+                            previous_status = %previous, "order cancelled");
+                    }
+                }
+                tracing::info!(order_id = %id, from = %previous, to = %order.status,
+                    cause = %envelope.event_type(), "order status advanced");
+            }
         }
-        Ok(())
+        for id in &changed {
+            change.save(&orders[id]);
+        }
+        change.write(tx).await.map_err(|e| (0, e.into()))
+    }
+}
+
+/// Copies what `event` tells about the order onto it (payment id, tracking
+/// number).
+fn learn(order: &mut OrderRow, event: &Event) {
+    match event {
+        Event::PaymentProcessed(p) => order.payment_id = Some(p.payment_id.clone()),
+        Event::ShippingCreated(p) => order.tracking_number = Some(p.tracking_number.clone()),
+        Event::ShippingDispatched(p) => {
+            order
+                .tracking_number
+                .get_or_insert_with(|| p.tracking_number.clone());
+        }
+        Event::ShippingDelivered(p) => {
+            order
+                .tracking_number
+                .get_or_insert_with(|| p.tracking_number.clone());
+        }
+        _ => {}
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use orderflow_events::consumer::EventConsumer;
+use orderflow_events::consumer::{ConsumerOptions, EventConsumer};
 use orderflow_events::EventType;
 use orderflow_service::config::parse_duration;
 use orderflow_service::{Context, Parts, ServiceSpec};
@@ -47,12 +47,20 @@ struct Config {
     #[arg(long, env = "ORDER_DEADLINE_CHECK_INTERVAL", default_value = "5s",
           value_parser = parse_duration)]
     deadline_check_interval: Duration,
+
+    /// Consumer workers per topic: the partitions of each consumed topic
+    /// share this many, and a worker's transactions take records of all its
+    /// partitions; 0 gives every partition a worker of its own.
+    #[arg(long, env = "ORDER_CONSUMER_WORKERS_PER_TOPIC", default_value_t = 2,
+          value_parser = clap::value_parser!(u16).range(0..=1024))]
+    consumer_workers_per_topic: u16,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let (timeout, interval) = (config.saga_timeout, config.deadline_check_interval);
+    let workers = usize::from(config.consumer_workers_per_topic);
     orderflow_service::run(
         ServiceSpec {
             name: "order",
@@ -62,12 +70,17 @@ async fn main() -> anyhow::Result<()> {
             openapi: include_str!("../openapi.json"),
         },
         config.common,
-        move |ctx| build(ctx, timeout, interval),
+        move |ctx| build(ctx, timeout, interval, workers),
     )
     .await
 }
 
-fn build(ctx: &Context, timeout: Duration, interval: Duration) -> anyhow::Result<Parts> {
+fn build(
+    ctx: &Context,
+    timeout: Duration,
+    interval: Duration,
+    workers_per_topic: usize,
+) -> anyhow::Result<Parts> {
     let saga_timeout =
         chrono::TimeDelta::from_std(timeout).context("ORDER_SAGA_TIMEOUT is too large")?;
     metrics::register();
@@ -85,6 +98,10 @@ fn build(ctx: &Context, timeout: Duration, interval: Duration) -> anyhow::Result
         ctx.codec.clone(),
         ctx.catalog.clone(),
     )
+    .with_options(ConsumerOptions {
+        workers_per_topic,
+        ..ConsumerOptions::default()
+    })
     .on(EventType::InventoryAdjusted, handlers::CatalogHandler);
     for &t in handlers::ORDER_EVENT_TYPES {
         consumer = consumer.on(

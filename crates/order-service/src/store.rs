@@ -166,6 +166,18 @@ pub async fn fetch_order(
     sqlx::query_as(sql).bind(id).fetch_optional(conn).await
 }
 
+/// The orders `ids` that exist, locked `FOR UPDATE` in id order (so two
+/// transactions locking overlapping sets cannot deadlock each other).
+pub async fn lock_orders(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> Result<Vec<OrderRow>, sqlx::Error> {
+    sqlx::query_as("SELECT * FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}
+
 /// Events to add to orders' timelines, as columns for one statement.
 #[derive(Debug, Default)]
 struct TimelineRows {
@@ -214,47 +226,182 @@ impl TimelineRows {
     }
 }
 
-/// One change of an order in one statement: `timeline` rows added, the
-/// mutable part of `order` (status, reason, facts, timestamps) written when
-/// `save`, and `events` queued in the outbox.
-async fn write_change(
-    conn: &mut PgConnection,
+/// Changes to orders written in one statement by [`Change::write`]:
+/// timeline rows, the mutable part of saved orders (status, reason, facts,
+/// timestamps) and events queued in the outbox.
+#[derive(Debug)]
+pub struct Change<'a> {
+    topics: &'a TopicCatalog,
     timeline: TimelineRows,
-    order: &OrderRow,
-    save: bool,
+    saved: SavedOrders,
     events: outbox::Rows,
-) -> Result<(), sqlx::Error> {
-    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!(
-            "WITH {}, \
-             saved AS (UPDATE orders SET status = $9, reason = $10, reason_code = $11, \
-               reserved = $12, paid = $13, payment_id = $14, shipping_created = $15, \
-               tracking_number = $16, notified = $17, dispatched = $18, delivered = $19, \
-               updated_at = $20, deadline_at = $21 WHERE id = $8 AND $22), \
-             {} SELECT 1",
-            TimelineRows::cte("true"),
-            outbox::Rows::cte("queued", 23)
-        )
-    });
-    let q = timeline
-        .bind(sqlx::query(SQL.as_str()))
-        .bind(order.id)
-        .bind(order.status.as_str())
-        .bind(&order.reason)
-        .bind(&order.reason_code)
-        .bind(order.reserved)
-        .bind(order.paid)
-        .bind(&order.payment_id)
-        .bind(order.shipping_created)
-        .bind(&order.tracking_number)
-        .bind(order.notified)
-        .bind(order.dispatched)
-        .bind(order.delivered)
-        .bind(order.updated_at)
-        .bind(order.deadline_at)
-        .bind(save);
-    events.bind(q).execute(conn).await?;
-    Ok(())
+}
+
+/// The mutable columns of orders to write, one array per column.
+#[derive(Debug, Default)]
+struct SavedOrders {
+    ids: Vec<Uuid>,
+    statuses: Vec<&'static str>,
+    reasons: Vec<Option<String>>,
+    reason_codes: Vec<Option<String>>,
+    reserved: Vec<bool>,
+    paid: Vec<bool>,
+    payment_ids: Vec<Option<String>>,
+    shipping_created: Vec<bool>,
+    tracking_numbers: Vec<Option<String>>,
+    notified: Vec<bool>,
+    dispatched: Vec<bool>,
+    delivered: Vec<bool>,
+    updated_at: Vec<DateTime<Utc>>,
+    deadline_at: Vec<DateTime<Utc>>,
+}
+
+impl<'a> Change<'a> {
+    /// Nothing yet; events go to the topics of `topics`.
+    pub fn new(topics: &'a TopicCatalog) -> Self {
+        Self {
+            topics,
+            timeline: TimelineRows::default(),
+            saved: SavedOrders::default(),
+            events: outbox::Rows::default(),
+        }
+    }
+
+    /// Adds an event to the timeline of `order_id` (nothing when it is there
+    /// already).
+    pub fn record(&mut self, order_id: Uuid, envelope: &Envelope) {
+        self.timeline.push(order_id, envelope);
+    }
+
+    /// Applies `t` to `order` in memory and adds what it writes: the causing
+    /// event (for [`Cause::Event`]) and `t.emits` to the timeline, the
+    /// emitted events to the outbox. `reason` is the human-readable reason
+    /// of a cancellation; `last_event` the last event of the order's
+    /// timeline, which a [`Cause::Local`] transition's first event names as
+    /// its cause. Returns whether the order row changed: then it must be
+    /// [`save`](Self::save)d, once, in its final state.
+    pub fn transition(
+        &mut self,
+        order: &mut OrderRow,
+        t: &Transition,
+        reason: &str,
+        cause: &Cause<'_>,
+        last_event: Option<Uuid>,
+        clock: &Clock,
+    ) -> Result<bool, StoreError> {
+        let previous_status = order.status;
+        let before = (order.status, order.facts());
+        order.set_facts(&t.facts);
+        order.status = t.status;
+        if t.status != previous_status {
+            order.deadline_at = clock.now + clock.timeout;
+        }
+        for emit in &t.emits {
+            if let Emit::Cancelled(code) = emit {
+                order.reason = Some(reason.to_owned());
+                order.reason_code = Some(code.as_str().to_owned());
+            }
+        }
+        let save = before != (order.status, order.facts()) || !t.emits.is_empty();
+        if save {
+            order.updated_at = clock.now;
+        }
+        if let Cause::Event { envelope, .. } = cause {
+            self.timeline.push(order.id, envelope);
+        }
+        let mut last_local_cause = last_event;
+        let key = order.id.to_string();
+        for &step in &t.emits {
+            let payload = payload(order, step, previous_status);
+            let (envelope, trace) = match cause {
+                Cause::Event { envelope, trace } => (
+                    Envelope::caused_by(envelope, SOURCE, payload),
+                    trace.map(TraceContext::child),
+                ),
+                Cause::Local { trace } => {
+                    let mut e = Envelope::new(SOURCE, key.clone(), payload);
+                    e.causation_id = last_local_cause;
+                    e.metadata = order.metadata.0.clone();
+                    last_local_cause = Some(e.event_id);
+                    (e, Some(trace.child()))
+                }
+            };
+            self.timeline.push(order.id, &envelope);
+            self.events
+                .push(self.topics, &key, &envelope, trace.as_ref())?;
+        }
+        crate::metrics::transition(&t.emits, order.created_at, clock.now);
+        Ok(save)
+    }
+
+    /// Writes the mutable part of `order` as it is now. Save an order at
+    /// most once per change.
+    pub fn save(&mut self, order: &OrderRow) {
+        let s = &mut self.saved;
+        s.ids.push(order.id);
+        s.statuses.push(order.status.as_str());
+        s.reasons.push(order.reason.clone());
+        s.reason_codes.push(order.reason_code.clone());
+        s.reserved.push(order.reserved);
+        s.paid.push(order.paid);
+        s.payment_ids.push(order.payment_id.clone());
+        s.shipping_created.push(order.shipping_created);
+        s.tracking_numbers.push(order.tracking_number.clone());
+        s.notified.push(order.notified);
+        s.dispatched.push(order.dispatched);
+        s.delivered.push(order.delivered);
+        s.updated_at.push(order.updated_at);
+        s.deadline_at.push(order.deadline_at);
+    }
+
+    /// Writes everything added, in one statement (none when nothing was).
+    /// The saved orders must be locked by the caller's transaction.
+    pub async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "WITH {}, \
+                 saved AS (UPDATE orders o SET status = u.status, reason = u.reason, \
+                   reason_code = u.reason_code, reserved = u.reserved, paid = u.paid, \
+                   payment_id = u.payment_id, shipping_created = u.shipping_created, \
+                   tracking_number = u.tracking_number, notified = u.notified, \
+                   dispatched = u.dispatched, delivered = u.delivered, \
+                   updated_at = u.updated_at, deadline_at = u.deadline_at \
+                   FROM unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::bool[], \
+                     $13::bool[], $14::text[], $15::bool[], $16::text[], $17::bool[], \
+                     $18::bool[], $19::bool[], $20::timestamptz[], $21::timestamptz[]) \
+                   AS u (id, status, reason, reason_code, reserved, paid, payment_id, \
+                     shipping_created, tracking_number, notified, dispatched, delivered, \
+                     updated_at, deadline_at) \
+                   WHERE o.id = u.id), \
+                 {} SELECT 1",
+                TimelineRows::cte("true"),
+                outbox::Rows::cte("queued", 22)
+            )
+        });
+        if self.timeline.event_ids.is_empty() && self.saved.ids.is_empty() {
+            return Ok(());
+        }
+        let s = &self.saved;
+        let q = self
+            .timeline
+            .bind(sqlx::query(SQL.as_str()))
+            .bind(&s.ids)
+            .bind(&s.statuses)
+            .bind(&s.reasons)
+            .bind(&s.reason_codes)
+            .bind(&s.reserved)
+            .bind(&s.paid)
+            .bind(&s.payment_ids)
+            .bind(&s.shipping_created)
+            .bind(&s.tracking_numbers)
+            .bind(&s.notified)
+            .bind(&s.dispatched)
+            .bind(&s.delivered)
+            .bind(&s.updated_at)
+            .bind(&s.deadline_at);
+        self.events.bind(q).execute(conn).await?;
+        Ok(())
+    }
 }
 
 /// Creates `order` with its first event `created` (timeline and outbox) in
@@ -350,30 +497,6 @@ impl NewOrder {
     }
 }
 
-/// Adds `envelope` to the timeline of `order_id`; `false` when it is there
-/// already.
-pub async fn record(
-    conn: &mut PgConnection,
-    order_id: Uuid,
-    envelope: &Envelope,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO order_timeline (event_id, order_id, event_type, source, correlation_id, \
-         causation_id, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(envelope.event_id)
-    .bind(order_id)
-    .bind(envelope.event_type().name())
-    .bind(&envelope.source)
-    .bind(&envelope.correlation_id)
-    .bind(envelope.causation_id)
-    .bind(envelope.timestamp)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
 /// The timeline of `order_id` in insertion order.
 pub async fn timeline(
     conn: &mut PgConnection,
@@ -442,57 +565,15 @@ pub async fn apply_transition(
     cause: &Cause<'_>,
     clock: &Clock,
 ) -> Result<(), StoreError> {
-    let previous_status = order.status;
-    let before = (order.status, order.facts());
-    order.set_facts(&t.facts);
-    order.status = t.status;
-    if t.status != previous_status {
-        order.deadline_at = clock.now + clock.timeout;
-    }
-    for emit in &t.emits {
-        if let Emit::Cancelled(code) = emit {
-            order.reason = Some(reason.to_owned());
-            order.reason_code = Some(code.as_str().to_owned());
-        }
-    }
-    let save = before != (order.status, order.facts()) || !t.emits.is_empty();
-    if save {
-        order.updated_at = clock.now;
-    }
-
-    let mut timeline = TimelineRows::default();
-    let mut events = outbox::Rows::default();
-    let mut last_local_cause = match cause {
-        Cause::Event { envelope, .. } => {
-            timeline.push(order.id, envelope);
-            None
-        }
+    let last_event = match cause {
         Cause::Local { .. } if !t.emits.is_empty() => last_event_id(conn, order.id).await?,
-        Cause::Local { .. } => None,
+        _ => None,
     };
-    let key = order.id.to_string();
-    for &step in &t.emits {
-        let payload = payload(order, step, previous_status);
-        let (envelope, trace) = match cause {
-            Cause::Event { envelope, trace } => (
-                Envelope::caused_by(envelope, SOURCE, payload),
-                trace.map(TraceContext::child),
-            ),
-            Cause::Local { trace } => {
-                let mut e = Envelope::new(SOURCE, key.clone(), payload);
-                e.causation_id = last_local_cause;
-                e.metadata = order.metadata.0.clone();
-                last_local_cause = Some(e.event_id);
-                (e, Some(trace.child()))
-            }
-        };
-        timeline.push(order.id, &envelope);
-        events.push(topics, &key, &envelope, trace.as_ref())?;
+    let mut change = Change::new(topics);
+    if change.transition(order, t, reason, cause, last_event, clock)? {
+        change.save(order);
     }
-    if save || !timeline.event_ids.is_empty() {
-        write_change(conn, timeline, order, save, events).await?;
-    }
-    crate::metrics::transition(&t.emits, order.created_at, clock.now);
+    change.write(conn).await?;
     Ok(())
 }
 
