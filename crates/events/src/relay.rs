@@ -314,7 +314,10 @@ impl Relay {
             .execute(&mut *tx)
             .await?;
         }
+        // Planned on every call: a generic plan for `= ANY($1)` made while
+        // the outbox was nearly empty scans the whole table.
         sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .persistent(false)
             .bind(&done)
             .execute(&mut *tx)
             .await?;

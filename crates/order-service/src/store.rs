@@ -168,15 +168,29 @@ pub async fn fetch_order(
 
 /// The orders `ids` that exist, locked `FOR UPDATE` in id order (so two
 /// transactions locking overlapping sets cannot deadlock each other).
+///
+/// Planned on every call ([`UNNAMED`]): a plan for `id = ANY($1)` made while
+/// the table was small scans it whole, and would be kept as it grows.
 pub async fn lock_orders(
     conn: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<Vec<OrderRow>, sqlx::Error> {
     sqlx::query_as("SELECT * FROM orders WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .persistent(UNNAMED)
         .bind(ids)
         .fetch_all(conn)
         .await
 }
+
+/// `persistent(UNNAMED)`: a statement PostgreSQL plans on every call, with
+/// its arguments and the table's current size, instead of a named prepared
+/// statement. After five calls PostgreSQL may keep one generic plan for a
+/// named statement. For statements that take a set of rows (`= ANY($1)`,
+/// a join with `unnest`) or optional filters (`$1 IS NULL OR …`), a generic
+/// plan made while the table was small scans the whole table, and is kept
+/// until the table is next analysed (an order consumer spent most of its
+/// time in such scans). Planning again costs less than a scan.
+pub const UNNAMED: bool = false;
 
 /// Events to add to orders' timelines, as columns for one statement.
 #[derive(Debug, Default)]
@@ -355,7 +369,8 @@ impl<'a> Change<'a> {
     }
 
     /// Writes everything added, in one statement (none when nothing was).
-    /// The saved orders must be locked by the caller's transaction.
+    /// The saved orders must be locked by the caller's transaction. Planned
+    /// on every call ([`UNNAMED`]).
     pub async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             format!(
@@ -384,7 +399,7 @@ impl<'a> Change<'a> {
         let s = &self.saved;
         let q = self
             .timeline
-            .bind(sqlx::query(SQL.as_str()))
+            .bind(sqlx::query(SQL.as_str()).persistent(UNNAMED))
             .bind(&s.ids)
             .bind(&s.statuses)
             .bind(&s.reasons)
@@ -645,6 +660,7 @@ pub async fn list_orders(
            AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4)) \
          ORDER BY created_at DESC, id DESC LIMIT $5",
     )
+    .persistent(UNNAMED)
     .bind(f.status.map(Status::as_str))
     .bind(f.customer_id)
     .bind(after_ts)
