@@ -559,7 +559,25 @@ fn batch_for(a: (&OrderRow, &Envelope), b: (&OrderRow, &Envelope)) -> Vec<Consum
     ]
 }
 
-/// Status, payment id and timeline event types of order `id`.
+/// Applies `batch` with one `handle_batch` call in a transaction, committed
+/// when it succeeds and rolled back when it fails.
+async fn apply_batch(
+    pool: &PgPool,
+    h: &OrderEvents,
+    batch: &[ConsumedEvent],
+) -> Result<(), (usize, HandlerError)> {
+    let span = tracing::Span::none();
+    let items: Vec<(&ConsumedEvent, &tracing::Span)> = batch.iter().map(|e| (e, &span)).collect();
+    let mut tx = pool.begin().await.expect("tx");
+    let result = h.handle_batch(&mut tx, &items).await;
+    match result {
+        Ok(()) => tx.commit().await.expect("commit"),
+        Err(_) => tx.rollback().await.expect("rollback"),
+    }
+    result
+}
+
+/// Status, payment id, timeline and emitted event types of order `id`.
 async fn outcome(pool: &PgPool, id: Uuid) -> (Status, Option<String>, Vec<String>, Vec<String>) {
     let row = order(pool, id).await;
     let mut c = pool.acquire().await.expect("conn");
@@ -585,14 +603,10 @@ async fn a_batch_ends_as_its_records_applied_one_by_one() {
 
     // One transaction, one call for the three records...
     let batch = batch_for((&a1, &a1_created), (&b1, &b1_created));
-    let span = tracing::Span::none();
-    let items: Vec<(&ConsumedEvent, &tracing::Span)> = batch.iter().map(|e| (e, &span)).collect();
-    let mut tx = pool.begin().await.expect("tx");
-    h.handle_batch(&mut tx, &items)
+    apply_batch(&pool, &h, &batch)
         .await
         .map_err(|(i, e)| format!("record {i}: {e}"))
         .expect("batch applied");
-    tx.commit().await.expect("commit");
     // ...and the same records one by one, for two other orders.
     for event in batch_for((&a2, &a2_created), (&b2, &b2_created)) {
         let mut tx = pool.begin().await.expect("tx");
@@ -630,11 +644,7 @@ async fn a_batch_names_the_record_of_an_unknown_order_and_writes_nothing() {
     // The order of the second record does not exist.
     let (ghost, ghost_created) = order_row(None);
     batch[1] = batch_for((&ghost, &ghost_created), (&ghost, &ghost_created)).remove(1);
-    let span = tracing::Span::none();
-    let items: Vec<(&ConsumedEvent, &tracing::Span)> = batch.iter().map(|e| (e, &span)).collect();
-    let mut tx = pool.begin().await.expect("tx");
-    let (at, e) = h
-        .handle_batch(&mut tx, &items)
+    let (at, e) = apply_batch(&pool, &h, &batch)
         .await
         .expect_err("an unknown order fails the batch");
     assert_eq!(at, 1);
@@ -642,7 +652,6 @@ async fn a_batch_names_the_record_of_an_unknown_order_and_writes_nothing() {
         matches!(&e, HandlerError::Permanent(m) if m.contains("unknown order")),
         "{e:?}"
     );
-    tx.rollback().await.expect("rollback");
     assert_eq!(order(&pool, a.id).await.status, Status::Pending);
     assert_eq!(emitted(&pool, a.id).await, ["OrderCreated"]);
 }
