@@ -302,12 +302,23 @@ impl EventConsumer {
 
     /// Routes events of type `t` to `handler`. Other event types on the same
     /// topics are acknowledged and skipped.
-    pub fn on(mut self, t: EventType, handler: impl Handler) -> Self {
-        let topic = self.catalog.topic(t.stream()).to_owned();
-        if !self.topics.contains(&topic) {
-            self.topics.push(topic);
+    pub fn on(self, t: EventType, handler: impl Handler) -> Self {
+        self.on_each(&[t], handler)
+    }
+
+    /// Routes events of every type in `types` to the one `handler`: a
+    /// batch's consecutive records of these types go to
+    /// [`Handler::handle_batch`] together (handlers given to separate
+    /// [`on`](Self::on) calls get separate runs).
+    pub fn on_each(mut self, types: &[EventType], handler: impl Handler) -> Self {
+        let handler: Arc<dyn Handler> = Arc::new(handler);
+        for &t in types {
+            let topic = self.catalog.topic(t.stream()).to_owned();
+            if !self.topics.contains(&topic) {
+                self.topics.push(topic);
+            }
+            self.handlers.insert(t, handler.clone());
         }
-        self.handlers.insert(t, Arc::new(handler));
         self
     }
 

@@ -91,7 +91,7 @@ fn build(
         writer: writer::OrderWriter::spawn(ctx.api_pool.clone()),
     });
 
-    let mut consumer = EventConsumer::new(
+    let consumer = EventConsumer::new(
         &ctx.kafka,
         &ctx.consumer_group,
         ctx.pool.clone(),
@@ -102,16 +102,16 @@ fn build(
         workers_per_topic,
         ..ConsumerOptions::default()
     })
-    .on(EventType::InventoryAdjusted, handlers::CatalogHandler);
-    for &t in handlers::ORDER_EVENT_TYPES {
-        consumer = consumer.on(
-            t,
-            handlers::OrderEvents {
-                topics: ctx.catalog.clone(),
-                timeout: saga_timeout,
-            },
-        );
-    }
+    .on(EventType::InventoryAdjusted, handlers::CatalogHandler)
+    // One handler for every saga event, so a batch mixing their types is
+    // applied in one `handle_batch` call.
+    .on_each(
+        handlers::ORDER_EVENT_TYPES,
+        handlers::OrderEvents {
+            topics: ctx.catalog.clone(),
+            timeout: saga_timeout,
+        },
+    );
 
     let sweeper = sweeper::Sweeper {
         pool: ctx.pool.clone(),
