@@ -137,7 +137,8 @@ pub trait Handler: Send + Sync + 'static {
     /// `Err((i, e))`: record `i` failed with `e`; the caller rolls the whole
     /// transaction back, applies the records before `i` again and gives `i`
     /// its retries alone. An error that belongs to no record in particular
-    /// (the database failed) may name record 0.
+    /// (a statement for the whole batch failed) names record 0, through
+    /// [`HandlerError::batch_failure`].
     ///
     /// The default calls [`handle`](Self::handle) for each record in its
     /// span. Override it to apply a batch in fewer statements; the result

@@ -168,6 +168,22 @@ impl HandlerError {
     pub fn infrastructure(msg: impl Into<String>) -> Self {
         HandlerError::Infrastructure(msg.into())
     }
+
+    /// The failure of a statement that applies a batch of `len` records at
+    /// once, as [`Handler::handle_batch`](crate::consumer::Handler::handle_batch)
+    /// reports it: named on record 0. Which record is at fault is unknown, so
+    /// when there are several a permanent error becomes retryable: record 0
+    /// is then tried alone (and dead-lettered only if it fails on its own),
+    /// and the others follow in later transactions.
+    pub fn batch_failure(len: usize, e: impl Into<HandlerError>) -> (usize, HandlerError) {
+        let e = match e.into() {
+            HandlerError::Permanent(m) if len > 1 => HandlerError::Retryable(format!(
+                "a batch of {len} records failed, so they are applied alone: {m}"
+            )),
+            e => e,
+        };
+        (0, e)
+    }
 }
 
 impl From<sqlx::Error> for HandlerError {
@@ -215,4 +231,21 @@ pub enum RunError {
     /// restart redelivers the record.
     #[error("partition worker for {0} stopped unexpectedly (handler panic?)")]
     WorkerDied(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_failure_names_record_0_and_retries_a_batch_alone() {
+        let (at, e) = HandlerError::batch_failure(3, HandlerError::permanent("bad"));
+        assert_eq!(at, 0);
+        assert!(matches!(e, HandlerError::Retryable(m) if m.contains("bad")));
+        // A record on its own is at fault.
+        let (_, e) = HandlerError::batch_failure(1, HandlerError::permanent("bad"));
+        assert!(matches!(e, HandlerError::Permanent(_)));
+        let (_, e) = HandlerError::batch_failure(3, HandlerError::infrastructure("down"));
+        assert!(matches!(e, HandlerError::Infrastructure(_)));
+    }
 }

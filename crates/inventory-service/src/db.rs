@@ -10,6 +10,7 @@ use serde::Serialize;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
 
+use crate::ledger::{Held, Writes};
 use crate::reservation::Status;
 
 /// The stock of one SKU.
@@ -63,201 +64,126 @@ pub async fn lock_stock(
         "SELECT sku, available FROM stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE",
     )
     .bind(skus)
+    .persistent(false)
     .fetch_all(conn)
     .await?;
     Ok(rows.into_iter().collect())
 }
 
-/// A move of units between the columns of a stock row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Movement {
-    /// `available → reserved`.
-    Reserve,
-    /// `reserved → available`.
-    Release,
-    /// `reserved → shipped`.
-    Ship,
-}
-
-impl Movement {
-    const ALL: [Movement; 3] = [Movement::Reserve, Movement::Release, Movement::Ship];
-
-    /// The `SET` list moving `m.quantity` units of a `stock` row.
-    fn set_list(self) -> &'static str {
-        match self {
-            Movement::Reserve => {
-                "available = stock.available - m.quantity, reserved = stock.reserved + m.quantity"
-            }
-            Movement::Release => {
-                "reserved = stock.reserved - m.quantity, available = stock.available + m.quantity"
-            }
-            Movement::Ship => {
-                "reserved = stock.reserved - m.quantity, shipped = stock.shipped + m.quantity"
-            }
-        }
-    }
-}
-
-/// Units to move, per SKU, all in one direction.
-#[derive(Debug, Clone)]
-pub struct Moves {
-    movement: Movement,
-    skus: Vec<String>,
-    quantities: Vec<i32>,
-}
-
-impl Moves {
-    /// No units yet.
-    pub fn new(movement: Movement) -> Self {
-        Self {
-            movement,
-            skus: Vec::new(),
-            quantities: Vec::new(),
-        }
-    }
-
-    /// Moves `quantity` units of `sku` (each SKU once).
-    pub fn push(&mut self, sku: &str, quantity: i32) {
-        self.skus.push(sku.to_owned());
-        self.quantities.push(quantity);
-    }
-
-    /// `name AS (UPDATE stock …)`: a `WITH` item moving the units bound as
-    /// parameters `$first` (SKUs) and `$first + 1` (quantities) when the
-    /// SQL `condition` holds, returning one row per SKU moved.
-    fn cte(movement: Movement, name: &str, first: usize, condition: &str) -> String {
-        format!(
-            "{name} AS (UPDATE stock SET {}, updated_at = now() \
-             FROM unnest(${first}::text[], ${}::int[]) AS m(sku, quantity) \
-             WHERE stock.sku = m.sku AND {condition} RETURNING stock.sku)",
-            movement.set_list(),
-            first + 1
-        )
-    }
-
-    /// Checks that every SKU moved: the rows are locked by the caller, so a
-    /// missing one means the stock row is gone.
-    fn check(&self, moved: i64) -> sqlx::Result<()> {
-        if usize::try_from(moved).ok() == Some(self.skus.len()) {
-            Ok(())
-        } else {
-            Err(sqlx::Error::RowNotFound)
-        }
-    }
-}
-
-/// Inserts the order's reservation, moves `moves` and queues `events`, in
-/// one statement; `false` when the order already had a reservation (then
-/// nothing was written). The stock rows must be locked by the caller
-/// ([`lock_stock`]); a move that would make a column negative fails on its
-/// CHECK constraint.
-pub async fn insert_reservation(
+/// Locks the reservations of `order_ids` (sorted, so that batches locking
+/// overlapping sets queue up instead of deadlocking) and returns those that
+/// exist.
+pub async fn lock_reservations(
     conn: &mut PgConnection,
-    order_id: &str,
-    status: Status,
-    items: &[StockLine],
-    reason: Option<&str>,
-    moves: Moves,
-    events: outbox::Rows,
-) -> sqlx::Result<bool> {
-    static SQL: LazyLock<[String; 3]> = LazyLock::new(|| {
-        let inserted = "EXISTS (SELECT 1 FROM reservation)";
-        Movement::ALL.map(|movement| {
-            format!(
-                "WITH reservation AS (\
-                   INSERT INTO reservations (order_id, status, items, reason) \
-                   VALUES ($1, $2, $3, $4) ON CONFLICT (order_id) DO NOTHING RETURNING order_id), \
-                 {}, {} \
-                 SELECT (SELECT count(*) FROM reservation), (SELECT count(*) FROM moved)",
-                Moves::cte(movement, "moved", 5, inserted),
-                outbox::Rows::cte_when("queued", 7, inserted),
-            )
+    order_ids: &[&str],
+) -> sqlx::Result<Vec<(String, Held)>> {
+    type Row = (String, String, Json<Vec<StockLine>>, Option<String>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT order_id, status, items, reason FROM reservations \
+         WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE",
+    )
+    .bind(order_ids)
+    // Planned for each call: a generic plan made while the table was small
+    // would scan it.
+    .persistent(false)
+    .fetch_all(conn)
+    .await?;
+    rows.into_iter()
+        .map(|(order_id, status, Json(items), reason)| {
+            let status = Status::parse(&status).ok_or_else(|| {
+                sqlx::Error::Decode(format!("unknown reservation status {status:?}").into())
+            })?;
+            Ok((
+                order_id,
+                Held {
+                    status,
+                    items,
+                    reason,
+                },
+            ))
         })
-    });
-    let (inserted, moved): (i64, i64) = events
-        .bind(
-            sqlx::query(SQL[moves.movement as usize].as_str())
-                .bind(order_id)
-                .bind(status.as_str())
-                .bind(Json(items))
-                .bind(reason)
-                .bind(&moves.skus)
-                .bind(&moves.quantities),
-        )
-        .try_map(|row: sqlx::postgres::PgRow| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .fetch_one(conn)
-        .await?;
-    if inserted == 0 {
-        return Ok(false);
-    }
-    moves.check(moved)?;
-    Ok(true)
+        .collect()
 }
 
-/// A reservation row, locked.
-#[derive(Debug, Clone)]
-pub struct Reservation {
-    /// Its state.
-    pub status: Status,
-    /// The order's lines.
-    pub items: Vec<StockLine>,
-}
-
-/// Locks and returns the order's reservation, if any.
-pub async fn lock_reservation(
+/// Stores what a batch did, in one statement: the new reservations, the
+/// new states of stored ones, the units moved per SKU and the outgoing
+/// `events`. The reservations and stock rows must be locked by the caller
+/// ([`lock_reservations`], [`lock_stock`]); a move that would make a
+/// column negative fails on its CHECK constraint.
+pub async fn write_batch(
     conn: &mut PgConnection,
-    order_id: &str,
-) -> sqlx::Result<Option<Reservation>> {
-    let row: Option<(String, Json<Vec<StockLine>>)> =
-        sqlx::query_as("SELECT status, items FROM reservations WHERE order_id = $1 FOR UPDATE")
-            .bind(order_id)
-            .fetch_optional(conn)
-            .await?;
-    row.map(|(status, Json(items))| {
-        let status = Status::parse(&status).ok_or_else(|| {
-            sqlx::Error::Decode(format!("unknown reservation status {status:?}").into())
-        })?;
-        Ok(Reservation { status, items })
-    })
-    .transpose()
-}
-
-/// Moves the order's reservation (locked by the caller,
-/// [`lock_reservation`]) to `status` recording `reason`, moves `moves` and
-/// queues `events`, in one statement. The stock rows must be locked by the
-/// caller ([`lock_stock`]).
-pub async fn settle_reservation(
-    conn: &mut PgConnection,
-    order_id: &str,
-    status: Status,
-    reason: Option<&str>,
-    moves: Moves,
+    writes: Writes,
     events: outbox::Rows,
 ) -> sqlx::Result<()> {
-    static SQL: LazyLock<[String; 3]> = LazyLock::new(|| {
-        Movement::ALL.map(|movement| {
-            format!(
-                "WITH reservation AS (\
-                   UPDATE reservations SET status = $2, reason = COALESCE($3, reason), \
-                   updated_at = now() WHERE order_id = $1), \
-                 {}, {} \
-                 SELECT count(*) FROM moved",
-                Moves::cte(movement, "moved", 4, "true"),
-                outbox::Rows::cte("queued", 6),
-            )
-        })
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH created AS (\
+               INSERT INTO reservations (order_id, status, items, reason) \
+               SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[])), \
+             settled AS (\
+               UPDATE reservations r SET status = u.status, reason = u.reason, updated_at = now() \
+               FROM unnest($5::text[], $6::text[], $7::text[]) AS u(order_id, status, reason) \
+               WHERE r.order_id = u.order_id), \
+             moved AS (\
+               UPDATE stock SET available = stock.available + m.available, \
+                 reserved = stock.reserved + m.reserved, shipped = stock.shipped + m.shipped, \
+                 updated_at = now() \
+               FROM unnest($8::text[], $9::int[], $10::int[], $11::int[]) \
+                 AS m(sku, available, reserved, shipped) \
+               WHERE stock.sku = m.sku RETURNING stock.sku), \
+             {} \
+             SELECT count(*) FROM moved",
+            outbox::Rows::cte("queued", 12)
+        )
     });
+    let (mut ids, mut statuses, mut items, mut reasons) = (vec![], vec![], vec![], vec![]);
+    for (id, held) in writes.created {
+        ids.push(id);
+        statuses.push(held.status.as_str());
+        items.push(serde_json::to_value(&held.items).map_err(|e| sqlx::Error::Encode(e.into()))?);
+        reasons.push(held.reason);
+    }
+    let (mut s_ids, mut s_statuses, mut s_reasons) = (vec![], vec![], vec![]);
+    for (id, status, reason) in writes.settled {
+        s_ids.push(id);
+        s_statuses.push(status.as_str());
+        s_reasons.push(reason);
+    }
+    let units = |sku: &str, n: i64| {
+        i32::try_from(n).map_err(|_| {
+            sqlx::Error::Encode(format!("a move of {n} units of {sku} is out of range").into())
+        })
+    };
+    let (mut skus, mut available, mut reserved, mut shipped) = (vec![], vec![], vec![], vec![]);
+    for (sku, d) in &writes.moves {
+        available.push(units(sku, d.available)?);
+        reserved.push(units(sku, d.reserved)?);
+        shipped.push(units(sku, d.shipped)?);
+        skus.push(sku.as_str());
+    }
     let moved: i64 = events
         .bind(
-            sqlx::query(SQL[moves.movement as usize].as_str())
-                .bind(order_id)
-                .bind(status.as_str())
-                .bind(reason)
-                .bind(&moves.skus)
-                .bind(&moves.quantities),
+            sqlx::query(SQL.as_str())
+                .bind(&ids)
+                .bind(&statuses)
+                .bind(&items)
+                .bind(&reasons)
+                .bind(&s_ids)
+                .bind(&s_statuses)
+                .bind(&s_reasons)
+                .bind(&skus)
+                .bind(&available)
+                .bind(&reserved)
+                .bind(&shipped),
         )
+        .persistent(false)
         .try_map(|row: sqlx::postgres::PgRow| row.try_get(0))
         .fetch_one(conn)
         .await?;
-    moves.check(moved)
+    // The rows are locked, so a missing one means the stock row is gone.
+    if usize::try_from(moved).ok() == Some(skus.len()) {
+        Ok(())
+    } else {
+        Err(sqlx::Error::RowNotFound)
+    }
 }

@@ -14,10 +14,10 @@
 pub mod api;
 pub mod db;
 pub mod handlers;
+pub mod ledger;
 pub mod reservation;
 
-use orderflow_events::consumer::{ConsumerOptions, EventConsumer};
-use orderflow_events::EventType;
+use orderflow_events::consumer::EventConsumer;
 use orderflow_service::{Context, Parts};
 
 /// `source` of the events this service emits, and its consumer group.
@@ -33,7 +33,8 @@ pub fn build(ctx: &Context) -> anyhow::Result<Parts> {
         pool: ctx.api_pool.clone(),
         catalog: ctx.catalog.clone(),
     });
-    let catalog = || ctx.catalog.clone();
+    // Batches (the consumer's default) are applied in three statements,
+    // each locking its rows in key order: see `handlers`.
     let consumer = EventConsumer::new(
         &ctx.kafka,
         &ctx.consumer_group,
@@ -41,28 +42,11 @@ pub fn build(ctx: &Context) -> anyhow::Result<Parts> {
         ctx.codec.clone(),
         ctx.catalog.clone(),
     )
-    // One record per transaction: orders of different partitions reserve
-    // the same SKUs, and a batch would hold those stock rows' locks for the
-    // whole batch (and could deadlock with another partition's batch).
-    .with_options(ConsumerOptions {
-        max_batch: 1,
-        ..ConsumerOptions::default()
-    })
-    .on(
-        EventType::OrderCreated,
-        handlers::OnOrderCreated { catalog: catalog() },
-    )
-    .on(
-        EventType::OrderCancelled,
-        handlers::OnOrderCancelled { catalog: catalog() },
-    )
-    .on(
-        EventType::PaymentFailed,
-        handlers::OnPaymentFailed { catalog: catalog() },
-    )
-    .on(
-        EventType::ShippingDispatched,
-        handlers::OnShippingDispatched,
+    .on_each(
+        &handlers::EVENT_TYPES,
+        handlers::InventoryEvents {
+            catalog: ctx.catalog.clone(),
+        },
     );
     Ok(Parts {
         router,

@@ -146,7 +146,7 @@ impl Handler for OrderEvents {
         ids.dedup();
         let mut orders: HashMap<Uuid, OrderRow> = store::lock_orders(tx, &ids)
             .await
-            .map_err(|e| (0, e.into()))?
+            .map_err(|e| HandlerError::batch_failure(events.len(), e))?
             .into_iter()
             .map(|o| (o.id, o))
             .collect();
@@ -196,7 +196,10 @@ impl Handler for OrderEvents {
         for id in &changed {
             change.save(&orders[id]);
         }
-        change.write(tx).await.map_err(|e| (0, e.into()))
+        change
+            .write(tx)
+            .await
+            .map_err(|e| HandlerError::batch_failure(events.len(), e))
     }
 }
 
