@@ -99,7 +99,10 @@ impl Rows {
 
     /// As [`Rows::cte`], inserting the rows only when the SQL `condition`
     /// holds (e.g. `EXISTS (SELECT 1 FROM created)` after another `WITH`
-    /// item that may insert nothing).
+    /// item that may insert nothing). The condition may name the row's
+    /// columns as `e.event_id`, `e.event_type`, `e.topic`,
+    /// `e.partition_key`, `e.envelope` and `e.headers`, e.g.
+    /// `e.partition_key IN (SELECT order_id FROM created)`.
     pub fn cte_when(name: &str, first: usize, condition: &str) -> String {
         let p: Vec<String> = (first..first + ROWS_PARAMS)
             .map(|i| format!("${i}"))
@@ -107,7 +110,7 @@ impl Rows {
         format!(
             "{name} AS (INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, headers) \
              SELECT * FROM unnest({}::uuid[], {}::text[], {}::text[], {}::text[], {}::jsonb[], {}::jsonb[]) \
-             WHERE {condition})",
+             AS e(event_id, event_type, topic, partition_key, envelope, headers) WHERE {condition})",
             p[0], p[1], p[2], p[3], p[4], p[5]
         )
     }

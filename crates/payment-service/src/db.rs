@@ -1,10 +1,13 @@
 //! Queries on `payments`. Every function takes the caller's connection, so
 //! the caller owns the transaction.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use orderflow_events::outbox;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 /// The state of an order's payment.
@@ -116,6 +119,54 @@ pub async fn insert(conn: &mut PgConnection, p: &NewPayment<'_>) -> sqlx::Result
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Records the payments of several orders (each order once) and queues
+/// `events`, in one statement. An order that already has a payment keeps
+/// it, and its events (those keyed by its id) are not queued. Returns the
+/// orders whose payment was recorded.
+pub async fn insert_all(
+    conn: &mut PgConnection,
+    payments: &[NewPayment<'_>],
+    events: &outbox::Rows,
+) -> sqlx::Result<HashSet<String>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH paid AS (\
+               INSERT INTO payments \
+               (order_id, payment_id, status, amount, currency, payment_token, decline_code, reason) \
+               SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int8[], $5::text[], \
+                 $6::text[], $7::text[], $8::text[]) \
+               ON CONFLICT (order_id) DO NOTHING RETURNING order_id), \
+             {} \
+             SELECT order_id FROM paid",
+            outbox::Rows::cte_when("queued", 9, "e.partition_key IN (SELECT order_id FROM paid)")
+        )
+    });
+    let column = |f: fn(&NewPayment<'_>) -> Option<String>| -> Vec<Option<String>> {
+        payments.iter().map(f).collect()
+    };
+    let ids: Vec<&str> = payments.iter().map(|p| p.order_id).collect();
+    let payment_ids: Vec<Uuid> = payments.iter().map(|p| p.payment_id).collect();
+    let statuses: Vec<&str> = payments.iter().map(|p| p.status.as_str()).collect();
+    let amounts: Vec<i64> = payments.iter().map(|p| p.amount).collect();
+    let paid: Vec<String> = events
+        .bind(
+            sqlx::query(SQL.as_str())
+                .bind(&ids)
+                .bind(&payment_ids)
+                .bind(&statuses)
+                .bind(&amounts)
+                .bind(column(|p| p.currency.map(str::to_owned)))
+                .bind(column(|p| p.payment_token.map(str::to_owned)))
+                .bind(column(|p| p.decline_code.map(str::to_owned)))
+                .bind(column(|p| p.reason.map(str::to_owned))),
+        )
+        .persistent(false)
+        .try_map(|row: sqlx::postgres::PgRow| row.try_get(0))
+        .fetch_all(conn)
+        .await?;
+    Ok(paid.into_iter().collect())
 }
 
 /// What a refund gives back.

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use orderflow_events::consumer::{ConsumedEvent, Handler};
+use orderflow_events::error::HandlerError;
 use orderflow_events::events::{Address, InventoryReserved, OrderCancelled, StockLine};
 use orderflow_events::inbox::Origin;
 use orderflow_events::testing::{admin_database_url, TestDatabase};
@@ -226,4 +227,107 @@ async fn futures_join<T>(
         out.push(t.await);
     }
     out
+}
+
+/// Every payment (order, status, decline code, reason) and queued event
+/// (key, type, data without the generated payment id).
+async fn everything(pool: &PgPool) -> (Vec<Payment>, Vec<Queued>) {
+    let payments = sqlx::query_as(
+        "SELECT order_id, status, decline_code, reason FROM payments ORDER BY order_id",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("payments");
+    let queued = sqlx::query_as(
+        "SELECT partition_key, event_type, (envelope->'data') - 'paymentId' FROM outbox ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("outbox");
+    (payments, queued)
+}
+
+type Payment = (String, String, Option<String>, Option<String>);
+type Queued = (String, String, serde_json::Value);
+
+#[tokio::test]
+async fn a_batch_of_charges_ends_as_its_records_applied_one_by_one() {
+    let records = [
+        reserved("o-1", "tok_visa", 3998),
+        reserved("o-2", "tok_chargeDeclined", 100),
+        // o-1 again under a new event id: charged already.
+        reserved("o-1", "tok_visa", 3998),
+        // Cancelled before (below): a tombstone stops the charge.
+        reserved("o-3", "tok_visa", 100),
+        reserved("o-4", "tok_visa", MAX + 1),
+    ];
+    let (batched, single) = (setup().await, setup().await);
+    for db in [&batched, &single] {
+        apply(&db.pool, &cancel(), &cancelled("o-3")).await;
+    }
+    let span = tracing::Span::none();
+    let batch: Vec<(&ConsumedEvent, &tracing::Span)> = records.iter().map(|e| (e, &span)).collect();
+    let mut tx = batched.pool.begin().await.expect("begin");
+    charge()
+        .handle_batch(&mut tx, &batch)
+        .await
+        .expect("the batch applies");
+    tx.commit().await.expect("commit");
+    for record in &records {
+        apply(&single.pool, &charge(), record).await;
+    }
+    let state = everything(&batched.pool).await;
+    assert_eq!(state, everything(&single.pool).await);
+    let (payments, queued) = state;
+    let statuses: Vec<(&str, &str)> = payments
+        .iter()
+        .map(|p| (p.0.as_str(), p.1.as_str()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("o-1", "PROCESSED"),
+            ("o-2", "DECLINED"),
+            ("o-3", "VOIDED"),
+            ("o-4", "DECLINED")
+        ]
+    );
+    let types: Vec<(&str, &str)> = queued
+        .iter()
+        .map(|q| (q.0.as_str(), q.1.as_str()))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("o-1", "PaymentProcessed"),
+            ("o-2", "PaymentFailed"),
+            ("o-4", "PaymentFailed")
+        ]
+    );
+    // The row and the event agree on the payment id.
+    let mismatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM outbox o JOIN payments p ON p.order_id = o.partition_key \
+         WHERE o.envelope->'data'->>'paymentId' <> p.payment_id::text",
+    )
+    .fetch_one(&batched.pool)
+    .await
+    .expect("compare ids");
+    assert_eq!(mismatched, 0);
+}
+
+#[tokio::test]
+async fn a_batch_names_its_malformed_record_and_writes_nothing() {
+    let db = setup().await;
+    let records = [reserved("o-1", "tok_visa", 100), cancelled("o-2")];
+    let span = tracing::Span::none();
+    let batch: Vec<(&ConsumedEvent, &tracing::Span)> = records.iter().map(|e| (e, &span)).collect();
+    let mut tx = db.pool.begin().await.expect("begin");
+    let (at, e) = charge()
+        .handle_batch(&mut tx, &batch)
+        .await
+        .expect_err("OrderCancelled is not a charge request");
+    tx.rollback().await.expect("rollback");
+    assert_eq!(at, 1);
+    assert!(matches!(e, HandlerError::Permanent(_)), "{e}");
+    assert_eq!(everything(&db.pool).await, (Vec::new(), Vec::new()));
 }

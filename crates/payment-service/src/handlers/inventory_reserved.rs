@@ -1,15 +1,17 @@
 //! `InventoryReserved`: charge the order, once.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use orderflow_events::consumer::{ConsumedEvent, Handler};
 use orderflow_events::error::HandlerError;
-use orderflow_events::events::{InventoryReserved, PaymentFailed, PaymentProcessed};
-use orderflow_events::TopicCatalog;
+use orderflow_events::events::{Event, InventoryReserved, PaymentFailed, PaymentProcessed};
+use orderflow_events::{outbox, TopicCatalog};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::db::{self, NewPayment, Status};
-use crate::gateway::{self, Outcome};
+use crate::gateway::{self, Decline, Outcome};
 
 /// Charges a reserved order → `PaymentProcessed` or `PaymentFailed`.
 pub struct OnInventoryReserved {
@@ -19,6 +21,75 @@ pub struct OnInventoryReserved {
     pub max_amount: i64,
 }
 
+/// A charge decided for one record, recorded only if the order has no
+/// payment yet.
+struct Charge<'a> {
+    request: &'a InventoryReserved,
+    payment_id: Uuid,
+    decline: Option<Decline>,
+}
+
+impl<'a> Charge<'a> {
+    /// Asks the gateway. The simulated gateway has no side effect, so
+    /// deciding before the insert is safe; the row decides whether the
+    /// outcome takes effect.
+    fn decide(request: &'a InventoryReserved, max_amount: i64) -> Self {
+        let decline = match gateway::charge(&request.payment_token, request.total, max_amount) {
+            Outcome::Approved => None,
+            Outcome::Declined(d) => Some(d),
+        };
+        Self {
+            request,
+            payment_id: Uuid::new_v4(),
+            decline,
+        }
+    }
+
+    fn row(&self) -> NewPayment<'_> {
+        let r = self.request;
+        NewPayment {
+            order_id: &r.order_id,
+            payment_id: self.payment_id,
+            status: match self.decline {
+                None => Status::Processed,
+                Some(_) => Status::Declined,
+            },
+            amount: r.total,
+            currency: Some(&r.currency),
+            payment_token: Some(&r.payment_token),
+            decline_code: self.decline.as_ref().map(|d| d.code),
+            reason: self.decline.as_ref().map(|d| d.message.as_str()),
+        }
+    }
+
+    /// `PaymentProcessed` or `PaymentFailed`.
+    fn follow_up(&self) -> Event {
+        let r = self.request;
+        match &self.decline {
+            None => PaymentProcessed {
+                order_id: r.order_id.clone(),
+                payment_id: self.payment_id.to_string(),
+                amount: r.total,
+                currency: r.currency.clone(),
+                customer_id: r.customer_id.clone(),
+                email: r.email.clone(),
+                shipping_address: r.shipping_address.clone(),
+                items: r.items.clone(),
+            }
+            .into(),
+            Some(d) => PaymentFailed {
+                order_id: r.order_id.clone(),
+                payment_id: self.payment_id.to_string(),
+                amount: r.total,
+                currency: r.currency.clone(),
+                reason: d.message.clone(),
+                decline_code: d.code.to_owned(),
+            }
+            .into(),
+        }
+    }
+}
+
 #[async_trait]
 impl Handler for OnInventoryReserved {
     async fn handle(
@@ -26,67 +97,69 @@ impl Handler for OnInventoryReserved {
         tx: &mut PgConnection,
         event: &ConsumedEvent,
     ) -> Result<(), HandlerError> {
-        let r = event.envelope.payload::<InventoryReserved>()?;
-        // The simulated gateway has no side effect, so deciding before the
-        // insert is safe; the row decides whether the outcome takes effect.
-        let outcome = gateway::charge(&r.payment_token, r.total, self.max_amount);
-        let payment_id = Uuid::new_v4();
-        let (status, decline) = match &outcome {
-            Outcome::Approved => (Status::Processed, None),
-            Outcome::Declined(d) => (Status::Declined, Some(d)),
-        };
-        let inserted = db::insert(
-            tx,
-            &NewPayment {
-                order_id: &r.order_id,
-                payment_id,
-                status,
-                amount: r.total,
-                currency: Some(&r.currency),
-                payment_token: Some(&r.payment_token),
-                decline_code: decline.map(|d| d.code),
-                reason: decline.map(|d| d.message.as_str()),
-            },
-        )
-        .await?;
-        if !inserted {
-            // Already charged (a redelivery under a new event id) or voided
-            // by an earlier cancellation: never charge twice or after it.
-            tracing::info!(order_id = %r.order_id, "order already has a payment or was cancelled; not charging");
-            return Ok(());
-        }
-        let payment_id = payment_id.to_string();
-        match outcome {
-            Outcome::Approved => {
-                tracing::info!(order_id = %r.order_id, %payment_id, amount = r.total, "payment processed");
-                let processed = PaymentProcessed {
-                    order_id: r.order_id.clone(),
-                    payment_id,
-                    amount: r.total,
-                    currency: r.currency.clone(),
-                    customer_id: r.customer_id.clone(),
-                    email: r.email.clone(),
-                    shipping_address: r.shipping_address.clone(),
-                    items: r.items.clone(),
-                };
-                event
-                    .emit(tx, &self.catalog, crate::SOURCE, &r.order_id, processed)
-                    .await
+        let span = tracing::Span::current();
+        self.handle_batch(tx, &[(event, &span)])
+            .await
+            .map_err(|(_, e)| e)
+    }
+
+    /// Every record's charge is decided in memory, then the payments and
+    /// their events are written in one statement. An order that already has
+    /// a payment (a redelivery under a new event id, a second request in
+    /// the same batch, or a cancellation's tombstone) is never charged
+    /// again.
+    async fn handle_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[(&ConsumedEvent, &tracing::Span)],
+    ) -> Result<(), (usize, HandlerError)> {
+        let mut seen = HashSet::with_capacity(events.len());
+        let mut charges = Vec::with_capacity(events.len());
+        let mut out = outbox::Rows::default();
+        for (i, (event, span)) in events.iter().enumerate() {
+            let _entered = span.enter();
+            let r = event
+                .envelope
+                .payload::<InventoryReserved>()
+                .map_err(|e| (i, e))?;
+            if !seen.insert(r.order_id.as_str()) {
+                tracing::info!(order_id = %r.order_id, "second charge request in one batch; not charging");
+                continue;
             }
-            Outcome::Declined(d) => {
-                tracing::info!(order_id = %r.order_id, %payment_id, decline_code = d.code, "payment declined");
-                let failed = PaymentFailed {
-                    order_id: r.order_id.clone(),
-                    payment_id,
-                    amount: r.total,
-                    currency: r.currency.clone(),
-                    reason: d.message,
-                    decline_code: d.code.to_owned(),
-                };
-                event
-                    .emit(tx, &self.catalog, crate::SOURCE, &r.order_id, failed)
-                    .await
+            let charge = Charge::decide(r, self.max_amount);
+            event
+                .follow_up(
+                    &mut out,
+                    &self.catalog,
+                    crate::SOURCE,
+                    &r.order_id,
+                    charge.follow_up(),
+                )
+                .map_err(|e| (i, e))?;
+            charges.push((*span, charge));
+        }
+        let rows: Vec<NewPayment<'_>> = charges.iter().map(|(_, c)| c.row()).collect();
+        let charged = db::insert_all(tx, &rows, &out)
+            .await
+            .map_err(|e| HandlerError::batch_failure(events.len(), e))?;
+        for (span, c) in &charges {
+            let _entered = span.enter();
+            let order_id = c.request.order_id.as_str();
+            let payment_id = &c.payment_id;
+            if !charged.contains(order_id) {
+                // Already charged or voided by an earlier cancellation:
+                // never charge twice or after it.
+                tracing::info!(
+                    order_id,
+                    "order already has a payment or was cancelled; not charging"
+                );
+            } else if let Some(d) = &c.decline {
+                tracing::info!(order_id, %payment_id, decline_code = d.code, "payment declined");
+            } else {
+                let amount = c.request.total;
+                tracing::info!(order_id, %payment_id, amount, "payment processed");
             }
         }
+        Ok(())
     }
 }
