@@ -1,11 +1,13 @@
 //! The `shipments` table. Every function takes a connection so the caller
 //! owns the transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use orderflow_events::events::{Address, StockLine};
-use sqlx::PgConnection;
+use orderflow_events::outbox;
+use sqlx::{PgConnection, Row as _};
 use uuid::Uuid;
 
 use crate::domain::Status;
@@ -183,32 +185,77 @@ fn json(value: impl serde::Serialize) -> Result<serde_json::Value, sqlx::Error> 
     serde_json::to_value(value).map_err(|e| sqlx::Error::Encode(Box::new(e)))
 }
 
-/// Inserts a `CREATED` shipment unless any unique key (order id, shipment
-/// id, tracking number) is taken. `true` when the row was inserted.
-pub async fn insert_created(
+/// Inserts `CREATED` shipments, each unless any of its unique keys (order
+/// id, shipment id, tracking number) is taken, and queues the `events` of
+/// the inserted ones (keyed by their order ids), in one statement. Returns
+/// the orders whose shipment was inserted. The order ids must differ.
+pub async fn insert_created_all(
     conn: &mut PgConnection,
-    s: &NewShipment<'_>,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO shipments (order_id, shipment_id, tracking_number, carrier, label_url, \
-         status, recipient, email, items, correlation_id, last_event_id, metadata) \
-         VALUES ($1, $2, $3, $4, $5, 'CREATED', $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(s.order_id)
-    .bind(s.shipment_id)
-    .bind(s.tracking_number)
-    .bind(s.carrier)
-    .bind(s.label_url)
-    .bind(json(s.recipient)?)
-    .bind(s.email)
-    .bind(json(s.items)?)
-    .bind(s.correlation_id)
-    .bind(s.event_id)
-    .bind(json(s.metadata)?)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    shipments: &[NewShipment<'_>],
+    events: &outbox::Rows,
+) -> Result<HashSet<String>, sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH created AS (\
+               INSERT INTO shipments (order_id, shipment_id, tracking_number, carrier, label_url, \
+               status, recipient, email, items, correlation_id, last_event_id, metadata) \
+               SELECT s.order_id, s.shipment_id, s.tracking_number, s.carrier, s.label_url, \
+                 'CREATED', s.recipient, s.email, s.items, s.correlation_id, s.last_event_id, s.metadata \
+               FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], \
+                 $7::text[], $8::jsonb[], $9::text[], $10::uuid[], $11::jsonb[]) \
+                 AS s(order_id, shipment_id, tracking_number, carrier, label_url, recipient, email, \
+                   items, correlation_id, last_event_id, metadata) \
+               ON CONFLICT DO NOTHING RETURNING order_id), \
+             {} \
+             SELECT order_id FROM created",
+            outbox::Rows::cte_when("queued", 12, "e.partition_key IN (SELECT order_id FROM created)")
+        )
+    });
+    let mut recipients = Vec::with_capacity(shipments.len());
+    let mut items = Vec::with_capacity(shipments.len());
+    let mut metadata = Vec::with_capacity(shipments.len());
+    for s in shipments {
+        recipients.push(json(s.recipient)?);
+        items.push(json(s.items)?);
+        metadata.push(json(s.metadata)?);
+    }
+    let column = |f: for<'a> fn(&NewShipment<'a>) -> &'a str| -> Vec<String> {
+        shipments.iter().map(|s| f(s).to_owned()).collect()
+    };
+    let created: Vec<String> = events
+        .bind(
+            sqlx::query(SQL.as_str())
+                .bind(column(|s| s.order_id))
+                .bind(shipments.iter().map(|s| s.shipment_id).collect::<Vec<_>>())
+                .bind(column(|s| s.tracking_number))
+                .bind(column(|s| s.carrier))
+                .bind(column(|s| s.label_url))
+                .bind(recipients)
+                .bind(column(|s| s.email))
+                .bind(items)
+                .bind(column(|s| s.correlation_id))
+                .bind(shipments.iter().map(|s| s.event_id).collect::<Vec<_>>())
+                .bind(metadata),
+        )
+        .persistent(false)
+        .try_map(|row: sqlx::postgres::PgRow| row.try_get(0))
+        .fetch_all(conn)
+        .await?;
+    Ok(created.into_iter().collect())
+}
+
+/// Which of `order_ids` have a row (shipment or tombstone).
+pub async fn existing(
+    conn: &mut PgConnection,
+    order_ids: &[&str],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let found: Vec<String> =
+        sqlx::query_scalar("SELECT order_id FROM shipments WHERE order_id = ANY($1)")
+            .bind(order_ids)
+            .persistent(false)
+            .fetch_all(conn)
+            .await?;
+    Ok(found.into_iter().collect())
 }
 
 /// Inserts a `VOIDED` tombstone unless the order has a row. `true` when
@@ -231,14 +278,6 @@ pub async fn insert_tombstone(
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// Whether the order has a row (shipment or tombstone).
-pub async fn exists(conn: &mut PgConnection, order_id: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM shipments WHERE order_id = $1)")
-        .bind(order_id)
-        .fetch_one(conn)
-        .await
 }
 
 /// The order's row, if any.

@@ -8,6 +8,8 @@
 
 mod api;
 mod db;
+#[cfg(test)]
+mod db_tests;
 mod domain;
 mod handlers;
 

@@ -1,0 +1,162 @@
+//! The handlers against a real PostgreSQL database: each test gets a fresh
+//! database on the server of `ORDERFLOW_TEST_DATABASE_URL` (default the
+//! local one), dropped afterwards.
+
+use orderflow_events::consumer::{ConsumedEvent, Handler};
+use orderflow_events::error::HandlerError;
+use orderflow_events::events::{Address, OrderCancelled, PaymentProcessed, StockLine};
+use orderflow_events::inbox::Origin;
+use orderflow_events::testing::TestDatabase;
+use orderflow_events::{Envelope, Event, TopicCatalog};
+use sqlx::PgPool;
+
+use crate::handlers::{OrderCancelledHandler, PaymentProcessedHandler};
+
+async fn database() -> TestDatabase {
+    let db = TestDatabase::new().await;
+    let mut m = sqlx::migrate!();
+    m.set_ignore_missing(true);
+    m.run(&db.pool).await.expect("shipping migrations");
+    db
+}
+
+fn consumed(event: impl Into<Event>, order_id: &str) -> ConsumedEvent {
+    ConsumedEvent {
+        envelope: Envelope::new("test", order_id, event),
+        origin: Origin {
+            topic: "test".into(),
+            partition: 0,
+            offset: 0,
+        },
+        key: Some(order_id.into()),
+        trace: None,
+    }
+}
+
+fn paid(order_id: &str) -> ConsumedEvent {
+    consumed(
+        PaymentProcessed {
+            order_id: order_id.into(),
+            payment_id: uuid::Uuid::new_v4().to_string(),
+            amount: 100,
+            currency: "EUR".into(),
+            customer_id: "c-1".into(),
+            email: "ann@example.com".into(),
+            shipping_address: Address {
+                name: "Ann".into(),
+                line1: "Main St 1".into(),
+                line2: None,
+                city: "Berlin".into(),
+                postal_code: "10115".into(),
+                country: "DE".into(),
+            },
+            items: vec![StockLine {
+                sku: "SKU-1".into(),
+                quantity: 2,
+            }],
+        },
+        order_id,
+    )
+}
+
+fn cancelled(order_id: &str) -> ConsumedEvent {
+    consumed(
+        OrderCancelled {
+            order_id: order_id.into(),
+            reason: "customer asked".into(),
+            reason_code: "CUSTOMER_REQUEST".into(),
+            previous_status: "RESERVED".into(),
+            customer_id: "c-1".into(),
+            email: "ann@example.com".into(),
+        },
+        order_id,
+    )
+}
+
+fn handler() -> PaymentProcessedHandler {
+    PaymentProcessedHandler {
+        catalog: TopicCatalog::with_prefix(""),
+        carrier: "OrderFlow Post".into(),
+    }
+}
+
+async fn apply(pool: &PgPool, handler: &dyn Handler, event: &ConsumedEvent) {
+    let mut tx = pool.begin().await.expect("begin");
+    handler.handle(&mut tx, event).await.expect("handle");
+    tx.commit().await.expect("commit");
+}
+
+async fn apply_batch(pool: &PgPool, events: &[ConsumedEvent]) -> Result<(), (usize, HandlerError)> {
+    let span = tracing::Span::none();
+    let batch: Vec<(&ConsumedEvent, &tracing::Span)> = events.iter().map(|e| (e, &span)).collect();
+    let mut tx = pool.begin().await.expect("begin");
+    handler().handle_batch(&mut tx, &batch).await?;
+    tx.commit().await.expect("commit");
+    Ok(())
+}
+
+/// `(order id, status)` of every row, and `(key, type)` of every queued
+/// event.
+async fn everything(pool: &PgPool) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let rows = sqlx::query_as("SELECT order_id, status FROM shipments ORDER BY order_id")
+        .fetch_all(pool)
+        .await
+        .expect("shipments");
+    let queued = sqlx::query_as("SELECT partition_key, event_type FROM outbox ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .expect("outbox");
+    (rows, queued)
+}
+
+fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+    v.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_creates_each_shipment_once_and_none_after_a_cancellation() {
+    let (batched, single) = (database().await, database().await);
+    let records = [paid("o-1"), paid("o-2"), paid("o-1"), paid("o-3")];
+    for db in [&batched, &single] {
+        apply(&db.pool, &OrderCancelledHandler, &cancelled("o-3")).await;
+    }
+    apply_batch(&batched.pool, &records).await.expect("batch");
+    for record in &records {
+        apply(&single.pool, &handler(), record).await;
+    }
+    let state = everything(&batched.pool).await;
+    assert_eq!(state, everything(&single.pool).await);
+    assert_eq!(
+        state,
+        (
+            pairs(&[("o-1", "CREATED"), ("o-2", "CREATED"), ("o-3", "VOIDED")]),
+            pairs(&[("o-1", "ShippingCreated"), ("o-2", "ShippingCreated")])
+        )
+    );
+    // Each row names the event that announced it, with the same tracking
+    // number and shipment id.
+    let mismatched: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM shipments s JOIN outbox o ON o.partition_key = s.order_id \
+         WHERE o.event_id <> s.last_event_id \
+            OR o.envelope->'data'->>'trackingNumber' <> s.tracking_number \
+            OR o.envelope->'data'->>'shipmentId' <> s.shipment_id::text",
+    )
+    .fetch_one(&batched.pool)
+    .await
+    .expect("compare");
+    assert_eq!(mismatched, 0);
+}
+
+#[tokio::test]
+async fn a_batch_names_its_malformed_record_and_writes_nothing() {
+    let db = database().await;
+    let records = [paid("o-1"), cancelled("o-2")];
+    let (at, e) = apply_batch(&db.pool, &records)
+        .await
+        .expect_err("OrderCancelled is not a payment");
+    assert_eq!(at, 1);
+    assert!(matches!(e, HandlerError::Permanent(_)), "{e}");
+    assert_eq!(everything(&db.pool).await, (Vec::new(), Vec::new()));
+}
