@@ -89,3 +89,22 @@ pub async fn record_new(
     .await?;
     Ok(fresh.into_iter().collect())
 }
+
+/// Takes the entries of `event_ids` out of `group`'s inbox again, within
+/// the transaction that recorded them (a record whose handler then failed).
+pub async fn forget(
+    conn: &mut PgConnection,
+    group: &str,
+    event_ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    if event_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("DELETE FROM inbox WHERE consumer_group = $1 AND event_id = ANY($2)")
+        .bind(group)
+        .bind(event_ids)
+        .persistent(false)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

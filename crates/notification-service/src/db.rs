@@ -1,8 +1,11 @@
 //! The `notifications` table. Every function takes a connection so the
 //! caller owns the transaction.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
-use sqlx::PgConnection;
+use orderflow_events::outbox;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::email::Kind;
@@ -75,26 +78,42 @@ pub struct NewNotification<'a> {
     pub cause_event_id: Uuid,
 }
 
-/// Records a notification; `false` when the order already has one of this
-/// kind.
-pub async fn insert(conn: &mut PgConnection, n: &NewNotification<'_>) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO notifications (id, order_id, kind, recipient, subject, status, error, \
-         message_id, cause_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (order_id, kind) DO NOTHING",
-    )
-    .bind(n.id)
-    .bind(n.order_id)
-    .bind(n.kind.as_str())
-    .bind(n.recipient)
-    .bind(n.subject)
-    .bind(n.status.as_str())
-    .bind(n.error)
-    .bind(n.message_id)
-    .bind(n.cause_event_id)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
+/// Records a notification and queues `events` (its outcome), in one
+/// statement; `false` (and nothing written) when the order already has one
+/// of this kind.
+pub async fn insert(
+    conn: &mut PgConnection,
+    n: &NewNotification<'_>,
+    events: &outbox::Rows,
+) -> Result<bool, sqlx::Error> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH recorded AS (\
+               INSERT INTO notifications (id, order_id, kind, recipient, subject, status, error, \
+               message_id, cause_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+               ON CONFLICT (order_id, kind) DO NOTHING RETURNING id), \
+             {} \
+             SELECT count(*) FROM recorded",
+            outbox::Rows::cte_when("queued", 10, "EXISTS (SELECT 1 FROM recorded)")
+        )
+    });
+    let recorded: i64 = events
+        .bind(
+            sqlx::query(SQL.as_str())
+                .bind(n.id)
+                .bind(n.order_id)
+                .bind(n.kind.as_str())
+                .bind(n.recipient)
+                .bind(n.subject)
+                .bind(n.status.as_str())
+                .bind(n.error)
+                .bind(n.message_id)
+                .bind(n.cause_event_id),
+        )
+        .try_map(|row: sqlx::postgres::PgRow| row.try_get(0))
+        .fetch_one(conn)
+        .await?;
+    Ok(recorded == 1)
 }
 
 /// A stored notification.

@@ -515,16 +515,7 @@ async fn try_all(
     events: &[(ConsumedEvent, &tracing::Span)],
 ) -> Result<Outcomes, Option<(usize, HandlerError)>> {
     let mut tx = ctx.pool.begin().await.map_err(|_| None)?;
-    let handled: Vec<inbox::Entry<'_>> = events
-        .iter()
-        .filter(|(e, _)| ctx.handlers.contains_key(&e.envelope.event_type()))
-        .map(|(e, _)| inbox::Entry {
-            event_id: e.envelope.event_id,
-            event_type: e.envelope.event_type().name(),
-            origin: &e.origin,
-        })
-        .collect();
-    let mut fresh = inbox::record_new(&mut tx, &ctx.group_id, &handled)
+    let mut fresh = inbox::record_new(&mut tx, &ctx.group_id, &inbox_entries(ctx, events))
         .await
         .map_err(|_| None)?;
     let mut done = vec![("skipped", Duration::ZERO); events.len()];
@@ -578,12 +569,19 @@ async fn try_all(
 
 /// The batch with a savepoint per record: a failing record undoes only its
 /// own writes, and the records before it are committed without running
-/// their handlers again.
+/// their handlers again. One inbox statement records the whole batch
+/// first; when a record fails, the entries of that record and of those
+/// after it are taken out again, so they are applied later.
 async fn apply_with_savepoints(
     ctx: &Context,
     events: &[(ConsumedEvent, &tracing::Span)],
 ) -> (Outcomes, Option<HandlerError>) {
     let Ok(mut tx) = ctx.pool.begin().await else {
+        return (Vec::new(), None);
+    };
+    let Ok(mut fresh) =
+        inbox::record_new(&mut tx, &ctx.group_id, &inbox_entries(ctx, events)).await
+    else {
         return (Vec::new(), None);
     };
     let mut done = Vec::with_capacity(events.len());
@@ -593,29 +591,41 @@ async fn apply_with_savepoints(
             done.push(("skipped", Duration::ZERO));
             continue;
         };
+        let id = event.envelope.event_id;
+        if !fresh.remove(&id) {
+            // Applied before, or earlier in this batch.
+            done.push(("duplicate", Duration::ZERO));
+            continue;
+        }
         let started = Instant::now();
         let result = async {
             sqlx::query("SAVEPOINT orderflow_event")
                 .execute(&mut *tx)
                 .await?;
-            record_and_handle(&mut tx, ctx, handler.as_ref(), event).await
+            handler.handle(&mut tx, event).await
         }
         .instrument((*span).clone())
         .await;
         let took = started.elapsed();
         match result {
-            Ok(applied) => done.push((if applied { "applied" } else { "duplicate" }, took)),
+            Ok(()) => done.push(("applied", took)),
             Err(e) => {
                 metrics::pipeline().handler_duration(
                     &event.origin.topic,
                     event.envelope.event_type().name(),
                     took,
                 );
-                // Undo this record's writes; keep the ones before it.
+                // Undo this record's writes, and take it and the records
+                // not reached out of the inbox; keep the ones before it.
+                fresh.insert(id);
+                let undone: Vec<uuid::Uuid> = fresh.into_iter().collect();
                 if sqlx::query("ROLLBACK TO SAVEPOINT orderflow_event")
                     .execute(&mut *tx)
                     .await
                     .is_err()
+                    || inbox::forget(&mut tx, &ctx.group_id, &undone)
+                        .await
+                        .is_err()
                 {
                     return (Vec::new(), None);
                 }
@@ -632,6 +642,22 @@ async fn apply_with_savepoints(
         return (Vec::new(), None);
     }
     (done, failure)
+}
+
+/// The inbox entries of the records of `events` that have a handler.
+fn inbox_entries<'a>(
+    ctx: &Context,
+    events: &'a [(ConsumedEvent, &tracing::Span)],
+) -> Vec<inbox::Entry<'a>> {
+    events
+        .iter()
+        .filter(|(e, _)| ctx.handlers.contains_key(&e.envelope.event_type()))
+        .map(|(e, _)| inbox::Entry {
+            event_id: e.envelope.event_id,
+            event_type: e.envelope.event_type().name(),
+            origin: &e.origin,
+        })
+        .collect()
 }
 
 /// Applies `event` in one transaction with its inbox entry. `Ok(false)`:

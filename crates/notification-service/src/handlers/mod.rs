@@ -7,9 +7,9 @@ mod shipping_created;
 use std::sync::Arc;
 
 use orderflow_events::consumer::ConsumedEvent;
-use orderflow_events::error::{HandlerError, OutboxError};
+use orderflow_events::error::HandlerError;
 use orderflow_events::events::{Event, NotificationFailed, NotificationSent};
-use orderflow_events::{outbox, Envelope, TopicCatalog};
+use orderflow_events::{outbox, TopicCatalog};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -28,13 +28,6 @@ pub struct Notifier {
     pub mailer: Arc<Mailer>,
     /// Topic names.
     pub catalog: TopicCatalog,
-}
-
-fn outbox_error(e: OutboxError) -> HandlerError {
-    match e {
-        OutboxError::Database(db) => db.into(),
-        OutboxError::Codec(c) => HandlerError::permanent(format!("cannot encode the event: {c}")),
-    }
 }
 
 /// Whether an e-mail of `kind` is still due, given the kinds the order
@@ -72,26 +65,6 @@ impl Notifier {
                 return Err(HandlerError::Infrastructure(reason));
             }
         };
-        let inserted = db::insert(
-            tx,
-            &NewNotification {
-                id,
-                order_id,
-                kind: email.kind,
-                recipient: &email.to,
-                subject: &email.subject,
-                status,
-                error: error.as_deref(),
-                message_id: &email.message_id,
-                cause_event_id: event.envelope.event_id,
-            },
-        )
-        .await?;
-        if !inserted {
-            // Unreachable under the order lock; kept so a duplicate can never
-            // emit a second event.
-            return Ok(());
-        }
         let payload: Event = match &error {
             None => NotificationSent {
                 order_id: order_id.to_owned(),
@@ -110,11 +83,29 @@ impl Notifier {
             }
             .into(),
         };
-        let envelope = Envelope::caused_by(&event.envelope, SOURCE, payload);
-        let trace = event.trace.as_ref().map(|t| t.child());
-        outbox::enqueue(tx, &self.catalog, order_id, &envelope, trace.as_ref())
-            .await
-            .map_err(outbox_error)?;
+        let mut events = outbox::Rows::default();
+        event.follow_up(&mut events, &self.catalog, SOURCE, order_id, payload)?;
+        let inserted = db::insert(
+            tx,
+            &NewNotification {
+                id,
+                order_id,
+                kind: email.kind,
+                recipient: &email.to,
+                subject: &email.subject,
+                status,
+                error: error.as_deref(),
+                message_id: &email.message_id,
+                cause_event_id: event.envelope.event_id,
+            },
+            &events,
+        )
+        .await?;
+        if !inserted {
+            // Unreachable under the order lock; kept so a duplicate can never
+            // emit a second event (the statement queues it only with the row).
+            return Ok(());
+        }
         match &error {
             None => tracing::info!(order_id, kind = %email.kind, to = %email.to, "e-mail sent"),
             Some(e) => {
