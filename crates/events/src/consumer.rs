@@ -159,6 +159,21 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
+/// [`Handler::handle`] for a handler whose work is in
+/// [`Handler::handle_batch`]: applies `event` as a batch of one, in the
+/// current span.
+pub async fn handle_as_batch<H: Handler + ?Sized>(
+    handler: &H,
+    tx: &mut PgConnection,
+    event: &ConsumedEvent,
+) -> Result<(), HandlerError> {
+    let span = tracing::Span::current();
+    handler
+        .handle_batch(tx, &[(event, &span)])
+        .await
+        .map_err(|(_, e)| e)
+}
+
 /// Consumer tuning.
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {

@@ -116,10 +116,7 @@ impl Handler for OrderEvents {
         tx: &mut PgConnection,
         event: &ConsumedEvent,
     ) -> Result<(), HandlerError> {
-        let span = tracing::Span::current();
-        self.handle_batch(tx, &[(event, &span)])
-            .await
-            .map_err(|(_, e)| e)
+        orderflow_events::consumer::handle_as_batch(self, tx, event).await
     }
 
     /// The records' orders are read and locked in one statement, the

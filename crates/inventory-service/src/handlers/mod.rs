@@ -107,10 +107,7 @@ impl Handler for InventoryEvents {
         tx: &mut PgConnection,
         event: &ConsumedEvent,
     ) -> Result<(), HandlerError> {
-        let span = tracing::Span::current();
-        self.handle_batch(tx, &[(event, &span)])
-            .await
-            .map_err(|(_, e)| e)
+        orderflow_events::consumer::handle_as_batch(self, tx, event).await
     }
 
     async fn handle_batch(

@@ -97,10 +97,7 @@ impl Handler for OnInventoryReserved {
         tx: &mut PgConnection,
         event: &ConsumedEvent,
     ) -> Result<(), HandlerError> {
-        let span = tracing::Span::current();
-        self.handle_batch(tx, &[(event, &span)])
-            .await
-            .map_err(|(_, e)| e)
+        orderflow_events::consumer::handle_as_batch(self, tx, event).await
     }
 
     /// Every record's charge is decided in memory, then the payments and

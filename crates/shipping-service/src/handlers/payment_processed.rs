@@ -49,10 +49,7 @@ impl Handler for PaymentProcessedHandler {
         tx: &mut PgConnection,
         event: &ConsumedEvent,
     ) -> Result<(), HandlerError> {
-        let span = tracing::Span::current();
-        self.handle_batch(tx, &[(event, &span)])
-            .await
-            .map_err(|(_, e)| e)
+        orderflow_events::consumer::handle_as_batch(self, tx, event).await
     }
 
     /// The shipments of every paid order of the batch, and their events, are
