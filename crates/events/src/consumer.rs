@@ -15,8 +15,8 @@
 //!   before the failing one are applied again and committed, and the
 //!   failing one goes through the one-record path below. Handlers with
 //!   effects outside the database set
-//!   [`ConsumerOptions::savepoint_per_record`] instead: each record behind a
-//!   savepoint, so a failure undoes only its own record.
+//!   [`ConsumerOptions::keep_applied_on_failure`] instead: the records
+//!   before a failing one are committed without being handled again.
 //! - The offset is stored only after that transaction committed
 //!   (`enable.auto.offset.store=false`); librdkafka commits stored offsets
 //!   periodically and once more on shutdown. A crash re-delivers, the inbox
@@ -186,8 +186,8 @@ pub struct ConsumerOptions {
     /// Records buffered per partition worker.
     pub queue_per_partition: usize,
     /// At most this many consecutive records of a partition, of those
-    /// already received, are applied in one transaction (each with its own
-    /// savepoint and inbox entry); 1 gives every record a transaction of its
+    /// already received, are applied in one transaction (with one inbox
+    /// statement for all of them); 1 gives every record a transaction of its
     /// own. Batches cut commits under load and add no wait when the
     /// partition is quiet. Keep it at 1 when handlers of different keys
     /// lock shared rows: batches would hold those locks longer and can
@@ -202,14 +202,18 @@ pub struct ConsumerOptions {
     /// database (an SMTP server): with one lane a partition waits for each
     /// in turn. Each lane holds its own database connection while it works.
     pub lanes_per_partition: usize,
-    /// Each record of a batch behind its own savepoint. Without (the
-    /// default), a batch writes the inbox rows of all its records in one
-    /// statement and, when a handler fails, is rolled back and its records
-    /// before the failing one are applied again: their effects commit once,
-    /// but their handlers run twice. Set it when a handler has an effect
-    /// outside the database (sending an e-mail) that must not be repeated
-    /// for another record's failure; it costs two round trips per record.
-    pub savepoint_per_record: bool,
+    /// When a handler fails a record of a batch, commit the records before
+    /// it instead of rolling the batch back and handling them again.
+    /// Without (the default), their effects commit once but their handlers
+    /// run twice. Set it when a handler has an effect outside the database
+    /// (sending an e-mail) that must not be repeated for another record's
+    /// failure. The handlers must then leave nothing of a record they fail,
+    /// nor of the records after it, in the transaction: a
+    /// [`Handler::handle_batch`] that returns `Err((i, e))` has written the
+    /// records before `i` only (e.g. it writes once every record is done).
+    /// A statement that fails aborts the transaction: then the whole batch
+    /// goes back to being applied one record at a time.
+    pub keep_applied_on_failure: bool,
     /// The partitions of a topic share this many workers (partition `p`
     /// goes to worker `p % n`); 0 gives every partition a worker of its own.
     /// A worker applies its partitions' records in the order it received
@@ -229,7 +233,7 @@ impl Default for ConsumerOptions {
             queue_per_partition: 256,
             max_batch: 32,
             lanes_per_partition: 1,
-            savepoint_per_record: false,
+            keep_applied_on_failure: false,
             workers_per_topic: 0,
         }
     }

@@ -178,7 +178,7 @@ pub fn pipeline() -> &'static PipelineMetrics {
         );
         r.register(
             "orderflow_handler_duration_seconds",
-            "Duration of one handler attempt including its database transaction (in a batch: its savepoint, inbox row and handler; the shared commit is not counted)",
+            "Duration of one handler attempt (in a batch: the time of the handler call for its run of records, divided by their number; the inbox statement and the commit are not counted)",
             m.handler_duration.clone(),
         );
         r.register(

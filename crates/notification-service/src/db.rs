@@ -1,11 +1,12 @@
 //! The `notifications` table. Every function takes a connection so the
 //! caller owns the transaction.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use orderflow_events::outbox;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::email::Kind;
@@ -14,26 +15,42 @@ use crate::email::Kind;
 /// cannot collide with the relay's one-key lock).
 const ORDER_LOCK_CLASS: i32 = 0x4e4f_5449; // "NOTI"
 
-/// Serialises the handlers of one order until the transaction ends, so a
-/// confirmation and a cancellation handled at the same time on different
-/// partitions see each other's row.
-pub async fn lock_order(conn: &mut PgConnection, order_id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
-        .bind(ORDER_LOCK_CLASS)
-        .bind(order_id)
-        .execute(conn)
-        .await?;
+/// Serialises the handlers of the same orders until the transaction ends,
+/// so a confirmation and a cancellation handled at the same time on
+/// different partitions see each other's row. The locks are taken in one
+/// order (by hash), so two batches never wait for each other in a circle.
+pub async fn lock_orders(conn: &mut PgConnection, order_ids: &[&str]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock($1, h) FROM \
+         (SELECT DISTINCT hashtext(o) AS h FROM unnest($2::text[]) AS o ORDER BY h) AS locks",
+    )
+    .bind(ORDER_LOCK_CLASS)
+    .bind(order_ids)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
-/// The kinds already recorded for an order.
-pub async fn kinds(conn: &mut PgConnection, order_id: &str) -> Result<Vec<Kind>, sqlx::Error> {
-    let rows: Vec<String> =
-        sqlx::query_scalar("SELECT kind FROM notifications WHERE order_id = $1")
-            .bind(order_id)
+/// The kinds already recorded for each of `order_ids` (orders without any
+/// are absent). Planned on every call: a generic plan for `= ANY($1)` made
+/// while the table was small would scan all of it.
+pub async fn kinds(
+    conn: &mut PgConnection,
+    order_ids: &[&str],
+) -> Result<HashMap<String, Vec<Kind>>, sqlx::Error> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT order_id, kind FROM notifications WHERE order_id = ANY($1)")
+            .persistent(false)
+            .bind(order_ids)
             .fetch_all(conn)
             .await?;
-    Ok(rows.iter().filter_map(|k| Kind::parse(k)).collect())
+    let mut kinds: HashMap<String, Vec<Kind>> = HashMap::new();
+    for (order_id, kind) in rows {
+        if let Some(k) = Kind::parse(&kind) {
+            kinds.entry(order_id).or_default().push(k);
+        }
+    }
+    Ok(kinds)
 }
 
 /// Outcome of one notification.
@@ -71,49 +88,65 @@ pub struct NewNotification<'a> {
     /// Outcome.
     pub status: Status,
     /// Why it failed.
-    pub error: Option<&'a str>,
+    pub error: Option<String>,
     /// `Message-ID` header.
     pub message_id: &'a str,
     /// The event that caused it.
     pub cause_event_id: Uuid,
 }
 
-/// Records a notification and queues `events` (its outcome), in one
-/// statement; `false` (and nothing written) when the order already has one
-/// of this kind.
+/// Records `notifications` and queues `events` (their outcomes), in one
+/// statement. The caller holds the orders' locks and has checked that each
+/// kind is new: a second notification of one kind for an order fails the
+/// statement, and nothing is written.
 pub async fn insert(
     conn: &mut PgConnection,
-    n: &NewNotification<'_>,
+    notifications: &[NewNotification<'_>],
     events: &outbox::Rows,
-) -> Result<bool, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "WITH recorded AS (\
                INSERT INTO notifications (id, order_id, kind, recipient, subject, status, error, \
-               message_id, cause_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-               ON CONFLICT (order_id, kind) DO NOTHING RETURNING id), \
+               message_id, cause_event_id) \
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                 $6::text[], $7::text[], $8::text[], $9::uuid[])), \
              {} \
-             SELECT count(*) FROM recorded",
-            outbox::Rows::cte_when("queued", 10, "EXISTS (SELECT 1 FROM recorded)")
+             SELECT 1",
+            outbox::Rows::cte("queued", 10)
         )
     });
-    let recorded: i64 = events
+    if notifications.is_empty() {
+        return Ok(());
+    }
+    fn column<'a>(
+        notifications: &'a [NewNotification<'_>],
+        f: impl Fn(&'a NewNotification<'_>) -> &'a str,
+    ) -> Vec<&'a str> {
+        notifications.iter().map(f).collect()
+    }
+    let q = sqlx::query(SQL.as_str())
+        .bind(notifications.iter().map(|n| n.id).collect::<Vec<_>>())
+        .bind(column(notifications, |n| n.order_id))
+        .bind(column(notifications, |n| n.kind.as_str()))
+        .bind(column(notifications, |n| n.recipient))
+        .bind(column(notifications, |n| n.subject))
+        .bind(column(notifications, |n| n.status.as_str()))
         .bind(
-            sqlx::query(SQL.as_str())
-                .bind(n.id)
-                .bind(n.order_id)
-                .bind(n.kind.as_str())
-                .bind(n.recipient)
-                .bind(n.subject)
-                .bind(n.status.as_str())
-                .bind(n.error)
-                .bind(n.message_id)
-                .bind(n.cause_event_id),
+            notifications
+                .iter()
+                .map(|n| n.error.as_deref())
+                .collect::<Vec<_>>(),
         )
-        .try_map(|row: sqlx::postgres::PgRow| row.try_get(0))
-        .fetch_one(conn)
-        .await?;
-    Ok(recorded == 1)
+        .bind(column(notifications, |n| n.message_id))
+        .bind(
+            notifications
+                .iter()
+                .map(|n| n.cause_event_id)
+                .collect::<Vec<_>>(),
+        );
+    events.bind(q).execute(conn).await?;
+    Ok(())
 }
 
 /// A stored notification.

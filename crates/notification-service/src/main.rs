@@ -11,9 +11,13 @@
 
 mod api;
 mod db;
+#[cfg(test)]
+mod db_tests;
 mod email;
 mod handlers;
 mod mailer;
+#[cfg(test)]
+mod test_smtp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +26,6 @@ use anyhow::Context as _;
 use clap::Parser;
 use lettre::message::Mailbox;
 use orderflow_events::consumer::{ConsumerOptions, EventConsumer};
-use orderflow_events::EventType;
 use orderflow_service::config::parse_duration;
 use orderflow_service::{Context, Parts, ServiceSpec};
 
@@ -149,17 +152,10 @@ fn build(ctx: &Context, smtp: &SmtpSettings, in_flight: usize) -> anyhow::Result
         lanes_per_partition: in_flight,
         // An e-mail sent is not undone by a rollback: another record's
         // failure must not send it again.
-        savepoint_per_record: true,
+        keep_applied_on_failure: true,
         ..ConsumerOptions::default()
     })
-    .on(
-        EventType::ShippingCreated,
-        handlers::ShippingCreatedHandler(notifier.clone()),
-    )
-    .on(
-        EventType::OrderCancelled,
-        handlers::OrderCancelledHandler(notifier),
-    );
+    .on_each(handlers::EVENT_TYPES, notifier);
     Ok(Parts {
         router: api::router(api::AppState {
             pool: ctx.api_pool.clone(),

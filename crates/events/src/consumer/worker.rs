@@ -3,7 +3,7 @@
 //! in order, in one lane or, with [`ConsumerOptions::lanes_per_partition`],
 //! in several lanes split by record key.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -452,8 +452,8 @@ async fn apply_batch(
         };
         events.push((consumed_event(msg, envelope), span));
     }
-    let (done, failure) = if ctx.opts.savepoint_per_record {
-        apply_with_savepoints(ctx, &events).await
+    let (done, failure) = if ctx.opts.keep_applied_on_failure {
+        apply_keeping_applied(ctx, &events).await
     } else {
         apply_all_or_nothing(ctx, &events).await
     };
@@ -487,7 +487,7 @@ type Outcomes = Vec<(&'static str, Duration)>;
 /// the handlers. When a handler fails, the whole transaction is rolled back
 /// and the records before the failing one are applied again, alone in a
 /// new transaction; their effects are committed once, but their handlers
-/// run twice. Fewer round trips than [`apply_with_savepoints`].
+/// run twice.
 async fn apply_all_or_nothing(
     ctx: &Context,
     events: &[(ConsumedEvent, &tracing::Span)],
@@ -515,23 +515,10 @@ async fn try_all(
     events: &[(ConsumedEvent, &tracing::Span)],
 ) -> Result<Outcomes, Option<(usize, HandlerError)>> {
     let mut tx = ctx.pool.begin().await.map_err(|_| None)?;
-    let mut fresh = inbox::record_new(&mut tx, &ctx.group_id, &inbox_entries(ctx, events))
+    let fresh = inbox::record_new(&mut tx, &ctx.group_id, &inbox_entries(ctx, events))
         .await
         .map_err(|_| None)?;
-    let mut done = vec![("skipped", Duration::ZERO); events.len()];
-    // The records to apply, with their handlers; duplicates (seen before,
-    // or earlier in this batch) and records without a handler write nothing.
-    let mut todo: Vec<(usize, &Arc<dyn Handler>)> = Vec::with_capacity(events.len());
-    for (i, (event, _)) in events.iter().enumerate() {
-        let Some(handler) = ctx.handlers.get(&event.envelope.event_type()) else {
-            continue;
-        };
-        if fresh.remove(&event.envelope.event_id) {
-            todo.push((i, handler));
-        } else {
-            done[i].0 = "duplicate";
-        }
-    }
+    let (mut done, todo) = sort_out(ctx, events, fresh);
     // Consecutive records for the same handler go to it together.
     for run in todo.chunk_by(|a, b| Arc::ptr_eq(a.1, b.1)) {
         let handler = run[0].1;
@@ -567,72 +554,93 @@ async fn try_all(
     Ok(done)
 }
 
-/// The batch with a savepoint per record: a failing record undoes only its
-/// own writes, and the records before it are committed without running
-/// their handlers again. One inbox statement records the whole batch
-/// first; when a record fails, the entries of that record and of those
-/// after it are taken out again, so they are applied later.
-async fn apply_with_savepoints(
+/// Records to apply (index in the batch) with their handlers.
+type Todo<'c> = Vec<(usize, &'c Arc<dyn Handler>)>;
+
+/// The records to apply, with their handlers, and the outcome of each
+/// record so far: duplicates (seen before, or earlier in this batch) and
+/// records without a handler write nothing. `fresh`: the ids the inbox
+/// statement recorded.
+fn sort_out<'c>(
+    ctx: &'c Context,
+    events: &[(ConsumedEvent, &tracing::Span)],
+    mut fresh: HashSet<uuid::Uuid>,
+) -> (Outcomes, Todo<'c>) {
+    let mut done = vec![("skipped", Duration::ZERO); events.len()];
+    let mut todo = Vec::with_capacity(events.len());
+    for (i, (event, _)) in events.iter().enumerate() {
+        let Some(handler) = ctx.handlers.get(&event.envelope.event_type()) else {
+            continue;
+        };
+        if fresh.remove(&event.envelope.event_id) {
+            todo.push((i, handler));
+        } else {
+            done[i].0 = "duplicate";
+        }
+    }
+    (done, todo)
+}
+
+/// The batch for handlers that keep what they applied
+/// ([`keep_applied_on_failure`](crate::consumer::ConsumerOptions::keep_applied_on_failure)):
+/// one inbox statement records the whole batch first. When a handler fails
+/// record `i`, the inbox entries of `i` and of the records after it are
+/// taken out again, and the records before `i` are committed without being
+/// handled again; the rest are applied later.
+async fn apply_keeping_applied(
     ctx: &Context,
     events: &[(ConsumedEvent, &tracing::Span)],
 ) -> (Outcomes, Option<HandlerError>) {
     let Ok(mut tx) = ctx.pool.begin().await else {
         return (Vec::new(), None);
     };
-    let Ok(mut fresh) =
-        inbox::record_new(&mut tx, &ctx.group_id, &inbox_entries(ctx, events)).await
+    let Ok(fresh) = inbox::record_new(&mut tx, &ctx.group_id, &inbox_entries(ctx, events)).await
     else {
         return (Vec::new(), None);
     };
-    let mut done = Vec::with_capacity(events.len());
+    let (mut done, todo) = sort_out(ctx, events, fresh);
     let mut failure = None;
-    for (event, span) in events {
-        let Some(handler) = ctx.handlers.get(&event.envelope.event_type()) else {
-            done.push(("skipped", Duration::ZERO));
+    for run in todo.chunk_by(|a, b| Arc::ptr_eq(a.1, b.1)) {
+        let items: Vec<(&ConsumedEvent, &tracing::Span)> = run
+            .iter()
+            .map(|&(i, _)| (&events[i].0, events[i].1))
+            .collect();
+        let started = Instant::now();
+        let result = run[0].1.handle_batch(&mut tx, &items).await;
+        let took = started.elapsed() / run.len() as u32;
+        let applied = match &result {
+            Ok(()) => run.len(),
+            Err((j, _)) => (*j).min(run.len() - 1),
+        };
+        for &(i, _) in &run[..applied] {
+            done[i] = ("applied", took);
+        }
+        let Err((_, e)) = result else {
             continue;
         };
-        let id = event.envelope.event_id;
-        if !fresh.remove(&id) {
-            // Applied before, or earlier in this batch.
-            done.push(("duplicate", Duration::ZERO));
-            continue;
+        let at = run[applied].0;
+        let event = &events[at].0;
+        metrics::pipeline().handler_duration(
+            &event.origin.topic,
+            event.envelope.event_type().name(),
+            took,
+        );
+        // Take the failed record and the ones not reached out of the
+        // inbox; keep the ones before it.
+        let undone: Vec<uuid::Uuid> = todo
+            .iter()
+            .filter(|&&(i, _)| i >= at)
+            .map(|&(i, _)| events[i].0.envelope.event_id)
+            .collect();
+        if inbox::forget(&mut tx, &ctx.group_id, &undone)
+            .await
+            .is_err()
+        {
+            return (Vec::new(), None);
         }
-        let started = Instant::now();
-        let result = async {
-            sqlx::query("SAVEPOINT orderflow_event")
-                .execute(&mut *tx)
-                .await?;
-            handler.handle(&mut tx, event).await
-        }
-        .instrument((*span).clone())
-        .await;
-        let took = started.elapsed();
-        match result {
-            Ok(()) => done.push(("applied", took)),
-            Err(e) => {
-                metrics::pipeline().handler_duration(
-                    &event.origin.topic,
-                    event.envelope.event_type().name(),
-                    took,
-                );
-                // Undo this record's writes, and take it and the records
-                // not reached out of the inbox; keep the ones before it.
-                fresh.insert(id);
-                let undone: Vec<uuid::Uuid> = fresh.into_iter().collect();
-                if sqlx::query("ROLLBACK TO SAVEPOINT orderflow_event")
-                    .execute(&mut *tx)
-                    .await
-                    .is_err()
-                    || inbox::forget(&mut tx, &ctx.group_id, &undone)
-                        .await
-                        .is_err()
-                {
-                    return (Vec::new(), None);
-                }
-                failure = Some(e);
-                break;
-            }
-        }
+        failure = Some(e);
+        done.truncate(at);
+        break;
     }
     if done.is_empty() {
         return (done, failure);

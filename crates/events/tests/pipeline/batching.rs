@@ -31,8 +31,7 @@ async fn transactions_for(max_batch: usize) -> i64 {
         env.count("SELECT count(*) FROM inbox").await,
         i64::from(EVENTS)
     );
-    // `applied.txid` is the top-level transaction's id (also behind a
-    // savepoint, where a row's xmin would be the subtransaction's).
+    // `applied.txid` is the transaction's id.
     let transactions = env.count("SELECT count(DISTINCT txid) FROM applied").await;
     consumer.stop().await.expect("consumer");
     transactions
@@ -58,11 +57,12 @@ async fn max_batch_one_gives_each_record_its_own_transaction() {
 }
 
 /// Produces ten events for one key, the fifth rejected by the handler,
-/// before a consumer (batches of up to 32, `savepoint_per_record` as given)
+/// before a consumer (batches of up to 32, `keep_applied_on_failure` as
+/// given)
 /// starts. Checks that every other event is applied exactly once and in
 /// order, the rejected one is dead-lettered, and every offset committed;
 /// returns how many times the handler saw each of the first four.
-async fn rejected_mid_batch(savepoint_per_record: bool) -> Vec<u32> {
+async fn rejected_mid_batch(keep_applied_on_failure: bool) -> Vec<u32> {
     let env = Env::new(1).await;
     let handler = TestHandler::default();
     let events: Vec<_> = (1..=10)
@@ -80,7 +80,7 @@ async fn rejected_mid_batch(savepoint_per_record: bool) -> Vec<u32> {
     let consumer = env.spawn_consumer_opts(
         &handler,
         ConsumerOptions {
-            savepoint_per_record,
+            keep_applied_on_failure,
             ..ConsumerOptions::default()
         },
     );
@@ -121,7 +121,7 @@ async fn a_rejected_record_rolls_the_batch_back_and_the_rest_commit_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_savepoints_a_rejected_record_undoes_only_itself() {
+async fn keeping_applied_records_a_rejected_record_fails_alone() {
     let seen = rejected_mid_batch(true).await;
     assert_eq!(seen, vec![1; 4], "no handler ran twice");
 }

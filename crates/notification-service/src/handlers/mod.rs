@@ -1,25 +1,26 @@
-//! Event handlers: one per consumed event type, both built on
-//! [`Notifier`], which sends an e-mail at most once per order and kind.
+//! The event handler: `ShippingCreated` → order confirmation e-mail,
+//! `OrderCancelled` → cancellation e-mail, each sent at most once per order
+//! and kind.
 
-mod order_cancelled;
-mod shipping_created;
-
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use orderflow_events::consumer::ConsumedEvent;
+use async_trait::async_trait;
+use orderflow_events::consumer::{ConsumedEvent, Handler};
 use orderflow_events::error::HandlerError;
-use orderflow_events::events::{Event, NotificationFailed, NotificationSent};
+use orderflow_events::events::{Event, EventType, NotificationFailed, NotificationSent};
 use orderflow_events::{outbox, TopicCatalog};
 use sqlx::PgConnection;
+use tracing::Instrument;
 use uuid::Uuid;
 
-pub use order_cancelled::OrderCancelledHandler;
-pub use shipping_created::ShippingCreatedHandler;
-
 use crate::db::{self, NewNotification, Status};
-use crate::email::{Email, Kind};
+use crate::email::{self, Email, Kind};
 use crate::mailer::{Mailer, SendError};
 use crate::SOURCE;
+
+/// Event types [`Notifier`] handles.
+pub const EVENT_TYPES: &[EventType] = &[EventType::ShippingCreated, EventType::OrderCancelled];
 
 /// Sends notification e-mails and records them.
 #[derive(Clone)]
@@ -38,26 +39,108 @@ pub fn is_due(kind: Kind, existing: &[Kind]) -> bool {
     !superseded && !existing.contains(&kind)
 }
 
-impl Notifier {
-    /// Sends `email` (caused by `event`) unless it is no longer due, records
-    /// the outcome and emits `NotificationSent` or `NotificationFailed`. A
-    /// failure worth retrying records nothing and returns an infrastructure
-    /// error, so the consumer retries the event until the server is back.
-    async fn notify(
+/// The e-mail an event asks for.
+fn email_for(event: &Event) -> Result<Email, HandlerError> {
+    match event {
+        Event::ShippingCreated(p) => Ok(email::confirmation(p)),
+        Event::OrderCancelled(p) => Ok(email::cancellation(p)),
+        other => Err(HandlerError::permanent(format!(
+            "the notification service does not handle {}",
+            other.event_type()
+        ))),
+    }
+}
+
+#[async_trait]
+impl Handler for Notifier {
+    async fn handle(
         &self,
         tx: &mut PgConnection,
         event: &ConsumedEvent,
-        email: Email,
     ) -> Result<(), HandlerError> {
+        orderflow_events::consumer::handle_as_batch(self, tx, event).await
+    }
+
+    /// Locks the batch's orders and reads the kinds they have (one
+    /// statement each), sends the e-mails that are due one after the other
+    /// in record order, then records them and queues their events in one
+    /// statement. It stops at the first record it cannot finish (malformed,
+    /// or the SMTP server asks to retry): the records before it are
+    /// recorded, nothing of that record or the later ones is written, and
+    /// the consumer commits the former and hands the rest back
+    /// ([`keep_applied_on_failure`](orderflow_events::consumer::ConsumerOptions::keep_applied_on_failure)),
+    /// so no e-mail is sent twice for another record's failure.
+    async fn handle_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[(&ConsumedEvent, &tracing::Span)],
+    ) -> Result<(), (usize, HandlerError)> {
+        let mut stop = None;
+        let mut emails = Vec::with_capacity(events.len());
+        for (i, (event, _)) in events.iter().enumerate() {
+            match email_for(&event.envelope.event) {
+                Ok(e) => emails.push(e),
+                Err(e) => {
+                    stop = Some((i, e));
+                    break;
+                }
+            }
+        }
+        if emails.is_empty() {
+            return stop.map_or(Ok(()), Err);
+        }
+        let fail = |e: sqlx::Error| HandlerError::batch_failure(events.len(), e);
+        let mut orders: Vec<&str> = emails.iter().map(|e| e.order_id.as_str()).collect();
+        orders.sort_unstable();
+        orders.dedup();
+        db::lock_orders(tx, &orders).await.map_err(fail)?;
+        let mut kinds: HashMap<String, Vec<Kind>> = db::kinds(tx, &orders).await.map_err(fail)?;
+        let mut recorded = Vec::with_capacity(emails.len());
+        let mut queued = outbox::Rows::default();
+        for (i, ((event, span), email)) in events.iter().zip(&emails).enumerate() {
+            let existing = kinds.entry(email.order_id.clone()).or_default();
+            match self
+                .deliver(event, email, existing, &mut queued)
+                .instrument((*span).clone())
+                .await
+            {
+                Ok(Some(n)) => {
+                    existing.push(email.kind);
+                    recorded.push(n);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    stop = Some((i, e));
+                    break;
+                }
+            }
+        }
+        db::insert(tx, &recorded, &queued).await.map_err(fail)?;
+        stop.map_or(Ok(()), Err)
+    }
+}
+
+impl Notifier {
+    /// Sends `email` (caused by `event`) unless it is no longer due given
+    /// the order's `existing` kinds, and queues `NotificationSent` or
+    /// `NotificationFailed`: the notification to record, or `None` when it
+    /// was not due. A failure worth retrying sends and queues nothing and
+    /// returns an infrastructure error, so the consumer retries the event
+    /// until the server is back.
+    async fn deliver<'a>(
+        &self,
+        event: &ConsumedEvent,
+        email: &'a Email,
+        existing: &[Kind],
+        queued: &mut outbox::Rows,
+    ) -> Result<Option<NewNotification<'a>>, HandlerError> {
         let order_id = email.order_id.as_str();
-        db::lock_order(tx, order_id).await?;
-        let existing = db::kinds(tx, order_id).await?;
-        if !is_due(email.kind, &existing) {
+        if !is_due(email.kind, existing) {
             tracing::info!(order_id, kind = %email.kind, ?existing, "notification not due; skipped");
-            return Ok(());
+            return Ok(None);
         }
         let id = Uuid::now_v7();
-        let (status, error) = match self.mailer.send(&email).await {
+        let (status, error) = match self.mailer.send(email).await {
             Ok(()) => (Status::Sent, None),
             Err(SendError::Permanent(reason)) => (Status::Failed, Some(reason)),
             Err(SendError::Transient(reason)) => {
@@ -83,36 +166,24 @@ impl Notifier {
             }
             .into(),
         };
-        let mut events = outbox::Rows::default();
-        event.follow_up(&mut events, &self.catalog, SOURCE, order_id, payload)?;
-        let inserted = db::insert(
-            tx,
-            &NewNotification {
-                id,
-                order_id,
-                kind: email.kind,
-                recipient: &email.to,
-                subject: &email.subject,
-                status,
-                error: error.as_deref(),
-                message_id: &email.message_id,
-                cause_event_id: event.envelope.event_id,
-            },
-            &events,
-        )
-        .await?;
-        if !inserted {
-            // Unreachable under the order lock; kept so a duplicate can never
-            // emit a second event (the statement queues it only with the row).
-            return Ok(());
-        }
+        event.follow_up(queued, &self.catalog, SOURCE, order_id, payload)?;
         match &error {
             None => tracing::info!(order_id, kind = %email.kind, to = %email.to, "e-mail sent"),
             Some(e) => {
                 tracing::warn!(order_id, kind = %email.kind, to = %email.to, error = %e, "e-mail failed for good")
             }
         }
-        Ok(())
+        Ok(Some(NewNotification {
+            id,
+            order_id,
+            kind: email.kind,
+            recipient: &email.to,
+            subject: &email.subject,
+            status,
+            error,
+            message_id: &email.message_id,
+            cause_event_id: event.envelope.event_id,
+        }))
     }
 }
 
