@@ -16,6 +16,11 @@ struct Config {
     common: orderflow_service::CommonConfig,
 }
 
+/// mimalloc instead of the system allocator: under load glibc's `malloc`
+/// and `free` took about a fifth of a service's CPU (`docs/benchmarks.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

@@ -5,6 +5,11 @@ use anyhow::Context;
 use orderflow_schema_registry::{build, Config};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc instead of the system allocator: under load glibc's `malloc`
+/// and `free` took about a fifth of a service's CPU (`docs/benchmarks.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
