@@ -452,7 +452,14 @@ async fn apply_batch(
         };
         events.push((consumed_event(msg, envelope), span));
     }
-    let (done, failure) = if ctx.opts.keep_applied_on_failure {
+    // A batch with nothing for this service's handlers (most records of a
+    // topic another service's saga steps share) needs no transaction.
+    let in_transaction = events
+        .iter()
+        .any(|(e, _)| ctx.handlers.contains_key(&e.envelope.event_type()));
+    let (done, failure) = if !in_transaction {
+        (vec![("skipped", Duration::ZERO); events.len()], None)
+    } else if ctx.opts.keep_applied_on_failure {
         apply_keeping_applied(ctx, &events).await
     } else {
         apply_all_or_nothing(ctx, &events).await
@@ -474,7 +481,9 @@ async fn apply_batch(
         }
         m.consumed(&event.origin.topic, event_type, outcome);
     }
-    m.transaction_records(&events[0].0.origin.topic, done.len());
+    if in_transaction {
+        m.transaction_records(&events[0].0.origin.topic, done.len());
+    }
     acks.done(ctx, events[..done.len()].iter().map(|(e, _)| &e.origin));
     (done.len(), failure)
 }

@@ -125,3 +125,48 @@ async fn keeping_applied_records_a_rejected_record_fails_alone() {
     let seen = rejected_mid_batch(true).await;
     assert_eq!(seen, vec![1; 4], "no handler ran twice");
 }
+
+/// Records of types the consumer has no handler for, before, between and
+/// after the ones it handles: they are acknowledged without an inbox entry
+/// (whole batches of them without a transaction), and the others are
+/// applied once each, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_without_a_handler_are_acknowledged_and_leave_no_trace() {
+    let env = Env::new(1).await;
+    let handler = TestHandler::default();
+    let confirmed = |seq: i32| {
+        orderflow_events::Envelope::new(
+            "order-service",
+            KEY,
+            orderflow_events::events::OrderConfirmed {
+                order_id: KEY.to_owned(),
+                payment_id: format!("p-{seq}"),
+                total: 100,
+                currency: "EUR".into(),
+            },
+        )
+    };
+    let mut events = Vec::new();
+    events.extend((1..=10).map(confirmed));
+    let handled: Vec<_> = (1..=10).map(|seq| shipped(KEY, seq)).collect();
+    events.extend(handled.iter().cloned());
+    events.extend((11..=20).map(confirmed));
+    env.send_backlog(&events.iter().map(|e| (KEY, e)).collect::<Vec<_>>())
+        .await;
+    let consumer = env.spawn_consumer(&handler);
+    env.wait_applied(10).await;
+    env.wait_committed(30).await;
+    let applied: Vec<_> = env.applied_rows().await.into_iter().map(|r| r.0).collect();
+    let expected: Vec<_> = handled.iter().map(|e| e.event_id).collect();
+    assert_eq!(
+        applied, expected,
+        "the handled ones applied once each, in order"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM inbox").await, 10);
+    assert_eq!(
+        handler.received().len(),
+        10,
+        "the others never reach the handler"
+    );
+    consumer.stop().await.expect("consumer");
+}
