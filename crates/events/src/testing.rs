@@ -144,3 +144,19 @@ where
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
+
+/// A consumed event for handler tests: `event` in a new envelope (source
+/// `test`, correlation id and record key `key`), read from offset 0 of
+/// partition 0 of topic `test`, without a trace context.
+pub fn consumed(event: impl Into<crate::Event>, key: &str) -> crate::consumer::ConsumedEvent {
+    crate::consumer::ConsumedEvent {
+        envelope: crate::Envelope::new("test", key, event),
+        origin: crate::inbox::Origin {
+            topic: "test".into(),
+            partition: 0,
+            offset: 0,
+        },
+        key: Some(key.into()),
+        trace: None,
+    }
+}

@@ -11,9 +11,8 @@ use orderflow_events::error::HandlerError;
 use orderflow_events::events::{
     Address, OrderCancelled, OrderCreated, OrderLine, PaymentFailed, ShippingDispatched,
 };
-use orderflow_events::inbox::Origin;
-use orderflow_events::testing::{admin_database_url, TestDatabase};
-use orderflow_events::{Envelope, Event, TopicCatalog};
+use orderflow_events::testing::{admin_database_url, consumed, TestDatabase};
+use orderflow_events::TopicCatalog;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -31,19 +30,6 @@ async fn setup() -> TestDatabase {
     migrator.set_ignore_missing(true);
     migrator.run(&db.pool).await.expect("inventory migrations");
     db
-}
-
-fn consumed(event: impl Into<Event>, correlation: &str) -> ConsumedEvent {
-    ConsumedEvent {
-        envelope: Envelope::new("test", correlation, event),
-        origin: Origin {
-            topic: "test".into(),
-            partition: 0,
-            offset: 0,
-        },
-        key: Some(correlation.into()),
-        trace: None,
-    }
 }
 
 fn order(order_id: &str, lines: &[(&str, i32)]) -> ConsumedEvent {

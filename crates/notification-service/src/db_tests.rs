@@ -9,9 +9,8 @@ use std::time::Duration;
 use orderflow_events::consumer::{ConsumedEvent, Handler};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::{NotificationSent, OrderCancelled, ShippingCreated, StockLine};
-use orderflow_events::inbox::Origin;
-use orderflow_events::testing::TestDatabase;
-use orderflow_events::{Envelope, Event, TopicCatalog};
+use orderflow_events::testing::{consumed, TestDatabase};
+use orderflow_events::TopicCatalog;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
 
@@ -43,19 +42,6 @@ async fn notifier(rcpt: Rcpt) -> (Notifier, mpsc::UnboundedReceiver<String>) {
         catalog: TopicCatalog::with_prefix(""),
     };
     (notifier, mail)
-}
-
-fn consumed(event: impl Into<Event>, order_id: &str) -> ConsumedEvent {
-    ConsumedEvent {
-        envelope: Envelope::new("test", order_id, event),
-        origin: Origin {
-            topic: "test".into(),
-            partition: 0,
-            offset: 0,
-        },
-        key: Some(order_id.into()),
-        trace: None,
-    }
 }
 
 fn shipped_to(order_id: &str, email: &str) -> ConsumedEvent {

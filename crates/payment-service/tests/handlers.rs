@@ -7,9 +7,8 @@ use std::time::Duration;
 use orderflow_events::consumer::{ConsumedEvent, Handler};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::{Address, InventoryReserved, OrderCancelled, StockLine};
-use orderflow_events::inbox::Origin;
-use orderflow_events::testing::{admin_database_url, TestDatabase};
-use orderflow_events::{Envelope, Event, TopicCatalog};
+use orderflow_events::testing::{admin_database_url, consumed, TestDatabase};
+use orderflow_events::TopicCatalog;
 use payment_service::handlers::{OnInventoryReserved, OnOrderCancelled};
 use payment_service::MIGRATOR;
 use sqlx::migrate::Migrator;
@@ -31,19 +30,6 @@ async fn setup() -> TestDatabase {
     migrator.set_ignore_missing(true);
     migrator.run(&db.pool).await.expect("payment migrations");
     db
-}
-
-fn consumed(event: impl Into<Event>, order_id: &str) -> ConsumedEvent {
-    ConsumedEvent {
-        envelope: Envelope::new("test", order_id, event),
-        origin: Origin {
-            topic: "test".into(),
-            partition: 0,
-            offset: 0,
-        },
-        key: Some(order_id.into()),
-        trace: None,
-    }
 }
 
 fn reserved(order_id: &str, token: &str, total: i64) -> ConsumedEvent {

@@ -5,9 +5,8 @@
 use orderflow_events::consumer::{ConsumedEvent, Handler};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::{Address, OrderCancelled, PaymentProcessed, StockLine};
-use orderflow_events::inbox::Origin;
-use orderflow_events::testing::TestDatabase;
-use orderflow_events::{Envelope, Event, TopicCatalog};
+use orderflow_events::testing::{consumed, TestDatabase};
+use orderflow_events::TopicCatalog;
 use sqlx::PgPool;
 
 use crate::handlers::{OrderCancelledHandler, PaymentProcessedHandler};
@@ -18,19 +17,6 @@ async fn database() -> TestDatabase {
     m.set_ignore_missing(true);
     m.run(&db.pool).await.expect("shipping migrations");
     db
-}
-
-fn consumed(event: impl Into<Event>, order_id: &str) -> ConsumedEvent {
-    ConsumedEvent {
-        envelope: Envelope::new("test", order_id, event),
-        origin: Origin {
-            topic: "test".into(),
-            partition: 0,
-            offset: 0,
-        },
-        key: Some(order_id.into()),
-        trace: None,
-    }
 }
 
 fn paid(order_id: &str) -> ConsumedEvent {
