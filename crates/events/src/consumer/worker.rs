@@ -528,33 +528,11 @@ async fn try_all(
         .await
         .map_err(|_| None)?;
     let (mut done, todo) = sort_out(ctx, events, fresh);
-    // Consecutive records for the same handler go to it together.
-    for run in todo.chunk_by(|a, b| Arc::ptr_eq(a.1, b.1)) {
-        let handler = run[0].1;
-        let items: Vec<(&ConsumedEvent, &tracing::Span)> = run
-            .iter()
-            .map(|&(i, _)| (&events[i].0, events[i].1))
-            .collect();
-        let started = Instant::now();
-        let result = handler.handle_batch(&mut tx, &items).await;
-        // The run's time, shared by its records.
-        let took = started.elapsed() / run.len() as u32;
-        if let Err((j, e)) = result {
-            let at = run[j.min(run.len() - 1)].0;
-            let event = &events[at].0;
-            metrics::pipeline().handler_duration(
-                &event.origin.topic,
-                event.envelope.event_type().name(),
-                took,
-            );
-            // Dropping `tx` would roll back too, but only once the
-            // connection is next used; roll back now.
-            let _ = tx.rollback().await;
-            return Err(Some((at, e)));
-        }
-        for &(i, _) in run {
-            done[i] = ("applied", took);
-        }
+    if let Some((at, e)) = run_handlers(&mut tx, events, &todo, &mut done).await {
+        // Dropping `tx` would roll back too, but only once the
+        // connection is next used; roll back now.
+        let _ = tx.rollback().await;
+        return Err(Some((at, e)));
     }
     if let Err(e) = tx.commit().await {
         tracing::debug!(error = %e, "batch commit failed; processing its records one at a time");
@@ -590,6 +568,47 @@ fn sort_out<'c>(
     (done, todo)
 }
 
+/// Hands the records of `todo` to their handlers on `conn`, consecutive
+/// records of one handler together, and marks them applied in `done` (each
+/// with its share of its run's time). Stops at the first record a handler
+/// fails: `Some((its index in the batch, the error))`; the records its run
+/// applied before it are marked applied too.
+async fn run_handlers(
+    conn: &mut sqlx::PgConnection,
+    events: &[(ConsumedEvent, &tracing::Span)],
+    todo: &Todo<'_>,
+    done: &mut Outcomes,
+) -> Option<(usize, HandlerError)> {
+    for run in todo.chunk_by(|a, b| Arc::ptr_eq(a.1, b.1)) {
+        let items: Vec<(&ConsumedEvent, &tracing::Span)> = run
+            .iter()
+            .map(|&(i, _)| (&events[i].0, events[i].1))
+            .collect();
+        let started = Instant::now();
+        let result = run[0].1.handle_batch(conn, &items).await;
+        // The run's time, shared by its records.
+        let took = started.elapsed() / run.len() as u32;
+        let applied = match &result {
+            Ok(()) => run.len(),
+            Err((j, _)) => (*j).min(run.len() - 1),
+        };
+        for &(i, _) in &run[..applied] {
+            done[i] = ("applied", took);
+        }
+        if let Err((_, e)) = result {
+            let at = run[applied].0;
+            let event = &events[at].0;
+            metrics::pipeline().handler_duration(
+                &event.origin.topic,
+                event.envelope.event_type().name(),
+                took,
+            );
+            return Some((at, e));
+        }
+    }
+    None
+}
+
 /// The batch for handlers that keep what they applied
 /// ([`keep_applied_on_failure`](crate::consumer::ConsumerOptions::keep_applied_on_failure)):
 /// one inbox statement records the whole batch first. When a handler fails
@@ -609,31 +628,7 @@ async fn apply_keeping_applied(
     };
     let (mut done, todo) = sort_out(ctx, events, fresh);
     let mut failure = None;
-    for run in todo.chunk_by(|a, b| Arc::ptr_eq(a.1, b.1)) {
-        let items: Vec<(&ConsumedEvent, &tracing::Span)> = run
-            .iter()
-            .map(|&(i, _)| (&events[i].0, events[i].1))
-            .collect();
-        let started = Instant::now();
-        let result = run[0].1.handle_batch(&mut tx, &items).await;
-        let took = started.elapsed() / run.len() as u32;
-        let applied = match &result {
-            Ok(()) => run.len(),
-            Err((j, _)) => (*j).min(run.len() - 1),
-        };
-        for &(i, _) in &run[..applied] {
-            done[i] = ("applied", took);
-        }
-        let Err((_, e)) = result else {
-            continue;
-        };
-        let at = run[applied].0;
-        let event = &events[at].0;
-        metrics::pipeline().handler_duration(
-            &event.origin.topic,
-            event.envelope.event_type().name(),
-            took,
-        );
+    if let Some((at, e)) = run_handlers(&mut tx, events, &todo, &mut done).await {
         // Take the failed record and the ones not reached out of the
         // inbox; keep the ones before it.
         let undone: Vec<uuid::Uuid> = todo
@@ -649,7 +644,6 @@ async fn apply_keeping_applied(
         }
         failure = Some(e);
         done.truncate(at);
-        break;
     }
     if done.is_empty() {
         return (done, failure);
