@@ -160,3 +160,15 @@ pub fn consumed(event: impl Into<crate::Event>, key: &str) -> crate::consumer::C
         trace: None,
     }
 }
+
+/// Applies `event` with `handler` in a transaction of its own and commits
+/// it; panics when the handler fails.
+pub async fn apply(
+    pool: &PgPool,
+    handler: &dyn crate::consumer::Handler,
+    event: &crate::consumer::ConsumedEvent,
+) {
+    let mut tx = pool.begin().await.expect("begin");
+    handler.handle(&mut tx, event).await.expect("handle");
+    tx.commit().await.expect("commit");
+}

@@ -11,7 +11,7 @@ use orderflow_events::error::HandlerError;
 use orderflow_events::events::{
     Address, OrderCancelled, OrderCreated, OrderLine, PaymentFailed, ShippingDispatched,
 };
-use orderflow_events::testing::{admin_database_url, consumed, TestDatabase};
+use orderflow_events::testing::{admin_database_url, apply, consumed, TestDatabase};
 use orderflow_events::TopicCatalog;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -104,12 +104,6 @@ fn dispatched(order_id: &str) -> ConsumedEvent {
 }
 
 /// Runs `handler` in its own committed transaction, as the consumer does.
-async fn apply(pool: &PgPool, handler: &dyn Handler, event: &ConsumedEvent) {
-    let mut tx = pool.begin().await.expect("begin");
-    handler.handle(&mut tx, event).await.expect("handle");
-    tx.commit().await.expect("commit");
-}
-
 async fn set_stock(pool: &PgPool, sku: &str, available: i32) {
     let mut conn = pool.acquire().await.expect("conn");
     inventory_service::db::set_available(&mut conn, sku, available)

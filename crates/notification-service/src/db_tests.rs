@@ -9,7 +9,7 @@ use std::time::Duration;
 use orderflow_events::consumer::{ConsumedEvent, Handler};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::{NotificationSent, OrderCancelled, ShippingCreated, StockLine};
-use orderflow_events::testing::{consumed, TestDatabase};
+use orderflow_events::testing::{apply, consumed, TestDatabase};
 use orderflow_events::TopicCatalog;
 use sqlx::PgPool;
 use tokio::sync::mpsc;
@@ -79,12 +79,6 @@ fn cancelled(order_id: &str) -> ConsumedEvent {
         },
         order_id,
     )
-}
-
-async fn apply(pool: &PgPool, notifier: &Notifier, event: &ConsumedEvent) {
-    let mut tx = pool.begin().await.expect("begin");
-    notifier.handle(&mut tx, event).await.expect("handle");
-    tx.commit().await.expect("commit");
 }
 
 /// Applies `events` as one batch and commits what the handler wrote, also

@@ -7,7 +7,7 @@ use std::time::Duration;
 use orderflow_events::consumer::{ConsumedEvent, Handler};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::{Address, InventoryReserved, OrderCancelled, StockLine};
-use orderflow_events::testing::{admin_database_url, consumed, TestDatabase};
+use orderflow_events::testing::{admin_database_url, apply, consumed, TestDatabase};
 use orderflow_events::TopicCatalog;
 use payment_service::handlers::{OnInventoryReserved, OnOrderCancelled};
 use payment_service::MIGRATOR;
@@ -86,12 +86,6 @@ fn cancel() -> OnOrderCancelled {
 }
 
 /// Runs `handler` in its own committed transaction, as the consumer does.
-async fn apply(pool: &PgPool, handler: &dyn Handler, event: &ConsumedEvent) {
-    let mut tx = pool.begin().await.expect("begin");
-    handler.handle(&mut tx, event).await.expect("handle");
-    tx.commit().await.expect("commit");
-}
-
 async fn status(pool: &PgPool, order_id: &str) -> Option<String> {
     sqlx::query_scalar("SELECT status FROM payments WHERE order_id = $1")
         .bind(order_id)

@@ -5,7 +5,7 @@
 use orderflow_events::consumer::{ConsumedEvent, Handler};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::{Address, OrderCancelled, PaymentProcessed, StockLine};
-use orderflow_events::testing::{consumed, TestDatabase};
+use orderflow_events::testing::{apply, consumed, TestDatabase};
 use orderflow_events::TopicCatalog;
 use sqlx::PgPool;
 
@@ -64,12 +64,6 @@ fn handler() -> PaymentProcessedHandler {
         catalog: TopicCatalog::with_prefix(""),
         carrier: "OrderFlow Post".into(),
     }
-}
-
-async fn apply(pool: &PgPool, handler: &dyn Handler, event: &ConsumedEvent) {
-    let mut tx = pool.begin().await.expect("begin");
-    handler.handle(&mut tx, event).await.expect("handle");
-    tx.commit().await.expect("commit");
 }
 
 async fn apply_batch(pool: &PgPool, events: &[ConsumedEvent]) -> Result<(), (usize, HandlerError)> {
