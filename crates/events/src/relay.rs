@@ -3,10 +3,15 @@
 //!
 //! - One relay per database is active at a time (a session advisory lock),
 //!   so events of one key are never published out of order by two replicas.
-//! - Rows go out in batches; a batch's deliveries are awaited before the next
-//!   batch, and a row is deleted only when it and every earlier row of the
-//!   same key were acknowledged. A crash anywhere re-publishes, never loses:
-//!   consumers drop the duplicates through their inbox.
+//! - Rows go out in batches, several in flight: the next batch is read,
+//!   encoded and sent while the broker acknowledges the earlier ones, and
+//!   batches are settled in the order they were sent. One producer sends
+//!   them all, so each partition keeps the outbox order. A row is deleted
+//!   only when it and every earlier row of the same key were acknowledged.
+//!   After a failed delivery no new batch is sent until those in flight are
+//!   settled; then the relay retries from the oldest row left. A crash
+//!   anywhere re-publishes, never loses: consumers drop the duplicates
+//!   through their inbox.
 //! - Broker or registry outages make the relay back off and retry; writers
 //!   are unaffected because they only insert rows.
 //! - It wakes on `NOTIFY` from [`outbox::enqueue`](crate::outbox::enqueue)
@@ -16,7 +21,7 @@
 //!   that span's context (the stored one when OpenTelemetry is not active).
 //!   Acknowledged records count towards `orderflow_events_published_total`.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +56,9 @@ pub enum CrashPoint {
 pub struct RelayOptions {
     /// Rows per batch.
     pub batch_size: i64,
+    /// Batches sent and not yet settled, at most (1: each batch waits for
+    /// the previous one's acknowledgements).
+    pub max_in_flight_batches: usize,
     /// Poll interval when no notification arrives.
     pub poll_interval: Duration,
     /// First retry delay after a failure.
@@ -65,6 +73,7 @@ impl Default for RelayOptions {
     fn default() -> Self {
         Self {
             batch_size: 500,
+            max_in_flight_batches: 3,
             poll_interval: Duration::from_millis(500),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
@@ -86,6 +95,44 @@ struct Row_ {
     id: i64,
     key: String,
     record: Option<Prepared>,
+}
+
+/// A batch handed to the producer, not yet settled.
+struct InFlight {
+    rows: Vec<Row_>,
+    /// Per row: its span and delivery, `None` for a row that cannot be
+    /// encoded.
+    sends: Vec<
+        Option<(
+            tracing::Span,
+            Result<DeliveryFuture, rdkafka::error::KafkaError>,
+        )>,
+    >,
+    /// Rows that cannot be encoded, with the reason.
+    broken: Vec<(i64, String)>,
+}
+
+/// The batches in flight, oldest first, and what went wrong since the
+/// pipeline was last empty.
+#[derive(Default)]
+struct Pipeline {
+    in_flight: VecDeque<InFlight>,
+    /// Keys with a record the broker did not acknowledge: their later rows
+    /// stay in the outbox until it is.
+    failed_keys: HashSet<String>,
+    /// Records not acknowledged, or held back behind one of their key.
+    failed: usize,
+    /// Stops sending: returned once the batches in flight are settled.
+    error: Option<BatchError>,
+}
+
+impl Pipeline {
+    fn in_flight_ids(&self) -> Vec<i64> {
+        self.in_flight
+            .iter()
+            .flat_map(|b| b.rows.iter().map(|r| r.id))
+            .collect()
+    }
 }
 
 /// An encoded row waiting for its span and headers.
@@ -119,6 +166,7 @@ impl Relay {
         let mut listener = self.listen().await;
         let mut backoff = self.opts.min_backoff;
         let mut leader: Option<PoolConnection<Postgres>> = None;
+        let mut pipe = Pipeline::default();
         while !shutdown.is_cancelled() {
             if leader.is_none() {
                 leader = self.try_lead().await;
@@ -129,10 +177,17 @@ impl Relay {
                 tracing::info!("outbox relay is the active publisher");
             }
             let conn = leader.as_mut().expect("leader connection checked above");
-            match self.publish_batch(conn).await {
-                Ok(n) => {
+            let stepped = self.step(conn, &mut pipe).await;
+            if stepped.is_err() {
+                // Deliveries still in flight (a database error or a crash)
+                // resolve on their own; their rows stay in the outbox and
+                // are sent again.
+                pipe = Pipeline::default();
+            }
+            match stepped {
+                Ok(busy) => {
                     backoff = self.opts.min_backoff;
-                    if n == 0 {
+                    if !busy {
                         wait(&shutdown, &mut listener, self.opts.poll_interval).await;
                     }
                 }
@@ -163,14 +218,23 @@ impl Relay {
                     // producer bumps its epoch, which tansu 0.6 cannot handle
                     // (its storage panics and the broker stops accepting
                     // records) and a fatal error needs a new producer anyway.
-                    // Every delivery of the failed batch has resolved, so
-                    // nothing is left in flight in the old one. Dropping it
+                    // Every batch in flight was settled before this error,
+                    // so nothing is left in flight in the old one. Dropping it
                     // blocks (purge + flush + destroy): not on this task.
                     let old =
                         std::mem::replace(&mut self.producer, EventProducer::new(&self.kafka)?);
                     tokio::task::spawn_blocking(move || drop(old));
                     sleep_or_cancel(&shutdown, backoff).await;
                     backoff = (backoff * 2).min(self.opts.max_backoff);
+                }
+            }
+        }
+        // Settle what is in flight, so its rows are not published again by
+        // the next relay. Each delivery resolves within the message timeout.
+        if let Some(conn) = leader.as_mut() {
+            while let Some(batch) = pipe.in_flight.pop_front() {
+                if self.settle(conn, batch, &mut pipe).await.is_err() {
+                    break;
                 }
             }
         }
@@ -208,19 +272,67 @@ impl Relay {
         got.then_some(conn)
     }
 
-    /// Publishes one batch; returns the number of rows published.
-    async fn publish_batch(
+    /// One step of the pipeline: sends the next batch unless the window is
+    /// full, otherwise (or when nothing new is waiting) settles the oldest
+    /// batch in flight. `Ok(false)` when there was nothing to do.
+    async fn step(
         &mut self,
         conn: &mut PoolConnection<Postgres>,
-    ) -> Result<usize, BatchError> {
+        pipe: &mut Pipeline,
+    ) -> Result<bool, BatchError> {
+        if pipe.error.is_none() && pipe.in_flight.len() < self.opts.max_in_flight_batches {
+            match self.send_next(conn, pipe).await {
+                Ok(Some(batch)) => {
+                    pipe.in_flight.push_back(batch);
+                    if pipe.in_flight.len() < self.opts.max_in_flight_batches {
+                        return Ok(true);
+                    }
+                }
+                Ok(None) => {}
+                // Nothing of this batch was sent: settle what was before
+                // returning the error.
+                Err(e @ BatchError::Encode(_)) => pipe.error = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        match pipe.in_flight.pop_front() {
+            Some(oldest) => {
+                self.settle(conn, oldest, pipe).await?;
+                Ok(true)
+            }
+            None => match pipe.error.take() {
+                Some(BatchError::Publish(e)) => Err(BatchError::Publish(format!(
+                    "{} records not acknowledged or held back behind one of their key: {e}",
+                    pipe.failed
+                ))),
+                Some(e) => Err(e),
+                None => Ok(false),
+            },
+        }
+    }
+
+    /// Reads the oldest rows not in flight, encodes them and hands them to
+    /// the producer; `None` when there are none.
+    async fn send_next(
+        &mut self,
+        conn: &mut PoolConnection<Postgres>,
+        pipe: &Pipeline,
+    ) -> Result<Option<InFlight>, BatchError> {
+        // Rows in flight are skipped by id, not by a cursor: a row whose
+        // transaction committed late has a lower id than rows already sent
+        // and must not wait until the pipeline drains. Planned on every call
+        // so the planner sees the array (a hashed lookup, not a scan of it).
         let rows = sqlx::query(
-            "SELECT id, event_id, topic, partition_key, envelope, headers FROM outbox ORDER BY id LIMIT $1",
+            "SELECT id, event_id, topic, partition_key, envelope, headers FROM outbox \
+             WHERE id <> ALL($2) ORDER BY id LIMIT $1",
         )
+        .persistent(false)
         .bind(self.opts.batch_size)
+        .bind(pipe.in_flight_ids())
         .fetch_all(&mut **conn)
         .await?;
         if rows.is_empty() {
-            return Ok(0);
+            return Ok(None);
         }
         let mut batch = Vec::with_capacity(rows.len());
         let mut broken = Vec::new();
@@ -248,22 +360,37 @@ impl Relay {
         if self.opts.crash_at == Some(CrashPoint::BeforePublish) {
             return Err(BatchError::Crash("before publish"));
         }
-        let mut futures = Vec::with_capacity(batch.len());
-        for r in &batch {
-            futures.push(match &r.record {
-                Some(p) => {
+        let sends = batch
+            .iter()
+            .map(|r| {
+                r.record.as_ref().map(|p| {
                     let (span, record) = publish_span(&r.key, p);
-                    let sent = self.producer.send(&record);
-                    Some((span, sent))
-                }
-                None => None,
-            });
-        }
-        let mut failed_keys = HashSet::new();
-        let mut done = Vec::with_capacity(batch.len());
-        let mut first_error = None;
-        for (r, fut) in batch.iter().zip(futures) {
-            let outcome = match fut {
+                    (span, self.producer.send(&record))
+                })
+            })
+            .collect();
+        Ok(Some(InFlight {
+            rows: batch,
+            sends,
+            broken,
+        }))
+    }
+
+    /// Awaits a batch's deliveries and deletes the rows that are done.
+    async fn settle(
+        &mut self,
+        conn: &mut PoolConnection<Postgres>,
+        batch: InFlight,
+        pipe: &mut Pipeline,
+    ) -> Result<(), BatchError> {
+        let InFlight {
+            rows,
+            sends,
+            broken,
+        } = batch;
+        let mut done = Vec::with_capacity(rows.len());
+        for (r, send) in rows.iter().zip(sends) {
+            let outcome = match send {
                 None => Ok(()),
                 Some((span, sent)) => {
                     let outcome = delivered(sent).await;
@@ -286,13 +413,17 @@ impl Relay {
                 }
             };
             match outcome {
-                // Only a prefix of each key's rows is done: a later row must
-                // not be marked while an earlier one of its key is retried.
-                Ok(()) if !failed_keys.contains(&r.key) => done.push(r.id),
-                Ok(()) => {}
+                // Only a prefix of each key's rows is done: a later row, in
+                // this batch or a later one, must not be marked while an
+                // earlier one of its key is retried.
+                Ok(()) if !pipe.failed_keys.contains(&r.key) => done.push(r.id),
+                Ok(()) => pipe.failed += 1,
                 Err(e) => {
-                    failed_keys.insert(r.key.clone());
-                    first_error.get_or_insert(e);
+                    pipe.failed += 1;
+                    pipe.failed_keys.insert(r.key.clone());
+                    if !matches!(pipe.error, Some(BatchError::Publish(_))) {
+                        pipe.error = Some(BatchError::Publish(e));
+                    }
                 }
             }
         }
@@ -322,14 +453,7 @@ impl Relay {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        match first_error {
-            Some(e) => Err(BatchError::Publish(format!(
-                "{} of {} records failed: {e}",
-                batch.len() - done.len(),
-                batch.len()
-            ))),
-            None => Ok(done.len()),
-        }
+        Ok(())
     }
 
     async fn to_record(&self, row: &sqlx::postgres::PgRow) -> Result<Prepared, CodecError> {

@@ -30,6 +30,9 @@ use uuid::Uuid;
 
 /// How long a test waits for an asynchronous effect.
 pub const WAIT: Duration = Duration::from_secs(60);
+/// How long no further record may arrive for [`Env::read_exactly`]: the
+/// relay has drained the outbox by then, so anything extra was already sent.
+pub const QUIET: Duration = Duration::from_secs(2);
 
 /// Metadata key carrying a per-key sequence number.
 pub const SEQ: &str = "seq";
@@ -293,10 +296,20 @@ impl Env {
             .expect("plain consumer")
     }
 
-    /// Reads every record of `topic` from the beginning until `n` were read
-    /// (panics after [`WAIT`]), then checks for a short while that no more
-    /// arrive.
+    /// Reads `topic` from the beginning until `n` records were read (panics
+    /// after [`WAIT`]).
     pub async fn read_topic(&self, topic: &str, n: usize) -> Vec<OwnedMessage> {
+        self.read_from_start(topic, n, false).await
+    }
+
+    /// Reads `topic` from the beginning: `n` records and then no more for
+    /// [`QUIET`]. For counting records where tansu's high watermarks are
+    /// wrong (after multi-record batches on several partitions).
+    pub async fn read_exactly(&self, topic: &str, n: usize) -> Vec<OwnedMessage> {
+        self.read_from_start(topic, n, true).await
+    }
+
+    async fn read_from_start(&self, topic: &str, n: usize, then_quiet: bool) -> Vec<OwnedMessage> {
         let c = self.plain_consumer(&format!("reader-{}", Uuid::new_v4().simple()));
         let mut tpl = TopicPartitionList::new();
         for p in 0..self.partitions_of(topic) {
@@ -310,6 +323,16 @@ impl Env {
             match tokio::time::timeout_at(deadline, c.recv()).await {
                 Ok(m) => out.push(m.expect("read record").detach()),
                 Err(_) => panic!("read only {} of {n} records from {topic}", out.len()),
+            }
+        }
+        if then_quiet {
+            if let Ok(extra) = tokio::time::timeout(QUIET, c.recv()).await {
+                let extra = extra.expect("read record");
+                panic!(
+                    "more than {n} records in {topic}: also partition {} offset {}",
+                    extra.partition(),
+                    extra.offset()
+                );
             }
         }
         out

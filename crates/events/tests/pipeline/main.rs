@@ -17,5 +17,6 @@ mod lanes;
 mod offsets;
 mod poison;
 mod relay_crash;
+mod relay_pipeline;
 mod round_trip;
 mod shared_workers;
