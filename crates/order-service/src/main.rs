@@ -50,8 +50,9 @@ struct Config {
 
     /// Consumer workers per topic: the partitions of each consumed topic
     /// share this many, and a worker's transactions take records of all its
-    /// partitions; 0 gives every partition a worker of its own.
-    #[arg(long, env = "ORDER_CONSUMER_WORKERS_PER_TOPIC", default_value_t = 2,
+    /// partitions; 0 gives every partition a worker of its own. One worker
+    /// makes the largest batches, so the fewest transactions per order.
+    #[arg(long, env = "ORDER_CONSUMER_WORKERS_PER_TOPIC", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(0..=1024))]
     consumer_workers_per_topic: u16,
 }
