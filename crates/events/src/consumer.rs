@@ -141,8 +141,9 @@ pub trait Handler: Send + Sync + 'static {
     /// [`HandlerError::batch_failure`].
     ///
     /// The default calls [`handle`](Self::handle) for each record in its
-    /// span. Override it to apply a batch in fewer statements; the result
-    /// must be the same as applying the records one after the other.
+    /// span. Override it to apply a batch in fewer statements (or implement
+    /// [`BatchHandler`] instead); the result must be the same as applying
+    /// the records one after the other.
     async fn handle_batch(
         &self,
         tx: &mut PgConnection,
@@ -159,19 +160,39 @@ pub trait Handler: Send + Sync + 'static {
     }
 }
 
-/// [`Handler::handle`] for a handler whose work is in
-/// [`Handler::handle_batch`]: applies `event` as a batch of one, in the
+/// A handler whose work is all in [`handle_batch`](Self::handle_batch). It
+/// is a [`Handler`]: a single event is applied as a batch of one, in the
 /// current span.
-pub async fn handle_as_batch<H: Handler + ?Sized>(
-    handler: &H,
-    tx: &mut PgConnection,
-    event: &ConsumedEvent,
-) -> Result<(), HandlerError> {
-    let span = tracing::Span::current();
-    handler
-        .handle_batch(tx, &[(event, &span)])
-        .await
-        .map_err(|(_, e)| e)
+#[async_trait]
+pub trait BatchHandler: Send + Sync + 'static {
+    /// Applies a batch, with the contract of [`Handler::handle_batch`].
+    async fn handle_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[(&ConsumedEvent, &tracing::Span)],
+    ) -> Result<(), (usize, HandlerError)>;
+}
+
+#[async_trait]
+impl<T: BatchHandler> Handler for T {
+    async fn handle(
+        &self,
+        tx: &mut PgConnection,
+        event: &ConsumedEvent,
+    ) -> Result<(), HandlerError> {
+        let span = tracing::Span::current();
+        BatchHandler::handle_batch(self, tx, &[(event, &span)])
+            .await
+            .map_err(|(_, e)| e)
+    }
+
+    async fn handle_batch(
+        &self,
+        tx: &mut PgConnection,
+        events: &[(&ConsumedEvent, &tracing::Span)],
+    ) -> Result<(), (usize, HandlerError)> {
+        BatchHandler::handle_batch(self, tx, events).await
+    }
 }
 
 /// Consumer tuning.

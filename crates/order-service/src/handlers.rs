@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{TimeDelta, Utc};
-use orderflow_events::consumer::{ConsumedEvent, Handler};
+use orderflow_events::consumer::{BatchHandler, ConsumedEvent, Handler};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::InventoryAdjusted;
 use orderflow_events::{Event, EventType, TopicCatalog};
@@ -110,15 +110,7 @@ fn notification(kind: &str) -> Signal {
 }
 
 #[async_trait]
-impl Handler for OrderEvents {
-    async fn handle(
-        &self,
-        tx: &mut PgConnection,
-        event: &ConsumedEvent,
-    ) -> Result<(), HandlerError> {
-        orderflow_events::consumer::handle_as_batch(self, tx, event).await
-    }
-
+impl BatchHandler for OrderEvents {
     /// The records' orders are read and locked in one statement, the
     /// transitions worked out in memory in record order (several records of
     /// one order see each other's changes), and everything written in one

@@ -16,7 +16,7 @@
 //! worked out in memory in between ([`crate::ledger`]), in order.
 
 use async_trait::async_trait;
-use orderflow_events::consumer::{ConsumedEvent, Handler};
+use orderflow_events::consumer::{BatchHandler, ConsumedEvent};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::{
     Event, InventoryReleased, InventoryReservationFailed, InventoryReserved, OrderCreated,
@@ -101,15 +101,7 @@ fn command(event: &Event) -> Result<Command<'_>, HandlerError> {
 }
 
 #[async_trait]
-impl Handler for InventoryEvents {
-    async fn handle(
-        &self,
-        tx: &mut PgConnection,
-        event: &ConsumedEvent,
-    ) -> Result<(), HandlerError> {
-        orderflow_events::consumer::handle_as_batch(self, tx, event).await
-    }
-
+impl BatchHandler for InventoryEvents {
     async fn handle_batch(
         &self,
         tx: &mut PgConnection,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use orderflow_events::consumer::{ConsumedEvent, Handler};
+use orderflow_events::consumer::{BatchHandler, ConsumedEvent};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::{Event, EventType, NotificationFailed, NotificationSent};
 use orderflow_events::{outbox, TopicCatalog};
@@ -52,15 +52,7 @@ fn email_for(event: &Event) -> Result<Email, HandlerError> {
 }
 
 #[async_trait]
-impl Handler for Notifier {
-    async fn handle(
-        &self,
-        tx: &mut PgConnection,
-        event: &ConsumedEvent,
-    ) -> Result<(), HandlerError> {
-        orderflow_events::consumer::handle_as_batch(self, tx, event).await
-    }
-
+impl BatchHandler for Notifier {
     /// Locks the batch's orders and reads the kinds they have (one
     /// statement each), sends the e-mails that are due one after the other
     /// in record order, then records them and queues their events in one

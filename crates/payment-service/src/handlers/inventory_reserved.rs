@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use orderflow_events::consumer::{ConsumedEvent, Handler};
+use orderflow_events::consumer::{BatchHandler, ConsumedEvent};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::{Event, InventoryReserved, PaymentFailed, PaymentProcessed};
 use orderflow_events::{outbox, TopicCatalog};
@@ -91,15 +91,7 @@ impl<'a> Charge<'a> {
 }
 
 #[async_trait]
-impl Handler for OnInventoryReserved {
-    async fn handle(
-        &self,
-        tx: &mut PgConnection,
-        event: &ConsumedEvent,
-    ) -> Result<(), HandlerError> {
-        orderflow_events::consumer::handle_as_batch(self, tx, event).await
-    }
-
+impl BatchHandler for OnInventoryReserved {
     /// Every record's charge is decided in memory, then the payments and
     /// their events are written in one statement. An order that already has
     /// a payment (a redelivery under a new event id, a second request in

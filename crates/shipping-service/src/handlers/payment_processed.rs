@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use async_trait::async_trait;
-use orderflow_events::consumer::{ConsumedEvent, Handler};
+use orderflow_events::consumer::{BatchHandler, ConsumedEvent};
 use orderflow_events::error::HandlerError;
 use orderflow_events::events::{PaymentProcessed, ShippingCreated};
 use orderflow_events::{outbox, Envelope, TopicCatalog};
@@ -43,15 +43,7 @@ struct Draft {
 }
 
 #[async_trait]
-impl Handler for PaymentProcessedHandler {
-    async fn handle(
-        &self,
-        tx: &mut PgConnection,
-        event: &ConsumedEvent,
-    ) -> Result<(), HandlerError> {
-        orderflow_events::consumer::handle_as_batch(self, tx, event).await
-    }
-
+impl BatchHandler for PaymentProcessedHandler {
     /// The shipments of every paid order of the batch, and their events, are
     /// inserted in one statement. An order that already has a row (its
     /// shipment, or the tombstone of a cancellation) gets nothing; one
