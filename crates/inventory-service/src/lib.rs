@@ -42,6 +42,7 @@ pub fn build(ctx: &Context) -> anyhow::Result<Parts> {
         ctx.codec.clone(),
         ctx.catalog.clone(),
     )
+    .with_options(ctx.consumer_options())
     .on_each(
         &handlers::EVENT_TYPES,
         handlers::InventoryEvents {

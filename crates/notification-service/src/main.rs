@@ -130,6 +130,7 @@ async fn main() -> anyhow::Result<()> {
             default_port: 8085,
             migrator: &MIGRATOR,
             openapi: include_str!("../openapi.json"),
+            consumer_workers_per_topic: 0,
         },
         config.common,
         |ctx| build(ctx, &smtp, in_flight),
@@ -158,7 +159,7 @@ fn build(ctx: &Context, smtp: &SmtpSettings, in_flight: usize) -> anyhow::Result
         // An e-mail sent is not undone by a rollback: another record's
         // failure must not send it again.
         keep_applied_on_failure: true,
-        ..ConsumerOptions::default()
+        ..ctx.consumer_options()
     })
     .on_each(handlers::EVENT_TYPES, notifier);
     Ok(Parts {

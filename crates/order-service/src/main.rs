@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use orderflow_events::consumer::{ConsumerOptions, EventConsumer};
+use orderflow_events::consumer::EventConsumer;
 use orderflow_events::EventType;
 use orderflow_service::config::parse_duration;
 use orderflow_service::{Context, Parts, ServiceSpec};
@@ -47,14 +47,6 @@ struct Config {
     #[arg(long, env = "ORDER_DEADLINE_CHECK_INTERVAL", default_value = "5s",
           value_parser = parse_duration)]
     deadline_check_interval: Duration,
-
-    /// Consumer workers per topic: the partitions of each consumed topic
-    /// share this many, and a worker's transactions take records of all its
-    /// partitions; 0 gives every partition a worker of its own. One worker
-    /// makes the largest batches, so the fewest transactions per order.
-    #[arg(long, env = "ORDER_CONSUMER_WORKERS_PER_TOPIC", default_value_t = 1,
-          value_parser = clap::value_parser!(u16).range(0..=1024))]
-    consumer_workers_per_topic: u16,
 }
 
 /// mimalloc instead of the system allocator: under load glibc's `malloc`
@@ -66,7 +58,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let (timeout, interval) = (config.saga_timeout, config.deadline_check_interval);
-    let workers = usize::from(config.consumer_workers_per_topic);
     orderflow_service::run(
         ServiceSpec {
             name: "order",
@@ -74,19 +65,17 @@ async fn main() -> anyhow::Result<()> {
             default_port: 8080,
             migrator: &MIGRATOR,
             openapi: include_str!("../openapi.json"),
+            // One worker makes the largest batches, so the fewest
+            // transactions per order (docs/benchmarks.md).
+            consumer_workers_per_topic: 1,
         },
         config.common,
-        move |ctx| build(ctx, timeout, interval, workers),
+        move |ctx| build(ctx, timeout, interval),
     )
     .await
 }
 
-fn build(
-    ctx: &Context,
-    timeout: Duration,
-    interval: Duration,
-    workers_per_topic: usize,
-) -> anyhow::Result<Parts> {
+fn build(ctx: &Context, timeout: Duration, interval: Duration) -> anyhow::Result<Parts> {
     let saga_timeout =
         chrono::TimeDelta::from_std(timeout).context("ORDER_SAGA_TIMEOUT is too large")?;
     metrics::register();
@@ -104,10 +93,7 @@ fn build(
         ctx.codec.clone(),
         ctx.catalog.clone(),
     )
-    .with_options(ConsumerOptions {
-        workers_per_topic,
-        ..ConsumerOptions::default()
-    })
+    .with_options(ctx.consumer_options())
     .on(EventType::InventoryAdjusted, handlers::CatalogHandler)
     // One handler for every saga event, so a batch mixing their types is
     // applied in one `handle_batch` call.

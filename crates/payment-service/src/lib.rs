@@ -41,6 +41,7 @@ pub fn build(ctx: &Context, max_amount: i64) -> anyhow::Result<Parts> {
         ctx.codec.clone(),
         ctx.catalog.clone(),
     )
+    .with_options(ctx.consumer_options())
     .on(
         EventType::InventoryReserved,
         handlers::OnInventoryReserved {

@@ -34,6 +34,17 @@ pub struct CommonConfig {
           value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub database_api_connections: u32,
 
+    /// Consumer workers per consumed topic: the partitions of each topic
+    /// share this many, and a worker's transactions take the records of
+    /// all its partitions, each partition still in order; 0 gives every
+    /// partition a worker of its own. Fewer workers make larger batches,
+    /// so fewer transactions and no lock waits between them; the price is
+    /// that a record waiting for a retry holds up the other partitions of
+    /// its worker [default: the service's own, see the README].
+    #[arg(long, env = "CONSUMER_WORKERS_PER_TOPIC",
+          value_parser = clap::value_parser!(u16).range(0..=1024))]
+    pub consumer_workers_per_topic: Option<u16>,
+
     /// Kafka bootstrap servers (any librdkafka property can be added as
     /// `KAFKA_PROP_<NAME>`, dots as underscores).
     #[arg(

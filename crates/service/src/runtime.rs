@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use orderflow_events::codec::AvroCodec;
-use orderflow_events::consumer::EventConsumer;
+use orderflow_events::consumer::{ConsumerOptions, EventConsumer};
 use orderflow_events::kafka::{BrokerProbe, KafkaConfig};
 use orderflow_events::registry::RegistryClient;
 use orderflow_events::relay::{Relay, RelayOptions};
@@ -43,6 +43,9 @@ pub struct ServiceSpec {
     pub migrator: &'static Migrator,
     /// The OpenAPI document served at `/openapi.json`.
     pub openapi: &'static str,
+    /// Consumer workers per topic when `CONSUMER_WORKERS_PER_TOPIC` is not
+    /// set (0: one per partition).
+    pub consumer_workers_per_topic: u16,
 }
 
 /// What a service's build function gets.
@@ -69,6 +72,20 @@ pub struct Context {
     /// topic prefix (`ORDERFLOW_TOPIC_PREFIX`) followed by `source`, so
     /// environments isolated by a topic prefix do not share groups.
     pub consumer_group: String,
+    /// Consumer workers per topic (`CONSUMER_WORKERS_PER_TOPIC`, or the
+    /// service's default).
+    pub consumer_workers_per_topic: usize,
+}
+
+impl Context {
+    /// The default consumer options with this service's workers per topic:
+    /// what a service's consumer starts from.
+    pub fn consumer_options(&self) -> ConsumerOptions {
+        ConsumerOptions {
+            workers_per_topic: self.consumer_workers_per_topic,
+            ..ConsumerOptions::default()
+        }
+    }
 }
 
 /// A background task: runs until the token is cancelled.
@@ -183,6 +200,11 @@ where
                     spec.source
                 )
             }),
+        consumer_workers_per_topic: usize::from(
+            config
+                .consumer_workers_per_topic
+                .unwrap_or(spec.consumer_workers_per_topic),
+        ),
     };
     orderflow_events::metrics::pipeline();
     telemetry::register_http_metrics();

@@ -54,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
             default_port: 8084,
             migrator: &MIGRATOR,
             openapi: include_str!("../openapi.json"),
+            consumer_workers_per_topic: 0,
         },
         config.common,
         |ctx| build(ctx, carrier),
@@ -78,6 +79,7 @@ fn build(ctx: &Context, carrier: String) -> anyhow::Result<Parts> {
         ctx.codec.clone(),
         ctx.catalog.clone(),
     )
+    .with_options(ctx.consumer_options())
     .on(
         EventType::PaymentProcessed,
         handlers::PaymentProcessedHandler {
