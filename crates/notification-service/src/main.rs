@@ -130,6 +130,9 @@ async fn main() -> anyhow::Result<()> {
             default_port: 8085,
             migrator: &MIGRATOR,
             openapi: include_str!("../openapi.json"),
+            // Its handler waits on the SMTP server: a worker per partition
+            // (each with EMAILS_IN_FLIGHT_PER_PARTITION lanes) keeps more
+            // e-mails in flight than larger batches would save.
             consumer_workers_per_topic: 0,
         },
         config.common,

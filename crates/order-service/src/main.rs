@@ -65,8 +65,6 @@ async fn main() -> anyhow::Result<()> {
             default_port: 8080,
             migrator: &MIGRATOR,
             openapi: include_str!("../openapi.json"),
-            // One worker makes the largest batches, so the fewest
-            // transactions per order (docs/benchmarks.md).
             consumer_workers_per_topic: 1,
         },
         config.common,

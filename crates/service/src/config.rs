@@ -45,6 +45,14 @@ pub struct CommonConfig {
           value_parser = clap::value_parser!(u16).range(0..=1024))]
     pub consumer_workers_per_topic: Option<u16>,
 
+    /// Most records a consumer worker applies in one transaction (of those
+    /// already received; it never waits for more). Larger batches mean
+    /// fewer commits under load; a failing record makes the batch's other
+    /// records be applied again.
+    #[arg(long, env = "CONSUMER_MAX_BATCH", default_value_t = 32,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub consumer_max_batch: u16,
+
     /// Kafka bootstrap servers (any librdkafka property can be added as
     /// `KAFKA_PROP_<NAME>`, dots as underscores).
     #[arg(

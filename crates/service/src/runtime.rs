@@ -44,7 +44,10 @@ pub struct ServiceSpec {
     /// The OpenAPI document served at `/openapi.json`.
     pub openapi: &'static str,
     /// Consumer workers per topic when `CONSUMER_WORKERS_PER_TOPIC` is not
-    /// set (0: one per partition).
+    /// set (0: one per partition). One worker makes the largest batches, so
+    /// the fewest transactions and no lock waits between them
+    /// (docs/benchmarks.md); a handler that waits on something outside the
+    /// database is better off with more.
     pub consumer_workers_per_topic: u16,
 }
 
@@ -75,6 +78,8 @@ pub struct Context {
     /// Consumer workers per topic (`CONSUMER_WORKERS_PER_TOPIC`, or the
     /// service's default).
     pub consumer_workers_per_topic: usize,
+    /// Most records per consumer transaction (`CONSUMER_MAX_BATCH`).
+    pub consumer_max_batch: usize,
 }
 
 impl Context {
@@ -83,6 +88,7 @@ impl Context {
     pub fn consumer_options(&self) -> ConsumerOptions {
         ConsumerOptions {
             workers_per_topic: self.consumer_workers_per_topic,
+            max_batch: self.consumer_max_batch,
             ..ConsumerOptions::default()
         }
     }
@@ -205,6 +211,7 @@ where
                 .consumer_workers_per_topic
                 .unwrap_or(spec.consumer_workers_per_topic),
         ),
+        consumer_max_batch: usize::from(config.consumer_max_batch),
     };
     orderflow_events::metrics::pipeline();
     telemetry::register_http_metrics();
