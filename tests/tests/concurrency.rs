@@ -205,8 +205,8 @@ async fn infrastructure_failures(stack: &Stack) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn requests_are_answered_while_the_consumers_hold_every_other_connection() {
     let stack = Stack::start(orderflow_e2e::StackOptions {
-        // Records on more partitions than the consumers have connections
-        // (one worker per partition).
+        // More consumer workers than connections: the order service has
+        // one per consumed topic (four), plus its relay.
         partitions: Some(8),
         database_max_connections: 4,
         database_api_connections: 1,

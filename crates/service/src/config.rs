@@ -49,7 +49,7 @@ pub struct CommonConfig {
     /// already received; it never waits for more). Larger batches mean
     /// fewer commits under load; a failing record makes the batch's other
     /// records be applied again.
-    #[arg(long, env = "CONSUMER_MAX_BATCH", default_value_t = 32,
+    #[arg(long, env = "CONSUMER_MAX_BATCH", default_value_t = 128,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub consumer_max_batch: u16,
 
