@@ -178,4 +178,27 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn consumer_settings_have_defaults_and_bounds() {
+        let c = config(&[]).unwrap();
+        assert_eq!(
+            c.consumer_workers_per_topic, None,
+            "the service's own default"
+        );
+        assert_eq!(c.consumer_max_batch, 128);
+        let c = config(&["--consumer-workers-per-topic=0", "--consumer-max-batch=1"]).unwrap();
+        assert_eq!(c.consumer_workers_per_topic, Some(0));
+        assert_eq!(c.consumer_max_batch, 1);
+        for (flag, bad) in [
+            ("--consumer-workers-per-topic", "-1"),
+            ("--consumer-workers-per-topic", "1025"),
+            ("--consumer-workers-per-topic", "all"),
+            ("--consumer-max-batch", "0"),
+            ("--consumer-max-batch", "257"),
+        ] {
+            let err = config(&[&format!("{flag}={bad}")]).unwrap_err();
+            assert!(err.to_string().contains(flag), "{flag}={bad}: {err}");
+        }
+    }
 }
