@@ -204,15 +204,16 @@ pub struct ConsumerOptions {
     pub min_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
-    /// Records buffered per partition worker.
+    /// Records buffered per worker (per partition, or per topic with
+    /// [`workers_per_topic`](Self::workers_per_topic)).
     pub queue_per_partition: usize,
-    /// At most this many consecutive records of a partition, of those
-    /// already received, are applied in one transaction (with one inbox
-    /// statement for all of them); 1 gives every record a transaction of its
+    /// At most this many records a worker has already received (each
+    /// partition's in order) are applied in one transaction, with one inbox
+    /// statement for all of them; 1 gives every record a transaction of its
     /// own. Batches cut commits under load and add no wait when the
-    /// partition is quiet. Keep it at 1 when handlers of different keys
-    /// lock shared rows: batches would hold those locks longer and can
-    /// deadlock each other across partitions.
+    /// partition is quiet. Handlers of different keys that lock shared rows
+    /// must lock a batch's rows in one order (e.g. sorted), or concurrent
+    /// batches can deadlock each other; otherwise keep it at 1.
     pub max_batch: usize,
     /// Lanes per partition: records are split over this many lanes by
     /// key, and the lanes run concurrently, each in order. Every record of

@@ -17,7 +17,6 @@ pub mod handlers;
 pub mod ledger;
 pub mod reservation;
 
-use orderflow_events::consumer::EventConsumer;
 use orderflow_service::{Context, Parts};
 
 /// `source` of the events this service emits, and its consumer group.
@@ -35,15 +34,7 @@ pub fn build(ctx: &Context) -> anyhow::Result<Parts> {
     });
     // Batches (the consumer's default) are applied in three statements,
     // each locking its rows in key order: see `handlers`.
-    let consumer = EventConsumer::new(
-        &ctx.kafka,
-        &ctx.consumer_group,
-        ctx.pool.clone(),
-        ctx.codec.clone(),
-        ctx.catalog.clone(),
-    )
-    .with_options(ctx.consumer_options())
-    .on_each(
+    let consumer = ctx.consumer().on_each(
         &handlers::EVENT_TYPES,
         handlers::InventoryEvents {
             catalog: ctx.catalog.clone(),

@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use lettre::message::Mailbox;
-use orderflow_events::consumer::{ConsumerOptions, EventConsumer};
+use orderflow_events::consumer::ConsumerOptions;
 use orderflow_service::config::parse_duration;
 use orderflow_service::{Context, Parts, ServiceSpec};
 
@@ -148,23 +148,18 @@ fn build(ctx: &Context, smtp: &SmtpSettings, in_flight: usize) -> anyhow::Result
         mailer: Arc::new(Mailer::new(smtp)),
         catalog: ctx.catalog.clone(),
     };
-    let consumer = EventConsumer::new(
-        &ctx.kafka,
-        &ctx.consumer_group,
-        ctx.pool.clone(),
-        ctx.codec.clone(),
-        ctx.catalog.clone(),
-    )
-    .with_options(ConsumerOptions {
-        // Sending waits on the SMTP server, not on this process: several
-        // e-mails of different orders go out at once.
-        lanes_per_partition: in_flight,
-        // An e-mail sent is not undone by a rollback: another record's
-        // failure must not send it again.
-        keep_applied_on_failure: true,
-        ..ctx.consumer_options()
-    })
-    .on_each(handlers::EVENT_TYPES, notifier);
+    let consumer = ctx
+        .consumer()
+        .with_options(ConsumerOptions {
+            // Sending waits on the SMTP server, not on this process: several
+            // e-mails of different orders go out at once.
+            lanes_per_partition: in_flight,
+            // An e-mail sent is not undone by a rollback: another record's
+            // failure must not send it again.
+            keep_applied_on_failure: true,
+            ..ctx.consumer_options()
+        })
+        .on_each(handlers::EVENT_TYPES, notifier);
     Ok(Parts {
         router: api::router(api::AppState {
             pool: ctx.api_pool.clone(),

@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use orderflow_events::consumer::EventConsumer;
 use orderflow_events::EventType;
 use orderflow_service::config::parse_duration;
 use orderflow_service::{Context, Parts, ServiceSpec};
@@ -84,24 +83,18 @@ fn build(ctx: &Context, timeout: Duration, interval: Duration) -> anyhow::Result
         writer: writer::OrderWriter::spawn(ctx.api_pool.clone()),
     });
 
-    let consumer = EventConsumer::new(
-        &ctx.kafka,
-        &ctx.consumer_group,
-        ctx.pool.clone(),
-        ctx.codec.clone(),
-        ctx.catalog.clone(),
-    )
-    .with_options(ctx.consumer_options())
-    .on(EventType::InventoryAdjusted, handlers::CatalogHandler)
-    // One handler for every saga event, so a batch mixing their types is
-    // applied in one `handle_batch` call.
-    .on_each(
-        handlers::ORDER_EVENT_TYPES,
-        handlers::OrderEvents {
-            topics: ctx.catalog.clone(),
-            timeout: saga_timeout,
-        },
-    );
+    let consumer = ctx
+        .consumer()
+        .on(EventType::InventoryAdjusted, handlers::CatalogHandler)
+        // One handler for every saga event, so a batch mixing their types is
+        // applied in one `handle_batch` call.
+        .on_each(
+            handlers::ORDER_EVENT_TYPES,
+            handlers::OrderEvents {
+                topics: ctx.catalog.clone(),
+                timeout: saga_timeout,
+            },
+        );
 
     let sweeper = sweeper::Sweeper {
         pool: ctx.pool.clone(),

@@ -14,7 +14,6 @@ pub mod db;
 pub mod gateway;
 pub mod handlers;
 
-use orderflow_events::consumer::EventConsumer;
 use orderflow_events::EventType;
 use orderflow_service::{Context, Parts};
 
@@ -34,27 +33,21 @@ pub fn build(ctx: &Context, max_amount: i64) -> anyhow::Result<Parts> {
     let router = api::router(api::AppState {
         pool: ctx.api_pool.clone(),
     });
-    let consumer = EventConsumer::new(
-        &ctx.kafka,
-        &ctx.consumer_group,
-        ctx.pool.clone(),
-        ctx.codec.clone(),
-        ctx.catalog.clone(),
-    )
-    .with_options(ctx.consumer_options())
-    .on(
-        EventType::InventoryReserved,
-        handlers::OnInventoryReserved {
-            catalog: ctx.catalog.clone(),
-            max_amount,
-        },
-    )
-    .on(
-        EventType::OrderCancelled,
-        handlers::OnOrderCancelled {
-            catalog: ctx.catalog.clone(),
-        },
-    );
+    let consumer = ctx
+        .consumer()
+        .on(
+            EventType::InventoryReserved,
+            handlers::OnInventoryReserved {
+                catalog: ctx.catalog.clone(),
+                max_amount,
+            },
+        )
+        .on(
+            EventType::OrderCancelled,
+            handlers::OnOrderCancelled {
+                catalog: ctx.catalog.clone(),
+            },
+        );
     Ok(Parts {
         router,
         consumer: Some(consumer),

@@ -83,6 +83,20 @@ pub struct Context {
 }
 
 impl Context {
+    /// The service's event consumer (its group, database, codec and topics)
+    /// with [`consumer_options`](Self::consumer_options); the service adds
+    /// its handlers.
+    pub fn consumer(&self) -> EventConsumer {
+        EventConsumer::new(
+            &self.kafka,
+            &self.consumer_group,
+            self.pool.clone(),
+            self.codec.clone(),
+            self.catalog.clone(),
+        )
+        .with_options(self.consumer_options())
+    }
+
     /// The default consumer options with this service's workers per topic:
     /// what a service's consumer starts from.
     pub fn consumer_options(&self) -> ConsumerOptions {

@@ -14,7 +14,6 @@ mod domain;
 mod handlers;
 
 use clap::Parser;
-use orderflow_events::consumer::EventConsumer;
 use orderflow_events::EventType;
 use orderflow_service::{Context, Parts, ServiceSpec};
 
@@ -72,22 +71,16 @@ fn build(ctx: &Context, carrier: String) -> anyhow::Result<Parts> {
         pool: ctx.api_pool.clone(),
         catalog: ctx.catalog.clone(),
     });
-    let consumer = EventConsumer::new(
-        &ctx.kafka,
-        &ctx.consumer_group,
-        ctx.pool.clone(),
-        ctx.codec.clone(),
-        ctx.catalog.clone(),
-    )
-    .with_options(ctx.consumer_options())
-    .on(
-        EventType::PaymentProcessed,
-        handlers::PaymentProcessedHandler {
-            catalog: ctx.catalog.clone(),
-            carrier,
-        },
-    )
-    .on(EventType::OrderCancelled, handlers::OrderCancelledHandler);
+    let consumer = ctx
+        .consumer()
+        .on(
+            EventType::PaymentProcessed,
+            handlers::PaymentProcessedHandler {
+                catalog: ctx.catalog.clone(),
+                carrier,
+            },
+        )
+        .on(EventType::OrderCancelled, handlers::OrderCancelledHandler);
     Ok(Parts {
         router,
         consumer: Some(consumer),
