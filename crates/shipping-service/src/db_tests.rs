@@ -115,18 +115,109 @@ async fn a_batch_creates_each_shipment_once_and_none_after_a_cancellation() {
             pairs(&[("o-1", "ShippingCreated"), ("o-2", "ShippingCreated")])
         )
     );
-    // Each row names the event that announced it, with the same tracking
-    // number and shipment id.
-    let mismatched: i64 = sqlx::query_scalar(
+    assert_eq!(mismatched(&batched.pool).await, 0);
+}
+
+/// Rows whose queued event is not the one that announced them, or names
+/// another tracking number or shipment id.
+async fn mismatched(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
         "SELECT count(*) FROM shipments s JOIN outbox o ON o.partition_key = s.order_id \
          WHERE o.event_id <> s.last_event_id \
             OR o.envelope->'data'->>'trackingNumber' <> s.tracking_number \
             OR o.envelope->'data'->>'shipmentId' <> s.shipment_id::text",
     )
-    .fetch_one(&batched.pool)
+    .fetch_one(pool)
     .await
-    .expect("compare");
-    assert_eq!(mismatched, 0);
+    .expect("compare")
+}
+
+/// The tracking number every shipment of `o-unlucky` is given by the
+/// database, for its next `times` inserts: the one `o-first` already has.
+/// A random twelve-digit number never collides in a test, so the database
+/// makes it collide.
+async fn collide(pool: &PgPool, times: i32) {
+    apply_batch(pool, &[paid("o-first")]).await.expect("first");
+    for sql in [
+        "UPDATE shipments SET tracking_number = 'OF000000000001' WHERE order_id = 'o-first'",
+        "UPDATE outbox SET envelope = jsonb_set(envelope, '{data,trackingNumber}', \
+           '\"OF000000000001\"') WHERE partition_key = 'o-first'",
+        "CREATE TABLE collisions_left (n int NOT NULL)",
+        "CREATE FUNCTION collide() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.order_id = 'o-unlucky' AND (SELECT n FROM collisions_left) > 0 THEN \
+             UPDATE collisions_left SET n = n - 1; \
+             NEW.tracking_number := 'OF000000000001'; \
+           END IF; \
+           RETURN NEW; END $$",
+        "CREATE TRIGGER collide BEFORE INSERT ON shipments \
+           FOR EACH ROW EXECUTE FUNCTION collide()",
+    ] {
+        sqlx::query(sql).execute(pool).await.expect(sql);
+    }
+    sqlx::query("INSERT INTO collisions_left VALUES ($1)")
+        .bind(times)
+        .execute(pool)
+        .await
+        .expect("collisions");
+}
+
+async fn collisions_left(pool: &PgPool) -> i32 {
+    sqlx::query_scalar("SELECT n FROM collisions_left")
+        .fetch_one(pool)
+        .await
+        .expect("collisions left")
+}
+
+#[tokio::test]
+async fn a_taken_tracking_number_is_drawn_again() {
+    let db = database().await;
+    collide(&db.pool, 2).await;
+    apply_batch(&db.pool, &[paid("o-unlucky"), paid("o-2")])
+        .await
+        .expect("batch");
+    assert_eq!(collisions_left(&db.pool).await, 0, "collided twice");
+    assert_eq!(
+        everything(&db.pool).await,
+        (
+            pairs(&[
+                ("o-2", "CREATED"),
+                ("o-first", "CREATED"),
+                ("o-unlucky", "CREATED")
+            ]),
+            pairs(&[
+                ("o-first", "ShippingCreated"),
+                ("o-2", "ShippingCreated"),
+                ("o-unlucky", "ShippingCreated")
+            ])
+        )
+    );
+    let numbers: Vec<String> =
+        sqlx::query_scalar("SELECT tracking_number FROM shipments ORDER BY order_id")
+            .fetch_all(&db.pool)
+            .await
+            .expect("tracking numbers");
+    assert!(
+        numbers.iter().filter(|n| *n == "OF000000000001").count() == 1,
+        "{numbers:?}"
+    );
+    // Only the drafts that were inserted were queued, each with its own
+    // row's tracking number.
+    assert_eq!(mismatched(&db.pool).await, 0);
+}
+
+#[tokio::test]
+async fn no_free_tracking_number_is_retryable_and_writes_nothing() {
+    let db = database().await;
+    collide(&db.pool, 1000).await;
+    let before = everything(&db.pool).await;
+    let (at, e) = apply_batch(&db.pool, &[paid("o-2"), paid("o-unlucky")])
+        .await
+        .expect_err("every tracking number collides");
+    assert_eq!(at, 1, "the unlucky record");
+    assert!(matches!(e, HandlerError::Retryable(_)), "{e}");
+    // apply_batch did not commit: the batch, o-2 included, is rolled back.
+    assert_eq!(everything(&db.pool).await, before);
+    assert_eq!(collisions_left(&db.pool).await, 1000);
 }
 
 #[tokio::test]
