@@ -4,8 +4,8 @@
 //! - Records of one partition are processed strictly in order by one worker
 //!   task; partitions run in parallel (or share a few workers per topic:
 //!   [`ConsumerOptions::workers_per_topic`]). Optionally
-//!   ([`ConsumerOptions::lanes_per_partition`]) a partition's records are
-//!   split by key over several concurrent lanes: each key's records stay in
+//!   ([`ConsumerOptions::lanes_per_worker`]) a worker's records are split
+//!   by key over several concurrent lanes: each key's records stay in
 //!   order, and the offset advances only past records that are all done.
 //! - Each event is applied in one database transaction that also records its
 //!   `eventId` in the inbox; a redelivered event is skipped. Under load,
@@ -204,9 +204,9 @@ pub struct ConsumerOptions {
     pub min_backoff: Duration,
     /// Longest retry delay.
     pub max_backoff: Duration,
-    /// Records buffered per worker (per partition, or per topic with
-    /// [`workers_per_topic`](Self::workers_per_topic)).
-    pub queue_per_partition: usize,
+    /// Records buffered per worker (a worker serves one partition, or
+    /// several with [`workers_per_topic`](Self::workers_per_topic)).
+    pub queue_per_worker: usize,
     /// At most this many records a worker has already received (each
     /// partition's in order) are applied in one transaction, with one inbox
     /// statement for all of them; 1 gives every record a transaction of its
@@ -215,15 +215,18 @@ pub struct ConsumerOptions {
     /// must lock a batch's rows in one order (e.g. sorted), or concurrent
     /// batches can deadlock each other; otherwise keep it at 1.
     pub max_batch: usize,
-    /// Lanes per partition: records are split over this many lanes by
-    /// key, and the lanes run concurrently, each in order. Every record of
-    /// one key (one order) goes to the same lane, so per-key order holds;
-    /// records of different keys may be applied out of offset order. The
-    /// offset only advances over records every lane is done with. Worth
-    /// more than 1 when a handler waits on something slow outside the
-    /// database (an SMTP server): with one lane a partition waits for each
-    /// in turn. Each lane holds its own database connection while it works.
-    pub lanes_per_partition: usize,
+    /// Lanes per worker: a worker's records are split over this many
+    /// lanes by key, and the lanes run concurrently, each in order. Every
+    /// record of one key (one order) goes to the same lane, so per-key order
+    /// holds; records of different keys may be applied out of offset order.
+    /// A partition's offset only advances over records every lane is done
+    /// with. Worth more than 1 when a handler waits on something slow
+    /// outside the database (an SMTP server): with one lane a worker waits
+    /// for each in turn. Each lane holds its own database connection while
+    /// it works, so the pool bounds how many work at once. With
+    /// [`workers_per_topic`](Self::workers_per_topic) at 0 this is per
+    /// partition; at 1, per topic.
+    pub lanes_per_worker: usize,
     /// When a handler fails a record of a batch, commit the records before
     /// it instead of rolling the batch back and handling them again.
     /// Without (the default), their effects commit once but their handlers
@@ -252,9 +255,9 @@ impl Default for ConsumerOptions {
             max_attempts: 5,
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
-            queue_per_partition: 256,
+            queue_per_worker: 256,
             max_batch: 32,
-            lanes_per_partition: 1,
+            lanes_per_worker: 1,
             keep_applied_on_failure: false,
             workers_per_topic: 0,
         }
@@ -442,7 +445,7 @@ impl EventConsumer {
             };
             let key = (owned.topic().to_owned(), worker);
             let entry = workers.entry(key).or_insert_with(|| {
-                let (tx, rx) = mpsc::channel(ctx.opts.queue_per_partition);
+                let (tx, rx) = mpsc::channel(ctx.opts.queue_per_worker);
                 let handle = tokio::spawn(worker::run(ctx.clone(), rx, stop_workers.clone()));
                 (tx, handle)
             });

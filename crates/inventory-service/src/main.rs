@@ -31,7 +31,6 @@ async fn main() -> anyhow::Result<()> {
             default_port: 8082,
             migrator: &MIGRATOR,
             openapi: include_str!("../openapi.json"),
-            consumer_workers_per_topic: 1,
         },
         config.common,
         build,

@@ -71,16 +71,18 @@ struct Config {
     )]
     smtp_from: String,
 
-    /// E-mails sent at once per assigned partition (1-64). Each order's
-    /// e-mails still go out in order; each e-mail in flight holds a
-    /// database connection (see DATABASE_MAX_CONNECTIONS).
+    /// E-mails sent at once per consumer worker (1-64): by default one
+    /// worker per consumed topic, so per topic; per partition with
+    /// CONSUMER_WORKERS_PER_TOPIC=0. Each order's e-mails still go out in
+    /// order; each e-mail in flight holds a database connection (see
+    /// DATABASE_MAX_CONNECTIONS).
     #[arg(
         long,
-        env = "EMAILS_IN_FLIGHT_PER_PARTITION",
-        default_value_t = 4,
+        env = "EMAILS_IN_FLIGHT_PER_WORKER",
+        default_value_t = 8,
         value_parser = clap::value_parser!(u16).range(1..=64)
     )]
-    emails_in_flight_per_partition: u16,
+    emails_in_flight_per_worker: u16,
 
     /// Budget for one SMTP exchange, e.g. `10s`, `500ms`.
     #[arg(long, env = "SMTP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -122,7 +124,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let smtp = config.smtp()?;
-    let in_flight = usize::from(config.emails_in_flight_per_partition);
+    let in_flight = usize::from(config.emails_in_flight_per_worker);
     orderflow_service::run(
         ServiceSpec {
             name: "notification",
@@ -130,10 +132,6 @@ async fn main() -> anyhow::Result<()> {
             default_port: 8085,
             migrator: &MIGRATOR,
             openapi: include_str!("../openapi.json"),
-            // Its handler waits on the SMTP server: a worker per partition
-            // (each with EMAILS_IN_FLIGHT_PER_PARTITION lanes) keeps more
-            // e-mails in flight than larger batches would save.
-            consumer_workers_per_topic: 0,
         },
         config.common,
         |ctx| build(ctx, &smtp, in_flight),
@@ -153,7 +151,7 @@ fn build(ctx: &Context, smtp: &SmtpSettings, in_flight: usize) -> anyhow::Result
         .with_options(ConsumerOptions {
             // Sending waits on the SMTP server, not on this process: several
             // e-mails of different orders go out at once.
-            lanes_per_partition: in_flight,
+            lanes_per_worker: in_flight,
             // An e-mail sent is not undone by a rollback: another record's
             // failure must not send it again.
             keep_applied_on_failure: true,

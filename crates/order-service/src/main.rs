@@ -64,7 +64,6 @@ async fn main() -> anyhow::Result<()> {
             default_port: 8080,
             migrator: &MIGRATOR,
             openapi: include_str!("../openapi.json"),
-            consumer_workers_per_topic: 1,
         },
         config.common,
         move |ctx| build(ctx, timeout, interval),

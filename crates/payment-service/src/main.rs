@@ -38,7 +38,6 @@ async fn main() -> anyhow::Result<()> {
             default_port: 8083,
             migrator: &MIGRATOR,
             openapi: include_str!("../openapi.json"),
-            consumer_workers_per_topic: 1,
         },
         config.common,
         |ctx| build(ctx, max_amount),

@@ -14,6 +14,29 @@ pub enum LogFormat {
     Json,
 }
 
+/// Settings that were renamed, old name first. A process that finds an old
+/// name in its environment refuses to start and names the new one, instead
+/// of silently running with the default.
+pub const RENAMED_SETTINGS: &[(&str, &str)] = &[
+    (
+        "ORDER_CONSUMER_WORKERS_PER_TOPIC",
+        "CONSUMER_WORKERS_PER_TOPIC",
+    ),
+    (
+        "EMAILS_IN_FLIGHT_PER_PARTITION",
+        "EMAILS_IN_FLIGHT_PER_WORKER",
+    ),
+];
+
+/// Fails on the first of [`RENAMED_SETTINGS`] that `is_set` finds under its
+/// old name.
+pub fn reject_renamed_settings(is_set: impl Fn(&str) -> bool) -> anyhow::Result<()> {
+    match RENAMED_SETTINGS.iter().find(|(old, _)| is_set(old)) {
+        Some((old, new)) => anyhow::bail!("{old} was renamed to {new}: set {new} instead"),
+        None => Ok(()),
+    }
+}
+
 /// Settings shared by every service.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonConfig {
@@ -40,10 +63,10 @@ pub struct CommonConfig {
     /// partition a worker of its own. Fewer workers make larger batches,
     /// so fewer transactions and no lock waits between them; the price is
     /// that a record waiting for a retry holds up the other partitions of
-    /// its worker [default: the service's own, see the README].
-    #[arg(long, env = "CONSUMER_WORKERS_PER_TOPIC",
+    /// its worker.
+    #[arg(long, env = "CONSUMER_WORKERS_PER_TOPIC", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(0..=1024))]
-    pub consumer_workers_per_topic: Option<u16>,
+    pub consumer_workers_per_topic: u16,
 
     /// Most records a consumer worker applies in one transaction (of those
     /// already received; it never waits for more). Larger batches mean
@@ -166,6 +189,26 @@ mod tests {
     }
 
     #[test]
+    fn renamed_settings_are_refused_by_their_old_name() {
+        assert!(reject_renamed_settings(|_| false).is_ok());
+        let err = reject_renamed_settings(|name| name == "EMAILS_IN_FLIGHT_PER_PARTITION")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("EMAILS_IN_FLIGHT_PER_PARTITION")
+                && err.contains("EMAILS_IN_FLIGHT_PER_WORKER"),
+            "{err}"
+        );
+        let err = reject_renamed_settings(|name| name == "ORDER_CONSUMER_WORKERS_PER_TOPIC")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("set CONSUMER_WORKERS_PER_TOPIC instead"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn http_connections_are_counted_apart() {
         let c = config(&["--database-api-connections", "0"]).unwrap();
         assert_eq!(c.database_api_connections, 0);
@@ -182,13 +225,10 @@ mod tests {
     #[test]
     fn consumer_settings_have_defaults_and_bounds() {
         let c = config(&[]).unwrap();
-        assert_eq!(
-            c.consumer_workers_per_topic, None,
-            "the service's own default"
-        );
+        assert_eq!(c.consumer_workers_per_topic, 1);
         assert_eq!(c.consumer_max_batch, 128);
         let c = config(&["--consumer-workers-per-topic=0", "--consumer-max-batch=1"]).unwrap();
-        assert_eq!(c.consumer_workers_per_topic, Some(0));
+        assert_eq!(c.consumer_workers_per_topic, 0);
         assert_eq!(c.consumer_max_batch, 1);
         for (flag, bad) in [
             ("--consumer-workers-per-topic", "-1"),

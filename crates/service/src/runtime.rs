@@ -43,12 +43,6 @@ pub struct ServiceSpec {
     pub migrator: &'static Migrator,
     /// The OpenAPI document served at `/openapi.json`.
     pub openapi: &'static str,
-    /// Consumer workers per topic when `CONSUMER_WORKERS_PER_TOPIC` is not
-    /// set (0: one per partition). One worker makes the largest batches, so
-    /// the fewest transactions and no lock waits between them
-    /// (docs/benchmarks.md); a handler that waits on something outside the
-    /// database is better off with more.
-    pub consumer_workers_per_topic: u16,
 }
 
 /// What a service's build function gets.
@@ -147,6 +141,7 @@ async fn run_service<F>(
 where
     F: FnOnce(&Context) -> anyhow::Result<Parts>,
 {
+    crate::config::reject_renamed_settings(|name| std::env::var_os(name).is_some())?;
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_listener(shutdown.clone()));
 
@@ -220,11 +215,7 @@ where
                     spec.source
                 )
             }),
-        consumer_workers_per_topic: usize::from(
-            config
-                .consumer_workers_per_topic
-                .unwrap_or(spec.consumer_workers_per_topic),
-        ),
+        consumer_workers_per_topic: usize::from(config.consumer_workers_per_topic),
         consumer_max_batch: usize::from(config.consumer_max_batch),
     };
     orderflow_events::metrics::pipeline();

@@ -53,7 +53,6 @@ async fn main() -> anyhow::Result<()> {
             default_port: 8084,
             migrator: &MIGRATOR,
             openapi: include_str!("../openapi.json"),
-            consumer_workers_per_topic: 1,
         },
         config.common,
         |ctx| build(ctx, carrier),

@@ -1,6 +1,6 @@
 //! One partition's worker (or, with [`ConsumerOptions::workers_per_topic`],
 //! the worker of several partitions of one topic): processes their records
-//! in order, in one lane or, with [`ConsumerOptions::lanes_per_partition`],
+//! in order, in one lane or, with [`ConsumerOptions::lanes_per_worker`],
 //! in several lanes split by record key.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -47,17 +47,17 @@ pub(super) async fn run(
     rx: mpsc::Receiver<OwnedMessage>,
     stop: CancellationToken,
 ) {
-    let lanes = ctx.opts.lanes_per_partition.max(1);
+    let lanes = ctx.opts.lanes_per_worker.max(1);
     if lanes == 1 {
         return run_lane(ctx, rx, stop, Acks::Direct).await;
     }
     run_lanes(ctx, rx, stop, lanes).await;
 }
 
-/// Splits the partition's records over `lanes` lanes by key (one key always
+/// Splits the worker's records over `lanes` lanes by key (one key always
 /// goes to the same lane, so its records stay in order) and runs the lanes
-/// concurrently. The partition's offset advances only over records that are
-/// done, whichever lane finished them.
+/// concurrently. Each partition's offset advances only over records that
+/// are done, whichever lane finished them.
 async fn run_lanes(
     ctx: Arc<Context>,
     mut rx: mpsc::Receiver<OwnedMessage>,
@@ -68,7 +68,7 @@ async fn run_lanes(
     let mut senders = Vec::with_capacity(lanes);
     let mut handles = Vec::with_capacity(lanes);
     for _ in 0..lanes {
-        let (tx, lane_rx) = mpsc::channel(ctx.opts.queue_per_partition);
+        let (tx, lane_rx) = mpsc::channel(ctx.opts.queue_per_worker);
         senders.push(tx);
         handles.push(tokio::spawn(run_lane(
             ctx.clone(),
@@ -94,7 +94,7 @@ async fn run_lanes(
             r = senders[lane].send(msg) => r,
         };
         if sent.is_err() {
-            // The lane stopped (only on a stop request): so does the partition.
+            // The lane stopped (only on a stop request): so does the worker.
             break;
         }
     }
@@ -217,7 +217,7 @@ impl OffsetTracker {
     }
 }
 
-/// Processes the records of one lane in order (a partition's only lane
+/// Processes the records of one lane in order (a worker's only lane
 /// takes all of them).
 async fn run_lane(
     ctx: Arc<Context>,

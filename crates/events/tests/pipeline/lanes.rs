@@ -35,7 +35,7 @@ async fn a_waiting_key_holds_up_only_its_own_lane() {
     let consumer = env.spawn_consumer_opts(
         &handler,
         ConsumerOptions {
-            lanes_per_partition: 4,
+            lanes_per_worker: 4,
             ..ConsumerOptions::default()
         },
     );

@@ -35,7 +35,7 @@ async fn one_worker_for_every_partition(lanes: usize) {
         &handler,
         ConsumerOptions {
             workers_per_topic: 1,
-            lanes_per_partition: lanes,
+            lanes_per_worker: lanes,
             ..ConsumerOptions::default()
         },
     );
