@@ -69,8 +69,7 @@ pub struct Context {
     /// topic prefix (`ORDERFLOW_TOPIC_PREFIX`) followed by `source`, so
     /// environments isolated by a topic prefix do not share groups.
     pub consumer_group: String,
-    /// Consumer workers per topic (`CONSUMER_WORKERS_PER_TOPIC`, or the
-    /// service's default).
+    /// Consumer workers per topic (`CONSUMER_WORKERS_PER_TOPIC`).
     pub consumer_workers_per_topic: usize,
     /// Most records per consumer transaction (`CONSUMER_MAX_BATCH`).
     pub consumer_max_batch: usize,
@@ -91,8 +90,8 @@ impl Context {
         .with_options(self.consumer_options())
     }
 
-    /// The default consumer options with this service's workers per topic:
-    /// what a service's consumer starts from.
+    /// The default consumer options with this service's workers per topic
+    /// and batch size: what a service's consumer starts from.
     pub fn consumer_options(&self) -> ConsumerOptions {
         ConsumerOptions {
             workers_per_topic: self.consumer_workers_per_topic,
