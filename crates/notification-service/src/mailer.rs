@@ -1,5 +1,6 @@
-//! Sending e-mail over SMTP with `lettre`, and telling failures that will
-//! never succeed from those worth retrying.
+//! Sending e-mail over SMTP: messages are built with `lettre` and sent by
+//! [`crate::smtp`], which pipelines the envelope when the server allows;
+//! and telling failures that will never succeed from those worth retrying.
 //!
 //! Plain SMTP only: the connection is not encrypted (no STARTTLS, no
 //! SMTPS), which suits a local sink (Mailpit, aiosmtpd) or a relay on the
@@ -10,13 +11,11 @@ use std::time::{Duration, Instant};
 
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::Mailbox;
-use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::AsyncSmtpConnection;
-use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, Message};
 use tokio::net::TcpStream;
 
 use crate::email::Email;
+use crate::smtp::{self, Connection};
 
 /// Where and how to send.
 #[derive(Clone)]
@@ -67,35 +66,30 @@ pub fn build_message(from: &Mailbox, email: &Email) -> Result<Message, SendError
 }
 
 /// Whether a failed SMTP exchange is not worth retrying, from the server's
-/// reply code (if it answered with one), lettre's permanent/transient
-/// verdict, and whether lettre refused on its own (`client_error`) an
-/// e-mail whose recipient address is not ASCII.
+/// reply code (if it answered with one), whether this side refused on its
+/// own (`client_error`), and whether the recipient address is not ASCII.
 ///
 /// - 5xx replies are permanent, except the 53x family (authentication
 ///   required or rejected, encryption required): those mean this service is
 ///   misconfigured, not that the e-mail is bad, so they are retried until
 ///   the configuration is fixed instead of failing every e-mail for good.
-/// - lettre refuses a non-ASCII address when the server lacks SMTPUTF8:
-///   that e-mail can never go through this server, so it is permanent.
-///   Other client-side errors (no common AUTH mechanism, ...) are
+/// - A non-ASCII address is refused on this side when the server lacks
+///   SMTPUTF8: that e-mail can never go through this server, so it is
+///   permanent. Other client-side refusals (no common AUTH mechanism) are
 ///   configuration problems and retried.
 /// - Everything else (connection refused, timeouts, 4xx) is transient.
-pub fn is_permanent(
-    code: Option<u16>,
-    permanent: bool,
-    client_error: bool,
-    non_ascii_recipient: bool,
-) -> bool {
+pub fn is_permanent(code: Option<u16>, client_error: bool, non_ascii_recipient: bool) -> bool {
     match code {
         Some(530..=539) => false,
-        Some(_) => permanent,
+        Some(code) => code >= 500,
         None => client_error && non_ascii_recipient,
     }
 }
 
-fn classify(e: &lettre::transport::smtp::Error, non_ascii_recipient: bool) -> SendError {
-    let code = e.status().map(u16::from);
-    if is_permanent(code, e.is_permanent(), e.is_client(), non_ascii_recipient) {
+fn classify(e: &smtp::Error, non_ascii_recipient: bool) -> SendError {
+    let code = e.code();
+    let client_error = matches!(e, smtp::Error::Client(_));
+    if is_permanent(code, client_error, non_ascii_recipient) {
         SendError::Permanent(match code {
             Some(_) => format!("SMTP server rejected the message: {e}"),
             None => format!("the message cannot be sent through this SMTP server: {e}"),
@@ -114,17 +108,16 @@ const FRESH: Duration = Duration::from_secs(2);
 
 /// Sends e-mails through one SMTP server, reusing connections: one idle for
 /// a while is checked with `NOOP` before reuse, one used moments ago is
-/// not (if the server closed it meanwhile, the e-mail goes out once more on
-/// a new connection); a connection that failed an exchange is dropped.
-/// Sockets are `TCP_NODELAY`: lettre writes a message's body and its final
-/// `.` separately, and with Nagle's algorithm the `.` would wait for the
-/// server's delayed ACK (~40 ms per e-mail).
+/// not (if the server closed it meanwhile, so that it answers nothing, the
+/// e-mail goes out once more on a new connection); a connection that failed
+/// an exchange is dropped. Sockets are `TCP_NODELAY`, and each write is a
+/// whole batch of commands or the whole message, so Nagle's algorithm has
+/// nothing to hold back.
 pub struct Mailer {
     host: String,
     port: u16,
-    credentials: Option<Credentials>,
-    hello: ClientId,
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    credentials: Option<(String, String)>,
+    idle: Mutex<Vec<(Connection, Instant)>>,
     from: Mailbox,
     timeout: Duration,
 }
@@ -135,11 +128,7 @@ impl Mailer {
         Self {
             host: settings.host.clone(),
             port: settings.port,
-            credentials: settings
-                .credentials
-                .as_ref()
-                .map(|(user, password)| Credentials::new(user.clone(), password.clone())),
-            hello: ClientId::default(),
+            credentials: settings.credentials.clone(),
             idle: Mutex::new(Vec::new()),
             from: settings.from.clone(),
             timeout: settings.timeout,
@@ -169,28 +158,32 @@ impl Mailer {
         non_ascii_recipient: bool,
     ) -> Result<(), SendError> {
         let envelope = message.envelope();
+        let from = envelope.from().map(Address::as_ref).unwrap_or("");
+        let to: Vec<&str> = envelope.to().iter().map(Address::as_ref).collect();
         let body = message.formatted();
         let (mut conn, checked) = match self.idle_connection().await {
             Some(reused) => reused,
             None => (self.connect().await?, true),
         };
-        let mut sent = conn.send(envelope, &body).await;
-        if let Err(e) = &sent {
-            if !checked && e.status().is_none() {
+        let mut sent = conn.send(from, &to, &body).await;
+        if let Err(smtp::Error::Connection {
+            answered: false,
+            message,
+        }) = &sent
+        {
+            if !checked {
                 // No reply at all on a connection reused unchecked: the
                 // server most likely closed it while it was idle.
-                tracing::debug!(error = %e, "reused SMTP connection failed; once more on a new one");
+                tracing::debug!(error = %message, "reused SMTP connection failed; once more on a new one");
                 conn = self.connect().await?;
-                sent = conn.send(envelope, &body).await;
+                sent = conn.send(from, &to, &body).await;
             }
         }
         match sent {
-            Ok(_) => {
-                if !conn.has_broken() {
-                    let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                    if idle.len() < MAX_IDLE {
-                        idle.push((conn, Instant::now()));
-                    }
+            Ok(()) => {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                if idle.len() < MAX_IDLE {
+                    idle.push((conn, Instant::now()));
                 }
                 Ok(())
             }
@@ -200,20 +193,20 @@ impl Mailer {
 
     /// The most recently used idle connection, and whether it was checked:
     /// one idle for longer than [`FRESH`] must answer `NOOP` first.
-    async fn idle_connection(&self) -> Option<(AsyncSmtpConnection, bool)> {
+    async fn idle_connection(&self) -> Option<(Connection, bool)> {
         loop {
             let (mut conn, since) = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
             if since.elapsed() < FRESH {
                 return Some((conn, false));
             }
-            if conn.test_connected().await {
+            if conn.is_alive().await {
                 return Some((conn, true));
             }
         }
     }
 
     /// A new connection, greeted and authenticated.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Connection, SendError> {
         let stream = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| {
@@ -225,15 +218,13 @@ impl Mailer {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "could not set TCP_NODELAY on the SMTP connection");
         }
-        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello)
+        let credentials = self
+            .credentials
+            .as_ref()
+            .map(|(user, password)| (user.as_str(), password.as_str()));
+        Connection::open(stream, credentials)
             .await
-            .map_err(|e| classify(&e, false))?;
-        if let Some(credentials) = &self.credentials {
-            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
-                .await
-                .map_err(|e| classify(&e, false))?;
-        }
-        Ok(conn)
+            .map_err(|e| classify(&e, false))
     }
 }
 
@@ -241,7 +232,8 @@ impl Mailer {
 mod tests {
     use super::*;
     use crate::email::Kind;
-    use crate::test_smtp::{fake_smtp, fake_smtp_with, Rcpt};
+    use crate::test_smtp::{fake_smtp, Fake, Rcpt};
+    use std::sync::atomic::Ordering;
     use tokio::net::TcpListener;
 
     fn email(to: &str) -> Email {
@@ -311,26 +303,143 @@ mod tests {
 
     #[test]
     fn five_hundreds_are_permanent_except_authentication() {
-        assert!(is_permanent(Some(550), true, false, false));
-        assert!(is_permanent(Some(554), true, false, false));
-        assert!(!is_permanent(Some(535), true, false, false));
-        assert!(!is_permanent(Some(530), true, false, false));
-        assert!(!is_permanent(Some(451), false, false, false));
+        assert!(is_permanent(Some(550), false, false));
+        assert!(is_permanent(Some(554), false, false));
+        assert!(!is_permanent(Some(535), false, false));
+        assert!(!is_permanent(Some(530), false, false));
+        assert!(!is_permanent(Some(451), false, false));
         // Connection errors, and client-side refusals of ASCII e-mails.
-        assert!(!is_permanent(None, false, false, false));
-        assert!(!is_permanent(None, false, true, false));
+        assert!(!is_permanent(None, false, false));
+        assert!(!is_permanent(None, true, false));
         // A non-ASCII address the server cannot take (no SMTPUTF8).
-        assert!(is_permanent(None, false, true, true));
+        assert!(is_permanent(None, true, true));
     }
 
     fn mailer(port: u16, timeout: Duration) -> Mailer {
+        mailer_as(port, timeout, None)
+    }
+
+    fn mailer_as(port: u16, timeout: Duration, credentials: Option<(&str, &str)>) -> Mailer {
         Mailer::new(&SmtpSettings {
             host: "127.0.0.1".into(),
             port,
-            credentials: None,
+            credentials: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
             from: from(),
             timeout,
         })
+    }
+
+    #[tokio::test]
+    async fn the_envelope_is_pipelined_when_the_server_offers_it() {
+        let (port, mut mail, pipelined) = Fake::new(Rcpt::Accept).start().await;
+        let mailer = mailer(port, Duration::from_secs(5));
+        for to in ["ann@example.com", "bob@example.com"] {
+            mailer.send(&email(to)).await.expect("sent");
+            let data = mail.recv().await.expect("data");
+            assert!(data.contains(&format!("To: {to}")), "{data}");
+        }
+        assert_eq!(
+            pipelined.load(Ordering::SeqCst),
+            2,
+            "MAIL, RCPT and DATA in one write"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_pipelining_each_command_waits_for_its_reply() {
+        for helo_only in [false, true] {
+            let (port, mut mail, pipelined) = Fake {
+                pipelining: false,
+                helo_only,
+                ..Fake::new(Rcpt::Accept)
+            }
+            .start()
+            .await;
+            mailer(port, Duration::from_secs(5))
+                .send(&email("ann@example.com"))
+                .await
+                .expect("sent");
+            assert!(mail
+                .recv()
+                .await
+                .expect("data")
+                .contains("To: ann@example.com"));
+            assert_eq!(pipelined.load(Ordering::SeqCst), 0, "helo_only {helo_only}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rejected_recipient_is_reported_when_pipelined_and_when_not() {
+        for pipelining in [true, false] {
+            let (port, mut mail, _) = Fake {
+                pipelining,
+                ..Fake::new(Rcpt::Reply("550 5.1.1 no such user\r\n"))
+            }
+            .start()
+            .await;
+            let err = mailer(port, Duration::from_secs(5))
+                .send(&email("nobody@example.com"))
+                .await
+                .expect_err("rejected");
+            assert!(
+                matches!(&err, SendError::Permanent(m) if m.contains("RCPT") && m.contains("550")),
+                "pipelining {pipelining}: {err:?}"
+            );
+            assert!(mail.try_recv().is_err(), "nothing delivered");
+        }
+    }
+
+    #[tokio::test]
+    async fn authenticates_with_plain_or_login() {
+        for mechanisms in ["PLAIN LOGIN", "LOGIN"] {
+            let (port, mut mail, _) = Fake {
+                auth: Some(mechanisms),
+                ..Fake::new(Rcpt::Accept)
+            }
+            .start()
+            .await;
+            mailer_as(port, Duration::from_secs(5), Some(("u", "p")))
+                .send(&email("ann@example.com"))
+                .await
+                .unwrap_or_else(|e| panic!("{mechanisms}: {e}"));
+            assert!(mail.recv().await.is_some());
+        }
+    }
+
+    #[tokio::test]
+    async fn credentials_refused_or_missing_are_transient() {
+        let start = |auth| async move {
+            Fake {
+                auth,
+                ..Fake::new(Rcpt::Accept)
+            }
+            .start()
+            .await
+            .0
+        };
+        let cases = [
+            // Wrong password: 535.
+            (start(Some("PLAIN")).await, Some(("u", "wrong")), "535"),
+            (start(Some("LOGIN")).await, Some(("u", "wrong")), "535"),
+            // No credentials configured: MAIL gets 530.
+            (start(Some("PLAIN")).await, None, "530"),
+            // Credentials, but no mechanism in common.
+            (
+                start(Some("CRAM-MD5")).await,
+                Some(("u", "p")),
+                "AUTH mechanism",
+            ),
+        ];
+        for (port, credentials, expected) in cases {
+            let err = mailer_as(port, Duration::from_secs(5), credentials)
+                .send(&email("ann@example.com"))
+                .await
+                .expect_err("refused");
+            assert!(
+                matches!(&err, SendError::Transient(m) if m.contains(expected)),
+                "{expected}: {err:?}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -353,7 +462,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_closed_by_the_server_is_replaced_without_failing() {
-        let (port, mut mail) = fake_smtp_with(Rcpt::Accept, true).await;
+        let (port, mut mail, _) = Fake {
+            close_after_message: true,
+            ..Fake::new(Rcpt::Accept)
+        }
+        .start()
+        .await;
         let mailer = mailer(port, Duration::from_secs(5));
         for to in ["ann@example.com", "bob@example.com", "cy@example.com"] {
             mailer.send(&email(to)).await.expect("sent");

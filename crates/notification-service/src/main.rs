@@ -16,6 +16,7 @@ mod db_tests;
 mod email;
 mod handlers;
 mod mailer;
+mod smtp;
 #[cfg(test)]
 mod test_smtp;
 

@@ -3,7 +3,8 @@
 //! no mail server is at hand.
 //!
 //! It speaks enough of RFC 5321 for real clients (EHLO/HELO, MAIL, RCPT,
-//! DATA with dot-unstuffing, RSET, NOOP, VRFY, QUIT), answers commands out
+//! DATA with dot-unstuffing, RSET, NOOP, VRFY, QUIT; PIPELINING, RFC
+//! 2920, whose replies go out together), answers commands out
 //! of order with 503 and unknown ones with 500, refuses lines longer than
 //! 4 KiB and messages larger than `--max-message-bytes`. No TLS, no AUTH,
 //! no relaying: every message lands in the Maildir, with `X-MailFrom` and
@@ -132,6 +133,7 @@ async fn session(socket: TcpStream, maildir: &Maildir, max: u64) -> std::io::Res
     reply(&mut out, "220 orderctl smtp-sink ESMTP ready").await?;
     loop {
         line.clear();
+        flush_if_idle(&reader, &mut out).await?;
         match read_line(&mut reader, &mut line).await? {
             Line::Eof => return Ok(()),
             Line::TooLong => {
@@ -151,7 +153,9 @@ async fn session(socket: TcpStream, maildir: &Maildir, max: u64) -> std::io::Res
                 greeted = true;
                 from = None;
                 rcpts.clear();
-                let hello = format!("250-orderctl smtp-sink\r\n250-SIZE {max}\r\n250 8BITMIME");
+                let hello = format!(
+                    "250-orderctl smtp-sink\r\n250-SIZE {max}\r\n250-PIPELINING\r\n250 8BITMIME"
+                );
                 reply(&mut out, &hello).await?;
             }
             "HELO" => {
@@ -189,6 +193,7 @@ async fn session(socket: TcpStream, maildir: &Maildir, max: u64) -> std::io::Res
                 let mut too_big = false;
                 loop {
                     line.clear();
+                    flush_if_idle(&reader, &mut out).await?;
                     match read_line(&mut reader, &mut line).await? {
                         Line::Eof => return Ok(()),
                         // Still part of the message: keep reading to its end.
@@ -229,7 +234,7 @@ async fn session(socket: TcpStream, maildir: &Maildir, max: u64) -> std::io::Res
             "VRFY" => reply(&mut out, "252 2.1.5 cannot verify, will accept").await?,
             "QUIT" => {
                 reply(&mut out, "221 2.0.0 bye").await?;
-                return Ok(());
+                return out.flush().await;
             }
             _ => reply(&mut out, "500 5.5.2 command not recognised").await?,
         }
@@ -290,13 +295,28 @@ fn path_arg(arg: &str, prefix: &str) -> Option<String> {
     Some(path.to_owned())
 }
 
+/// Queues a reply; [`flush_if_idle`] sends it.
 async fn reply<W: tokio::io::AsyncWrite + Unpin>(
     out: &mut BufWriter<W>,
     text: &str,
 ) -> std::io::Result<()> {
     out.write_all(text.as_bytes()).await?;
-    out.write_all(b"\r\n").await?;
-    out.flush().await
+    out.write_all(b"\r\n").await
+}
+
+/// Sends the queued replies unless more input is already buffered: a
+/// pipelining client (RFC 2920) sends `MAIL`, `RCPT` and `DATA` together,
+/// and gets their three replies in one write. Called before every read, so
+/// nothing waits for input with a reply still unsent.
+async fn flush_if_idle<R: tokio::io::AsyncRead, W: tokio::io::AsyncWrite + Unpin>(
+    reader: &BufReader<R>,
+    out: &mut BufWriter<W>,
+) -> std::io::Result<()> {
+    if reader.buffer().is_empty() {
+        out.flush().await
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -409,6 +429,49 @@ mod tests {
             .next()
             .is_none());
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[tokio::test]
+    async fn pipelined_commands_get_their_replies_in_order() {
+        let (addr, dir) = start(1 << 20).await;
+        let (mut c, _) = Client::connect(addr).await;
+        c.write.write_all(b"EHLO client\r\n").await.expect("write");
+        let mut ehlo = Vec::new();
+        loop {
+            let mut line = String::new();
+            c.read.read_line(&mut line).await.expect("read");
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            ehlo.push(line);
+            if last {
+                break;
+            }
+        }
+        assert!(
+            ehlo.iter().any(|l| l.trim_end() == "250-PIPELINING"),
+            "{ehlo:?}"
+        );
+        c.write
+            .write_all(b"MAIL FROM:<shop@example.com>\r\nRCPT TO:<ann@example.com>\r\nRCPT TO:<>\r\nDATA\r\n")
+            .await
+            .expect("write");
+        assert!(c.reply().await.starts_with("250 "));
+        assert!(c.reply().await.starts_with("250 "));
+        assert!(
+            c.reply().await.starts_with("501 "),
+            "empty recipient refused"
+        );
+        assert!(c.reply().await.starts_with("354 "));
+        assert!(c
+            .send("Subject: p\r\n\r\nhi\r\n.")
+            .await
+            .starts_with("250 "));
+        let got = messages(&dir);
+        assert_eq!(got.len(), 1);
+        assert!(
+            got[0].contains("X-RcptTo: ann@example.com\r\n"),
+            "{}",
+            got[0]
+        );
     }
 
     #[tokio::test]
