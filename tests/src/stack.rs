@@ -182,10 +182,18 @@ fn now_stamp() -> String {
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
 
-/// A TCP port nobody listens on right now.
-fn free_port() -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+/// `n` distinct TCP ports nobody listens on right now. Every listener is
+/// held until all are picked: a port released at once can be handed out
+/// again by the next bind to port 0, and two processes of one stack would
+/// then be given the same port.
+fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
 }
 
 /// `url` with its database (path) replaced by `db`.
@@ -326,8 +334,9 @@ impl Stack {
             .context("spawning the watchdog shell")?;
         let watchdog_stdin = watchdog.stdin.take();
 
-        // The SMTP listener.
-        let smtp_port = free_port()?;
+        // The SMTP listener, then the services, each on a port of its own.
+        let mut free = free_ports(1 + Service::ALL.len())?.into_iter();
+        let smtp_port = free.next().context("no port for the SMTP listener")?;
         let mut smtp = Proc {
             name: "smtp".into(),
             program: python,
@@ -352,7 +361,7 @@ impl Stack {
         let mut ports = BTreeMap::new();
         let mut procs = BTreeMap::new();
         for svc in Service::ALL {
-            let port = free_port()?;
+            let port = free.next().context("no port for a service")?;
             ports.insert(svc, port);
             let mut vars: Vec<(String, String)> = topic_env.clone();
             vars.extend([
