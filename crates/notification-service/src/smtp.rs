@@ -5,8 +5,7 @@
 //! `RCPT` and `DATA` go out in one write and their replies are read
 //! together, then the message and its final `.` in one more. That is two
 //! round trips per message instead of four, which matters for a relay on
-//! another host and for CPU on this one. Without `PIPELINING` every command
-//! waits for its reply.
+//! another host. Without `PIPELINING` every command waits for its reply.
 //!
 //! Plain TCP only (no STARTTLS, no SMTPS); `AUTH PLAIN` or `AUTH LOGIN`.
 
@@ -125,6 +124,10 @@ pub struct Connection {
     ext: Extensions,
     /// Reused buffer for what is written.
     out: Vec<u8>,
+    /// Whether the server replied to anything since the connection was
+    /// opened or the current [`send`](Self::send) began
+    /// ([`Error::Connection`]'s `answered`).
+    answered: bool,
 }
 
 impl Connection {
@@ -141,23 +144,19 @@ impl Connection {
             writer,
             ext: Extensions::default(),
             out: Vec::with_capacity(1024),
+            answered: false,
         };
-        let mut answered = false;
-        let greeting = conn.read_reply(&mut answered).await?;
+        let greeting = conn.read_reply().await?;
         expect(&greeting, "connection greeting", 220)?;
-        let ehlo = conn
-            .command(&format!("EHLO {hello}"), &mut answered)
-            .await?;
+        let ehlo = conn.command(&format!("EHLO {hello}")).await?;
         if ehlo.is_positive() {
             conn.ext = Extensions::parse(&ehlo.lines);
         } else {
-            let helo = conn
-                .command(&format!("HELO {hello}"), &mut answered)
-                .await?;
+            let helo = conn.command(&format!("HELO {hello}")).await?;
             expect(&helo, "HELO", 250)?;
         }
         if let Some((user, password)) = credentials {
-            conn.authenticate(user, password, &mut answered).await?;
+            conn.authenticate(user, password).await?;
         }
         Ok(conn)
     }
@@ -168,27 +167,20 @@ impl Connection {
         &self.ext
     }
 
-    async fn authenticate(
-        &mut self,
-        user: &str,
-        password: &str,
-        answered: &mut bool,
-    ) -> Result<(), Error> {
+    async fn authenticate(&mut self, user: &str, password: &str) -> Result<(), Error> {
         let offers = |m: &str| self.ext.auth.iter().any(|a| a == m);
         let (plain, login) = (offers("PLAIN"), offers("LOGIN"));
         if plain {
             let token = BASE64.encode(format!("\0{user}\0{password}"));
-            let reply = self
-                .command(&format!("AUTH PLAIN {token}"), answered)
-                .await?;
+            let reply = self.command(&format!("AUTH PLAIN {token}")).await?;
             return expect(&reply, "AUTH PLAIN", 235);
         }
         if login {
-            let reply = self.command("AUTH LOGIN", answered).await?;
+            let reply = self.command("AUTH LOGIN").await?;
             expect(&reply, "AUTH LOGIN", 334)?;
-            let reply = self.command(&BASE64.encode(user), answered).await?;
+            let reply = self.command(&BASE64.encode(user)).await?;
             expect(&reply, "AUTH LOGIN", 334)?;
-            let reply = self.command(&BASE64.encode(password), answered).await?;
+            let reply = self.command(&BASE64.encode(password)).await?;
             return expect(&reply, "AUTH LOGIN", 235);
         }
         Err(Error::Client(format!(
@@ -199,8 +191,7 @@ impl Connection {
 
     /// Whether the server still answers (`NOOP`).
     pub async fn is_alive(&mut self) -> bool {
-        let mut answered = false;
-        matches!(self.command("NOOP", &mut answered).await, Ok(r) if r.is_positive())
+        matches!(self.command("NOOP").await, Ok(r) if r.is_positive())
     }
 
     /// Sends `message` (the formatted message, lines ending in CRLF) from
@@ -215,7 +206,7 @@ impl Connection {
         }
         let mail = format!("MAIL FROM:<{from}>{}", if utf8 { " SMTPUTF8" } else { "" });
         let rcpts: Vec<String> = to.iter().map(|t| format!("RCPT TO:<{t}>")).collect();
-        let mut answered = false;
+        self.answered = false;
         if self.ext.pipelining {
             self.out.clear();
             for line in std::iter::once(&mail).chain(&rcpts) {
@@ -223,20 +214,20 @@ impl Connection {
                 self.out.extend_from_slice(b"\r\n");
             }
             self.out.extend_from_slice(b"DATA\r\n");
-            self.flush(&answered).await?;
+            self.flush().await?;
             // Every reply is read, in order; the first refusal is the error.
             let mut first_error = None;
-            let mail_reply = self.read_reply(&mut answered).await?;
+            let mail_reply = self.read_reply().await?;
             if let Err(e) = expect(&mail_reply, "MAIL", 250) {
                 first_error.get_or_insert(e);
             }
             for _ in &rcpts {
-                let reply = self.read_reply(&mut answered).await?;
+                let reply = self.read_reply().await?;
                 if let Err(e) = expect_positive(&reply, "RCPT") {
                     first_error.get_or_insert(e);
                 }
             }
-            let data = self.read_reply(&mut answered).await?;
+            let data = self.read_reply().await?;
             if let Some(e) = first_error {
                 // If the server took DATA anyway, the caller drops the
                 // connection before any message text: nothing is delivered.
@@ -244,79 +235,68 @@ impl Connection {
             }
             expect(&data, "DATA", 354)?;
         } else {
-            let reply = self.command(&mail, &mut answered).await?;
+            let reply = self.command(&mail).await?;
             expect(&reply, "MAIL", 250)?;
             for rcpt in &rcpts {
-                let reply = self.command(rcpt, &mut answered).await?;
+                let reply = self.command(rcpt).await?;
                 expect_positive(&reply, "RCPT")?;
             }
-            let reply = self.command("DATA", &mut answered).await?;
+            let reply = self.command("DATA").await?;
             expect(&reply, "DATA", 354)?;
         }
         self.out.clear();
         dot_stuff(message, &mut self.out);
         self.out.extend_from_slice(b".\r\n");
-        self.flush(&answered).await?;
-        let reply = self.read_reply(&mut answered).await?;
+        self.flush().await?;
+        let reply = self.read_reply().await?;
         expect(&reply, "message", 250)
     }
 
     /// Writes `line` and CRLF, and reads the reply.
-    async fn command(&mut self, line: &str, answered: &mut bool) -> Result<Reply, Error> {
+    async fn command(&mut self, line: &str) -> Result<Reply, Error> {
         self.out.clear();
         self.out.extend_from_slice(line.as_bytes());
         self.out.extend_from_slice(b"\r\n");
-        self.flush(answered).await?;
-        self.read_reply(answered).await
+        self.flush().await?;
+        self.read_reply().await
     }
 
     /// Writes everything in `out`.
-    async fn flush(&mut self, answered: &bool) -> Result<(), Error> {
-        self.writer
-            .write_all(&self.out)
-            .await
-            .map_err(|e| connection(format!("cannot write: {e}"), *answered))
+    async fn flush(&mut self) -> Result<(), Error> {
+        let written = self.writer.write_all(&self.out).await;
+        written.map_err(|e| self.failed(format!("cannot write: {e}")))
     }
 
     /// Reads one reply, single- or multi-line; sets `answered` once it has.
-    async fn read_reply(&mut self, answered: &mut bool) -> Result<Reply, Error> {
+    async fn read_reply(&mut self) -> Result<Reply, Error> {
         let mut lines = Vec::new();
         let mut line = Vec::with_capacity(128);
         loop {
             line.clear();
-            let n = (&mut self.reader)
+            let read = (&mut self.reader)
                 .take(MAX_REPLY_LINE)
                 .read_until(b'\n', &mut line)
-                .await
-                .map_err(|e| connection(format!("cannot read: {e}"), *answered))?;
+                .await;
+            let n = read.map_err(|e| self.failed(format!("cannot read: {e}")))?;
             if n == 0 {
-                return Err(connection(
-                    "the server closed the connection".into(),
-                    *answered,
-                ));
+                return Err(self.failed("the server closed the connection".into()));
             }
             if line.last() != Some(&b'\n') {
-                return Err(connection(
-                    format!("a reply line longer than {MAX_REPLY_LINE} bytes"),
-                    *answered,
-                ));
+                return Err(self.failed(format!("a reply line longer than {MAX_REPLY_LINE} bytes")));
             }
             let text = String::from_utf8_lossy(&line);
             let text = text.trim_end_matches(['\r', '\n']);
             let (code, last, rest) = parse_reply_line(text)
-                .ok_or_else(|| connection(format!("not an SMTP reply: {text:?}"), *answered))?;
+                .ok_or_else(|| self.failed(format!("not an SMTP reply: {text:?}")))?;
             lines.push((code, rest.to_owned()));
             if last {
                 break;
             }
             if lines.len() >= MAX_REPLY_LINES {
-                return Err(connection(
-                    format!("a reply of more than {MAX_REPLY_LINES} lines"),
-                    *answered,
-                ));
+                return Err(self.failed(format!("a reply of more than {MAX_REPLY_LINES} lines")));
             }
         }
-        *answered = true;
+        self.answered = true;
         let code = lines[lines.len() - 1].0;
         let lines: Vec<String> = lines.into_iter().map(|(_, l)| l).collect();
         Ok(Reply {
@@ -325,10 +305,14 @@ impl Connection {
             lines,
         })
     }
-}
 
-fn connection(message: String, answered: bool) -> Error {
-    Error::Connection { message, answered }
+    /// The connection failed with `message`.
+    fn failed(&self, message: String) -> Error {
+        Error::Connection {
+            message,
+            answered: self.answered,
+        }
+    }
 }
 
 /// `Ok` if `reply` has code `code`, else the refusal of `command`.

@@ -472,6 +472,7 @@ mod tests {
             "{}",
             got[0]
         );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[tokio::test]
