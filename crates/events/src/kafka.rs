@@ -65,6 +65,9 @@ impl KafkaConfig {
     }
 }
 
+/// The producer's `linger.ms` unless `KAFKA_PROP_LINGER_MS` sets one.
+const DEFAULT_LINGER_MS: &str = "5";
+
 /// A record ready to produce.
 #[derive(Debug, Clone)]
 pub struct OutgoingRecord {
@@ -94,11 +97,17 @@ impl std::fmt::Debug for EventProducer {
 impl EventProducer {
     /// Creates the producer.
     pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
-        let inner: FutureProducer = cfg
-            .client_config()
+        let mut config = cfg.client_config();
+        // How long librdkafka holds records for a fuller request. The relay
+        // hands over a whole batch at once, so this mostly adds latency to
+        // every saga hop; `KAFKA_PROP_LINGER_MS` overrides it.
+        if config.get("linger.ms").is_none() && config.get("queue.buffering.max.ms").is_none() {
+            config.set("linger.ms", DEFAULT_LINGER_MS);
+        }
+        // The guarantees: not overridable.
+        let inner: FutureProducer = config
             .set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
             .set(
                 "message.timeout.ms",
                 cfg.message_timeout.as_millis().to_string(),
