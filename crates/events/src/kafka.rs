@@ -66,7 +66,7 @@ impl KafkaConfig {
 }
 
 /// The producer's `linger.ms` unless `KAFKA_PROP_LINGER_MS` sets one.
-const DEFAULT_LINGER_MS: &str = "5";
+const DEFAULT_LINGER_MS: &str = "1";
 
 /// A record ready to produce.
 #[derive(Debug, Clone)]
