@@ -67,12 +67,11 @@ impl fmt::Display for Error {
     }
 }
 
-/// One reply: its code and its text lines joined by spaces.
+/// One reply: its code and its text lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub code: u16,
-    pub text: String,
-    /// Every text line as sent (for `EHLO`'s extension list).
+    /// Every text line as sent (`EHLO`'s extension list; a refusal's text).
     lines: Vec<String>,
 }
 
@@ -288,22 +287,15 @@ impl Connection {
             let text = text.trim_end_matches(['\r', '\n']);
             let (code, last, rest) = parse_reply_line(text)
                 .ok_or_else(|| self.failed(format!("not an SMTP reply: {text:?}")))?;
-            lines.push((code, rest.to_owned()));
+            lines.push(rest.to_owned());
             if last {
-                break;
+                self.answered = true;
+                return Ok(Reply { code, lines });
             }
             if lines.len() >= MAX_REPLY_LINES {
                 return Err(self.failed(format!("a reply of more than {MAX_REPLY_LINES} lines")));
             }
         }
-        self.answered = true;
-        let code = lines[lines.len() - 1].0;
-        let lines: Vec<String> = lines.into_iter().map(|(_, l)| l).collect();
-        Ok(Reply {
-            code,
-            text: lines.join(" "),
-            lines,
-        })
     }
 
     /// The connection failed with `message`.
@@ -337,7 +329,7 @@ fn refused(reply: &Reply, command: &'static str) -> Error {
     Error::Reply {
         command,
         code: reply.code,
-        text: reply.text.clone(),
+        text: reply.lines.join(" "),
     }
 }
 
