@@ -13,6 +13,8 @@
 //! | `orderflow_events_dead_lettered_total` | `topic`, `reason` |
 //! | `orderflow_handler_duration_seconds` (histogram) | `topic`, `event_type` |
 //! | `orderflow_consumer_transaction_records` (histogram) | `topic` |
+//! | `orderflow_relay_delay_seconds` (histogram) | `topic` |
+//! | `orderflow_consumer_delay_seconds` (histogram) | `topic` |
 //! | `orderflow_outbox_backlog`, `orderflow_outbox_oldest_age_seconds` | (set at scrape time, [`observe_outbox`]) |
 //! | `orderflow_consumer_lag` | `topic`, `partition` |
 
@@ -106,6 +108,11 @@ pub struct PipelineMetrics {
     pub handler_duration: HistogramFamily<EventLabels>,
     /// Records applied per committed consumer transaction.
     pub transaction_records: HistogramFamily<TopicLabels>,
+    /// From an event's timestamp to the relay handing it to the producer.
+    pub relay_delay: HistogramFamily<TopicLabels>,
+    /// From a record's timestamp (set when the producer got it) to the
+    /// consumer starting to apply it.
+    pub consumer_delay: HistogramFamily<TopicLabels>,
     /// Unpublished outbox rows.
     pub outbox_backlog: Gauge<i64>,
     /// Age of the oldest unpublished outbox row.
@@ -117,6 +124,11 @@ pub struct PipelineMetrics {
 fn handler_histogram() -> Histogram {
     // 1 ms .. ~16 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+fn delay_histogram() -> Histogram {
+    // 0.5 ms .. ~10 s, finer than the handler's: a saga hop is tens of ms.
+    Histogram::new(exponential_buckets(0.0005, 1.6, 22))
 }
 
 fn batch_histogram() -> Histogram {
@@ -151,6 +163,8 @@ pub fn pipeline() -> &'static PipelineMetrics {
             dead_lettered: Family::default(),
             handler_duration: Family::new_with_constructor(handler_histogram),
             transaction_records: Family::new_with_constructor(batch_histogram),
+            relay_delay: Family::new_with_constructor(delay_histogram),
+            consumer_delay: Family::new_with_constructor(delay_histogram),
             outbox_backlog: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             consumer_lag: Family::default(),
@@ -185,6 +199,16 @@ pub fn pipeline() -> &'static PipelineMetrics {
             "orderflow_consumer_transaction_records",
             "Records applied (or found to be duplicates) per committed consumer transaction: how well batching works",
             m.transaction_records.clone(),
+        );
+        r.register(
+            "orderflow_relay_delay_seconds",
+            "Time from an event's timestamp (set when it was written to the outbox) to the relay handing it to the producer",
+            m.relay_delay.clone(),
+        );
+        r.register(
+            "orderflow_consumer_delay_seconds",
+            "Time from a record's timestamp (set when the relay's producer got it) to the consumer starting to apply it: producer linger, broker, fetch and queueing behind earlier records; across hosts it includes their clock difference",
+            m.consumer_delay.clone(),
         );
         r.register(
             "orderflow_outbox_backlog",
@@ -258,6 +282,18 @@ impl PipelineMetrics {
             .observe(d.as_secs_f64());
     }
 
+    /// Records the time from an event's timestamp to its hand-over to the
+    /// producer.
+    pub fn relay_delay(&self, topic: &str, d: Duration) {
+        observe(&self.relay_delay, topic, d);
+    }
+
+    /// Records the time from a record's timestamp to the start of its
+    /// handling.
+    pub fn consumer_delay(&self, topic: &str, d: Duration) {
+        observe(&self.consumer_delay, topic, d);
+    }
+
     /// Records a committed consumer transaction of `records` records.
     pub fn transaction_records(&self, topic: &str, records: usize) {
         self.transaction_records
@@ -266,6 +302,13 @@ impl PipelineMetrics {
             })
             .observe(records as f64);
     }
+}
+
+fn observe(h: &HistogramFamily<TopicLabels>, topic: &str, d: Duration) {
+    h.get_or_create(&TopicLabels {
+        topic: topic.to_owned(),
+    })
+    .observe(d.as_secs_f64());
 }
 
 /// Sets the outbox gauges from the table (`outbox::backlog`).
@@ -299,6 +342,8 @@ mod tests {
         m.failed("t-metrics-test", "OrderCreated", "retryable");
         m.dead_lettered("t-metrics-test", "handler-rejected");
         m.handler_duration("t-metrics-test", "OrderCreated", Duration::from_millis(3));
+        m.relay_delay("t-metrics-test", Duration::from_millis(2));
+        m.consumer_delay("t-metrics-test", Duration::from_millis(20));
         m.consumer_lag
             .get_or_create(&PartitionLabels {
                 topic: "t-metrics-test".into(),
@@ -312,6 +357,8 @@ mod tests {
             r#"orderflow_events_failed_total{topic="t-metrics-test",event_type="OrderCreated",error="retryable"} 1"#,
             r#"orderflow_events_dead_lettered_total{topic="t-metrics-test",reason="handler-rejected"} 1"#,
             r#"orderflow_handler_duration_seconds_count{topic="t-metrics-test",event_type="OrderCreated"} 1"#,
+            r#"orderflow_relay_delay_seconds_count{topic="t-metrics-test"} 1"#,
+            r#"orderflow_consumer_delay_seconds_sum{topic="t-metrics-test"} 0.02"#,
             "# TYPE orderflow_outbox_backlog gauge",
             r#"orderflow_consumer_lag{topic="t-metrics-test",partition="3"} 7"#,
         ] {

@@ -360,10 +360,13 @@ impl Relay {
         if self.opts.crash_at == Some(CrashPoint::BeforePublish) {
             return Err(BatchError::Crash("before publish"));
         }
+        let now = chrono::Utc::now();
         let sends = batch
             .iter()
             .map(|r| {
                 r.record.as_ref().map(|p| {
+                    let waited = (now - p.envelope.timestamp).to_std().unwrap_or_default();
+                    crate::metrics::pipeline().relay_delay(&p.topic, waited);
                     let (span, record) = publish_span(&r.key, p);
                     (span, self.producer.send(&record))
                 })

@@ -268,8 +268,16 @@ async fn run_lane(
 }
 
 /// `msg` with its consumer span, whose parent is the producer span named by
-/// the record's `traceparent`.
+/// the record's `traceparent`. Called when the lane takes the record up, so
+/// it also records how long the record took to get here.
 fn with_span(group_id: &str, msg: OwnedMessage) -> (OwnedMessage, tracing::Span) {
+    if let Some(ms) = msg.timestamp().to_millis() {
+        let waited = chrono::Utc::now().timestamp_millis().saturating_sub(ms);
+        metrics::pipeline().consumer_delay(
+            msg.topic(),
+            Duration::from_millis(u64::try_from(waited).unwrap_or(0)),
+        );
+    }
     let span = process_span(group_id, &msg);
     if let Some(parent) = msg.headers().and_then(TraceContext::extract) {
         parent.set_as_parent_of(&span);
