@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use super::schedule::{due_orders, is_declined, offset, planned_orders, Rng};
 use super::stats::{
-    hop_names, hops, percentiles, round1, Errors, LoaderUsage, RunConfig, Summary,
+    by_send_time, hop_names, hops, percentiles, round1, Errors, LoaderUsage, RunConfig, Summary,
     SAGA_LATENCY_DEFINITION,
 };
 use super::svg::{self, Point};
@@ -797,6 +797,15 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Summary> {
         .as_secs_f64()
         .max((last_sent - first_sent) as f64 / 1e6);
     let window_s = (last_terminal - first_sent) as f64 / 1e6;
+    let saga_by_send_time = by_send_time(
+        &points
+            .iter()
+            .filter(|p| !p.cancelled)
+            .map(|p| (p.at_s, p.latency_ms))
+            .collect::<Vec<_>>(),
+        args.duration.as_secs_f64(),
+        6,
+    );
     let saga_p = percentiles(&mut saga);
     let title = format!(
         "orderctl load: {what} for {:.0} s, {} orders, saga p50 {} / p99 {} ms",
@@ -851,6 +860,7 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Summary> {
         post_latency_from_schedule_ms: percentiles(&mut post_sched),
         saga_latency_ms: saga_p,
         saga_latency_definition: SAGA_LATENCY_DEFINITION,
+        saga_latency_by_send_time_ms: saga_by_send_time,
         cancel_latency_ms: percentiles(&mut cancel),
         hop_latency_ms,
         hop_order: hop_names(),
@@ -914,6 +924,13 @@ pub(super) fn render_text(s: &Summary) -> String {
         "saga latency POST->SHIPPED, ms",
         &s.saga_latency_ms,
     );
+    for w in &s.saga_latency_by_send_time_ms {
+        line(
+            &mut out,
+            &format!("  sent {}-{} s", w.from_s, w.to_s),
+            &Some(w.latency),
+        );
+    }
     line(&mut out, "POST->CANCELLED, ms", &s.cancel_latency_ms);
     if s.timeline_sample > 0 {
         let _ = writeln!(
@@ -1076,6 +1093,11 @@ mod tests {
             post_latency_from_schedule_ms: None,
             saga_latency_ms: p,
             saga_latency_definition: SAGA_LATENCY_DEFINITION,
+            saga_latency_by_send_time_ms: vec![super::super::stats::WindowPercentiles {
+                from_s: 0.0,
+                to_s: 10.0,
+                latency: p.expect("percentiles"),
+            }],
             cancel_latency_ms: None,
             hop_latency_ms: BTreeMap::from([("post->OrderCreated".to_owned(), p.expect("p"))]),
             hop_order: hop_names(),
@@ -1096,12 +1118,15 @@ mod tests {
         assert!(v["cancel_latency_ms"].is_null());
         assert_eq!(v["config"]["rate"], 500);
         assert_eq!(v["hop_latency_ms"]["post->OrderCreated"]["p50"], 50.0);
+        assert_eq!(v["saga_latency_by_send_time_ms"][0]["to_s"], 10.0);
+        assert_eq!(v["saga_latency_by_send_time_ms"][0]["p99"], 99.0);
         assert!(v["saga_latency_definition"]
             .as_str()
             .is_some_and(|d| d.contains("updatedAt")));
         let text = render_text(&s);
         assert!(text.contains("495.1 orders/s completed"), "{text}");
         assert!(text.contains("errors: 1 (timeout=1)"), "{text}");
+        assert!(text.contains("  sent 0-10 s"), "{text}");
     }
 
     #[test]

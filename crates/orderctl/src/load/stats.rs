@@ -58,6 +58,49 @@ pub fn percentiles(values: &mut Vec<f64>) -> Option<Percentiles> {
     })
 }
 
+/// Percentiles of the orders sent in one part of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct WindowPercentiles {
+    /// Start of the part, seconds since the first send.
+    pub from_s: f64,
+    /// Its end (exclusive, except for the last part).
+    pub to_s: f64,
+    /// Latency of the orders sent in it, ms.
+    #[serde(flatten)]
+    pub latency: Percentiles,
+}
+
+/// Percentiles of `(sent at s, latency)` samples by send time, in `parts`
+/// equal parts of `0..duration_s` (a sample at or past the end goes into
+/// the last part); parts without samples are left out. Shows whether the
+/// latency drifts while the load runs.
+pub fn by_send_time(
+    samples: &[(f64, f64)],
+    duration_s: f64,
+    parts: usize,
+) -> Vec<WindowPercentiles> {
+    if parts == 0 || duration_s <= 0.0 {
+        return Vec::new();
+    }
+    let width = duration_s / parts as f64;
+    let mut buckets = vec![Vec::new(); parts];
+    for &(at_s, latency) in samples {
+        let i = ((at_s.max(0.0) / width) as usize).min(parts - 1);
+        buckets[i].push(latency);
+    }
+    buckets
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, mut v)| {
+            Some(WindowPercentiles {
+                from_s: round1(i as f64 * width),
+                to_s: round1((i + 1) as f64 * width),
+                latency: percentiles(&mut v)?,
+            })
+        })
+        .collect()
+}
+
 /// The saga steps whose consecutive timeline timestamps make the hops.
 pub const SAGA_STEPS: [&str; 6] = [
     "OrderCreated",
@@ -190,6 +233,8 @@ pub struct Summary {
     pub saga_latency_ms: Option<Percentiles>,
     /// How `saga_latency_ms` is measured.
     pub saga_latency_definition: &'static str,
+    /// `saga_latency_ms` of the orders sent in each sixth of the run.
+    pub saga_latency_by_send_time_ms: Vec<WindowPercentiles>,
     /// Client send → CANCELLED, ms.
     pub cancel_latency_ms: Option<Percentiles>,
     /// Per-hop latency from the timelines of `timeline_sample` SHIPPED
@@ -232,6 +277,36 @@ mod tests {
         // Three values: p50 is the second, p95 and p99 the third.
         assert_eq!(nearest_rank(&[1.0, 2.0, 3.0], 0.5), Some(2.0));
         assert_eq!(nearest_rank(&[1.0, 2.0, 3.0], 0.95), Some(3.0));
+    }
+
+    #[test]
+    fn latency_by_send_time_splits_the_run_into_equal_parts() {
+        let samples = [
+            (0.0, 10.0),
+            (0.9, 30.0),
+            (1.0, 50.0),
+            (2.5, 70.0),
+            (3.2, 90.0),
+        ];
+        let w = by_send_time(&samples, 3.0, 3);
+        let got: Vec<(f64, f64, usize, f64)> = w
+            .iter()
+            .map(|w| (w.from_s, w.to_s, w.latency.count, w.latency.max))
+            .collect();
+        // A send at the end (3.2 s, the last POST of a run) counts in the
+        // last part.
+        assert_eq!(
+            got,
+            vec![
+                (0.0, 1.0, 2, 30.0),
+                (1.0, 2.0, 1, 50.0),
+                (2.0, 3.0, 2, 90.0)
+            ]
+        );
+        // Empty parts are left out; no parts, no windows.
+        assert_eq!(by_send_time(&[(0.1, 5.0)], 3.0, 3).len(), 1);
+        assert!(by_send_time(&samples, 3.0, 0).is_empty());
+        assert!(by_send_time(&samples, 0.0, 3).is_empty());
     }
 
     #[test]
