@@ -1093,7 +1093,7 @@ mod tests {
             post_latency_from_schedule_ms: None,
             saga_latency_ms: p,
             saga_latency_definition: SAGA_LATENCY_DEFINITION,
-            saga_latency_by_send_time_ms: vec![super::super::stats::WindowPercentiles {
+            saga_latency_by_send_time_ms: vec![crate::load::stats::WindowPercentiles {
                 from_s: 0.0,
                 to_s: 10.0,
                 latency: p.expect("percentiles"),
