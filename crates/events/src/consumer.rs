@@ -34,6 +34,7 @@
 //!   the lag per partition comes from librdkafka's statistics (no broker
 //!   round trip): `orderflow_consumer_lag`.
 
+pub mod assignment;
 mod dead_letter;
 mod worker;
 
@@ -42,7 +43,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::{ClientContext, Statistics};
 use sqlx::{PgConnection, PgPool};
@@ -269,10 +272,13 @@ impl Default for ConsumerOptions {
 pub const LAG_STATISTICS_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The consumer's librdkafka context: turns statistics into the
-/// `orderflow_consumer_lag` gauge. Lag is the high watermark minus the
-/// offset stored after processing (or, before anything was processed, the
-/// committed offset), per partition currently assigned.
-pub struct LagContext;
+/// `orderflow_consumer_lag` gauge (lag is the high watermark minus the
+/// offset stored after processing or, before anything was processed, the
+/// committed offset, per partition currently assigned), and rebalances into
+/// the group's [`assignment`].
+pub struct LagContext {
+    group: String,
+}
 
 impl ClientContext for LagContext {
     fn stats(&self, statistics: Statistics) {
@@ -303,7 +309,24 @@ impl ClientContext for LagContext {
     }
 }
 
-impl ConsumerContext for LagContext {}
+impl ConsumerContext for LagContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                tracing::info!(group = %self.group, partitions = list.count(), "partitions assigned");
+                assignment::rebalanced(&self.group, list, true);
+            }
+            Rebalance::Revoke(list) => {
+                tracing::info!(group = %self.group, partitions = list.count(), "partitions revoked");
+                assignment::rebalanced(&self.group, list, false);
+            }
+            Rebalance::Error(e) => {
+                tracing::warn!(group = %self.group, error = %e, "rebalance failed");
+                assignment::failed(&self.group, e.to_string());
+            }
+        }
+    }
+}
 
 /// A consumer group member that dispatches events to handlers.
 pub struct EventConsumer {
@@ -396,8 +419,11 @@ impl EventConsumer {
                 LAG_STATISTICS_INTERVAL.as_millis().to_string(),
             );
         }
-        let consumer: StreamConsumer<LagContext> = config.create_with_context(LagContext)?;
+        let consumer: StreamConsumer<LagContext> = config.create_with_context(LagContext {
+            group: self.group_id.clone(),
+        })?;
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        assignment::subscribed(&self.group_id, &self.topics);
         consumer.subscribe(&topics)?;
         let consumer = Arc::new(consumer);
         let dlq = EventProducer::new(&self.kafka)?;
@@ -483,6 +509,7 @@ impl EventConsumer {
         if let Err(e) = closing.await {
             tracing::warn!(error = %e, "closing the Kafka consumer failed");
         }
+        assignment::left(&self.group_id);
         tracing::info!(group = %self.group_id, "consumer stopped");
         failure.map_or(Ok(()), Err)
     }

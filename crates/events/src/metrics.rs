@@ -17,6 +17,7 @@
 //! | `orderflow_consumer_delay_seconds` (histogram) | `topic` |
 //! | `orderflow_outbox_backlog`, `orderflow_outbox_oldest_age_seconds` | (set at scrape time, [`observe_outbox`]) |
 //! | `orderflow_consumer_lag` | `topic`, `partition` |
+//! | `orderflow_consumer_assigned_partitions` | `group` |
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
@@ -92,6 +93,13 @@ pub struct TopicLabels {
     pub topic: String,
 }
 
+/// `group`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    /// Kafka consumer group.
+    pub group: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The pipeline's metrics (see the module documentation).
@@ -119,6 +127,8 @@ pub struct PipelineMetrics {
     pub outbox_oldest_age: Gauge<f64, AtomicU64>,
     /// Records not yet processed, per assigned partition.
     pub consumer_lag: Family<PartitionLabels, Gauge<i64>>,
+    /// Partitions this process's member of a consumer group holds now.
+    pub assigned_partitions: Family<GroupLabels, Gauge<i64>>,
 }
 
 fn handler_histogram() -> Histogram {
@@ -168,6 +178,7 @@ pub fn pipeline() -> &'static PipelineMetrics {
             outbox_backlog: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             consumer_lag: Family::default(),
+            assigned_partitions: Family::default(),
         };
         let mut r = registry();
         r.register(
@@ -224,6 +235,11 @@ pub fn pipeline() -> &'static PipelineMetrics {
             "orderflow_consumer_lag",
             "Records on the broker not yet processed, per assigned partition",
             m.consumer_lag.clone(),
+        );
+        r.register(
+            "orderflow_consumer_assigned_partitions",
+            "Partitions this process's member of a consumer group holds now; 0 while it waits for an assignment (it consumes nothing then)",
+            m.assigned_partitions.clone(),
         );
         m
     })

@@ -1,4 +1,5 @@
-//! `/health/live`, `/health/ready`, `/metrics` and `/openapi.json`.
+//! `/health/live`, `/health/ready`, `/health/consumers`, `/metrics` and
+//! `/openapi.json`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub struct Probes {
     pub openapi: &'static str,
     /// The service name.
     pub service: &'static str,
+    /// The consumer group of the service's consumer, if it has one.
+    pub consumer_group: Option<String>,
 }
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -32,6 +35,7 @@ pub fn routes(probes: Probes) -> Router {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .route("/health/consumers", get(consumers))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .with_state(probes)
@@ -91,6 +95,34 @@ async fn ready(State(p): State<Probes>) -> Response {
         }
     });
     let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// The partitions the service's consumer holds: 200 once it holds at
+/// least one, 503 while it holds none (not subscribed yet, waiting for the
+/// group's rebalance, or left without partitions). Not a readiness probe:
+/// with more replicas than partitions a spare member rightly holds none.
+async fn consumers(State(p): State<Probes>) -> Response {
+    let Some(group) = p.consumer_group else {
+        return Json(json!({"status": "none", "service": p.service, "consumers": []}))
+            .into_response();
+    };
+    let members: Vec<_> = orderflow_events::consumer::assignment::snapshot()
+        .into_iter()
+        .filter(|a| a.group == group)
+        .collect();
+    let assigned = members.iter().any(|a| a.assigned > 0);
+    let body = json!({
+        "status": if assigned { "assigned" } else { "waiting" },
+        "service": p.service,
+        "group": group,
+        "consumers": members,
+    });
+    let status = if assigned {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

@@ -226,6 +226,7 @@ where
         broker: Arc::new(BrokerProbe::new(&kafka).context("creating the broker probe")?),
         openapi: spec.openapi,
         service: spec.source,
+        consumer_group: parts.consumer.as_ref().map(|_| ctx.consumer_group.clone()),
     };
     let app = parts
         .router
