@@ -9,11 +9,11 @@
 #
 # Every helper is idempotent and returns quickly when what it ensures is
 # already there. Environment knobs:
-#   ORDERFLOW_CACHE_DIR  cache for tools (tansu, python venv); default ~/.cache/orderflow
+#   ORDERFLOW_CACHE_DIR  cache for tools (the broker, python venv); default ~/.cache/orderflow
 #   ORDERFLOW_PG_URL     admin URL of the Postgres server;
 #                        default postgres://postgres@127.0.0.1:5432/postgres
 #   ORDERFLOW_PROFILE    cargo profile for build_bins (dev|release|NAME); default dev
-#   TANSU_BIN            use this tansu binary instead of the cached / installed one
+#   BROKER_BIN           use this broker (nisshi) binary instead of the cached one
 #   CARGO_TARGET_DIR     honoured by build_bins
 
 if [[ -n "${ORDERFLOW_LIB_SOURCED:-}" ]]; then
@@ -24,8 +24,12 @@ ORDERFLOW_LIB_SOURCED=1
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${ORDERFLOW_CACHE_DIR:-$HOME/.cache/orderflow}"
 ORDERFLOW_PG_URL="${ORDERFLOW_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-TANSU_VERSION="0.6.0"
-TANSU_FEATURES="dynostore,libsql"
+# The Kafka-protocol broker of local runs (docs/benchmarks.md says why this
+# one): nisshi (tansu's successor) with its SQLite engine.
+BROKER_NAME="nisshi"
+BROKER_VERSION="0.8.1"
+BROKER_FEATURES="libsql"
+BROKER_RUSTC="1.96"
 
 # Processes started by start_bg (PID, name and log file, same index).
 ORDERFLOW_PIDS=()
@@ -371,78 +375,92 @@ recreate_database() {
     die "could not create database $name"
 }
 
-# ---------------------------------------------------------------- tansu
+# ---------------------------------------------------------------- broker
 
-# ensure_tansu: set TANSU_BIN to a tansu $TANSU_VERSION binary: $TANSU_BIN if
-# it is already executable, else the cached one, else install it into the
-# cache (once; concurrent runs wait on a lock).
-ensure_tansu() {
-  if [[ -n "${TANSU_BIN:-}" && -x "${TANSU_BIN}" ]]; then
-    return 0
-  fi
-  if [[ -n "${TANSU_BIN:-}" ]]; then
-    warn "TANSU_BIN=$TANSU_BIN is not executable; using the cached tansu"
-  fi
-  local root="$CACHE/tansu-$TANSU_VERSION"
-  TANSU_BIN="$root/bin/tansu"
-  if [[ -x "$TANSU_BIN" ]]; then
-    export TANSU_BIN
-    return 0
-  fi
-  mkdir -p "$CACHE"
-  local lock="$CACHE/tansu.lock" logfile="$CACHE/tansu-cargo-install.log"
-  (
-    if ! flock -n 9; then
-      log "another process is installing tansu (lock $lock); waiting for it"
-      flock 9
-    fi
-    if [[ -x "$TANSU_BIN" ]]; then
-      exit 0
-    fi
-    log "installing tansu $TANSU_VERSION into $root"
-    log "this compiles from source and takes ~12 minutes, once; later runs reuse the cached binary"
-    # Build in cargo's own temporary target dir, not in the workspace's.
-    env -u CARGO_TARGET_DIR cargo install tansu --version "$TANSU_VERSION" --locked \
-      --features "$TANSU_FEATURES" --root "$root" 2>&1 | tee "$logfile" >&2
-  ) 9>"$lock" || die "installing tansu failed (log: $logfile)"
-  [[ -x "$TANSU_BIN" ]] || die "tansu install finished but $TANSU_BIN is missing (log: $logfile)"
-  export TANSU_BIN
+# _rustc_at_least TOOLCHAIN MAJOR MINOR: true if `rustc +TOOLCHAIN` (the
+# default toolchain when TOOLCHAIN is empty) exists and is at least
+# MAJOR.MINOR.
+_rustc_at_least() {
+  local toolchain="$1" want_major="$2" want_minor="$3" version major minor
+  version="$(rustc ${toolchain:++$toolchain} --version 2>/dev/null | awk '{print $2}')" || return 1
+  [[ -n "$version" ]] || return 1
+  IFS=. read -r major minor _ <<<"$version"
+  ((major > want_major || (major == want_major && minor >= want_minor)))
 }
 
-# start_tansu PORT STORAGE_URL WORKDIR LOGFILE: start a tansu broker on
-# 127.0.0.1:PORT in the background (STORAGE_URL e.g. memory://tansu/ or
+# ensure_broker: set BROKER_BIN to a nisshi $BROKER_VERSION binary (the
+# Kafka-protocol broker of local runs): $BROKER_BIN if it is already
+# executable, else the cached one, else build it into the cache (once;
+# concurrent runs wait on a lock). Built with the SQLite engine only
+# (--no-default-features --features libsql): the memory engine (feature
+# dynostore) lists every batch of a partition on each fetch, so nothing
+# here uses it. nisshi 0.7 and later need rustc
+# $BROKER_RUSTC or newer: the default toolchain builds it when it is new
+# enough, else the nightly one (`cargo +nightly`); with neither, a clear
+# error says what to install.
+ensure_broker() {
+  if [[ -n "${BROKER_BIN:-}" && -x "${BROKER_BIN}" ]]; then
+    export BROKER_BIN
+    return 0
+  fi
+  if [[ -n "${BROKER_BIN:-}" ]]; then
+    warn "BROKER_BIN=$BROKER_BIN is not executable; using the cached $BROKER_NAME"
+  fi
+  local root="$CACHE/$BROKER_NAME-$BROKER_VERSION"
+  BROKER_BIN="$root/bin/$BROKER_NAME"
+  if [[ -x "$BROKER_BIN" ]]; then
+    export BROKER_BIN
+    return 0
+  fi
+  local need_major need_minor toolchain=""
+  IFS=. read -r need_major need_minor <<<"$BROKER_RUSTC"
+  if ! _rustc_at_least "" "$need_major" "$need_minor"; then
+    _rustc_at_least nightly "$need_major" "$need_minor" ||
+      die "$BROKER_NAME $BROKER_VERSION needs rustc $BROKER_RUSTC or newer: the default toolchain is $(rustc --version 2>/dev/null | awk '{print $2}') and no nightly toolchain that new is installed. Install one (rustup toolchain install nightly --profile minimal), or point BROKER_BIN at a $BROKER_NAME binary"
+    toolchain=nightly
+  fi
+  mkdir -p "$CACHE"
+  local lock="$CACHE/$BROKER_NAME.lock" logfile="$CACHE/$BROKER_NAME-cargo-install.log"
+  (
+    if ! flock -n 9; then
+      log "another process is installing $BROKER_NAME (lock $lock); waiting for it"
+      flock 9
+    fi
+    if [[ -x "$BROKER_BIN" ]]; then
+      exit 0
+    fi
+    log "installing $BROKER_NAME $BROKER_VERSION into $root with cargo ${toolchain:++$toolchain}"
+    log "this compiles from source and takes ~20 minutes on 2 cores, once; later runs reuse the cached binary"
+    # Build in cargo's own temporary target dir, not in the workspace's.
+    env -u CARGO_TARGET_DIR cargo ${toolchain:++$toolchain} install "$BROKER_NAME" \
+      --version "$BROKER_VERSION" --locked --no-default-features --features "$BROKER_FEATURES" \
+      --root "$root" 2>&1 | tee "$logfile" >&2
+  ) 9>"$lock" || die "installing $BROKER_NAME failed (log: $logfile)"
+  [[ -x "$BROKER_BIN" ]] || die "$BROKER_NAME install finished but $BROKER_BIN is missing (log: $logfile)"
+  export BROKER_BIN
+}
+
+# start_broker PORT STORAGE_URL WORKDIR LOGFILE: start the broker on
+# 127.0.0.1:PORT in the background (STORAGE_URL e.g.
 # sqlite://broker.db, relative to WORKDIR) and wait until it listens.
-start_tansu() {
+start_broker() {
   local port="$1" storage="$2" workdir="$3" logfile="$4"
-  ensure_tansu
-  require_free_port "$port" "the Kafka broker (tansu)"
-  start_bg "tansu:$port" "$logfile" "$workdir" \
-    env -u SCHEMA_REGISTRY "$TANSU_BIN" broker \
+  ensure_broker
+  require_free_port "$port" "the Kafka broker ($BROKER_NAME)"
+  # The broker reads settings from variables such as STORAGE_ENGINE and
+  # SCHEMA_REGISTRY too: only the flags given here count.
+  start_bg "$BROKER_NAME:$port" "$logfile" "$workdir" \
+    env -u SCHEMA_REGISTRY -u STORAGE_ENGINE -u LISTENER_URL -u ADVERTISED_LISTENER_URL \
+    "$BROKER_BIN" broker \
     --listener-url "tcp://127.0.0.1:$port" \
     --advertised-listener-url "tcp://127.0.0.1:$port" \
     --storage-engine "$storage"
   local pid="$LAST_PID"
   if ! wait_for_port 127.0.0.1 "$port" 60 "$pid"; then
     tail_log "$logfile"
-    die "tansu did not start on port $port"
+    die "$BROKER_NAME did not start on port $port"
   fi
-  log "tansu listening on 127.0.0.1:$port (storage $storage)"
-}
-
-# tansu_client_tuning: librdkafka settings for services that talk to the
-# tansu broker this script started, unless the environment sets them. tansu
-# 0.6 holds every fetch for the whole fetch.wait.max.ms, even when records
-# are waiting, and answers with what it read at the start of the wait unless
-# fetch.min.bytes is still unmet; then it reads again at the end. With a
-# fetch.min.bytes no small fetch reaches, each fetch returns what arrived up
-# to its end: under load a record waits 0 to 1 fetch.wait.max.ms for its
-# consumer instead of 1 to 2 (tansu reads the partitions twice per fetch).
-# A fetch that already has 1 MiB (a consumer catching up) returns it as
-# before. Apache Kafka answers a fetch as soon as data arrives: there these
-# settings would only add latency, so they are not the services' defaults.
-tansu_client_tuning() {
-  export KAFKA_PROP_FETCH_WAIT_MAX_MS="${KAFKA_PROP_FETCH_WAIT_MAX_MS:-25}"
-  export KAFKA_PROP_FETCH_MIN_BYTES="${KAFKA_PROP_FETCH_MIN_BYTES:-1048576}"
+  log "$BROKER_NAME listening on 127.0.0.1:$port (storage $storage)"
 }
 
 # ---------------------------------------------------------------- rust
@@ -520,7 +538,7 @@ provision_kafka() {
 }
 
 # start_test_infra KAFKA_PORT REGISTRY_PORT REGISTRY_DB LOG_DIR: a throwaway
-# broker (memory://) and registry (fresh database) for tests and benchmarks,
+# broker (a new sqlite:// file in LOG_DIR/broker) and registry (fresh database) for tests and benchmarks,
 # unless KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL already point at
 # external ones. Exports both plus ORDERFLOW_TEST_DATABASE_URL, and creates
 # the topics and schemas. Needs ensure_postgres and build_bins first.
@@ -529,7 +547,11 @@ start_test_infra() {
   if [[ -n "${KAFKA_BOOTSTRAP_SERVERS:-}" ]]; then
     log "using the external Kafka at $KAFKA_BOOTSTRAP_SERVERS"
   else
-    start_tansu "$kafka_port" "memory://tansu/" "$log_dir" "$log_dir/tansu.log"
+    # A fresh SQLite file each run: the broker is built without the memory
+    # engine (see ensure_broker), and a new file holds no offsets or records
+    # of an earlier run.
+    rm -rf "$log_dir/broker"
+    start_broker "$kafka_port" "sqlite://broker.db" "$log_dir/broker" "$log_dir/broker.log"
     export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$kafka_port"
   fi
   if [[ -n "${SCHEMA_REGISTRY_URL:-}" ]]; then
@@ -636,7 +658,8 @@ drop_databases_like() {
 # FRESH=1 drops and recreates it empty, 0 keeps it), KAFKA_BOOTSTRAP_SERVERS
 # and SCHEMA_REGISTRY_URL from the environment, SMTP on 127.0.0.1:SMTP_PORT
 # and RUST_LOG (default info). Starts them all, then waits up to 60 s for
-# each /health/ready. Sets STARTED_SERVICES to "<NAME>-service:<PORT>:<PID>"
+# each /health/ready and up to ORDERFLOW_ASSIGN_TIMEOUT (120) s for each
+# /health/consumers (its consumer holds partitions). Sets STARTED_SERVICES to "<NAME>-service:<PORT>:<PID>"
 # entries (the PID is the service process itself).
 start_services() {
   local log_dir="$1" smtp_port="$2" db_format="$3" fresh="$4"
@@ -670,6 +693,19 @@ start_services() {
     if ! wait_for_http "http://127.0.0.1:$port/health/ready" 60 "$pid"; then
       tail_log "$log_dir/$name.log"
       die "$name did not become ready on port $port"
+    fi
+  done
+  # Ready is not yet consuming: a consumer holds partitions only once its
+  # group has rebalanced (a few seconds; after a crash, until the broker
+  # expires the dead member's session). Until then the saga would not move.
+  log "waiting for every service's consumer to be assigned its partitions"
+  for entry in "${STARTED_SERVICES[@]+"${STARTED_SERVICES[@]}"}"; do
+    IFS=: read -r name port pid <<<"$entry"
+    if ! wait_for_http "http://127.0.0.1:$port/health/consumers" "${ORDERFLOW_ASSIGN_TIMEOUT:-120}" "$pid"; then
+      curl -sS --max-time 2 "http://127.0.0.1:$port/health/consumers" >&2 || true
+      echo >&2
+      tail_log "$log_dir/$name.log"
+      die "the consumer of $name holds no partition (GET /health/consumers above); its group did not rebalance"
     fi
   done
 }

@@ -27,6 +27,23 @@ pub fn registry_url() -> String {
         .unwrap_or_else(|| "http://127.0.0.1:18081".into())
 }
 
+/// The broker binary for stacks with a broker of their own (`BROKER_BIN`,
+/// which `scripts/test` exports, else the cached nisshi build of the
+/// scripts).
+pub fn broker_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("BROKER_BIN").filter(|s| !s.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    let cache = std::env::var_os("ORDERFLOW_CACHE_DIR")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+                .join(".cache/orderflow")
+        });
+    cache.join("nisshi-0.8.1/bin/nisshi")
+}
+
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -20,6 +20,7 @@
 //! | `ORDERFLOW_E2E_TIMEOUT_SECS` | `90`: deadline of one saga wait |
 //! | `ORDERFLOW_E2E_PARTITIONS` | unset: the real partition counts; a number overrides every topic's |
 //! | `ORDERFLOW_E2E_RUST_LOG` | `info`: `RUST_LOG` of the services |
+//! | `BROKER_BIN` | `~/.cache/orderflow/nisshi-0.8.1/bin/nisshi`: the broker of stacks with one of their own ([`StackOptions::own_broker`]) |
 //!
 //! Run: `scripts/test -E 'package(orderflow-e2e)'` (starts the
 //! infrastructure, builds the binaries), or against running infrastructure
@@ -40,5 +41,5 @@ pub mod wait;
 pub use body::OrderBody;
 pub use client::{Resp, TERMINAL};
 pub use mail::Mail;
-pub use stack::{Service, Stack, StackOptions};
+pub use stack::{Service, Stack, StackOptions, Stop};
 pub use wait::{eventually, poll_until};

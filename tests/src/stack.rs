@@ -99,6 +99,11 @@ pub struct StackOptions {
     /// groups of its own: the services prefix their group ids with the
     /// topic prefix.)
     pub kafka_session_timeout_ms: Option<u32>,
+    /// Run a broker of the stack's own (`BROKER_BIN`, on its durable
+    /// `sqlite://` engine in the stack's log directory, as `scripts/up`
+    /// runs it) instead of the shared one, so a test can stop and restart
+    /// it ([`Stack::stop_broker`], [`Stack::start_broker`]).
+    pub own_broker: bool,
 }
 
 impl Default for StackOptions {
@@ -114,6 +119,7 @@ impl Default for StackOptions {
             env: Vec::new(),
             ready_timeout: Duration::from_secs(90),
             kafka_session_timeout_ms: Some(6000),
+            own_broker: false,
         }
     }
 }
@@ -125,7 +131,18 @@ struct Proc {
     args: Vec<String>,
     env: Vec<(String, String)>,
     log: PathBuf,
+    /// Working directory (the workspace root if unset).
+    cwd: Option<PathBuf>,
     child: Option<Child>,
+}
+
+/// How to stop a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM, and wait (30 s at most) for it to exit: a clean stop.
+    Term,
+    /// SIGKILL: a crash.
+    Kill,
 }
 
 /// A fully isolated orderflow stack for one test. Dropping it stops every
@@ -148,6 +165,8 @@ pub struct Stack {
     ports: BTreeMap<Service, u16>,
     database_urls: BTreeMap<Service, String>,
     procs: BTreeMap<Service, Mutex<Proc>>,
+    broker: Option<Mutex<Proc>>,
+    kafka: String,
     smtp: Option<Child>,
     watchdog: Option<Child>,
     watchdog_stdin: Option<ChildStdin>,
@@ -268,7 +287,6 @@ impl Stack {
         let python = env::python();
 
         let admin = env::admin_database_url();
-        let kafka = env::kafka_bootstrap_servers();
         let registry = env::registry_url();
 
         // Databases.
@@ -285,6 +303,35 @@ impl Stack {
             database_urls.insert(svc, database_url(&admin, &db)?);
         }
         conn.close().await.ok();
+
+        // A watchdog that stops every recorded child when this process
+        // closes the pipe: on Drop, and also when the test process dies
+        // without running Drop (e.g. the harness is killed), since only this
+        // process holds the pipe. It sends SIGTERM first, so consumers leave
+        // their Kafka groups cleanly, and SIGKILL after 10 s.
+        let mut watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(WATCHDOG_SCRIPT)
+            .arg("e2e-watchdog")
+            .arg(&pid_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("spawning the watchdog shell")?;
+        let watchdog_stdin = watchdog.stdin.take();
+
+        // The broker of the stack's own, if it has one.
+        let mut free = free_ports(2 + Service::ALL.len())?.into_iter();
+        let broker_port = free.next().context("no port for the broker")?;
+        let (kafka, broker) = if options.own_broker {
+            let mut broker = broker_proc(&log_dir, broker_port)?;
+            spawn_proc(&mut broker, &pid_dir)?;
+            wait_for_tcp(&mut broker, broker_port, Duration::from_secs(60)).await?;
+            (format!("127.0.0.1:{broker_port}"), Some(Mutex::new(broker)))
+        } else {
+            (env::kafka_bootstrap_servers(), None)
+        };
 
         // Topics and schemas, with the real operator tool.
         let mut topic_env: Vec<(String, String)> = vec![
@@ -317,25 +364,7 @@ impl Stack {
                 })?;
         }
 
-        // A watchdog that stops every recorded child when this process
-        // closes the pipe: on Drop, and also when the test process dies
-        // without running Drop (e.g. the harness is killed), since only this
-        // process holds the pipe. It sends SIGTERM first, so consumers leave
-        // their Kafka groups cleanly, and SIGKILL after 10 s.
-        let mut watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(WATCHDOG_SCRIPT)
-            .arg("e2e-watchdog")
-            .arg(&pid_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("spawning the watchdog shell")?;
-        let watchdog_stdin = watchdog.stdin.take();
-
         // The SMTP listener, then the services, each on a port of its own.
-        let mut free = free_ports(1 + Service::ALL.len())?.into_iter();
         let smtp_port = free.next().context("no port for the SMTP listener")?;
         let mut smtp = Proc {
             name: "smtp".into(),
@@ -352,6 +381,7 @@ impl Stack {
             ],
             env: Vec::new(),
             log: log_dir.join("smtp.log"),
+            cwd: None,
             child: None,
         };
         spawn_proc(&mut smtp, &pid_dir)?;
@@ -417,6 +447,7 @@ impl Stack {
                 args: Vec::new(),
                 env: vars,
                 log: log_dir.join(format!("{}.log", svc.name())),
+                cwd: None,
                 child: None,
             };
             spawn_proc(&mut proc, &pid_dir)?;
@@ -440,6 +471,8 @@ impl Stack {
             ports,
             database_urls,
             procs,
+            broker,
+            kafka,
             smtp: smtp.child.take(),
             watchdog: Some(watchdog),
             watchdog_stdin,
@@ -558,62 +591,124 @@ impl Stack {
 
     /// SIGKILLs a service and waits until it is gone; returns when that
     /// was.
-    ///
-    /// Restart it with [`Stack::start_service`] no sooner than
-    /// [`Stack::kafka_session_timeout`] (plus a margin) later if the broker
-    /// is tansu 0.6.0: a consumer that joins its group while the broker
-    /// still holds the dead member (and expires it mid-rebalance) can end up
-    /// with an empty assignment that is never repaired, so its partitions
-    /// stall forever (see the crash test).
     pub async fn kill(&self, svc: Service) -> Instant {
         let mut p = self.procs[&svc].lock().await;
-        let mut child = p
-            .child
-            .take()
-            .unwrap_or_else(|| panic!("kill({svc}): the service is not running"));
-        append_log(&p.log, &format!("===== {} e2e: SIGKILL", now_stamp()));
-        child.start_kill().expect("sending SIGKILL");
-        let status = child.wait().await.expect("waiting for the killed service");
-        let killed_at = Instant::now();
-        let _ = std::fs::remove_file(self.pid_dir.join(format!("{}.pid", p.name)));
-        eprintln!("e2e stack {}: {svc} killed ({status})", self.id);
-        killed_at
+        self.stop_proc(&mut p, Stop::Kill).await;
+        Instant::now()
     }
 
     /// SIGTERMs a service (`kill -TERM <pid>`) and waits up to 30 s for it
     /// to exit; returns its exit status. Panics if it does not stop.
     pub async fn terminate(&self, svc: Service) -> ExitStatus {
         let mut p = self.procs[&svc].lock().await;
+        self.stop_proc(&mut p, Stop::Term).await
+    }
+
+    /// Stops `p` with `how` and waits until it has exited; panics if it is
+    /// not running or does not stop within 30 s of SIGTERM.
+    async fn stop_proc(&self, p: &mut Proc, how: Stop) -> ExitStatus {
+        let name = p.name.clone();
         let mut child = p
             .child
             .take()
-            .unwrap_or_else(|| panic!("terminate({svc}): the service is not running"));
-        let pid = child.id().expect("running child has a pid");
-        append_log(&p.log, &format!("===== {} e2e: SIGTERM", now_stamp()));
-        let out = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .output()
-            .await
-            .expect("running kill -TERM");
-        assert!(
-            out.status.success(),
-            "kill -TERM {pid} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let status = match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
-            Ok(s) => s.expect("waiting for the service"),
-            Err(_) => {
-                let _ = child.start_kill();
-                panic!(
-                    "{svc} did not exit within 30 s of SIGTERM; last log lines:\n{}",
-                    tail(&p.log, 30)
+            .unwrap_or_else(|| panic!("stopping {name}: it is not running"));
+        let status = match how {
+            Stop::Kill => {
+                append_log(&p.log, &format!("===== {} e2e: SIGKILL", now_stamp()));
+                child.start_kill().expect("sending SIGKILL");
+                child.wait().await.expect("waiting for the killed process")
+            }
+            Stop::Term => {
+                let pid = child.id().expect("running child has a pid");
+                append_log(&p.log, &format!("===== {} e2e: SIGTERM", now_stamp()));
+                let out = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .output()
+                    .await
+                    .expect("running kill -TERM");
+                assert!(
+                    out.status.success(),
+                    "kill -TERM {pid} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
                 );
+                match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
+                    Ok(s) => s.expect("waiting for the process"),
+                    Err(_) => {
+                        let _ = child.start_kill();
+                        panic!(
+                            "{name} did not exit within 30 s of SIGTERM; last log lines:\n{}",
+                            tail(&p.log, 30)
+                        );
+                    }
+                }
             }
         };
-        let _ = std::fs::remove_file(self.pid_dir.join(format!("{}.pid", p.name)));
-        eprintln!("e2e stack {}: {svc} terminated ({status})", self.id);
+        let _ = std::fs::remove_file(self.pid_dir.join(format!("{name}.pid")));
+        let verb = match how {
+            Stop::Kill => "killed",
+            Stop::Term => "terminated",
+        };
+        eprintln!("e2e stack {}: {name} {verb} ({status})", self.id);
         status
+    }
+
+    /// The stack's Kafka bootstrap servers (its own broker's, or the
+    /// shared one).
+    pub fn kafka_bootstrap_servers(&self) -> &str {
+        &self.kafka
+    }
+
+    fn own_broker(&self) -> &Mutex<Proc> {
+        self.broker
+            .as_ref()
+            .expect("the stack has no broker of its own (StackOptions::own_broker)")
+    }
+
+    /// Stops the stack's own broker with `how`.
+    pub async fn stop_broker(&self, how: Stop) -> ExitStatus {
+        let mut p = self.own_broker().lock().await;
+        self.stop_proc(&mut p, how).await
+    }
+
+    /// Starts the stack's own broker again on the same port and data, and
+    /// waits until it accepts connections.
+    pub async fn start_broker(&self) {
+        let mut p = self.own_broker().lock().await;
+        assert!(p.child.is_none(), "start_broker: already running");
+        spawn_proc(&mut p, &self.pid_dir).unwrap_or_else(|e| panic!("starting the broker: {e:#}"));
+        let port = self
+            .kafka
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("own broker address has a port");
+        wait_for_tcp(&mut p, port, Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("starting the broker: {e:#}"));
+        eprintln!("e2e stack {}: broker started", self.id);
+    }
+
+    /// Waits until the service's consumer holds partitions
+    /// (`GET /health/consumers` answers 200): until then it consumes
+    /// nothing. After a clean stop of every member this takes the broker's
+    /// initial rebalance delay; after a crash, until the broker expires the
+    /// dead member.
+    pub async fn wait_assigned(&self, svc: Service, timeout: Duration) {
+        let url = format!("{}/health/consumers", self.url(svc));
+        let what = format!("{svc}'s consumer to hold partitions (GET {url})");
+        crate::wait::eventually(&what, &self.diagnostics(), timeout, || async {
+            match self.http.get(&url).send().await {
+                Ok(r) if r.status().is_success() => Ok(()),
+                Ok(r) => Err(format!(
+                    "{} {}",
+                    r.status(),
+                    r.text().await.unwrap_or_default()
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
     }
 
     /// Starts a stopped service again (same port, same environment, log
@@ -702,6 +797,41 @@ impl Drop for Stack {
     }
 }
 
+/// The broker of a stack with one of its own: `BROKER_BIN` on
+/// `127.0.0.1:port` with its durable SQLite engine in `<log_dir>/broker`,
+/// started as `scripts/up` starts it.
+fn broker_proc(log_dir: &Path, port: u16) -> anyhow::Result<Proc> {
+    let program = env::broker_bin();
+    if !program.is_file() {
+        bail!(
+            "the broker binary {} is missing: scripts/test builds it (or set BROKER_BIN)",
+            program.display()
+        );
+    }
+    let dir = log_dir.join("broker");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let url = format!("tcp://127.0.0.1:{port}");
+    Ok(Proc {
+        name: "broker".into(),
+        program,
+        args: [
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "sqlite://broker.db",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        env: Vec::new(),
+        log: log_dir.join("broker.log"),
+        cwd: Some(dir),
+        child: None,
+    })
+}
+
 fn append_log(path: &Path, line: &str) {
     if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
         let _ = writeln!(f, "\n{line}");
@@ -725,7 +855,10 @@ fn spawn_proc(p: &mut Proc, pid_dir: &Path) -> anyhow::Result<()> {
     let child = Command::new(&p.program)
         .args(&p.args)
         .envs(p.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir(env::workspace_root())
+        // Only the broker reads it (and would validate records against a
+        // registry of its own): never take it from the test's environment.
+        .env_remove("SCHEMA_REGISTRY")
+        .current_dir(p.cwd.clone().unwrap_or_else(env::workspace_root))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)

@@ -545,7 +545,7 @@ fn init_tracing() {
         .try_init();
 }
 
-/// A tansu broker of one test, with durable (sqlite) storage in a directory
+/// A broker (nisshi, `BROKER_BIN`) of one test, with durable (sqlite) storage in a directory
 /// of its own, so it can be killed and restarted on the same port with its
 /// topics, records and offsets intact.
 pub struct OwnBroker {
@@ -560,7 +560,8 @@ impl OwnBroker {
             let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
             l.local_addr().expect("addr").port()
         };
-        let dir = std::env::temp_dir().join(format!("orderflow-tansu-{}", Uuid::new_v4().simple()));
+        let dir =
+            std::env::temp_dir().join(format!("orderflow-broker-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("broker dir");
         let mut b = Self {
             port,
@@ -578,15 +579,15 @@ impl OwnBroker {
     /// Starts the broker (again) and waits until it accepts connections.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "broker already running");
-        let bin = std::env::var("TANSU_BIN")
+        let bin = std::env::var("BROKER_BIN")
             .ok()
             .filter(|b| !b.is_empty())
-            .unwrap_or_else(|| "/root/.cache/orderflow/tansu-0.6.0/bin/tansu".to_owned());
+            .unwrap_or_else(|| "/root/.cache/orderflow/nisshi-0.8.1/bin/nisshi".to_owned());
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.join("tansu.log"))
+            .open(self.dir.join("broker.log"))
             .expect("broker log");
         let child = Command::new(&bin)
             .current_dir(&self.dir)
@@ -603,10 +604,10 @@ impl OwnBroker {
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("start tansu {bin}: {e} (set TANSU_BIN)"));
+            .unwrap_or_else(|e| panic!("start the broker {bin}: {e} (set BROKER_BIN)"));
         self.child = Some(child);
         let addr = self.bootstrap();
-        testing::eventually("own tansu to accept connections", WAIT, || {
+        testing::eventually("own broker to accept connections", WAIT, || {
             let addr = addr.clone();
             async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) }
         })

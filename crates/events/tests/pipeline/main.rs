@@ -1,8 +1,8 @@
 //! Integration tests of the event pipeline against real infrastructure:
-//! PostgreSQL, a Kafka-protocol broker (tansu locally) and the schema
+//! PostgreSQL, a Kafka-protocol broker (nisshi locally) and the schema
 //! registry, addressed through `ORDERFLOW_TEST_DATABASE_URL`,
 //! `KAFKA_BOOTSTRAP_SERVERS` and `SCHEMA_REGISTRY_URL` (`scripts/test` starts
-//! them). The broker-outage test runs a tansu of its own (`TANSU_BIN`).
+//! them). The broker-outage test runs a broker of its own (`BROKER_BIN`).
 //!
 //! Every test uses a fresh database, unique topics and a unique consumer
 //! group, so the tests run in parallel.
