@@ -172,7 +172,6 @@ pub struct Stack {
     watchdog_stdin: Option<ChildStdin>,
     pools: Mutex<HashMap<Service, PgPool>>,
     ready_timeout: Duration,
-    session_timeout: Duration,
 }
 
 /// `sh -c` script of the watchdog (`$1`: the pid directory).
@@ -478,9 +477,6 @@ impl Stack {
             watchdog_stdin,
             pools: Mutex::new(HashMap::new()),
             ready_timeout: options.ready_timeout,
-            session_timeout: Duration::from_millis(
-                options.kafka_session_timeout_ms.unwrap_or(45_000).into(),
-            ),
         };
         let waits = Service::ALL.map(|svc| stack.wait_ready(svc));
         for r in futures::future::join_all(waits).await {
@@ -581,12 +577,6 @@ impl Stack {
     pub async fn pid(&self, svc: Service) -> Option<u32> {
         let p = self.procs[&svc].lock().await;
         p.child.as_ref().and_then(Child::id)
-    }
-
-    /// The Kafka consumer session timeout of the services: how long the
-    /// broker keeps a SIGKILLed consumer in its group.
-    pub fn kafka_session_timeout(&self) -> Duration {
-        self.session_timeout
     }
 
     /// SIGKILLs a service and waits until it is gone; returns when that
