@@ -35,11 +35,13 @@ pub mod body;
 pub mod client;
 pub mod env;
 pub mod mail;
+mod process;
 pub mod stack;
 pub mod wait;
 
 pub use body::OrderBody;
 pub use client::{Resp, TERMINAL};
 pub use mail::Mail;
-pub use stack::{Service, Stack, StackOptions, Stop};
+pub use process::Stop;
+pub use stack::{Service, Stack, StackOptions};
 pub use wait::{eventually, poll_until};

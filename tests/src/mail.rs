@@ -51,6 +51,12 @@ impl Mail {
         s.contains("cancelled") || s.contains("canceled")
     }
 
+    /// Whether this is the confirmation e-mail of order `id` (mentions it,
+    /// and is not a cancellation).
+    pub fn confirms(&self, id: &str) -> bool {
+        !self.is_cancellation() && self.mentions(id)
+    }
+
     /// Short description for assertion messages.
     pub fn describe(&self) -> String {
         format!(

@@ -3,11 +3,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::fs::OpenOptions;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use sqlx::postgres::PgPoolOptions;
@@ -16,6 +14,10 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::Mutex;
 
 use crate::env;
+pub use crate::process::tail;
+use crate::process::{
+    broker_proc, free_ports, run_logged, spawn_proc, wait_for_tcp, Proc, Stop, WATCHDOG_SCRIPT,
+};
 
 /// One of the five services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -124,27 +126,6 @@ impl Default for StackOptions {
     }
 }
 
-/// A child process of the stack.
-struct Proc {
-    name: String,
-    program: PathBuf,
-    args: Vec<String>,
-    env: Vec<(String, String)>,
-    log: PathBuf,
-    /// Working directory (the workspace root if unset).
-    cwd: Option<PathBuf>,
-    child: Option<Child>,
-}
-
-/// How to stop a process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// SIGTERM, and wait (30 s at most) for it to exit: a clean stop.
-    Term,
-    /// SIGKILL: a crash.
-    Kill,
-}
-
 /// A fully isolated orderflow stack for one test. Dropping it stops every
 /// process it started (SIGTERM, SIGKILL after 10 s, done by a watchdog that
 /// also acts if the test process dies); its databases are left behind
@@ -174,59 +155,12 @@ pub struct Stack {
     ready_timeout: Duration,
 }
 
-/// `sh -c` script of the watchdog (`$1`: the pid directory).
-const WATCHDOG_SCRIPT: &str = r#"
-cat >/dev/null
-pids=""
-for f in "$1"/*.pid; do [ -f "$f" ] && pids="$pids $(cat "$f")"; done
-[ -n "$pids" ] || exit 0
-kill -TERM $pids 2>/dev/null
-i=0
-while [ $i -lt 100 ]; do
-  alive=""
-  for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
-  [ -z "$alive" ] && exit 0
-  sleep 0.1
-  i=$((i + 1))
-done
-kill -KILL $pids 2>/dev/null
-exit 0
-"#;
-
-fn now_stamp() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
-}
-
-/// `n` distinct TCP ports nobody listens on right now. Every listener is
-/// held until all are picked: a port released at once can be handed out
-/// again by the next bind to port 0, and two processes of one stack would
-/// then be given the same port.
-fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
-}
-
 /// `url` with its database (path) replaced by `db`.
 fn database_url(admin: &str, db: &str) -> anyhow::Result<String> {
     let mut url = reqwest::Url::parse(admin)
         .with_context(|| format!("ORDERFLOW_TEST_DATABASE_URL={admin} is not a URL"))?;
     url.set_path(&format!("/{db}"));
     Ok(url.to_string())
-}
-
-/// The last `n` lines of a log file.
-pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 impl Stack {
@@ -579,68 +513,18 @@ impl Stack {
         p.child.as_ref().and_then(Child::id)
     }
 
-    /// SIGKILLs a service and waits until it is gone; returns when that
-    /// was.
-    pub async fn kill(&self, svc: Service) -> Instant {
+    /// SIGKILLs a service and waits until it is gone; returns its exit
+    /// status.
+    pub async fn kill(&self, svc: Service) -> ExitStatus {
         let mut p = self.procs[&svc].lock().await;
-        self.stop_proc(&mut p, Stop::Kill).await;
-        Instant::now()
+        p.stop(Stop::Kill, &self.pid_dir, &self.id).await
     }
 
     /// SIGTERMs a service (`kill -TERM <pid>`) and waits up to 30 s for it
     /// to exit; returns its exit status. Panics if it does not stop.
     pub async fn terminate(&self, svc: Service) -> ExitStatus {
         let mut p = self.procs[&svc].lock().await;
-        self.stop_proc(&mut p, Stop::Term).await
-    }
-
-    /// Stops `p` with `how` and waits until it has exited; panics if it is
-    /// not running or does not stop within 30 s of SIGTERM.
-    async fn stop_proc(&self, p: &mut Proc, how: Stop) -> ExitStatus {
-        let name = p.name.clone();
-        let mut child = p
-            .child
-            .take()
-            .unwrap_or_else(|| panic!("stopping {name}: it is not running"));
-        let status = match how {
-            Stop::Kill => {
-                append_log(&p.log, &format!("===== {} e2e: SIGKILL", now_stamp()));
-                child.start_kill().expect("sending SIGKILL");
-                child.wait().await.expect("waiting for the killed process")
-            }
-            Stop::Term => {
-                let pid = child.id().expect("running child has a pid");
-                append_log(&p.log, &format!("===== {} e2e: SIGTERM", now_stamp()));
-                let out = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(pid.to_string())
-                    .output()
-                    .await
-                    .expect("running kill -TERM");
-                assert!(
-                    out.status.success(),
-                    "kill -TERM {pid} failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
-                    Ok(s) => s.expect("waiting for the process"),
-                    Err(_) => {
-                        let _ = child.start_kill();
-                        panic!(
-                            "{name} did not exit within 30 s of SIGTERM; last log lines:\n{}",
-                            tail(&p.log, 30)
-                        );
-                    }
-                }
-            }
-        };
-        let _ = std::fs::remove_file(self.pid_dir.join(format!("{name}.pid")));
-        let verb = match how {
-            Stop::Kill => "killed",
-            Stop::Term => "terminated",
-        };
-        eprintln!("e2e stack {}: {name} {verb} ({status})", self.id);
-        status
+        p.stop(Stop::Term, &self.pid_dir, &self.id).await
     }
 
     /// The stack's Kafka bootstrap servers (its own broker's, or the
@@ -658,7 +542,7 @@ impl Stack {
     /// Stops the stack's own broker with `how`.
     pub async fn stop_broker(&self, how: Stop) -> ExitStatus {
         let mut p = self.own_broker().lock().await;
-        self.stop_proc(&mut p, how).await
+        p.stop(how, &self.pid_dir, &self.id).await
     }
 
     /// Starts the stack's own broker again on the same port and data, and
@@ -785,151 +669,4 @@ impl Drop for Stack {
         }
         self.smtp.take();
     }
-}
-
-/// The broker of a stack with one of its own: `BROKER_BIN` on
-/// `127.0.0.1:port` with its durable SQLite engine in `<log_dir>/broker`,
-/// started as `scripts/up` starts it.
-fn broker_proc(log_dir: &Path, port: u16) -> anyhow::Result<Proc> {
-    let program = env::broker_bin();
-    if !program.is_file() {
-        bail!(
-            "the broker binary {} is missing: scripts/test builds it (or set BROKER_BIN)",
-            program.display()
-        );
-    }
-    let dir = log_dir.join("broker");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let url = format!("tcp://127.0.0.1:{port}");
-    Ok(Proc {
-        name: "broker".into(),
-        program,
-        args: [
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-            "--storage-engine",
-            "sqlite://broker.db",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-        env: Vec::new(),
-        log: log_dir.join("broker.log"),
-        cwd: Some(dir),
-        child: None,
-    })
-}
-
-fn append_log(path: &Path, line: &str) {
-    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(f, "\n{line}");
-    }
-}
-
-/// Spawns `p` with stdout/stderr appended to its log and records its pid.
-fn spawn_proc(p: &mut Proc, pid_dir: &Path) -> anyhow::Result<()> {
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&p.log)
-        .with_context(|| format!("opening {}", p.log.display()))?;
-    writeln!(
-        log,
-        "\n===== {} e2e: starting {} {}",
-        now_stamp(),
-        p.program.display(),
-        p.args.join(" ")
-    )?;
-    let child = Command::new(&p.program)
-        .args(&p.args)
-        .envs(p.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        // Only the broker reads it (and would validate records against a
-        // registry of its own): never take it from the test's environment.
-        .env_remove("SCHEMA_REGISTRY")
-        .current_dir(p.cwd.clone().unwrap_or_else(env::workspace_root))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        // Not killed on drop: the watchdog stops the children gracefully.
-        .kill_on_drop(false)
-        .spawn()
-        .with_context(|| format!("spawning {}", p.program.display()))?;
-    if let Some(pid) = child.id() {
-        std::fs::write(pid_dir.join(format!("{}.pid", p.name)), pid.to_string())?;
-    }
-    p.child = Some(child);
-    Ok(())
-}
-
-/// Waits until `port` accepts TCP connections; fails early if `p` exits.
-async fn wait_for_tcp(p: &mut Proc, port: u16, timeout: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Ok(());
-        }
-        if let Some(child) = p.child.as_mut() {
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "{} exited ({status}) before listening on port {port}; last lines of {}:\n{}",
-                    p.name,
-                    p.log.display(),
-                    tail(&p.log, 30)
-                );
-            }
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "{} did not listen on port {port} within {timeout:?}; last lines of {}:\n{}",
-                p.name,
-                p.log.display(),
-                tail(&p.log, 30)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Runs a command to completion (60 s at most) with its output appended to
-/// `log`; fails with the output when it fails.
-async fn run_logged(
-    program: &Path,
-    args: &[&str],
-    vars: &[(String, String)],
-    log: &Path,
-) -> anyhow::Result<()> {
-    let fut = Command::new(program)
-        .args(args)
-        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .current_dir(env::workspace_root())
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), fut)
-        .await
-        .map_err(|_| anyhow::anyhow!("did not finish within 60 s"))?
-        .with_context(|| format!("running {}", program.display()))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    append_log(
-        log,
-        &format!(
-            "===== {} e2e: {} {}\n{text}",
-            now_stamp(),
-            program.display(),
-            args.join(" ")
-        ),
-    );
-    if !out.status.success() {
-        bail!("exited with {}:\n{text}", out.status);
-    }
-    Ok(())
 }

@@ -203,10 +203,7 @@ async fn sigkilled_services_recover_without_double_effects() {
             ));
         }
         if order["status"] == "SHIPPED" {
-            let confirmations = mails
-                .iter()
-                .filter(|m| !m.is_cancellation() && m.mentions(id))
-                .count();
+            let confirmations = mails.iter().filter(|m| m.confirms(id)).count();
             if confirmations != 1 {
                 failures.push(format!("{id}: {confirmations} confirmation e-mails"));
             }

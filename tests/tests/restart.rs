@@ -183,10 +183,7 @@ async fn assert_applied_once(stack: &Stack, round: usize, ids: &[String]) {
                 failures.push(format!("{id}: {n} {t} events"));
             }
         }
-        let confirmations = mails
-            .iter()
-            .filter(|m| !m.is_cancellation() && m.mentions(id))
-            .count();
+        let confirmations = mails.iter().filter(|m| m.confirms(id)).count();
         if confirmations != 1 {
             failures.push(format!("{id}: {confirmations} confirmation e-mails"));
         }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use orderflow_events::relay::RelayOptions;
 use orderflow_events::testing;
 
-use crate::helpers::{shipped, Env, OwnBroker, TestHandler, WAIT};
+use crate::helpers::{shipped, Env, TestHandler, WAIT};
+use crate::own_broker::OwnBroker;
 
 const KEYS: usize = 5;
 const EVENTS: usize = 200;

@@ -15,6 +15,7 @@ mod duplicates;
 mod helpers;
 mod lanes;
 mod offsets;
+mod own_broker;
 mod poison;
 mod relay_crash;
 mod relay_pipeline;

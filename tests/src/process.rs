@@ -1,0 +1,280 @@
+//! The child processes of an e2e stack: how they are spawned, logged,
+//! waited for, stopped, and cleaned up by the watchdog if the test process
+//! dies.
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use tokio::process::{Child, Command};
+
+use crate::env;
+
+/// A child process of the stack.
+pub(crate) struct Proc {
+    pub(crate) name: String,
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<String>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) log: PathBuf,
+    /// Working directory (the workspace root if unset).
+    pub(crate) cwd: Option<PathBuf>,
+    pub(crate) child: Option<Child>,
+}
+
+/// How to stop a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGTERM, and wait (30 s at most) for it to exit: a clean stop.
+    Term,
+    /// SIGKILL: a crash.
+    Kill,
+}
+
+impl Proc {
+    /// Stops the process with `how` and waits until it has exited; panics if it is
+    /// not running or does not stop within 30 s of SIGTERM.
+    pub(crate) async fn stop(&mut self, how: Stop, pid_dir: &Path, stack_id: &str) -> ExitStatus {
+        let name = self.name.clone();
+        let mut child = self
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("stopping {name}: it is not running"));
+        let status = match how {
+            Stop::Kill => {
+                append_log(&self.log, &format!("===== {} e2e: SIGKILL", now_stamp()));
+                child.start_kill().expect("sending SIGKILL");
+                child.wait().await.expect("waiting for the killed process")
+            }
+            Stop::Term => {
+                let pid = child.id().expect("running child has a pid");
+                append_log(&self.log, &format!("===== {} e2e: SIGTERM", now_stamp()));
+                let out = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .output()
+                    .await
+                    .expect("running kill -TERM");
+                assert!(
+                    out.status.success(),
+                    "kill -TERM {pid} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
+                    Ok(s) => s.expect("waiting for the process"),
+                    Err(_) => {
+                        let _ = child.start_kill();
+                        panic!(
+                            "{name} did not exit within 30 s of SIGTERM; last log lines:\n{}",
+                            tail(&self.log, 30)
+                        );
+                    }
+                }
+            }
+        };
+        let _ = std::fs::remove_file(pid_dir.join(format!("{name}.pid")));
+        let verb = match how {
+            Stop::Kill => "killed",
+            Stop::Term => "terminated",
+        };
+        eprintln!("e2e stack {stack_id}: {name} {verb} ({status})");
+        status
+    }
+}
+
+/// `sh -c` script of the watchdog (`$1`: the pid directory).
+pub(crate) const WATCHDOG_SCRIPT: &str = r#"
+cat >/dev/null
+pids=""
+for f in "$1"/*.pid; do [ -f "$f" ] && pids="$pids $(cat "$f")"; done
+[ -n "$pids" ] || exit 0
+kill -TERM $pids 2>/dev/null
+i=0
+while [ $i -lt 100 ]; do
+  alive=""
+  for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
+  [ -z "$alive" ] && exit 0
+  sleep 0.1
+  i=$((i + 1))
+done
+kill -KILL $pids 2>/dev/null
+exit 0
+"#;
+
+pub(crate) fn now_stamp() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:03}", d.as_secs(), d.subsec_millis())
+}
+
+/// `n` distinct TCP ports nobody listens on right now. Every listener is
+/// held until all are picked: a port released at once can be handed out
+/// again by the next bind to port 0, and two processes of one stack would
+/// then be given the same port.
+pub(crate) fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|l| Ok(l.local_addr()?.port()))
+        .collect()
+}
+
+/// The last `n` lines of a log file.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The broker of a stack with one of its own: `BROKER_BIN` on
+/// `127.0.0.1:port` with its durable SQLite engine in `<log_dir>/broker`,
+/// started as `scripts/up` starts it.
+pub(crate) fn broker_proc(log_dir: &Path, port: u16) -> anyhow::Result<Proc> {
+    let program = env::broker_bin();
+    if !program.is_file() {
+        bail!(
+            "the broker binary {} is missing: scripts/test builds it (or set BROKER_BIN)",
+            program.display()
+        );
+    }
+    let dir = log_dir.join("broker");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let url = format!("tcp://127.0.0.1:{port}");
+    Ok(Proc {
+        name: "broker".into(),
+        program,
+        args: [
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+            "--storage-engine",
+            "sqlite://broker.db",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        env: Vec::new(),
+        log: log_dir.join("broker.log"),
+        cwd: Some(dir),
+        child: None,
+    })
+}
+
+pub(crate) fn append_log(path: &Path, line: &str) {
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "\n{line}");
+    }
+}
+
+/// Spawns `p` with stdout/stderr appended to its log and records its pid.
+pub(crate) fn spawn_proc(p: &mut Proc, pid_dir: &Path) -> anyhow::Result<()> {
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p.log)
+        .with_context(|| format!("opening {}", p.log.display()))?;
+    writeln!(
+        log,
+        "\n===== {} e2e: starting {} {}",
+        now_stamp(),
+        p.program.display(),
+        p.args.join(" ")
+    )?;
+    let child = Command::new(&p.program)
+        .args(&p.args)
+        .envs(p.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        // Only the broker reads it (and would validate records against a
+        // registry of its own): never take it from the test's environment.
+        .env_remove("SCHEMA_REGISTRY")
+        .current_dir(p.cwd.clone().unwrap_or_else(env::workspace_root))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Not killed on drop: the watchdog stops the children gracefully.
+        .kill_on_drop(false)
+        .spawn()
+        .with_context(|| format!("spawning {}", p.program.display()))?;
+    if let Some(pid) = child.id() {
+        std::fs::write(pid_dir.join(format!("{}.pid", p.name)), pid.to_string())?;
+    }
+    p.child = Some(child);
+    Ok(())
+}
+
+/// Waits until `port` accepts TCP connections; fails early if `p` exits.
+pub(crate) async fn wait_for_tcp(p: &mut Proc, port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if let Some(child) = p.child.as_mut() {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) before listening on port {port}; last lines of {}:\n{}",
+                    p.name,
+                    p.log.display(),
+                    tail(&p.log, 30)
+                );
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{} did not listen on port {port} within {timeout:?}; last lines of {}:\n{}",
+                p.name,
+                p.log.display(),
+                tail(&p.log, 30)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs a command to completion (60 s at most) with its output appended to
+/// `log`; fails with the output when it fails.
+pub(crate) async fn run_logged(
+    program: &Path,
+    args: &[&str],
+    vars: &[(String, String)],
+    log: &Path,
+) -> anyhow::Result<()> {
+    let fut = Command::new(program)
+        .args(args)
+        .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .current_dir(env::workspace_root())
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), fut)
+        .await
+        .map_err(|_| anyhow::anyhow!("did not finish within 60 s"))?
+        .with_context(|| format!("running {}", program.display()))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    append_log(
+        log,
+        &format!(
+            "===== {} e2e: {} {}\n{text}",
+            now_stamp(),
+            program.display(),
+            args.join(" ")
+        ),
+    );
+    if !out.status.success() {
+        bail!("exited with {}:\n{text}", out.status);
+    }
+    Ok(())
+}
