@@ -328,6 +328,43 @@ impl ConsumerContext for LagContext {
     }
 }
 
+/// Pause after a consumer error event (see [`EventConsumer::run`]).
+const ERROR_PAUSE: Duration = Duration::from_millis(20);
+/// While errors go on, one log line per this long.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Logs a run of consumer errors: the first one, then a count every
+/// [`ERROR_LOG_EVERY`], and the recovery.
+#[derive(Default)]
+struct ErrorLog {
+    /// Errors since the last line, and when that line was written.
+    since_logged: u64,
+    logged_at: Option<std::time::Instant>,
+    total: u64,
+}
+
+impl ErrorLog {
+    fn failed(&mut self, group: &str, e: &rdkafka::error::KafkaError) {
+        self.total += 1;
+        self.since_logged += 1;
+        let due = self
+            .logged_at
+            .is_none_or(|at| at.elapsed() >= ERROR_LOG_EVERY);
+        if due {
+            tracing::warn!(%group, error = %e, errors = self.since_logged, "kafka consumer error");
+            self.since_logged = 0;
+            self.logged_at = Some(std::time::Instant::now());
+        }
+    }
+
+    fn recovered(&mut self, group: &str) {
+        if self.total > 0 {
+            tracing::info!(%group, errors = self.total, "kafka consumer receiving again");
+            *self = Self::default();
+        }
+    }
+}
+
 /// A consumer group member that dispatches events to handlers.
 pub struct EventConsumer {
     kafka: KafkaConfig,
@@ -442,9 +479,13 @@ impl EventConsumer {
         let mut workers: HashMap<(String, i32), (mpsc::Sender<OwnedMessage>, JoinHandle<()>)> =
             HashMap::new();
         tracing::info!(group = %self.group_id, topics = ?self.topics, "consumer started");
-        // Back off while the broker is unreachable instead of spinning (and
-        // logging) every few milliseconds.
-        let mut error_delay = Duration::ZERO;
+        // While the broker is unreachable librdkafka queues an error event
+        // per failed connection attempt, in line with the records. They are
+        // taken at once (a pause per error would, after a long outage, leave
+        // the records waiting behind minutes of stale errors), logged once
+        // and then summed every ERROR_LOG_EVERY, with a short pause so that
+        // a client that fails in a loop cannot spin this task.
+        let mut errors = ErrorLog::default();
         loop {
             let msg = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -452,16 +493,14 @@ impl EventConsumer {
             };
             let owned = match msg {
                 Ok(m) => {
-                    error_delay = Duration::ZERO;
+                    errors.recovered(&self.group_id);
                     m.detach()
                 }
                 Err(e) => {
-                    error_delay =
-                        (error_delay * 2).clamp(Duration::from_millis(200), Duration::from_secs(5));
-                    tracing::warn!(error = %e, retry_in = ?error_delay, "kafka consumer error");
+                    errors.failed(&self.group_id, &e);
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(error_delay) => continue,
+                        _ = tokio::time::sleep(ERROR_PAUSE) => continue,
                     }
                 }
             };
