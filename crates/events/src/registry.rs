@@ -85,6 +85,13 @@ impl RegistryClient {
         &self.base
     }
 
+    /// Whether the registry answers: `GET /`, which Confluent's registry and
+    /// the workspace's own both answer with `{}`.
+    pub async fn check(&self) -> Result<(), RegistryError> {
+        let url = format!("{}/", self.base);
+        self.get::<serde_json::Value>(&url).await.map(|_| ())
+    }
+
     /// Registers `schema` under `subject` (idempotent) and returns its id.
     pub async fn register(&self, subject: &str, schema: &str) -> Result<u32, RegistryError> {
         let url = format!("{}/subjects/{}/versions", self.base, encode(subject));

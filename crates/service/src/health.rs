@@ -1,7 +1,13 @@
-//! `/health/live`, `/health/ready`, `/health/consumers`, `/metrics` and
-//! `/openapi.json`.
+//! `/health/live`, `/health/ready`, `/health/detail`, `/health/consumers`,
+//! `/metrics` and `/openapi.json`.
+//!
+//! Readiness is the database only: while the broker or the registry is
+//! down a service still takes requests, and the outbox holds their events
+//! until it is back, so Kubernetes must not take the pod out of its Service
+//! then. `/health/detail` and the `orderflow_dependency_up` gauge show the
+//! broker and the registry.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -10,7 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use orderflow_events::kafka::BrokerProbe;
-use serde_json::json;
+use orderflow_events::metrics::prometheus_client::encoding::EncodeLabelSet;
+use orderflow_events::metrics::prometheus_client::metrics::family::Family;
+use orderflow_events::metrics::prometheus_client::metrics::gauge::Gauge;
+use orderflow_events::registry::RegistryClient;
+use serde_json::{json, Value};
 use sqlx::PgPool;
 
 /// What readiness checks.
@@ -20,6 +30,8 @@ pub struct Probes {
     pub pool: PgPool,
     /// The Kafka brokers.
     pub broker: Arc<BrokerProbe>,
+    /// The schema registry.
+    pub registry: RegistryClient,
     /// The service's OpenAPI document (JSON text).
     pub openapi: &'static str,
     /// The service name.
@@ -35,21 +47,107 @@ pub fn routes(probes: Probes) -> Router {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .route("/health/detail", get(detail))
         .route("/health/consumers", get(consumers))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .with_state(probes)
 }
 
+/// `dependency`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DependencyLabels {
+    dependency: &'static str,
+}
+
+/// `orderflow_dependency_up{dependency}`: 1 when the last check of the
+/// database, broker or registry succeeded, 0 when it failed.
+fn dependency_up() -> &'static Family<DependencyLabels, Gauge> {
+    static UP: OnceLock<Family<DependencyLabels, Gauge>> = OnceLock::new();
+    UP.get_or_init(|| {
+        let family = Family::default();
+        orderflow_events::metrics::register(|r| {
+            r.register(
+                "orderflow_dependency_up",
+                "Whether the last check of a dependency (database, broker, registry) succeeded: 1 up, 0 down; checked at each scrape and each GET /health/detail",
+                family.clone(),
+            );
+        });
+        family
+    })
+}
+
+/// Registers the health metrics (so a scrape shows them from the start).
+pub fn register_metrics() {
+    dependency_up();
+}
+
+fn time_out<T>(r: Result<Result<T, String>, tokio::time::error::Elapsed>) -> Result<T, String> {
+    r.unwrap_or_else(|_| Err(format!("no answer within {CHECK_TIMEOUT:?}")))
+}
+
+async fn check_database(p: &Probes) -> Result<String, String> {
+    let q = async {
+        sqlx::query_scalar::<_, i32>("SELECT 1")
+            .fetch_one(&p.pool)
+            .await
+            .map(|_| "SELECT 1 ok".to_owned())
+            .map_err(|e| e.to_string())
+    };
+    time_out(tokio::time::timeout(CHECK_TIMEOUT, q).await)
+}
+
+/// Checks every dependency at once (2 s each at most), records the
+/// `orderflow_dependency_up` gauges and returns the checks as JSON.
+async fn check_dependencies(p: &Probes) -> (bool, Value) {
+    let broker = async {
+        p.broker
+            .check(CHECK_TIMEOUT)
+            .await
+            .map(|n| format!("{n} broker(s)"))
+    };
+    let registry = async {
+        let r = async { p.registry.check().await.map_err(|e| e.to_string()) };
+        time_out(tokio::time::timeout(CHECK_TIMEOUT, r).await)
+            .map(|()| format!("{} answers", p.registry.base_url()))
+    };
+    let (database, broker, registry) = tokio::join!(check_database(p), broker, registry);
+    let mut all_up = true;
+    let mut checks = serde_json::Map::new();
+    for (name, result) in [
+        ("database", database),
+        ("broker", broker),
+        ("registry", registry),
+    ] {
+        all_up &= result.is_ok();
+        dependency_up()
+            .get_or_create(&DependencyLabels { dependency: name })
+            .set(i64::from(result.is_ok()));
+        checks.insert(name.to_owned(), show(result));
+    }
+    (all_up, Value::Object(checks))
+}
+
+fn show(r: Result<String, String>) -> Value {
+    match r {
+        Ok(s) => json!({"status": "up", "detail": s}),
+        Err(e) => json!({"status": "down", "detail": e}),
+    }
+}
+
 /// Every metric of the process in OpenMetrics text format; the outbox
-/// gauges are read from the database now (kept from the last scrape when
-/// it does not answer within 2 s).
+/// gauges are read from the database and the dependencies checked now
+/// (each kept from the last scrape when it does not answer within 2 s).
 async fn metrics(State(p): State<Probes>) -> Response {
     let outbox = async {
         let mut conn = p.pool.acquire().await?;
         orderflow_events::metrics::observe_outbox(&mut conn).await
     };
-    match tokio::time::timeout(CHECK_TIMEOUT, outbox).await {
+    let (outbox, _) = tokio::join!(
+        tokio::time::timeout(CHECK_TIMEOUT, outbox),
+        check_dependencies(&p)
+    );
+    match outbox {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(error = %e, "outbox backlog not measured"),
         Err(_) => tracing::debug!("outbox backlog not measured: timed out"),
@@ -68,31 +166,16 @@ async fn live(State(p): State<Probes>) -> Json<serde_json::Value> {
     Json(json!({"status": "live", "service": p.service}))
 }
 
+/// Ready when the database answers. The broker and the registry are not
+/// asked: without them requests still succeed and their events wait in the
+/// outbox (see the module docs and `/health/detail`).
 async fn ready(State(p): State<Probes>) -> Response {
-    let database = async {
-        tokio::time::timeout(
-            CHECK_TIMEOUT,
-            sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&p.pool),
-        )
-        .await
-        .map_err(|_| "timed out".to_owned())?
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-    };
-    let broker = p.broker.check(CHECK_TIMEOUT);
-    let (database, broker) = tokio::join!(database, broker);
-    let ok = database.is_ok() && broker.is_ok();
-    let show = |r: Result<String, String>| match r {
-        Ok(s) => json!({"status": "up", "detail": s}),
-        Err(e) => json!({"status": "down", "detail": e}),
-    };
+    let database = check_database(&p).await;
+    let ok = database.is_ok();
     let body = json!({
         "status": if ok { "ready" } else { "not_ready" },
         "service": p.service,
-        "checks": {
-            "database": show(database.map(|()| "SELECT 1 ok".to_owned())),
-            "broker": show(broker.map(|n| format!("{n} broker(s)"))),
-        }
+        "checks": { "database": show(database) },
     });
     let status = if ok {
         StatusCode::OK
@@ -100,6 +183,34 @@ async fn ready(State(p): State<Probes>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// Every dependency, the consumer's partitions and the outbox backlog;
+/// always 200 (`status` says `ok` or `degraded`): a page for people and
+/// dashboards, not a probe.
+async fn detail(State(p): State<Probes>) -> Json<Value> {
+    let (all_up, checks) = check_dependencies(&p).await;
+    let outbox = async {
+        let mut conn = p.pool.acquire().await.map_err(|e| e.to_string())?;
+        orderflow_events::outbox::backlog(&mut conn)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let outbox = match time_out(tokio::time::timeout(CHECK_TIMEOUT, outbox).await) {
+        Ok((backlog, age)) => json!({"backlog": backlog, "oldestAgeSeconds": age}),
+        Err(e) => json!({"error": e}),
+    };
+    let consumers: Vec<_> = orderflow_events::consumer::assignment::snapshot()
+        .into_iter()
+        .filter(|a| Some(&a.group) == p.consumer_group.as_ref())
+        .collect();
+    Json(json!({
+        "status": if all_up { "ok" } else { "degraded" },
+        "service": p.service,
+        "checks": checks,
+        "consumers": consumers,
+        "outbox": outbox,
+    }))
 }
 
 /// The partitions the service's consumer holds: 200 once it holds at

@@ -12,7 +12,8 @@
 //! - connecting to PostgreSQL (waiting while it is unavailable) and running
 //!   the shared outbox/inbox migrations plus the service's own;
 //! - the outbox relay, the consumer and the background tasks;
-//! - `/health/live`, `/health/ready` (database and broker), `/metrics`
+//! - `/health/live`, `/health/ready` (the database), `/health/detail`
+//!   (database, broker, registry, consumer, outbox), `/metrics`
 //!   (Prometheus/OpenMetrics: the event pipeline, HTTP requests and whatever
 //!   the service registers in `orderflow_events::metrics`), `/openapi.json`
 //!   and JSON errors for unknown routes and methods;

@@ -194,7 +194,8 @@ where
     let registry =
         RegistryClient::new(&config.schema_registry_url).context("invalid SCHEMA_REGISTRY_URL")?;
     let codec = Arc::new(
-        AvroCodec::new(registry, config.schema_auto_register).context("loading the schemas")?,
+        AvroCodec::new(registry.clone(), config.schema_auto_register)
+            .context("loading the schemas")?,
     );
     let ctx = Context {
         pool: pool.clone(),
@@ -219,11 +220,13 @@ where
     };
     orderflow_events::metrics::pipeline();
     telemetry::register_http_metrics();
+    health::register_metrics();
     let parts = build(&ctx)?;
 
     let probes = Probes {
         pool: api_pool.clone(),
         broker: Arc::new(BrokerProbe::new(&kafka).context("creating the broker probe")?),
+        registry,
         openapi: spec.openapi,
         service: spec.source,
         consumer_group: parts.consumer.as_ref().map(|_| ctx.consumer_group.clone()),
