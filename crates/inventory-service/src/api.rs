@@ -1,8 +1,16 @@
-//! HTTP API: `PUT /inventory/{sku}` and `GET /inventory/{sku}`.
+//! HTTP API: `GET /inventory/{sku}`, `PUT /inventory/{sku}` (optionally
+//! conditional on `If-Match`) and `POST /inventory/{sku}/adjustments`.
+//!
+//! Reservations move units out of `available` at any moment, so a client
+//! that reads the stock and writes back an absolute number can undo one.
+//! Two safe ways to change stock: a relative adjustment (`{"delta": 10}`,
+//! applied in one statement), or a `PUT` with `If-Match: <ETag of the level
+//! it read>`, refused with 412 when the level changed meanwhile.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::get;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use orderflow_events::events::InventoryAdjusted;
 use orderflow_events::{outbox, Envelope, TopicCatalog};
@@ -32,6 +40,7 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/inventory/{sku}", get(get_stock).put(put_stock))
+        .route("/inventory/{sku}/adjustments", post(adjust_stock))
         .with_state(state)
 }
 
@@ -41,6 +50,14 @@ pub fn router(state: AppState) -> Router {
 pub struct SetStock {
     /// Units available to reserve (absolute, not a delta).
     pub available: i64,
+}
+
+/// Body of `POST /inventory/{sku}/adjustments`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AdjustStock {
+    /// Units to add to `available` (negative: to take away).
+    pub delta: i64,
 }
 
 /// What is wrong with `sku`, if anything: 1 to 64 characters of
@@ -73,24 +90,158 @@ pub fn validate_put(sku: &str, body: &SetStock) -> Vec<FieldProblem> {
     problems
 }
 
+/// Every problem of an adjustment; empty when it is valid.
+pub fn validate_adjust(sku: &str, body: &AdjustStock) -> Vec<FieldProblem> {
+    let mut problems = Vec::new();
+    if let Some(p) = sku_problem(sku) {
+        problems.push(FieldProblem::new("sku", p));
+    }
+    if body.delta == 0 || body.delta.unsigned_abs() > MAX_AVAILABLE.unsigned_abs() {
+        problems.push(FieldProblem::new(
+            "delta",
+            format!("must be between -{MAX_AVAILABLE} and {MAX_AVAILABLE}, and not 0"),
+        ));
+    }
+    problems
+}
+
+/// What an `If-Match` header asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum IfMatch {
+    /// `*`: the SKU must exist.
+    Any,
+    /// One of these entity tags (strong comparison: weak tags never match).
+    Tags(Vec<String>),
+}
+
+impl IfMatch {
+    /// Parses the header, if present; a value that is not text is a 400.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Self>, ApiError> {
+        let Some(v) = headers.get(header::IF_MATCH) else {
+            return Ok(None);
+        };
+        let v = v
+            .to_str()
+            .map_err(|_| ApiError::bad_request("If-Match is not valid text"))?
+            .trim();
+        if v == "*" {
+            return Ok(Some(Self::Any));
+        }
+        let tags: Vec<String> = v
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if tags.is_empty() {
+            return Err(ApiError::bad_request("If-Match is empty"));
+        }
+        Ok(Some(Self::Tags(tags)))
+    }
+
+    /// Whether `current` satisfies the condition.
+    pub fn matches(&self, current: Option<&StockLevel>) -> bool {
+        match (self, current) {
+            (_, None) => false,
+            (Self::Any, Some(_)) => true,
+            (Self::Tags(tags), Some(level)) => tags.contains(&level.etag()),
+        }
+    }
+}
+
 use orderflow_service::telemetry::request_trace;
 
+/// A stock level as a response: the level, with its `ETag`.
+fn with_etag(level: StockLevel) -> impl IntoResponse {
+    ([(header::ETAG, level.etag())], Json(level))
+}
+
 /// Sets the stock of a SKU and emits `InventoryAdjusted` in the same
-/// transaction.
+/// transaction. With `If-Match`, only if the level is still the one the
+/// client read (412 `precondition_failed` otherwise, changing nothing).
 async fn put_stock(
     State(state): State<AppState>,
     ApiPath(sku): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SetStock>,
-) -> Result<Json<StockLevel>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     let problems = validate_put(&sku, &body);
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
     }
+    let if_match = IfMatch::from_headers(&headers)?;
     let available = i32::try_from(body.available).map_err(ApiError::internal)?;
-    let trace = request_trace(&headers);
     let mut tx = state.pool.begin().await?;
+    if let Some(condition) = if_match {
+        let current = db::stock_for_update(&mut tx, &sku).await?;
+        if !condition.matches(current.as_ref()) {
+            return Err(ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                format!("the stock of SKU {sku} is not the one If-Match names; read it again"),
+            )
+            .with_details(serde_json::json!({
+                "etag": current.as_ref().map(StockLevel::etag),
+                "current": current,
+            })));
+        }
+    }
     let level = db::set_available(&mut tx, &sku, available).await?;
+    commit_adjusted(&state, tx, level, &headers, "stock set").await
+}
+
+/// Adds a signed delta to the units available, in one statement, so it
+/// cannot undo a reservation made meanwhile. 409 `insufficient_stock` when
+/// a negative delta would take more than is available (reserved units are
+/// not touched), 404 for a negative delta on an unknown SKU, 422 when the
+/// result would pass the largest stock level.
+async fn adjust_stock(
+    State(state): State<AppState>,
+    ApiPath(sku): ApiPath<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AdjustStock>,
+) -> Result<impl IntoResponse, ApiError> {
+    let problems = validate_adjust(&sku, &body);
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let delta = i32::try_from(body.delta).map_err(ApiError::internal)?;
+    let max = i32::try_from(MAX_AVAILABLE).map_err(ApiError::internal)?;
+    let mut tx = state.pool.begin().await?;
+    let Some(level) = db::adjust_available(&mut tx, &sku, delta, max).await? else {
+        let current = db::stock(&mut tx, &sku).await?;
+        return Err(match current {
+            None => ApiError::not_found(format!("no stock is known for SKU {sku}")),
+            Some(c) if delta < 0 => ApiError::conflict(
+                "insufficient_stock",
+                format!(
+                    "SKU {sku} has {} units available; cannot take {}",
+                    c.available, -body.delta
+                ),
+            )
+            .with_details(serde_json::json!({ "current": c })),
+            Some(c) => ApiError::validation(vec![FieldProblem::new(
+                "delta",
+                format!(
+                    "would make {} units available; at most {MAX_AVAILABLE}",
+                    i64::from(c.available) + body.delta
+                ),
+            )]),
+        });
+    };
+    commit_adjusted(&state, tx, level, &headers, "stock adjusted").await
+}
+
+/// Writes `InventoryAdjusted` for `level` to the outbox in `tx`, commits,
+/// and answers with the level and its `ETag`.
+async fn commit_adjusted(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    level: StockLevel,
+    headers: &HeaderMap,
+    what: &'static str,
+) -> Result<impl IntoResponse, ApiError> {
+    let trace = request_trace(headers);
     let envelope = Envelope::new(
         SOURCE,
         uuid::Uuid::new_v4().to_string(),
@@ -100,19 +251,19 @@ async fn put_stock(
             reserved: level.reserved,
         },
     );
-    outbox::enqueue(&mut tx, &state.catalog, &sku, &envelope, Some(&trace))
+    outbox::enqueue(&mut tx, &state.catalog, &level.sku, &envelope, Some(&trace))
         .await
         .map_err(ApiError::internal)?;
     tx.commit().await?;
-    tracing::info!(sku = %level.sku, available = level.available, reserved = level.reserved, "stock set");
-    Ok(Json(level))
+    tracing::info!(sku = %level.sku, available = level.available, reserved = level.reserved, "{what}");
+    Ok(with_etag(level))
 }
 
 /// The stock of a SKU.
 async fn get_stock(
     State(state): State<AppState>,
     ApiPath(sku): ApiPath<String>,
-) -> Result<Json<StockLevel>, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     if let Some(p) = sku_problem(&sku) {
         return Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
@@ -123,7 +274,7 @@ async fn get_stock(
     let mut conn = state.pool.acquire().await?;
     db::stock(&mut conn, &sku)
         .await?
-        .map(Json)
+        .map(with_etag)
         .ok_or_else(|| ApiError::not_found(format!("no stock is known for SKU {sku}")))
 }
 
@@ -170,5 +321,71 @@ mod tests {
     fn unknown_body_fields_are_rejected() {
         let r: Result<SetStock, _> = serde_json::from_str(r#"{"available":1,"reserved":2}"#);
         assert!(r.is_err());
+    }
+
+    fn level(available: i32, reserved: i32, shipped: i32) -> StockLevel {
+        StockLevel {
+            sku: "SKU-1".into(),
+            available,
+            reserved,
+            shipped,
+        }
+    }
+
+    fn if_match(value: &str) -> Result<Option<IfMatch>, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::IF_MATCH, value.parse().expect("header value"));
+        IfMatch::from_headers(&headers)
+    }
+
+    #[test]
+    fn the_etag_changes_with_every_column() {
+        let tags: std::collections::HashSet<String> = [
+            level(5, 0, 0),
+            level(4, 1, 0),
+            level(4, 0, 1),
+            level(5, 0, 1),
+        ]
+        .iter()
+        .map(StockLevel::etag)
+        .collect();
+        assert_eq!(tags.len(), 4, "{tags:?}");
+        assert_eq!(level(5, 1, 2).etag(), r#""5.1.2""#);
+    }
+
+    #[test]
+    fn if_match_takes_any_or_a_list_of_strong_tags() {
+        assert_eq!(IfMatch::from_headers(&HeaderMap::new()).unwrap(), None);
+        let current = level(5, 1, 0);
+        let any = if_match("*").unwrap().unwrap();
+        assert!(any.matches(Some(&current)));
+        assert!(!any.matches(None), "* needs the SKU to exist");
+        let list = if_match(r#""1.0.0", "5.1.0""#).unwrap().unwrap();
+        assert!(list.matches(Some(&current)));
+        assert!(!list.matches(Some(&level(4, 2, 0))));
+        assert!(!list.matches(None));
+        let weak = if_match(r#"W/"5.1.0""#).unwrap().unwrap();
+        assert!(!weak.matches(Some(&current)), "weak tags never match");
+        assert!(if_match(" , ").is_err());
+    }
+
+    #[test]
+    fn every_problem_of_an_adjustment_is_listed() {
+        let problems = validate_adjust("bad sku", &AdjustStock { delta: 0 });
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["sku", "delta"]);
+        for ok in [1, -1, MAX_AVAILABLE, -MAX_AVAILABLE] {
+            assert!(
+                validate_adjust("SKU-1", &AdjustStock { delta: ok }).is_empty(),
+                "{ok}"
+            );
+        }
+        for bad in [MAX_AVAILABLE + 1, -MAX_AVAILABLE - 1, i64::MIN] {
+            assert_eq!(
+                validate_adjust("SKU-1", &AdjustStock { delta: bad }).len(),
+                1,
+                "{bad}"
+            );
+        }
     }
 }

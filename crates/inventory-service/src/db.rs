@@ -27,6 +27,64 @@ pub struct StockLevel {
     pub shipped: i32,
 }
 
+impl StockLevel {
+    /// The entity tag of this stock level (`ETag`, `If-Match`): it changes
+    /// whenever available, reserved or shipped units change. Two equal
+    /// levels share a tag, which is what a conditional `PUT` needs: it
+    /// must not overwrite a level the client has not seen.
+    pub fn etag(&self) -> String {
+        format!("\"{}.{}.{}\"", self.available, self.reserved, self.shipped)
+    }
+}
+
+/// The stock of `sku`, if the SKU is known, locked until the transaction
+/// ends (`FOR UPDATE`): for a conditional update.
+pub async fn stock_for_update(
+    conn: &mut PgConnection,
+    sku: &str,
+) -> sqlx::Result<Option<StockLevel>> {
+    sqlx::query_as("SELECT sku, available, reserved, shipped FROM stock WHERE sku = $1 FOR UPDATE")
+        .bind(sku)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Adds `delta` (signed) to the units available of `sku` in one statement,
+/// so that it composes with reservations made meanwhile. A positive delta
+/// creates an unknown SKU. `None` when the result would leave `0..=max`
+/// (or the SKU is unknown and `delta` is negative); nothing changes then.
+pub async fn adjust_available(
+    conn: &mut PgConnection,
+    sku: &str,
+    delta: i32,
+    max: i32,
+) -> sqlx::Result<Option<StockLevel>> {
+    if delta >= 0 {
+        sqlx::query_as(
+            "INSERT INTO stock (sku, available) SELECT $1, $2 WHERE $2 <= $3 \
+             ON CONFLICT (sku) DO UPDATE SET available = stock.available + EXCLUDED.available, \
+             updated_at = now() \
+             WHERE stock.available::bigint + EXCLUDED.available <= $3 \
+             RETURNING sku, available, reserved, shipped",
+        )
+        .bind(sku)
+        .bind(delta)
+        .bind(max)
+        .fetch_optional(conn)
+        .await
+    } else {
+        sqlx::query_as(
+            "UPDATE stock SET available = available + $2, updated_at = now() \
+             WHERE sku = $1 AND available + $2 >= 0 \
+             RETURNING sku, available, reserved, shipped",
+        )
+        .bind(sku)
+        .bind(delta)
+        .fetch_optional(conn)
+        .await
+    }
+}
+
 /// The stock of `sku`, if the SKU is known.
 pub async fn stock(conn: &mut PgConnection, sku: &str) -> sqlx::Result<Option<StockLevel>> {
     sqlx::query_as("SELECT sku, available, reserved, shipped FROM stock WHERE sku = $1")
