@@ -148,7 +148,7 @@ pub struct Stack {
     procs: BTreeMap<Service, Mutex<Proc>>,
     broker: Option<Mutex<Proc>>,
     kafka: String,
-    smtp: Option<Child>,
+    smtp: Mutex<Proc>,
     watchdog: Option<Child>,
     watchdog_stdin: Option<ChildStdin>,
     pools: Mutex<HashMap<Service, PgPool>>,
@@ -406,7 +406,7 @@ impl Stack {
             procs,
             broker,
             kafka,
-            smtp: smtp.child.take(),
+            smtp: Mutex::new(smtp),
             watchdog: Some(watchdog),
             watchdog_stdin,
             pools: Mutex::new(HashMap::new()),
@@ -539,6 +539,24 @@ impl Stack {
             .expect("the stack has no broker of its own (StackOptions::own_broker)")
     }
 
+    /// Stops the SMTP listener (SIGTERM): the notification service then
+    /// cannot send, as when a mail server is down.
+    pub async fn stop_smtp(&self) {
+        let mut p = self.smtp.lock().await;
+        p.stop(Stop::Term, &self.pid_dir, &self.id).await;
+    }
+
+    /// Starts the SMTP listener again on its port and Maildir.
+    pub async fn start_smtp(&self) {
+        let mut p = self.smtp.lock().await;
+        assert!(p.child.is_none(), "start_smtp: already running");
+        spawn_proc(&mut p, &self.pid_dir).unwrap_or_else(|e| panic!("starting SMTP: {e:#}"));
+        wait_for_tcp(&mut p, self.smtp_port, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("starting SMTP: {e:#}"));
+        eprintln!("e2e stack {}: SMTP listener started", self.id);
+    }
+
     /// Stops the stack's own broker with `how`.
     pub async fn stop_broker(&self, how: Stop) -> ExitStatus {
         let mut p = self.own_broker().lock().await;
@@ -667,6 +685,6 @@ impl Drop for Stack {
         for proc in self.procs.values_mut() {
             proc.get_mut().child.take();
         }
-        self.smtp.take();
+        self.smtp.get_mut().child.take();
     }
 }

@@ -110,6 +110,9 @@ pub struct OrderJson {
     payment_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tracking_number: Option<String>,
+    /// Set while a paid saga waits past its deadline for its next step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stalled_since: Option<String>,
     created_at: String,
     updated_at: String,
 }
@@ -148,6 +151,7 @@ impl From<&OrderRow> for OrderJson {
             tracking_number: o.tracking_number.clone(),
             created_at: rfc3339(&o.created_at),
             updated_at: rfc3339(&o.updated_at),
+            stalled_since: o.stalled_at.as_ref().map(rfc3339),
         }
     }
 }
@@ -282,6 +286,7 @@ async fn create_order(
         created_at: now,
         updated_at: now,
         deadline_at: now + state.timeout,
+        stalled_at: None,
     };
     let mut envelope = Envelope::new(
         SOURCE,

@@ -84,6 +84,7 @@ fn order_row(idempotency_key: Option<String>) -> (OrderRow, Envelope) {
         created_at: now,
         updated_at: now,
         deadline_at: now + TimeDelta::minutes(5),
+        stalled_at: None,
     };
     let created = Envelope::new(
         crate::SOURCE,

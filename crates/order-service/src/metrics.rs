@@ -4,6 +4,8 @@
 //! - `orderflow_orders_created_total`: orders accepted by `POST /orders`;
 //! - `orderflow_orders_total{status}`: orders that reached `SHIPPED`,
 //!   `DELIVERED` or `CANCELLED`;
+//! - `orderflow_sagas_stalled{status}`: paid sagas past their deadline,
+//!   waiting for their next step (set by the deadline sweeper);
 //! - `orderflow_saga_duration_seconds{outcome}` (histogram): from creation
 //!   to `SHIPPED` (`outcome="shipped"`) or `CANCELLED`
 //!   (`outcome="cancelled"`), observed when the order gets there.
@@ -18,6 +20,7 @@ use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 
 use crate::saga::{Emit, Status};
@@ -36,6 +39,7 @@ struct OrderMetrics {
     created: Counter,
     terminal: Family<StatusLabels, Counter>,
     saga_duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
+    stalled: Family<StatusLabels, Gauge>,
 }
 
 fn saga_histogram() -> Histogram {
@@ -50,6 +54,7 @@ fn metrics() -> &'static OrderMetrics {
             created: Counter::default(),
             terminal: Family::default(),
             saga_duration: Family::new_with_constructor(saga_histogram),
+            stalled: Family::default(),
         };
         orderflow_events::metrics::register(|r| {
             r.register(
@@ -67,6 +72,11 @@ fn metrics() -> &'static OrderMetrics {
                 "Time from order creation to SHIPPED (outcome=shipped) or CANCELLED (outcome=cancelled)",
                 m.saga_duration.clone(),
             );
+            r.register(
+                "orderflow_sagas_stalled",
+                "Paid sagas past their deadline, waiting for their next step (not cancelled), by the status they are in",
+                m.stalled.clone(),
+            );
         });
         m
     })
@@ -80,6 +90,28 @@ pub fn register() {
 /// Counts an accepted order.
 pub fn order_created() {
     metrics().created.inc();
+}
+
+/// Sets the stalled-saga gauge from `(status, count)` rows; the statuses a
+/// paid saga can stall in that are absent are 0.
+pub fn stalled(rows: &[(String, i64)]) {
+    let m = metrics();
+    for status in [
+        Status::Pending,
+        Status::InventoryReserved,
+        Status::Paid,
+        Status::ShippingCreated,
+    ] {
+        let n = rows
+            .iter()
+            .find(|(s, _)| s == status.as_str())
+            .map_or(0, |(_, n)| *n);
+        m.stalled
+            .get_or_create(&StatusLabels {
+                status: status.as_str(),
+            })
+            .set(n);
+    }
 }
 
 /// Records the terminal statuses an order created at `created_at` reached

@@ -297,10 +297,29 @@ pub fn customer_cancel(status: Status, facts: &Facts) -> CancelDecision {
     }
 }
 
-/// Whether the deadline sweeper cancels an order in `status` with `facts`
-/// whose deadline passed: the saga is open and the parcel has not left.
-pub fn deadline_cancels(status: Status, facts: &Facts) -> bool {
-    status.is_open() && !facts.dispatched
+/// What the deadline sweeper does with an order whose deadline passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadlineAction {
+    /// Before payment: cancel, and the other services compensate.
+    Cancel,
+    /// Paid: never refund because a later step is slow; mark the saga
+    /// stalled and keep waiting for that step (an e-mail server down must
+    /// not change what happens to the goods or the money).
+    Stall,
+    /// Finished, or the parcel left: nothing.
+    Nothing,
+}
+
+/// What the deadline sweeper does with an order in `status` with `facts`
+/// whose deadline passed.
+pub fn deadline_action(status: Status, facts: &Facts) -> DeadlineAction {
+    if !status.is_open() || facts.dispatched {
+        DeadlineAction::Nothing
+    } else if facts.paid {
+        DeadlineAction::Stall
+    } else {
+        DeadlineAction::Cancel
+    }
 }
 
 #[cfg(test)]
@@ -518,17 +537,32 @@ mod tests {
 
     #[test]
     fn deadline_rules() {
-        for s in Status::OPEN {
-            assert!(deadline_cancels(s, &Facts::default()), "{s}");
+        for s in [Status::Pending, Status::InventoryReserved] {
+            assert_eq!(
+                deadline_action(s, &Facts::default()),
+                DeadlineAction::Cancel,
+                "{s}"
+            );
+        }
+        let paid = Facts {
+            reserved: true,
+            paid: true,
+            ..Facts::default()
+        };
+        for s in [Status::Paid, Status::ShippingCreated] {
+            assert_eq!(deadline_action(s, &paid), DeadlineAction::Stall, "{s}");
         }
         for s in [Status::Shipped, Status::Delivered, Status::Cancelled] {
-            assert!(!deadline_cancels(s, &Facts::default()), "{s}");
+            assert_eq!(deadline_action(s, &paid), DeadlineAction::Nothing, "{s}");
         }
         let dispatched = Facts {
             dispatched: true,
-            ..Facts::default()
+            ..paid
         };
-        assert!(!deadline_cancels(Status::ShippingCreated, &dispatched));
+        assert_eq!(
+            deadline_action(Status::ShippingCreated, &dispatched),
+            DeadlineAction::Nothing
+        );
     }
 
     #[test]

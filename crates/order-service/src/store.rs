@@ -125,8 +125,12 @@ pub struct OrderRow {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
-    /// When the sweeper cancels it if the saga has not moved.
+    /// When the sweeper cancels it (before payment) or marks it stalled
+    /// (after payment) if the saga has not moved.
     pub deadline_at: DateTime<Utc>,
+    /// Since when a paid saga has waited past its deadline for its next
+    /// step; cleared by the next transition.
+    pub stalled_at: Option<DateTime<Utc>>,
 }
 
 impl OrderRow {
@@ -380,7 +384,7 @@ impl<'a> Change<'a> {
                    payment_id = u.payment_id, shipping_created = u.shipping_created, \
                    tracking_number = u.tracking_number, notified = u.notified, \
                    dispatched = u.dispatched, delivered = u.delivered, \
-                   updated_at = u.updated_at, deadline_at = u.deadline_at \
+                   updated_at = u.updated_at, deadline_at = u.deadline_at, stalled_at = NULL \
                    FROM unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::bool[], \
                      $13::bool[], $14::text[], $15::bool[], $16::text[], $17::bool[], \
                      $18::bool[], $19::bool[], $20::timestamptz[], $21::timestamptz[]) \
@@ -728,6 +732,35 @@ pub async fn upsert_catalog(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Marks a paid order whose deadline passed as stalled (keeping the first
+/// time it was) and gives it a new deadline; returns whether it was not
+/// stalled before.
+pub async fn mark_stalled(
+    conn: &mut PgConnection,
+    id: Uuid,
+    now: DateTime<Utc>,
+    next_deadline: DateTime<Utc>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE orders SET stalled_at = COALESCE(stalled_at, $2), deadline_at = $3 \
+         WHERE id = $1 RETURNING stalled_at = $2",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(next_deadline)
+    .fetch_one(conn)
+    .await
+}
+
+/// Stalled sagas by the status they are stuck in.
+pub async fn stalled_by_status(conn: &mut PgConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT status, count(*) FROM orders WHERE stalled_at IS NOT NULL GROUP BY status",
+    )
+    .fetch_all(conn)
+    .await
 }
 
 /// Open orders whose deadline passed before `now`, locked, skipping rows

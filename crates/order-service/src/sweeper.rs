@@ -1,5 +1,12 @@
-//! The deadline sweeper: cancels orders whose saga made no progress before
-//! their deadline (`SAGA_TIMEOUT`), so the other services compensate.
+//! The deadline sweeper, for orders whose saga made no progress before
+//! their deadline (`SAGA_TIMEOUT`):
+//!
+//! - before payment it cancels them, and the other services compensate;
+//! - after payment it never does (a slow e-mail server or broker must not
+//!   refund goods that are still going to ship): it marks the saga stalled
+//!   (`stalledSince` on the order, a warning with the order id, the
+//!   `orderflow_sagas_stalled{status}` gauge) and gives it a new deadline;
+//!   the next step of the saga clears the mark.
 
 use std::time::Duration;
 
@@ -10,7 +17,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::saga::{self, ReasonCode};
+use crate::saga::{self, DeadlineAction, ReasonCode};
 use crate::store::{self, Cause, Clock, StoreError};
 
 /// Orders cancelled per transaction.
@@ -59,18 +66,28 @@ impl Sweeper {
         Ok(())
     }
 
-    /// Cancels up to [`BATCH`] overdue orders in one transaction; returns how
-    /// many.
+    /// Handles up to [`BATCH`] overdue orders in one transaction (cancels or
+    /// marks them stalled, see the module docs); returns how many, and
+    /// refreshes the stalled-saga gauge.
     pub async fn sweep_once(&self, timeout: TimeDelta) -> Result<usize, StoreError> {
         let now = Utc::now();
         let mut tx = self.pool.begin().await?;
         let overdue = store::overdue_orders(&mut tx, now, BATCH).await?;
         let reason = timeout_reason(self.timeout);
         let clock = Clock { now, timeout };
-        let mut cancelled = 0;
+        let handled = overdue.len();
         for mut order in overdue {
-            if !saga::deadline_cancels(order.status, &order.facts()) {
-                continue;
+            match saga::deadline_action(order.status, &order.facts()) {
+                DeadlineAction::Nothing => continue,
+                DeadlineAction::Stall => {
+                    if store::mark_stalled(&mut tx, order.id, now, now + timeout).await? {
+                        tracing::warn!(order_id = %order.id, correlation_id = %order.id,
+                            status = %order.status, deadline = %order.deadline_at.to_rfc3339(),
+                            "saga stalled after payment: waiting for its next step, not cancelling");
+                    }
+                    continue;
+                }
+                DeadlineAction::Cancel => {}
             }
             let previous = order.status;
             let deadline = order.deadline_at;
@@ -99,10 +116,11 @@ impl Sweeper {
             tracing::warn!(order_id = %order.id, previous_status = %previous,
                 deadline = %deadline.to_rfc3339(), reason_code = ReasonCode::SagaTimeout.as_str(),
                 "saga timed out; order cancelled");
-            cancelled += 1;
         }
+        let stalled = store::stalled_by_status(&mut tx).await?;
         tx.commit().await?;
-        Ok(cancelled)
+        crate::metrics::stalled(&stalled);
+        Ok(handled)
     }
 }
 
