@@ -18,8 +18,9 @@ pub struct OrderBody {
 }
 
 impl OrderBody {
-    /// `quantity` units of `sku` at 19.99 EUR, paid with `tok_visa`, by a
-    /// customer unique to this body.
+    /// `quantity` units of `sku` at 19.99 EUR (the catalog price
+    /// `Stack::set_stock` sets), paid with `tok_visa`, by a customer unique
+    /// to this body.
     pub fn new(sku: &str, quantity: i64) -> Self {
         let customer = format!("c-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         Self {
@@ -47,6 +48,14 @@ impl OrderBody {
     /// Sets the payment token (e.g. `tok_chargeDeclined`).
     pub fn token(mut self, token: &str) -> Self {
         self.payment_token = token.to_owned();
+        self
+    }
+
+    /// Sets the `unitPrice` of every line (it must be the catalog price).
+    pub fn price(mut self, unit_price: i64) -> Self {
+        for item in &mut self.items {
+            item.2 = unit_price;
+        }
         self
     }
 

@@ -243,14 +243,15 @@ impl Stack {
             .json
     }
 
-    /// `PUT /inventory/{sku}` `{"available": n}`, then waits until the
-    /// order service's catalogue reports `available == n`.
+    /// `PUT /inventory/{sku}` `{"available": n}` with the catalog price
+    /// [`OrderBody::new`] sends (1999 EUR), then waits until the order
+    /// service's catalogue reports `available == n`.
     pub async fn set_stock(&self, sku: &str, n: i64) {
         let r = self
             .put_json(
                 Service::Inventory,
                 &format!("/inventory/{sku}"),
-                &serde_json::json!({ "available": n }),
+                &serde_json::json!({ "available": n, "price": 1999, "currency": "EUR" }),
             )
             .await;
         assert!(

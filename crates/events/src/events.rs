@@ -96,7 +96,9 @@ payload!(/// `InventoryAdjusted` payload.
     InventoryAdjusted { /// SKU.
     sku: String, /// Units available to reserve.
     available: i32, /// Units reserved.
-    reserved: i32 });
+    reserved: i32, /// Catalog price of one unit in minor units (none while unpriced).
+    price: Option<i64>, /// ISO 4217 currency of `price`.
+    currency: Option<String> });
 payload!(/// `InventoryReserved` payload.
     InventoryReserved { /// Order id.
     order_id: String, /// Reserved lines.

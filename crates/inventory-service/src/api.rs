@@ -45,12 +45,23 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Body of `PUT /inventory/{sku}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SetStock {
     /// Units available to reserve (absolute, not a delta).
     pub available: i64,
+    /// Catalog price of one unit in minor units of `currency` (with
+    /// `currency`; the price stays as it was when both are absent).
+    #[serde(default)]
+    pub price: Option<i64>,
+    /// ISO 4217 code of `price`.
+    #[serde(default)]
+    pub currency: Option<String>,
 }
+
+/// Largest catalog price of one unit (minor units), as the order service
+/// accepts.
+pub const MAX_PRICE: i64 = 100_000_000;
 
 /// Body of `POST /inventory/{sku}/adjustments`.
 #[derive(Debug, Deserialize)]
@@ -86,6 +97,25 @@ pub fn validate_put(sku: &str, body: &SetStock) -> Vec<FieldProblem> {
             "available",
             format!("must be between 0 and {MAX_AVAILABLE}"),
         ));
+    }
+    match (&body.price, &body.currency) {
+        (None, None) => {}
+        (Some(_), None) => problems.push(FieldProblem::new("currency", "is required with price")),
+        (None, Some(_)) => problems.push(FieldProblem::new("price", "is required with currency")),
+        (Some(price), Some(currency)) => {
+            if !(1..=MAX_PRICE).contains(price) {
+                problems.push(FieldProblem::new(
+                    "price",
+                    format!("must be between 1 and {MAX_PRICE} (minor units)"),
+                ));
+            }
+            if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+                problems.push(FieldProblem::new(
+                    "currency",
+                    "must be an ISO 4217 code of 3 uppercase letters (e.g. EUR)",
+                ));
+            }
+        }
     }
     problems
 }
@@ -186,7 +216,8 @@ async fn put_stock(
             })));
         }
     }
-    let level = db::set_available(&mut tx, &sku, available).await?;
+    let price = body.price.zip(body.currency.as_deref());
+    let level = db::set_available(&mut tx, &sku, available, price).await?;
     commit_adjusted(&state, tx, level, &headers, "stock set").await
 }
 
@@ -249,6 +280,8 @@ async fn commit_adjusted(
             sku: level.sku.clone(),
             available: level.available,
             reserved: level.reserved,
+            price: level.price,
+            currency: level.currency.clone(),
         },
     );
     outbox::enqueue(&mut tx, &state.catalog, &level.sku, &envelope, Some(&trace))
@@ -294,14 +327,28 @@ mod tests {
 
     #[test]
     fn every_problem_of_a_put_is_listed() {
-        let problems = validate_put("bad sku", &SetStock { available: -1 });
+        let problems = validate_put(
+            "bad sku",
+            &SetStock {
+                available: -1,
+                ..SetStock::default()
+            },
+        );
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["sku", "available"]);
-        assert!(validate_put("SKU-1", &SetStock { available: 0 }).is_empty());
         assert!(validate_put(
             "SKU-1",
             &SetStock {
-                available: MAX_AVAILABLE
+                available: 0,
+                ..SetStock::default()
+            }
+        )
+        .is_empty());
+        assert!(validate_put(
+            "SKU-1",
+            &SetStock {
+                available: MAX_AVAILABLE,
+                ..SetStock::default()
             }
         )
         .is_empty());
@@ -309,12 +356,36 @@ mod tests {
             validate_put(
                 "SKU-1",
                 &SetStock {
-                    available: MAX_AVAILABLE + 1
+                    available: MAX_AVAILABLE + 1,
+                    ..SetStock::default()
                 }
             )
             .len(),
             1
         );
+    }
+
+    #[test]
+    fn a_price_comes_with_its_currency() {
+        let put = |price: Option<i64>, currency: Option<&str>| SetStock {
+            available: 1,
+            price,
+            currency: currency.map(str::to_owned),
+        };
+        assert!(validate_put("SKU-1", &put(None, None)).is_empty());
+        assert!(validate_put("SKU-1", &put(Some(1999), Some("EUR"))).is_empty());
+        for (price, currency, field) in [
+            (Some(1999), None, "currency"),
+            (None, Some("EUR"), "price"),
+            (Some(0), Some("EUR"), "price"),
+            (Some(MAX_PRICE + 1), Some("EUR"), "price"),
+            (Some(1999), Some("eur"), "currency"),
+            (Some(1999), Some("EURO"), "currency"),
+        ] {
+            let problems = validate_put("SKU-1", &put(price, currency));
+            let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+            assert_eq!(fields, [field], "{price:?} {currency:?}");
+        }
     }
 
     #[test]
@@ -329,6 +400,8 @@ mod tests {
             available,
             reserved,
             shipped,
+            price: None,
+            currency: None,
         }
     }
 

@@ -25,6 +25,12 @@ pub struct StockLevel {
     pub reserved: i32,
     /// Units that left the warehouse.
     pub shipped: i32,
+    /// Catalog price of one unit, in minor units of `currency`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<i64>,
+    /// ISO 4217 code of `price`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
 }
 
 impl StockLevel {
@@ -43,7 +49,7 @@ pub async fn stock_for_update(
     conn: &mut PgConnection,
     sku: &str,
 ) -> sqlx::Result<Option<StockLevel>> {
-    sqlx::query_as("SELECT sku, available, reserved, shipped FROM stock WHERE sku = $1 FOR UPDATE")
+    sqlx::query_as("SELECT sku, available, reserved, shipped, price, currency FROM stock WHERE sku = $1 FOR UPDATE")
         .bind(sku)
         .fetch_optional(conn)
         .await
@@ -65,7 +71,7 @@ pub async fn adjust_available(
              ON CONFLICT (sku) DO UPDATE SET available = stock.available + EXCLUDED.available, \
              updated_at = now() \
              WHERE stock.available::bigint + EXCLUDED.available <= $3 \
-             RETURNING sku, available, reserved, shipped",
+             RETURNING sku, available, reserved, shipped, price, currency",
         )
         .bind(sku)
         .bind(delta)
@@ -76,7 +82,7 @@ pub async fn adjust_available(
         sqlx::query_as(
             "UPDATE stock SET available = available + $2, updated_at = now() \
              WHERE sku = $1 AND available + $2 >= 0 \
-             RETURNING sku, available, reserved, shipped",
+             RETURNING sku, available, reserved, shipped, price, currency",
         )
         .bind(sku)
         .bind(delta)
@@ -87,26 +93,34 @@ pub async fn adjust_available(
 
 /// The stock of `sku`, if the SKU is known.
 pub async fn stock(conn: &mut PgConnection, sku: &str) -> sqlx::Result<Option<StockLevel>> {
-    sqlx::query_as("SELECT sku, available, reserved, shipped FROM stock WHERE sku = $1")
-        .bind(sku)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as(
+        "SELECT sku, available, reserved, shipped, price, currency FROM stock WHERE sku = $1",
+    )
+    .bind(sku)
+    .fetch_optional(conn)
+    .await
 }
 
 /// Sets the units available of `sku` (creating the SKU), leaving reserved
-/// and shipped units alone.
+/// and shipped units alone, and its catalog `price` (amount, currency) when
+/// given (the price stays as it was when not).
 pub async fn set_available(
     conn: &mut PgConnection,
     sku: &str,
     available: i32,
+    price: Option<(i64, &str)>,
 ) -> sqlx::Result<StockLevel> {
     sqlx::query_as(
-        "INSERT INTO stock (sku, available) VALUES ($1, $2) \
-         ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, updated_at = now() \
-         RETURNING sku, available, reserved, shipped",
+        "INSERT INTO stock (sku, available, price, currency) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, \
+         price = COALESCE(EXCLUDED.price, stock.price), \
+         currency = COALESCE(EXCLUDED.currency, stock.currency), updated_at = now() \
+         RETURNING sku, available, reserved, shipped, price, currency",
     )
     .bind(sku)
     .bind(available)
+    .bind(price.map(|(amount, _)| amount))
+    .bind(price.map(|(_, currency)| currency))
     .fetch_one(conn)
     .await
 }

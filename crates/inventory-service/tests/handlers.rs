@@ -106,7 +106,7 @@ fn dispatched(order_id: &str) -> ConsumedEvent {
 /// Runs `handler` in its own committed transaction, as the consumer does.
 async fn set_stock(pool: &PgPool, sku: &str, available: i32) {
     let mut conn = pool.acquire().await.expect("conn");
-    inventory_service::db::set_available(&mut conn, sku, available)
+    inventory_service::db::set_available(&mut conn, sku, available, None)
         .await
         .expect("set stock");
 }

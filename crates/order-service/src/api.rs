@@ -18,6 +18,7 @@ use sqlx::types::Json as SqlJson;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::pricing;
 use crate::request::{request_hash, validate, CreateOrderRequest};
 use crate::saga::{self, CancelDecision, ReasonCode, Status};
 use crate::store::{self, Cause, Clock, ListFilter, OrderRow};
@@ -254,10 +255,28 @@ async fn create_order(
     let key = idempotency_key(&headers)?;
     let metadata = request_metadata(&headers)?;
     let trace = request_trace(&headers);
-    let new = validate(&req).map_err(ApiError::validation)?;
+    let mut new = validate(&req).map_err(ApiError::validation)?;
     let hash = request_hash(&req).map_err(ApiError::internal)?;
-
     let skus: Vec<String> = new.items.iter().map(|l| l.sku.clone()).collect();
+
+    // A replay answers before anything else; then unknown SKUs; then the
+    // lines are priced from the catalog (one round trip for all three).
+    {
+        let mut conn = state.pool.acquire().await?;
+        let checks = store::admission(&mut conn, key.as_deref(), &skus).await?;
+        if let Some(existing) = checks.existing {
+            if let Some(existing) = store::fetch_order(&mut conn, existing, false).await? {
+                return replay(&existing, &hash);
+            }
+        }
+        refuse_unknown(checks.unknown_skus)?;
+        let sent: Vec<Option<i64>> = req.items.iter().map(|i| i.unit_price).collect();
+        let (items, total) = pricing::price(&new.items, &sent, &new.currency, &checks.prices)
+            .map_err(|e| price_error(e, &new.currency))?;
+        new.items = items;
+        new.total = total;
+    }
+
     let now = Utc::now();
     let id = Uuid::now_v7();
     let order = OrderRow {
@@ -326,15 +345,7 @@ async fn create_order(
                 return replay(&existing, &hash);
             }
         }
-        if !checks.unknown_skus.is_empty() {
-            let unknown = checks.unknown_skus;
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_sku",
-                format!("unknown SKU(s): {}", unknown.join(", ")),
-            )
-            .with_details(json!({"skus": unknown})));
-        }
+        refuse_unknown(checks.unknown_skus)?;
         drop(conn);
         let created = state.writer.create(Arc::clone(&new_order)).await;
         let inserted = match created {
@@ -360,6 +371,58 @@ async fn create_order(
     Err(ApiError::internal(
         "idempotency key conflict could not be resolved",
     ))
+}
+
+/// 422 `unknown_sku` naming `unknown`, unless it is empty.
+fn refuse_unknown(unknown: Vec<String>) -> Result<(), ApiError> {
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_sku",
+        format!("unknown SKU(s): {}", unknown.join(", ")),
+    )
+    .with_details(json!({"skus": unknown})))
+}
+
+/// The answer to an order that cannot be priced.
+fn price_error(e: pricing::PriceError, currency: &str) -> ApiError {
+    use pricing::PriceError;
+    match e {
+        PriceError::Unpriced(skus) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unpriced_sku",
+            format!("SKU(s) without a catalog price: {}", skus.join(", ")),
+        )
+        .with_details(json!({ "skus": skus })),
+        PriceError::Currency(skus) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "currency_mismatch",
+            format!(
+                "the order is in {currency}; SKU(s) priced in another currency: {}",
+                skus.iter()
+                    .map(|(s, c)| format!("{s} ({c})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .with_details(json!({
+            "skus": skus.iter().map(|(s, c)| json!({"sku": s, "currency": c})).collect::<Vec<_>>()
+        })),
+        PriceError::Mismatch(lines) => ApiError::conflict(
+            "price_mismatch",
+            format!(
+                "unitPrice differs from the catalog price for SKU(s) {}; omit unitPrice or send the catalog price",
+                lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .with_details(json!({ "lines": lines })),
+        PriceError::TooLarge => ApiError::validation(vec![orderflow_service::error::FieldProblem::new(
+            "items",
+            "the order total is too large",
+        )]),
+    }
 }
 
 async fn load(state: &AppState, id: Uuid) -> Result<OrderRow, ApiError> {
@@ -585,7 +648,14 @@ async fn get_catalog(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let mut conn = state.pool.acquire().await?;
     match store::catalog_entry(&mut conn, &sku).await? {
-        Some(available) => Ok(Json(json!({"sku": sku, "available": available}))),
+        Some(e) => {
+            let mut body = json!({"sku": sku, "available": e.available});
+            if let (Some(price), Some(currency)) = (e.price, e.currency) {
+                body["price"] = json!(price);
+                body["currency"] = json!(currency);
+            }
+            Ok(Json(body))
+        }
         None => Err(ApiError::not_found(format!("SKU {sku:?} is not known"))),
     }
 }

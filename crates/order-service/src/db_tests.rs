@@ -499,6 +499,8 @@ async fn unknown_orders_are_permanent_errors_and_the_catalogue_keeps_the_latest(
             sku: sku.clone(),
             available: 5,
             reserved: 0,
+            price: None,
+            currency: None,
         }
         .into(),
     )
@@ -511,19 +513,31 @@ async fn unknown_orders_are_permanent_errors_and_the_catalogue_keeps_the_latest(
             sku: sku.clone(),
             available: 7,
             reserved: 0,
+            price: Some(1999),
+            currency: Some("EUR".into()),
         },
     );
     later.timestamp = first.timestamp + TimeDelta::seconds(1);
     let mut c = pool.acquire().await.expect("conn");
-    store::upsert_catalog(&mut c, &sku, 7, later.timestamp)
+    let newer = store::CatalogEntry {
+        available: 7,
+        price: Some(1999),
+        currency: Some("EUR".into()),
+    };
+    let older = store::CatalogEntry {
+        available: 1,
+        price: None,
+        currency: None,
+    };
+    store::upsert_catalog(&mut c, &sku, &newer, later.timestamp)
         .await
         .expect("newer");
-    store::upsert_catalog(&mut c, &sku, 1, first.timestamp)
+    store::upsert_catalog(&mut c, &sku, &older, first.timestamp)
         .await
         .expect("older");
     assert_eq!(
         store::catalog_entry(&mut c, &sku).await.expect("entry"),
-        Some(7)
+        Some(newer)
     );
 }
 

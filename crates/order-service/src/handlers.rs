@@ -33,7 +33,7 @@ pub const ORDER_EVENT_TYPES: &[EventType] = &[
     EventType::NotificationFailed,
 ];
 
-/// `InventoryAdjusted`: remembers the SKU and its availability.
+/// `InventoryAdjusted`: remembers the SKU, its availability and its price.
 pub struct CatalogHandler;
 
 #[async_trait]
@@ -49,7 +49,12 @@ impl Handler for CatalogHandler {
                 "InventoryAdjusted with an empty SKU",
             ));
         }
-        store::upsert_catalog(tx, &p.sku, p.available, event.envelope.timestamp).await?;
+        let entry = store::CatalogEntry {
+            available: p.available,
+            price: p.price,
+            currency: p.currency.clone(),
+        };
+        store::upsert_catalog(tx, &p.sku, &entry, event.envelope.timestamp).await?;
         tracing::debug!(sku = %p.sku, available = p.available, "catalogue updated");
         Ok(())
     }

@@ -7,6 +7,7 @@ mod api;
 mod db_tests;
 mod handlers;
 mod metrics;
+mod pricing;
 mod request;
 mod saga;
 mod store;

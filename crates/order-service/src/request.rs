@@ -52,8 +52,11 @@ pub struct ItemRequest {
     pub sku: String,
     /// Units.
     pub quantity: i64,
-    /// Unit price in minor units.
-    pub unit_price: i64,
+    /// The unit price the client showed, in minor units. Optional: lines
+    /// are priced from the catalog, and a different price here refuses the
+    /// order (409 `price_mismatch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<i64>,
 }
 
 /// Shipping address of [`CreateOrderRequest`].
@@ -86,7 +89,8 @@ pub struct NewOrder {
     pub currency: String,
     /// Lines.
     pub items: Vec<OrderLine>,
-    /// Sum of quantity × unit price.
+    /// Sum of quantity × unit price (the sent prices; the catalog prices
+    /// replace both, see `pricing`).
     pub total: i64,
     /// Shipping address (an empty `line2` becomes `None`).
     pub shipping_address: Address,
@@ -142,7 +146,10 @@ pub fn validate(req: &CreateOrderRequest) -> Result<NewOrder, Vec<FieldProblem>>
                 format!("must be between 1 and {MAX_QUANTITY}"),
             ));
         }
-        if !(0..=MAX_UNIT_PRICE).contains(&item.unit_price) {
+        if item
+            .unit_price
+            .is_some_and(|p| !(0..=MAX_UNIT_PRICE).contains(&p))
+        {
             p.push(FieldProblem::new(
                 field("unitPrice"),
                 format!("must be between 0 and {MAX_UNIT_PRICE} (minor units)"),
@@ -204,7 +211,11 @@ pub fn validate(req: &CreateOrderRequest) -> Result<NewOrder, Vec<FieldProblem>>
     let mut total: Option<i64> = Some(0);
     for item in &req.items {
         total = total
-            .and_then(|t| item.quantity.checked_mul(item.unit_price).map(|l| (t, l)))
+            .and_then(|t| {
+                item.quantity
+                    .checked_mul(item.unit_price.unwrap_or(0))
+                    .map(|l| (t, l))
+            })
             .and_then(|(t, l)| t.checked_add(l));
         let Ok(quantity) = i32::try_from(item.quantity) else {
             // Unreachable after the range check, but never truncate.
@@ -213,7 +224,7 @@ pub fn validate(req: &CreateOrderRequest) -> Result<NewOrder, Vec<FieldProblem>>
         items.push(OrderLine {
             sku: item.sku.clone(),
             quantity,
-            unit_price: item.unit_price,
+            unit_price: item.unit_price.unwrap_or(0),
         });
     }
     let Some(total) = total else {

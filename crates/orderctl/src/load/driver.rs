@@ -125,6 +125,12 @@ impl BodyTemplate {
         format!("{}{}", self.sku_prefix, n + 1)
     }
 
+    /// The catalog price of SKU `n` (minor units, EUR), set when the SKUs
+    /// are stocked and sent as each line's `unitPrice`: 100 to 999.
+    fn price(n: u32) -> i64 {
+        100 + i64::from(n.wrapping_mul(37) % 900)
+    }
+
     /// The body of order `seq` (deterministic in seed and seq), whether it
     /// is meant to be declined, and its total.
     fn build(&self, seq: u64) -> (serde_json::Value, bool, i64) {
@@ -143,7 +149,7 @@ impl BodyTemplate {
             .iter()
             .map(|&n| {
                 let quantity = 1 + rng.below(u64::from(self.max_quantity)) as i64;
-                let unit_price = 100 + rng.below(900) as i64;
+                let unit_price = BodyTemplate::price(n);
                 total += quantity * unit_price;
                 json!({"sku": self.sku(n), "quantity": quantity, "unitPrice": unit_price})
             })
@@ -497,14 +503,16 @@ async fn stock_skus(
     client: &reqwest::Client,
     tpl: &BodyTemplate,
 ) -> anyhow::Result<()> {
-    let skus: Vec<String> = (0..tpl.skus).map(|n| tpl.sku(n)).collect();
+    let skus: Vec<(String, i64)> = (0..tpl.skus)
+        .map(|n| (tpl.sku(n), BodyTemplate::price(n)))
+        .collect();
     let inventory_url = args.inventory_url.trim_end_matches('/');
     let results: Vec<anyhow::Result<()>> = stream::iter(skus.iter())
-        .map(|sku| async move {
+        .map(|(sku, price)| async move {
             let url = format!("{inventory_url}/inventory/{sku}");
             let resp = client
                 .put(&url)
-                .json(&json!({"available": args.stock}))
+                .json(&json!({"available": args.stock, "price": price, "currency": "EUR"}))
                 .send()
                 .await
                 .with_context(|| format!("PUT {url}"))?;
@@ -523,7 +531,7 @@ async fn stock_skus(
     }
     // The order service learns SKUs from InventoryAdjusted events.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut pending = skus;
+    let mut pending: Vec<String> = skus.into_iter().map(|(sku, _)| sku).collect();
     while !pending.is_empty() {
         let known: Vec<bool> = stream::iter(pending.iter())
             .map(|sku| async move {
