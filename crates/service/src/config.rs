@@ -115,6 +115,18 @@ pub struct CommonConfig {
     #[arg(long, default_value_t = false)]
     pub migrate_only: bool,
 
+    /// Longest an HTTP request may take; past it the request is abandoned
+    /// (its transaction rolls back) and the client gets 503 `timeout`.
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub http_request_timeout: Duration,
+
+    /// Most HTTP requests handled at once; one more is answered at once
+    /// with 503 `overloaded` and `Retry-After`, instead of queueing without
+    /// bound.
+    #[arg(long, env = "HTTP_MAX_CONCURRENT_REQUESTS", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub http_max_concurrent_requests: u32,
+
     /// Seconds to wait for in-flight work on shutdown before giving up.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,

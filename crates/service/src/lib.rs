@@ -29,6 +29,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod limits;
 pub mod runtime;
 pub mod telemetry;
 

@@ -236,8 +236,13 @@ where
         .merge(health::routes(probes))
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::middleware::from_fn(telemetry::observe_http));
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+    let app = crate::limits::apply(
+        app,
+        config.http_request_timeout,
+        config.http_max_concurrent_requests as usize,
+    )
+    .layer(axum::middleware::from_fn(telemetry::observe_http));
     let addr = config.http_addr(spec.default_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

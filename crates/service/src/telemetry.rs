@@ -276,7 +276,7 @@ fn is_probe(path: &str) -> bool {
 /// unknown paths, so the label stays bounded).
 pub async fn observe_http(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method()).to_owned();
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -330,11 +330,41 @@ pub async fn observe_http(req: Request, next: Next) -> Response {
     response
 }
 
+/// The `method` label of a request: one of the standard methods, or
+/// `_OTHER` (as OpenTelemetry's HTTP conventions name it), so that a client
+/// sending arbitrary methods cannot create unbounded label values.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "_OTHER",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        use axum::http::Method;
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for custom in ["FOOBAR", "BREW", "X-1"] {
+            let m = Method::from_bytes(custom.as_bytes()).expect("method");
+            assert_eq!(method_label(&m), "_OTHER", "{custom}");
+        }
+    }
 
     #[test]
     fn a_request_continues_a_valid_traceparent_and_starts_a_trace_otherwise() {
