@@ -332,21 +332,20 @@ async fn create_order(
     )?);
     let order = new_order.order();
 
-    // The replay and SKU checks take one round trip, the order with its
-    // event one statement (committed alone or with concurrent orders, see
-    // `writer`). Two requests with one key may race: the loser's insert
-    // does nothing (or hits the unique index), and on its next turn it
-    // answers from the winner's order.
-    for _ in 0..3 {
-        let mut conn = state.pool.acquire().await?;
-        let checks = store::admission(&mut conn, key.as_deref(), &skus).await?;
-        if let Some(existing) = checks.existing {
-            if let Some(existing) = store::fetch_order(&mut conn, existing, false).await? {
-                return replay(&existing, &hash);
+    // The order with its event is one statement (committed alone or with
+    // concurrent orders, see `writer`). Two requests with one key may race:
+    // the loser's insert does nothing (or hits the unique index), and on
+    // its next turn it answers from the winner's order.
+    for attempt in 0..3 {
+        if attempt > 0 {
+            let mut conn = state.pool.acquire().await?;
+            let checks = store::admission(&mut conn, key.as_deref(), &skus).await?;
+            if let Some(existing) = checks.existing {
+                if let Some(existing) = store::fetch_order(&mut conn, existing, false).await? {
+                    return replay(&existing, &hash);
+                }
             }
         }
-        refuse_unknown(checks.unknown_skus)?;
-        drop(conn);
         let created = state.writer.create(Arc::clone(&new_order)).await;
         let inserted = match created {
             Ok(inserted) => inserted,
