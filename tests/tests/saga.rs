@@ -265,6 +265,9 @@ async fn customer_cancel_before_shipping_refunds_releases_and_mails() {
 
     let r = stack.cancel(&id).await;
     assert_eq!(r.status, 202, "{}", r.describe());
+    // A request until the shipping service, the authority on dispatch,
+    // confirms that the parcel will not leave.
+    assert_eq!(r.json["status"], "CANCELLING", "{}", r.describe());
     let order = stack.wait_status(&id, "CANCELLED").await;
     assert_eq!(order["reasonCode"], "CUSTOMER_REQUEST", "{order}");
     assert!(non_empty_str(&order["reason"]), "{order}");
@@ -290,7 +293,13 @@ async fn customer_cancel_before_shipping_refunds_releases_and_mails() {
     let events = stack
         .wait_for_events(
             &id,
-            &["OrderCancelled", "PaymentRefunded", "InventoryReleased"],
+            &[
+                "OrderCancellationRequested",
+                "ShippingCancelled",
+                "OrderCancelled",
+                "PaymentRefunded",
+                "InventoryReleased",
+            ],
         )
         .await;
     assert_causal_chain(&id, &events);

@@ -166,6 +166,23 @@ payload!(/// `ShippingDelivered` payload.
     shipment_id: String, /// Tracking number.
     tracking_number: String, /// Epoch milliseconds.
     delivered_at: i64 });
+payload!(/// `OrderCancellationRequested` payload.
+    OrderCancellationRequested { /// Order id.
+    order_id: String, /// Human-readable reason.
+    reason: String, /// Machine-readable reason (`CUSTOMER_REQUEST`, `SAGA_TIMEOUT`).
+    reason_code: String });
+payload!(/// `ShippingCancelled` payload.
+    ShippingCancelled { /// Order id.
+    order_id: String, /// The cancelled shipment; `None` when none existed.
+    shipment_id: Option<String>, /// `reasonCode` of the request.
+    reason_code: String });
+payload!(/// `ShippingCancellationRejected` payload.
+    ShippingCancellationRejected { /// Order id.
+    order_id: String, /// Shipment id.
+    shipment_id: String, /// Tracking number.
+    tracking_number: String, /// `DISPATCHED` or `DELIVERED`.
+    shipment_status: String, /// Why (`ALREADY_DISPATCHED`).
+    reason_code: String });
 payload!(/// `NotificationSent` payload.
     NotificationSent { /// Order id.
     order_id: String, /// Notification id.
@@ -258,6 +275,7 @@ events! {
     OrderCreated => Order,
     OrderConfirmed => Order,
     OrderCancelled => Order,
+    OrderCancellationRequested => Order,
     OrderShipped => Order,
     OrderDelivered => Order,
     InventoryAdjusted => Inventory,
@@ -270,6 +288,8 @@ events! {
     ShippingCreated => Shipping,
     ShippingDispatched => Shipping,
     ShippingDelivered => Shipping,
+    ShippingCancelled => Shipping,
+    ShippingCancellationRejected => Shipping,
     NotificationSent => Notification,
     NotificationFailed => Notification,
 }

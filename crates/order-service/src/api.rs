@@ -306,6 +306,7 @@ async fn create_order(
         updated_at: now,
         deadline_at: now + state.timeout,
         stalled_at: None,
+        cancel_from: None,
     };
     let mut envelope = Envelope::new(
         SOURCE,
@@ -604,22 +605,25 @@ async fn cancel_order(
         CancelDecision::AlreadyCancelled => {
             Ok((StatusCode::OK, Json(OrderJson::from(&order))).into_response())
         }
+        CancelDecision::AlreadyRequested => {
+            Ok((StatusCode::ACCEPTED, Json(OrderJson::from(&order))).into_response())
+        }
+        CancelDecision::AlreadyDispatched => Err(ApiError::conflict(
+            "already_dispatched",
+            format!("order {id} can no longer be cancelled: its shipment was dispatched"),
+        )
+        .with_details(json!({"status": order.status.as_str()}))),
         CancelDecision::NotCancellable => Err(ApiError::conflict(
             "not_cancellable",
             format!(
-                "order {id} can no longer be cancelled: it is {}{}",
-                order.status,
-                if order.dispatched && order.status.is_open() {
-                    " and its shipment was dispatched"
-                } else {
-                    ""
-                }
+                "order {id} can no longer be cancelled: it is {}",
+                order.status
             ),
         )
         .with_details(json!({"status": order.status.as_str()}))),
-        CancelDecision::Cancel => {
+        CancelDecision::Request => {
             let previous = order.status;
-            let t = store::cancellation(&order, ReasonCode::CustomerRequest);
+            let t = store::cancel_request(&order, ReasonCode::CustomerRequest);
             let clock = Clock {
                 now: Utc::now(),
                 timeout: state.timeout,
@@ -635,7 +639,8 @@ async fn cancel_order(
             )
             .await?;
             tx.commit().await?;
-            tracing::info!(order_id = %id, previous_status = %previous, "order cancelled by the customer");
+            tracing::info!(order_id = %id, previous_status = %previous,
+                "cancellation requested by the customer");
             Ok((StatusCode::ACCEPTED, Json(OrderJson::from(&order))).into_response())
         }
     }

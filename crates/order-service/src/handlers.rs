@@ -29,6 +29,8 @@ pub const ORDER_EVENT_TYPES: &[EventType] = &[
     EventType::ShippingCreated,
     EventType::ShippingDispatched,
     EventType::ShippingDelivered,
+    EventType::ShippingCancelled,
+    EventType::ShippingCancellationRejected,
     EventType::NotificationSent,
     EventType::NotificationFailed,
 ];
@@ -95,6 +97,10 @@ pub fn classify(event: &Event) -> Result<(&str, Signal, String), HandlerError> {
         Event::ShippingCreated(p) => (&p.order_id, Signal::ShippingCreated, String::new()),
         Event::ShippingDispatched(p) => (&p.order_id, Signal::Dispatched, String::new()),
         Event::ShippingDelivered(p) => (&p.order_id, Signal::Delivered, String::new()),
+        Event::ShippingCancelled(p) => (&p.order_id, Signal::ShippingCancelled, String::new()),
+        Event::ShippingCancellationRejected(p) => {
+            (&p.order_id, Signal::CancellationRejected, String::new())
+        }
         Event::NotificationSent(p) => (&p.order_id, notification(&p.kind), String::new()),
         Event::NotificationFailed(p) => (&p.order_id, notification(&p.kind), String::new()),
         other => {
@@ -157,7 +163,7 @@ impl BatchHandler for OrderEvents {
                 let e = format!("{} for unknown order {id}", envelope.event_type());
                 return Err((i, HandlerError::permanent(e)));
             };
-            let t = saga::on_signal(order.status, order.facts(), signal);
+            let t = saga::on_signal(order.status, order.facts(), order.pending_cancel(), signal);
             if !t.applied {
                 change.record(id, envelope);
                 tracing::debug!(order_id = %id, event = %envelope.event_type(), status = %order.status,
@@ -182,6 +188,10 @@ impl BatchHandler for OrderEvents {
                         tracing::info!(order_id = %id, reason_code = code.as_str(), %reason,
                             previous_status = %previous, "order cancelled");
                     }
+                }
+                if signal == Signal::CancellationRejected {
+                    tracing::warn!(order_id = %id, resumed = %order.status,
+                        "cancellation refused by shipping: the parcel was dispatched first");
                 }
                 tracing::info!(order_id = %id, from = %previous, to = %order.status,
                     cause = %envelope.event_type(), "order status advanced");

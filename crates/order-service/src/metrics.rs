@@ -124,7 +124,7 @@ pub fn transition(emits: &[Emit], created_at: DateTime<Utc>, now: DateTime<Utc>)
             Emit::Shipped => (Status::Shipped, Some("shipped")),
             Emit::Delivered => (Status::Delivered, None),
             Emit::Cancelled(_) => (Status::Cancelled, Some("cancelled")),
-            Emit::Confirmed => continue,
+            Emit::Confirmed | Emit::CancelRequested(_) => continue,
         };
         m.terminal
             .get_or_create(&StatusLabels {

@@ -6,9 +6,20 @@
 //! PENDING ─reserved→ INVENTORY_RESERVED ─paid→ PAID (OrderConfirmed)
 //!   ─shipping created→ SHIPPING_CREATED ─notified→ SHIPPED (OrderShipped)
 //!   ─delivered→ DELIVERED (OrderDelivered)
-//! any status before SHIPPED ─reservation failed | payment failed |
-//!   customer cancel | deadline→ CANCELLED (OrderCancelled)
+//! any status before SHIPPED ─reservation failed | payment failed→
+//!   CANCELLED (OrderCancelled)
+//! any status before SHIPPED, not dispatched ─customer cancel | deadline
+//!   before payment→ CANCELLING (OrderCancellationRequested)
+//! CANCELLING ─ShippingCancelled→ CANCELLED (OrderCancelled)
+//! CANCELLING ─ShippingCancellationRejected→ the status the facts allow
 //! ```
+//!
+//! The shipment's dispatch is the saga's pivot, and the shipping service is
+//! its one authority: a cancellation that could race a dispatch (a
+//! customer's, or the deadline's) is only a request until shipping answers.
+//! Shipping decides under the shipment's row lock, so either the dispatch
+//! or the cancellation wins, never both; the other services compensate only
+//! on the final `OrderCancelled`.
 //!
 //! Facts are recorded whatever order they arrive in; the status then moves
 //! as far as they allow, so `PaymentProcessed` before `InventoryReserved`
@@ -31,28 +42,33 @@ pub enum Status {
     Shipped,
     /// Delivered (final).
     Delivered,
+    /// Cancellation requested; waiting for the shipping service to confirm
+    /// that no goods leave (or to refuse because they have).
+    Cancelling,
     /// Cancelled (final).
     Cancelled,
 }
 
 impl Status {
     /// Every status, in saga order.
-    pub const ALL: [Status; 7] = [
+    pub const ALL: [Status; 8] = [
         Status::Pending,
         Status::InventoryReserved,
         Status::Paid,
         Status::ShippingCreated,
         Status::Shipped,
         Status::Delivered,
+        Status::Cancelling,
         Status::Cancelled,
     ];
 
     /// Statuses whose saga is still running (the deadline applies).
-    pub const OPEN: [Status; 4] = [
+    pub const OPEN: [Status; 5] = [
         Status::Pending,
         Status::InventoryReserved,
         Status::Paid,
         Status::ShippingCreated,
+        Status::Cancelling,
     ];
 
     /// The wire name, e.g. `INVENTORY_RESERVED`.
@@ -64,6 +80,7 @@ impl Status {
             Status::ShippingCreated => "SHIPPING_CREATED",
             Status::Shipped => "SHIPPED",
             Status::Delivered => "DELIVERED",
+            Status::Cancelling => "CANCELLING",
             Status::Cancelled => "CANCELLED",
         }
     }
@@ -74,7 +91,7 @@ impl Status {
     }
 
     /// True before `SHIPPED` (and not cancelled): the saga is still running,
-    /// so a failure or a passed deadline cancels the order.
+    /// so a failure cancels the order and the deadline applies.
     pub fn is_open(self) -> bool {
         Status::OPEN.contains(&self)
     }
@@ -129,6 +146,28 @@ impl ReasonCode {
             ReasonCode::SagaTimeout => "SAGA_TIMEOUT",
         }
     }
+
+    /// Parses a wire name.
+    pub fn parse(s: &str) -> Option<ReasonCode> {
+        [
+            ReasonCode::OutOfStock,
+            ReasonCode::PaymentDeclined,
+            ReasonCode::CustomerRequest,
+            ReasonCode::SagaTimeout,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
+    }
+}
+
+/// A cancellation waiting for the shipping service's answer: what the
+/// order was before it, and why it was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingCancel {
+    /// The status the order had when the cancellation was requested.
+    pub from: Status,
+    /// Why.
+    pub code: ReasonCode,
 }
 
 /// What the service knows about an order's progress.
@@ -167,6 +206,10 @@ pub enum Signal {
     Dispatched,
     /// `ShippingDelivered`.
     Delivered,
+    /// `ShippingCancelled`: no goods will leave.
+    ShippingCancelled,
+    /// `ShippingCancellationRejected`: the goods left first.
+    CancellationRejected,
     /// Anything else (e.g. `InventoryReleased`, `PaymentRefunded`, the
     /// cancellation e-mail): timeline only.
     Informational,
@@ -181,6 +224,8 @@ pub enum Emit {
     Shipped,
     /// `OrderDelivered` (reached `DELIVERED`).
     Delivered,
+    /// `OrderCancellationRequested` with this reason code (to `CANCELLING`).
+    CancelRequested(ReasonCode),
     /// `OrderCancelled` with this reason code.
     Cancelled(ReasonCode),
 }
@@ -224,14 +269,23 @@ pub fn advance(mut status: Status, facts: &Facts) -> (Status, Vec<Emit>) {
     }
 }
 
-/// Applies what a consumed event says to an order in `status` with `facts`.
+/// Applies what a consumed event says to an order in `status` with `facts`
+/// (and `pending`, the request of a `CANCELLING` order).
 ///
 /// - A cancelled order records nothing (the event only goes to the
 ///   timeline).
 /// - A failure (reservation or payment) cancels an order whose saga is still
 ///   open; after `SHIPPED` it is recorded nowhere but the timeline.
+/// - A `CANCELLING` order records facts but does not advance; shipping's
+///   answer ends it: `ShippingCancelled` cancels it, a rejection resumes it
+///   from where it was, as far as the facts now allow.
 /// - Any other fact is recorded and the status advanced.
-pub fn on_signal(status: Status, facts: Facts, signal: Signal) -> Transition {
+pub fn on_signal(
+    status: Status,
+    facts: Facts,
+    pending: Option<PendingCancel>,
+    signal: Signal,
+) -> Transition {
     let unchanged = Transition {
         status,
         facts,
@@ -259,6 +313,28 @@ pub fn on_signal(status: Status, facts: Facts, signal: Signal) -> Transition {
                 applied: true,
             };
         }
+        Signal::ShippingCancelled | Signal::CancellationRejected => {
+            let (Status::Cancelling, Some(pending)) = (status, pending) else {
+                // An answer to a request that is no longer pending (the
+                // order was cancelled by a failure meanwhile).
+                return unchanged;
+            };
+            if signal == Signal::ShippingCancelled {
+                return Transition {
+                    status: Status::Cancelled,
+                    facts,
+                    emits: vec![Emit::Cancelled(pending.code)],
+                    applied: true,
+                };
+            }
+            let (status, emits) = advance(pending.from, &facts);
+            return Transition {
+                status,
+                facts,
+                emits,
+                applied: true,
+            };
+        }
         Signal::Reserved => next.reserved = true,
         Signal::Paid => next.paid = true,
         Signal::ShippingCreated => next.shipping_created = true,
@@ -279,20 +355,29 @@ pub fn on_signal(status: Status, facts: Facts, signal: Signal) -> Transition {
 /// What a customer's cancellation request does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelDecision {
-    /// Cancel now and emit `OrderCancelled`.
-    Cancel,
+    /// Ask shipping to stop the shipment: to `CANCELLING`, emit
+    /// `OrderCancellationRequested`.
+    Request,
+    /// Requested before and not yet answered: answer with the order, emit
+    /// nothing.
+    AlreadyRequested,
     /// Already cancelled: answer with the order, emit nothing.
     AlreadyCancelled,
-    /// Too late: the parcel is on its way or delivered.
+    /// Too late: the parcel left the warehouse.
+    AlreadyDispatched,
+    /// Too late: the saga is over (`SHIPPED`, `DELIVERED`).
     NotCancellable,
 }
 
 /// Whether a customer may cancel an order in `status` with `facts`: only
-/// before `SHIPPED` and while the shipment has not been dispatched.
+/// before `SHIPPED` and while the shipment is not known to be dispatched.
+/// Even then it is a request the shipping service may still refuse.
 pub fn customer_cancel(status: Status, facts: &Facts) -> CancelDecision {
     match status {
         Status::Cancelled => CancelDecision::AlreadyCancelled,
-        s if s.is_open() && !facts.dispatched => CancelDecision::Cancel,
+        Status::Cancelling => CancelDecision::AlreadyRequested,
+        _ if facts.dispatched => CancelDecision::AlreadyDispatched,
+        s if s.is_open() => CancelDecision::Request,
         _ => CancelDecision::NotCancellable,
     }
 }
@@ -300,7 +385,8 @@ pub fn customer_cancel(status: Status, facts: &Facts) -> CancelDecision {
 /// What the deadline sweeper does with an order whose deadline passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeadlineAction {
-    /// Before payment: cancel, and the other services compensate.
+    /// Before payment: request the cancellation (the other services
+    /// compensate once shipping confirms it).
     Cancel,
     /// Paid: never refund because a later step is slow; mark the saga
     /// stalled and keep waiting for that step (an e-mail server down must
@@ -312,10 +398,12 @@ pub enum DeadlineAction {
 
 /// What the deadline sweeper does with an order in `status` with `facts`
 /// whose deadline passed.
+/// A `CANCELLING` order past its deadline is waiting for the shipping
+/// service: it stalls, it is not asked again.
 pub fn deadline_action(status: Status, facts: &Facts) -> DeadlineAction {
     if !status.is_open() || facts.dispatched {
         DeadlineAction::Nothing
-    } else if facts.paid {
+    } else if facts.paid || status == Status::Cancelling {
         DeadlineAction::Stall
     } else {
         DeadlineAction::Cancel
@@ -333,7 +421,7 @@ mod tests {
         let mut facts = Facts::default();
         let mut all = Vec::new();
         for &s in signals {
-            let t = on_signal(status, facts, s);
+            let t = on_signal(status, facts, None, s);
             status = t.status;
             facts = t.facts;
             all.extend(t.emits);
@@ -355,7 +443,7 @@ mod tests {
             (Delivered, Status::Delivered, vec![Emit::Delivered]),
         ];
         for (signal, want, emits) in expected {
-            let t = on_signal(status, facts, signal);
+            let t = on_signal(status, facts, None, signal);
             assert_eq!(t.status, want, "after {signal:?}");
             assert_eq!(t.emits, emits, "after {signal:?}");
             assert!(t.applied);
@@ -367,11 +455,11 @@ mod tests {
     #[test]
     fn payment_before_reservation_ends_in_the_same_place() {
         use Signal::*;
-        let t = on_signal(Status::Pending, Facts::default(), Paid);
+        let t = on_signal(Status::Pending, Facts::default(), None, Paid);
         assert_eq!(t.status, Status::Pending);
         assert!(t.emits.is_empty());
         assert!(t.facts.paid);
-        let t = on_signal(t.status, t.facts, Reserved);
+        let t = on_signal(t.status, t.facts, None, Reserved);
         assert_eq!(t.status, Status::Paid);
         assert_eq!(t.emits, vec![Emit::Confirmed]);
 
@@ -437,7 +525,7 @@ mod tests {
         assert_eq!(status, Status::ShippingCreated);
         assert!(facts.dispatched && facts.delivered);
         assert_eq!(emits, vec![Emit::Confirmed]);
-        let t = on_signal(status, facts, Notified);
+        let t = on_signal(status, facts, None, Notified);
         assert_eq!(t.status, Status::Delivered);
         assert_eq!(t.emits, vec![Emit::Shipped, Emit::Delivered]);
     }
@@ -473,7 +561,7 @@ mod tests {
             Delivered,
             Informational,
         ] {
-            let t = on_signal(Status::Cancelled, Facts::default(), signal);
+            let t = on_signal(Status::Cancelled, Facts::default(), None, signal);
             assert_eq!(t.status, Status::Cancelled);
             assert_eq!(t.facts, Facts::default());
             assert!(t.emits.is_empty());
@@ -489,7 +577,7 @@ mod tests {
     fn failures_after_shipping_change_nothing() {
         for status in [Status::Shipped, Status::Delivered] {
             for signal in [Signal::ReservationFailed, Signal::PaymentFailed] {
-                let t = on_signal(status, Facts::default(), signal);
+                let t = on_signal(status, Facts::default(), None, signal);
                 assert_eq!(t.status, status);
                 assert!(t.emits.is_empty());
                 assert!(!t.applied);
@@ -499,10 +587,15 @@ mod tests {
 
     #[test]
     fn delivered_is_final() {
-        let t = on_signal(Status::Delivered, Facts::default(), Signal::Reserved);
+        let t = on_signal(Status::Delivered, Facts::default(), None, Signal::Reserved);
         assert_eq!(t.status, Status::Delivered);
         assert!(t.emits.is_empty());
-        let t = on_signal(Status::Delivered, Facts::default(), Signal::Informational);
+        let t = on_signal(
+            Status::Delivered,
+            Facts::default(),
+            None,
+            Signal::Informational,
+        );
         assert_eq!(t.status, Status::Delivered);
         assert!(!t.applied);
     }
@@ -515,12 +608,21 @@ mod tests {
             ..Facts::default()
         };
         for s in Status::OPEN {
-            assert_eq!(customer_cancel(s, &none), CancelDecision::Cancel, "{s}");
+            if s != Status::Cancelling {
+                assert_eq!(customer_cancel(s, &none), CancelDecision::Request, "{s}");
+            }
         }
         assert_eq!(
-            customer_cancel(Status::ShippingCreated, &dispatched),
-            CancelDecision::NotCancellable
+            customer_cancel(Status::Cancelling, &none),
+            CancelDecision::AlreadyRequested
         );
+        for s in [Status::ShippingCreated, Status::Shipped, Status::Delivered] {
+            assert_eq!(
+                customer_cancel(s, &dispatched),
+                CancelDecision::AlreadyDispatched,
+                "{s}"
+            );
+        }
         assert_eq!(
             customer_cancel(Status::Cancelled, &none),
             CancelDecision::AlreadyCancelled
@@ -552,6 +654,11 @@ mod tests {
         for s in [Status::Paid, Status::ShippingCreated] {
             assert_eq!(deadline_action(s, &paid), DeadlineAction::Stall, "{s}");
         }
+        // A request waiting for shipping's answer is not asked again.
+        assert_eq!(
+            deadline_action(Status::Cancelling, &Facts::default()),
+            DeadlineAction::Stall
+        );
         for s in [Status::Shipped, Status::Delivered, Status::Cancelled] {
             assert_eq!(deadline_action(s, &paid), DeadlineAction::Nothing, "{s}");
         }
@@ -563,6 +670,115 @@ mod tests {
             deadline_action(Status::ShippingCreated, &dispatched),
             DeadlineAction::Nothing
         );
+    }
+
+    fn pending(from: Status, code: ReasonCode) -> Option<PendingCancel> {
+        Some(PendingCancel { from, code })
+    }
+
+    #[test]
+    fn a_confirmed_cancellation_cancels_with_the_requested_reason() {
+        let facts = Facts {
+            reserved: true,
+            paid: true,
+            shipping_created: true,
+            ..Facts::default()
+        };
+        let t = on_signal(
+            Status::Cancelling,
+            facts,
+            pending(Status::ShippingCreated, ReasonCode::CustomerRequest),
+            Signal::ShippingCancelled,
+        );
+        assert_eq!(t.status, Status::Cancelled);
+        assert_eq!(t.emits, vec![Emit::Cancelled(ReasonCode::CustomerRequest)]);
+        assert!(t.applied);
+    }
+
+    #[test]
+    fn a_rejected_cancellation_resumes_as_far_as_the_facts_allow() {
+        // Requested while PAID; meanwhile the shipment was created, the
+        // confirmation e-mail sent and the parcel dispatched.
+        let facts = Facts {
+            reserved: true,
+            paid: true,
+            shipping_created: true,
+            notified: true,
+            dispatched: true,
+            delivered: false,
+        };
+        let t = on_signal(
+            Status::Cancelling,
+            facts,
+            pending(Status::Paid, ReasonCode::CustomerRequest),
+            Signal::CancellationRejected,
+        );
+        assert_eq!(t.status, Status::Shipped);
+        // OrderConfirmed was emitted before the request: not again.
+        assert_eq!(t.emits, vec![Emit::Shipped]);
+    }
+
+    #[test]
+    fn a_cancelling_order_records_facts_without_advancing() {
+        use Signal::*;
+        let p = pending(Status::InventoryReserved, ReasonCode::SagaTimeout);
+        let mut status = Status::Cancelling;
+        let mut facts = Facts {
+            reserved: true,
+            ..Facts::default()
+        };
+        for signal in [Paid, ShippingCreated, Notified, Dispatched] {
+            let t = on_signal(status, facts, p, signal);
+            assert_eq!(t.status, Status::Cancelling, "{signal:?}");
+            assert!(t.emits.is_empty(), "{signal:?}");
+            assert!(t.applied);
+            (status, facts) = (t.status, t.facts);
+        }
+        assert!(facts.paid && facts.shipping_created && facts.notified && facts.dispatched);
+        let t = on_signal(status, facts, p, CancellationRejected);
+        assert_eq!(t.status, Status::Shipped);
+        assert_eq!(t.emits, vec![Emit::Confirmed, Emit::Shipped]);
+    }
+
+    #[test]
+    fn a_failure_while_cancelling_cancels_at_once() {
+        let p = pending(Status::Pending, ReasonCode::CustomerRequest);
+        let t = on_signal(
+            Status::Cancelling,
+            Facts::default(),
+            p,
+            Signal::ReservationFailed,
+        );
+        assert_eq!(t.status, Status::Cancelled);
+        assert_eq!(t.emits, vec![Emit::Cancelled(ReasonCode::OutOfStock)]);
+        // Shipping's later answer only goes to the timeline.
+        for signal in [Signal::ShippingCancelled, Signal::CancellationRejected] {
+            let late = on_signal(t.status, t.facts, None, signal);
+            assert_eq!(late.status, Status::Cancelled);
+            assert!(!late.applied && late.emits.is_empty());
+        }
+    }
+
+    #[test]
+    fn an_answer_without_a_request_changes_nothing() {
+        for signal in [Signal::ShippingCancelled, Signal::CancellationRejected] {
+            let t = on_signal(Status::ShippingCreated, Facts::default(), None, signal);
+            assert_eq!(t.status, Status::ShippingCreated);
+            assert!(!t.applied && t.emits.is_empty());
+        }
+    }
+
+    #[test]
+    fn reason_codes_round_trip() {
+        for code in [
+            ReasonCode::OutOfStock,
+            ReasonCode::PaymentDeclined,
+            ReasonCode::CustomerRequest,
+            ReasonCode::SagaTimeout,
+        ] {
+            assert_eq!(ReasonCode::parse(code.as_str()), Some(code));
+        }
+        assert_eq!(ReasonCode::parse("NOPE"), None);
     }
 
     #[test]

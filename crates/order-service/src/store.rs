@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, TimeDelta, Utc};
 use orderflow_events::error::{HandlerError, OutboxError};
 use orderflow_events::events::{
-    Address, OrderCancelled, OrderConfirmed, OrderDelivered, OrderLine, OrderShipped,
+    Address, OrderCancellationRequested, OrderCancelled, OrderConfirmed, OrderDelivered, OrderLine,
+    OrderShipped,
 };
 use orderflow_events::trace_context::TraceContext;
 use orderflow_events::{outbox, Envelope, Event, TopicCatalog};
@@ -16,7 +17,7 @@ use sqlx::types::Json;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::saga::{Emit, Facts, ReasonCode, Status, Transition};
+use crate::saga::{Emit, Facts, PendingCancel, ReasonCode, Status, Transition};
 use crate::timeline::TimelineEntry;
 use crate::SOURCE;
 
@@ -131,6 +132,9 @@ pub struct OrderRow {
     /// Since when a paid saga has waited past its deadline for its next
     /// step; cleared by the next transition.
     pub stalled_at: Option<DateTime<Utc>>,
+    /// The status before `CANCELLING`, while (and after) a cancellation
+    /// request waits for the shipping service.
+    pub cancel_from: Option<String>,
 }
 
 impl OrderRow {
@@ -144,6 +148,17 @@ impl OrderRow {
             dispatched: self.dispatched,
             delivered: self.delivered,
         }
+    }
+
+    /// The cancellation request of a `CANCELLING` order.
+    pub fn pending_cancel(&self) -> Option<PendingCancel> {
+        if self.status != Status::Cancelling {
+            return None;
+        }
+        Some(PendingCancel {
+            from: Status::parse(self.cancel_from.as_deref()?)?,
+            code: ReasonCode::parse(self.reason_code.as_deref()?)?,
+        })
     }
 
     fn set_facts(&mut self, f: &Facts) {
@@ -272,6 +287,7 @@ struct SavedOrders {
     delivered: Vec<bool>,
     updated_at: Vec<DateTime<Utc>>,
     deadline_at: Vec<DateTime<Utc>>,
+    cancel_from: Vec<Option<String>>,
 }
 
 impl<'a> Change<'a> {
@@ -314,9 +330,23 @@ impl<'a> Change<'a> {
         if t.status != previous_status {
             order.deadline_at = clock.now + clock.timeout;
         }
+        if t.status == Status::Cancelling && previous_status != Status::Cancelling {
+            order.cancel_from = Some(previous_status.as_str().to_owned());
+        } else if previous_status == Status::Cancelling
+            && !matches!(t.status, Status::Cancelling | Status::Cancelled)
+        {
+            // Shipping refused: the order goes on, with nothing of the
+            // request left but its timeline.
+            order.cancel_from = None;
+            order.reason = None;
+            order.reason_code = None;
+        }
         for emit in &t.emits {
-            if let Emit::Cancelled(code) = emit {
-                order.reason = Some(reason.to_owned());
+            if let Emit::Cancelled(code) | Emit::CancelRequested(code) = emit {
+                // A confirmed request keeps the reason it was asked with.
+                if !reason.is_empty() || order.reason.is_none() {
+                    order.reason = Some(reason.to_owned());
+                }
                 order.reason_code = Some(code.as_str().to_owned());
             }
         }
@@ -370,6 +400,7 @@ impl<'a> Change<'a> {
         s.delivered.push(order.delivered);
         s.updated_at.push(order.updated_at);
         s.deadline_at.push(order.deadline_at);
+        s.cancel_from.push(order.cancel_from.clone());
     }
 
     /// Writes everything added, in one statement (none when nothing was).
@@ -384,17 +415,19 @@ impl<'a> Change<'a> {
                    payment_id = u.payment_id, shipping_created = u.shipping_created, \
                    tracking_number = u.tracking_number, notified = u.notified, \
                    dispatched = u.dispatched, delivered = u.delivered, \
-                   updated_at = u.updated_at, deadline_at = u.deadline_at, stalled_at = NULL \
+                   updated_at = u.updated_at, deadline_at = u.deadline_at, stalled_at = NULL, \
+                   cancel_from = u.cancel_from \
                    FROM unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::bool[], \
                      $13::bool[], $14::text[], $15::bool[], $16::text[], $17::bool[], \
-                     $18::bool[], $19::bool[], $20::timestamptz[], $21::timestamptz[]) \
+                     $18::bool[], $19::bool[], $20::timestamptz[], $21::timestamptz[], \
+                     $22::text[]) \
                    AS u (id, status, reason, reason_code, reserved, paid, payment_id, \
                      shipping_created, tracking_number, notified, dispatched, delivered, \
-                     updated_at, deadline_at) \
+                     updated_at, deadline_at, cancel_from) \
                    WHERE o.id = u.id), \
                  {} SELECT 1",
                 TimelineRows::cte("true"),
-                outbox::Rows::cte("queued", 22)
+                outbox::Rows::cte("queued", 23)
             )
         });
         if self.timeline.event_ids.is_empty() && self.saved.ids.is_empty() {
@@ -417,7 +450,8 @@ impl<'a> Change<'a> {
             .bind(&s.dispatched)
             .bind(&s.delivered)
             .bind(&s.updated_at)
-            .bind(&s.deadline_at);
+            .bind(&s.deadline_at)
+            .bind(&s.cancel_from);
         self.events.bind(q).execute(conn).await?;
         Ok(())
     }
@@ -617,11 +651,21 @@ fn payload(order: &OrderRow, emit: Emit, previous_status: Status) -> Event {
             tracking_number: order.tracking_number.clone().unwrap_or_default(),
         }
         .into(),
+        Emit::CancelRequested(code) => OrderCancellationRequested {
+            order_id,
+            reason: order.reason.clone().unwrap_or_default(),
+            reason_code: code.as_str().to_owned(),
+        }
+        .into(),
         Emit::Cancelled(code) => OrderCancelled {
             order_id,
             reason: order.reason.clone().unwrap_or_default(),
             reason_code: code.as_str().to_owned(),
-            previous_status: previous_status.as_str().to_owned(),
+            // The status the cancellation was asked in, not CANCELLING.
+            previous_status: match (previous_status, &order.cancel_from) {
+                (Status::Cancelling, Some(from)) => from.clone(),
+                _ => previous_status.as_str().to_owned(),
+            },
             customer_id: order.customer_id.clone(),
             email: order.email.clone(),
         }
@@ -629,12 +673,13 @@ fn payload(order: &OrderRow, emit: Emit, previous_status: Status) -> Event {
     }
 }
 
-/// A cancellation transition with `code` from the order's current state.
-pub fn cancellation(order: &OrderRow, code: ReasonCode) -> Transition {
+/// A cancellation request with `code` from the order's current state: to
+/// `CANCELLING`, asking the shipping service to stop the shipment.
+pub fn cancel_request(order: &OrderRow, code: ReasonCode) -> Transition {
     Transition {
-        status: Status::Cancelled,
+        status: Status::Cancelling,
         facts: order.facts(),
-        emits: vec![Emit::Cancelled(code)],
+        emits: vec![Emit::CancelRequested(code)],
         applied: true,
     }
 }
@@ -810,7 +855,8 @@ pub async fn overdue_orders(
 ) -> Result<Vec<OrderRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT * FROM orders \
-         WHERE status IN ('PENDING', 'INVENTORY_RESERVED', 'PAID', 'SHIPPING_CREATED') \
+         WHERE status IN ('PENDING', 'INVENTORY_RESERVED', 'PAID', 'SHIPPING_CREATED', \
+             'CANCELLING') \
            AND deadline_at < $1 AND NOT dispatched \
          ORDER BY deadline_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     )

@@ -91,7 +91,7 @@ impl Sweeper {
             }
             let previous = order.status;
             let deadline = order.deadline_at;
-            let t = store::cancellation(&order, ReasonCode::SagaTimeout);
+            let t = store::cancel_request(&order, ReasonCode::SagaTimeout);
             let cause = Cause::Local {
                 trace: TraceContext::new_root(),
             };
@@ -115,7 +115,7 @@ impl Sweeper {
             .await?;
             tracing::warn!(order_id = %order.id, previous_status = %previous,
                 deadline = %deadline.to_rfc3339(), reason_code = ReasonCode::SagaTimeout.as_str(),
-                "saga timed out; order cancelled");
+                "saga timed out; cancellation requested");
         }
         let stalled = store::stalled_by_status(&mut tx).await?;
         tx.commit().await?;

@@ -103,6 +103,27 @@ pub fn cancels(current: Status) -> bool {
     current == Status::Created
 }
 
+/// The shipping service's answer to a cancellation request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelAnswer {
+    /// Not dispatched: cancel the shipment, answer `ShippingCancelled`.
+    Cancel,
+    /// Cancelled before: answer `ShippingCancelled` again.
+    AlreadyCancelled,
+    /// The parcel left: answer `ShippingCancellationRejected`.
+    Reject,
+}
+
+/// How a cancellation request is answered for a shipment in `current`. A
+/// tombstone (`VOIDED`) is answered as cancelled.
+pub fn answer_cancellation(current: Status) -> CancelAnswer {
+    match current {
+        Status::Created => CancelAnswer::Cancel,
+        Status::Cancelled | Status::Voided => CancelAnswer::AlreadyCancelled,
+        Status::Dispatched | Status::Delivered => CancelAnswer::Reject,
+    }
+}
+
 /// Prefix of every tracking number.
 pub const TRACKING_PREFIX: &str = "OF";
 /// Random digits after the prefix.
@@ -174,6 +195,22 @@ mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::SeedableRng;
+
+    #[test]
+    fn only_a_shipment_that_left_refuses_a_cancellation() {
+        assert_eq!(answer_cancellation(Status::Created), CancelAnswer::Cancel);
+        for s in [Status::Cancelled, Status::Voided] {
+            assert_eq!(answer_cancellation(s), CancelAnswer::AlreadyCancelled);
+        }
+        for s in [Status::Dispatched, Status::Delivered] {
+            assert_eq!(answer_cancellation(s), CancelAnswer::Reject);
+        }
+        // The same rows a dispatch refuses once cancelled.
+        assert!(matches!(
+            decide(Status::Cancelled, Transition::Dispatch),
+            Decision::Refuse("shipment_cancelled", _)
+        ));
+    }
 
     #[test]
     fn dispatch_moves_created_and_is_idempotent() {

@@ -3,7 +3,10 @@
 //! Creates a shipment (tracking number, carrier, label) for every paid order
 //! (`PaymentProcessed` → `ShippingCreated`), cancels it when the order is
 //! cancelled first (`OrderCancelled`), and moves it through dispatch and
-//! delivery over HTTP (`ShippingDispatched`, `ShippingDelivered`). See
+//! delivery over HTTP (`ShippingDispatched`, `ShippingDelivered`). It is
+//! the one authority on the saga's pivot: it answers every cancellation
+//! request (`OrderCancellationRequested`) with `ShippingCancelled` or, when
+//! the parcel left first, `ShippingCancellationRejected`. See
 //! `docs/saga.md`.
 
 mod api;
@@ -79,7 +82,13 @@ fn build(ctx: &Context, carrier: String) -> anyhow::Result<Parts> {
                 carrier,
             },
         )
-        .on(EventType::OrderCancelled, handlers::OrderCancelledHandler);
+        .on(EventType::OrderCancelled, handlers::OrderCancelledHandler)
+        .on(
+            EventType::OrderCancellationRequested,
+            handlers::OnOrderCancellationRequested {
+                catalog: ctx.catalog.clone(),
+            },
+        );
     Ok(Parts {
         router,
         consumer: Some(consumer),

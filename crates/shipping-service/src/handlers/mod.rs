@@ -1,8 +1,10 @@
 //! Event handlers: one per consumed event type.
 
+mod order_cancellation_requested;
 mod order_cancelled;
 mod payment_processed;
 
+pub use order_cancellation_requested::OnOrderCancellationRequested;
 pub use order_cancelled::OrderCancelledHandler;
 pub use payment_processed::PaymentProcessedHandler;
 

@@ -1,5 +1,12 @@
 //! `OrderCancelled` → cancel a shipment that has not left, or leave a
 //! tombstone so a later `PaymentProcessed` creates none. Emits nothing.
+//!
+//! A cancellation that could race a dispatch (the customer's, the
+//! deadline's) reaches this service first as `OrderCancellationRequested`
+//! and is decided there; its `OrderCancelled` then finds the shipment
+//! cancelled or voided already. The ones that arrive here first (out of
+//! stock, payment declined) come before any payment, so before any
+//! shipment.
 
 use async_trait::async_trait;
 use chrono::{SubsecRound, Utc};
@@ -51,6 +58,8 @@ impl Handler for OrderCancelledHandler {
                 .await
                 .map_err(db_error)?;
             tracing::info!(order_id, "shipment cancelled");
+        } else if shipment.status == Status::Cancelled {
+            tracing::debug!(order_id, "shipment already cancelled");
         } else {
             tracing::warn!(
                 order_id,

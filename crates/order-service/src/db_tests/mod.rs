@@ -85,6 +85,7 @@ fn order_row(idempotency_key: Option<String>) -> (OrderRow, Envelope) {
         updated_at: now,
         deadline_at: now + TimeDelta::minutes(5),
         stalled_at: None,
+        cancel_from: None,
     };
     let created = Envelope::new(
         crate::SOURCE,
@@ -670,3 +671,5 @@ async fn a_batch_names_the_record_of_an_unknown_order_and_writes_nothing() {
     assert_eq!(order(&pool, a.id).await.status, Status::Pending);
     assert_eq!(emitted(&pool, a.id).await, ["OrderCreated"]);
 }
+
+mod cancel;
