@@ -506,6 +506,21 @@ build_bins() {
   export BIN_DIR
 }
 
+# remove_stale_stack_postgres: delete the data directories of the
+# PostgreSQL servers e2e stacks ran for themselves (StackOptions::own_postgres,
+# /tmp/orderflow-<stack>-pg) whose server is no longer running.
+remove_stale_stack_postgres() {
+  local d pid
+  for d in /tmp/orderflow-e2e_*-pg; do
+    [[ -d "$d" ]] || continue
+    pid="$(head -1 "$d/postmaster.pid" 2>/dev/null || true)"
+    if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+      continue
+    fi
+    rm -rf "$d"
+  done
+}
+
 # ---------------------------------------------------------------- registry
 
 # start_registry PORT DB_NAME LOGFILE: run $BIN_DIR/schema-registry on

@@ -32,6 +32,7 @@
 //! (printed when a stack starts and in every timeout message).
 
 pub mod body;
+pub mod chaos;
 pub mod client;
 pub mod env;
 pub mod mail;

@@ -32,6 +32,9 @@ pub enum Stop {
     Term,
     /// SIGKILL: a crash.
     Kill,
+    /// SIGQUIT, and wait: PostgreSQL's immediate shutdown, a crash of the
+    /// server (no checkpoint; it recovers from its WAL at the next start).
+    Quit,
 }
 
 impl Proc {
@@ -49,18 +52,22 @@ impl Proc {
                 child.start_kill().expect("sending SIGKILL");
                 child.wait().await.expect("waiting for the killed process")
             }
-            Stop::Term => {
+            Stop::Term | Stop::Quit => {
                 let pid = child.id().expect("running child has a pid");
-                append_log(&self.log, &format!("===== {} e2e: SIGTERM", now_stamp()));
+                let signal = if how == Stop::Term { "TERM" } else { "QUIT" };
+                append_log(
+                    &self.log,
+                    &format!("===== {} e2e: SIG{signal}", now_stamp()),
+                );
                 let out = Command::new("kill")
-                    .arg("-TERM")
+                    .arg(format!("-{signal}"))
                     .arg(pid.to_string())
                     .output()
                     .await
                     .expect("running kill -TERM");
                 assert!(
                     out.status.success(),
-                    "kill -TERM {pid} failed: {}",
+                    "kill -{signal} {pid} failed: {}",
                     String::from_utf8_lossy(&out.stderr)
                 );
                 match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
@@ -68,7 +75,7 @@ impl Proc {
                     Err(_) => {
                         let _ = child.start_kill();
                         panic!(
-                            "{name} did not exit within 30 s of SIGTERM; last log lines:\n{}",
+                            "{name} did not exit within 30 s of SIG{signal}; last log lines:\n{}",
                             tail(&self.log, 30)
                         );
                     }
@@ -79,6 +86,7 @@ impl Proc {
         let verb = match how {
             Stop::Kill => "killed",
             Stop::Term => "terminated",
+            Stop::Quit => "stopped at once",
         };
         eprintln!("e2e stack {stack_id}: {name} {verb} ({status})");
         status

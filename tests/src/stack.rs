@@ -13,6 +13,8 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::Mutex;
 
+mod own;
+
 use crate::env;
 pub use crate::process::tail;
 use crate::process::{
@@ -106,6 +108,13 @@ pub struct StackOptions {
     /// runs it) instead of the shared one, so a test can stop and restart
     /// it ([`Stack::stop_broker`], [`Stack::start_broker`]).
     pub own_broker: bool,
+    /// Run a PostgreSQL server of the stack's own (a new cluster in the
+    /// temporary directory) for the services' databases, so a test can
+    /// crash and restart it ([`Stack::stop_postgres`]).
+    pub own_postgres: bool,
+    /// Run a schema registry of the stack's own (the workspace's, on the
+    /// stack's PostgreSQL), so a test can stop it ([`Stack::stop_registry`]).
+    pub own_registry: bool,
 }
 
 impl Default for StackOptions {
@@ -122,6 +131,8 @@ impl Default for StackOptions {
             ready_timeout: Duration::from_secs(90),
             kafka_session_timeout_ms: Some(6000),
             own_broker: false,
+            own_postgres: false,
+            own_registry: false,
         }
     }
 }
@@ -147,6 +158,10 @@ pub struct Stack {
     database_urls: BTreeMap<Service, String>,
     procs: BTreeMap<Service, Mutex<Proc>>,
     broker: Option<Mutex<Proc>>,
+    postgres: Option<Mutex<Proc>>,
+    registry: Option<Mutex<Proc>>,
+    admin_url: String,
+    registry_url: String,
     kafka: String,
     smtp: Mutex<Proc>,
     watchdog: Option<Child>,
@@ -219,24 +234,6 @@ impl Stack {
         }
         let python = env::python();
 
-        let admin = env::admin_database_url();
-        let registry = env::registry_url();
-
-        // Databases.
-        let mut conn = PgConnection::connect(&admin)
-            .await
-            .with_context(|| format!("connecting to the admin database {admin}"))?;
-        let mut database_urls = BTreeMap::new();
-        for svc in Service::ALL {
-            let db = format!("{id}_{}", svc.name());
-            sqlx::query(&format!("CREATE DATABASE \"{db}\""))
-                .execute(&mut conn)
-                .await
-                .with_context(|| format!("creating database {db}"))?;
-            database_urls.insert(svc, database_url(&admin, &db)?);
-        }
-        conn.close().await.ok();
-
         // A watchdog that stops every recorded child when this process
         // closes the pipe: on Drop, and also when the test process dies
         // without running Drop (e.g. the harness is killed), since only this
@@ -253,9 +250,56 @@ impl Stack {
             .spawn()
             .context("spawning the watchdog shell")?;
         let watchdog_stdin = watchdog.stdin.take();
+        let mut free = free_ports(4 + Service::ALL.len())?.into_iter();
+
+        // PostgreSQL and the registry of the stack's own, if it has them.
+        let (admin, postgres) = if options.own_postgres {
+            let port = free.next().context("no port for PostgreSQL")?;
+            let data = std::env::temp_dir().join(format!("orderflow-{id}-pg"));
+            let mut pg = own::postgres_proc(&data, log_dir.join("postgres.log"), port).await?;
+            spawn_proc(&mut pg, &pid_dir)?;
+            wait_for_tcp(&mut pg, port, Duration::from_secs(60)).await?;
+            let admin = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+            (admin, Some(Mutex::new(pg)))
+        } else {
+            (env::admin_database_url(), None)
+        };
+        let mut conn = PgConnection::connect(&admin)
+            .await
+            .with_context(|| format!("connecting to the admin database {admin}"))?;
+        let (registry, registry_proc) = if options.own_registry {
+            let port = free.next().context("no port for the registry")?;
+            let db = format!("{id}_registry");
+            sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+                .execute(&mut conn)
+                .await
+                .with_context(|| format!("creating database {db}"))?;
+            let mut reg = own::registry_proc(
+                &bin_dir,
+                &database_url(&admin, &db)?,
+                log_dir.join("registry.log"),
+                port,
+            );
+            spawn_proc(&mut reg, &pid_dir)?;
+            wait_for_tcp(&mut reg, port, Duration::from_secs(60)).await?;
+            (format!("http://127.0.0.1:{port}"), Some(Mutex::new(reg)))
+        } else {
+            (env::registry_url(), None)
+        };
+
+        // Databases.
+        let mut database_urls = BTreeMap::new();
+        for svc in Service::ALL {
+            let db = format!("{id}_{}", svc.name());
+            sqlx::query(&format!("CREATE DATABASE \"{db}\""))
+                .execute(&mut conn)
+                .await
+                .with_context(|| format!("creating database {db}"))?;
+            database_urls.insert(svc, database_url(&admin, &db)?);
+        }
+        conn.close().await.ok();
 
         // The broker of the stack's own, if it has one.
-        let mut free = free_ports(2 + Service::ALL.len())?.into_iter();
         let broker_port = free.next().context("no port for the broker")?;
         let (kafka, broker) = if options.own_broker {
             let mut broker = broker_proc(&log_dir, broker_port)?;
@@ -405,6 +449,10 @@ impl Stack {
             database_urls,
             procs,
             broker,
+            postgres,
+            registry: registry_proc,
+            admin_url: admin,
+            registry_url: registry,
             kafka,
             smtp: Mutex::new(smtp),
             watchdog: Some(watchdog),
@@ -531,76 +579,6 @@ impl Stack {
     /// shared one).
     pub fn kafka_bootstrap_servers(&self) -> &str {
         &self.kafka
-    }
-
-    fn own_broker(&self) -> &Mutex<Proc> {
-        self.broker
-            .as_ref()
-            .expect("the stack has no broker of its own (StackOptions::own_broker)")
-    }
-
-    /// Stops the SMTP listener (SIGTERM): the notification service then
-    /// cannot send, as when a mail server is down.
-    pub async fn stop_smtp(&self) {
-        let mut p = self.smtp.lock().await;
-        p.stop(Stop::Term, &self.pid_dir, &self.id).await;
-    }
-
-    /// Starts the SMTP listener again on its port and Maildir.
-    pub async fn start_smtp(&self) {
-        let mut p = self.smtp.lock().await;
-        assert!(p.child.is_none(), "start_smtp: already running");
-        spawn_proc(&mut p, &self.pid_dir).unwrap_or_else(|e| panic!("starting SMTP: {e:#}"));
-        wait_for_tcp(&mut p, self.smtp_port, Duration::from_secs(30))
-            .await
-            .unwrap_or_else(|e| panic!("starting SMTP: {e:#}"));
-        eprintln!("e2e stack {}: SMTP listener started", self.id);
-    }
-
-    /// Stops the stack's own broker with `how`.
-    pub async fn stop_broker(&self, how: Stop) -> ExitStatus {
-        let mut p = self.own_broker().lock().await;
-        p.stop(how, &self.pid_dir, &self.id).await
-    }
-
-    /// Starts the stack's own broker again on the same port and data, and
-    /// waits until it accepts connections.
-    pub async fn start_broker(&self) {
-        let mut p = self.own_broker().lock().await;
-        assert!(p.child.is_none(), "start_broker: already running");
-        spawn_proc(&mut p, &self.pid_dir).unwrap_or_else(|e| panic!("starting the broker: {e:#}"));
-        let port = self
-            .kafka
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("own broker address has a port");
-        wait_for_tcp(&mut p, port, Duration::from_secs(60))
-            .await
-            .unwrap_or_else(|e| panic!("starting the broker: {e:#}"));
-        eprintln!("e2e stack {}: broker started", self.id);
-    }
-
-    /// Waits until the service's consumer holds partitions
-    /// (`GET /health/consumers` answers 200): until then it consumes
-    /// nothing. After a clean stop of every member this takes the broker's
-    /// initial rebalance delay; after a crash, until the broker expires the
-    /// dead member.
-    pub async fn wait_assigned(&self, svc: Service, timeout: Duration) {
-        let url = format!("{}/health/consumers", self.url(svc));
-        let what = format!("{svc}'s consumer to hold partitions (GET {url})");
-        crate::wait::eventually(&what, &self.diagnostics(), timeout, || async {
-            match self.http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!(
-                    "{} {}",
-                    r.status(),
-                    r.text().await.unwrap_or_default()
-                )),
-                Err(e) => Err(e.to_string()),
-            }
-        })
-        .await;
     }
 
     /// Starts a stopped service again (same port, same environment, log
