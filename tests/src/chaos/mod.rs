@@ -71,10 +71,13 @@ impl Report {
     }
 }
 
-/// SKUs and their starting stock: enough that most orders can be served,
-/// few enough that some run out.
-fn skus(stack: &Stack) -> BTreeMap<String, i64> {
-    [("A", 400), ("B", 400), ("C", 150), ("D", 40)]
+/// SKUs and their starting stock: three with enough for every order of
+/// the run (scaled with its rate and length), one with so little that it
+/// runs out.
+fn skus(stack: &Stack, opts: &Options) -> BTreeMap<String, i64> {
+    // Up to two units per order, a quarter of the orders per SKU.
+    let plenty = (opts.rate * opts.duration.as_secs_f64()).ceil() as i64;
+    [("A", plenty), ("B", plenty), ("C", plenty), ("D", 20)]
         .into_iter()
         .map(|(t, n)| (stack.sku(&format!("CHAOS-{t}")), n))
         .collect()
@@ -94,7 +97,7 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         })
         .await,
     );
-    let initial = skus(&stack);
+    let initial = skus(&stack, opts);
     for (sku, n) in &initial {
         stack.set_stock(sku, *n).await;
     }
