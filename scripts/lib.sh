@@ -698,6 +698,7 @@ start_services() {
       KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" \
       SCHEMA_REGISTRY_URL="$SCHEMA_REGISTRY_URL" \
       HTTP_HOST="${ORDERFLOW_HTTP_HOST:-127.0.0.1}" HTTP_PORT="$port" \
+      AUTH_PUBLIC_KEY_FILE="${AUTH_PUBLIC_KEY_FILE:-$ROOT/deploy/dev-keys/jwt-dev.pub.pem}" \
       SMTP_HOST=127.0.0.1 SMTP_PORT="$smtp_port" \
       RUST_LOG="${RUST_LOG:-info}" \
       "$bin"

@@ -44,6 +44,26 @@ pub fn broker_bin() -> PathBuf {
     cache.join("nisshi-0.8.1/bin/nisshi")
 }
 
+/// A file of the development key pair (`deploy/dev-keys/`).
+pub fn dev_key(name: &str) -> PathBuf {
+    workspace_root().join("deploy/dev-keys").join(name)
+}
+
+/// A token of the development key for the harness: roles operator and
+/// service, valid for a day.
+pub fn harness_token() -> anyhow::Result<String> {
+    use orderflow_service::auth::{self, Role};
+    let key = std::fs::read(dev_key("jwt-dev.key.pem"))?;
+    let claims = auth::claims(
+        "e2e-harness",
+        &[Role::Operator, Role::Service],
+        "orderflow",
+        "orderflow",
+        86_400,
+    );
+    auth::mint(&claims, &key)
+}
+
 /// The workspace root (parent of this crate).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

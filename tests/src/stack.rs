@@ -382,6 +382,10 @@ impl Stack {
                     options.database_api_connections.to_string(),
                 ),
                 ("HTTP_HOST".into(), "127.0.0.1".into()),
+                (
+                    "AUTH_PUBLIC_KEY_FILE".into(),
+                    env::dev_key("jwt-dev.pub.pem").display().to_string(),
+                ),
                 ("HTTP_PORT".into(), port.to_string()),
                 ("RUST_LOG".into(), options.rust_log.clone()),
                 ("LOG_FORMAT".into(), "text".into()),
@@ -431,7 +435,17 @@ impl Stack {
             procs.insert(svc, Mutex::new(proc));
         }
 
+        // Every request of the harness carries a token of the development
+        // key with the operator and service roles (tests/auth.rs sends
+        // others with a client of its own).
+        let mut headers = reqwest::header::HeaderMap::new();
+        let token = env::harness_token().context("minting the harness token")?;
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().context("token header")?,
+        );
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(Duration::from_secs(15))
             .pool_max_idle_per_host(64)
             .build()

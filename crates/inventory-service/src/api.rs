@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use orderflow_events::events::InventoryAdjusted;
 use orderflow_events::{outbox, Envelope, TopicCatalog};
 use orderflow_service::error::FieldProblem;
-use orderflow_service::{ApiError, ApiJson, ApiPath};
+use orderflow_service::{ApiError, ApiJson, ApiPath, Principal, Role};
 use serde::Deserialize;
 use sqlx::PgPool;
 
@@ -191,10 +191,12 @@ fn with_etag(level: StockLevel) -> impl IntoResponse {
 /// client read (412 `precondition_failed` otherwise, changing nothing).
 async fn put_stock(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(sku): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SetStock>,
 ) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Operator])?;
     let problems = validate_put(&sku, &body);
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
@@ -228,10 +230,12 @@ async fn put_stock(
 /// result would pass the largest stock level.
 async fn adjust_stock(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(sku): ApiPath<String>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<AdjustStock>,
 ) -> Result<impl IntoResponse, ApiError> {
+    principal.require(&[Role::Operator])?;
     let problems = validate_adjust(&sku, &body);
     if !problems.is_empty() {
         return Err(ApiError::validation(problems));
@@ -295,6 +299,7 @@ async fn commit_adjusted(
 /// The stock of a SKU.
 async fn get_stock(
     State(state): State<AppState>,
+    _caller: Principal,
     ApiPath(sku): ApiPath<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     if let Some(p) = sku_problem(&sku) {

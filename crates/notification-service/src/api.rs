@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::SecondsFormat;
-use orderflow_service::{ApiError, ApiQuery};
+use orderflow_service::{ApiError, ApiQuery, Principal, Role};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -95,8 +95,10 @@ fn limit(q: &ListQuery) -> Result<i64, ApiError> {
 /// first, or without `orderId` the latest ones newest first.
 async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<ListResponse>, ApiError> {
+    principal.require(&[Role::Operator])?;
     let limit = limit(&q)?;
     let mut conn = state.pool.acquire().await?;
     let rows = match q.order_id {

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use orderflow_events::events::{Address, OrderCreated, OrderLine};
 use orderflow_events::{Envelope, TopicCatalog};
-use orderflow_service::{ApiError, ApiJson, ApiPath, ApiQuery};
+use orderflow_service::{ApiError, ApiJson, ApiPath, ApiQuery, Principal, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::types::Json as SqlJson;
@@ -247,11 +247,41 @@ fn replay(existing: &OrderRow, hash: &str) -> Result<Response, ApiError> {
     }
 }
 
+/// The customer an order is for: a customer's own id (the body may repeat
+/// it, not name another), or the one a service names in the body.
+fn customer_of(principal: &Principal, body: Option<String>) -> Result<Option<String>, ApiError> {
+    principal.require(&[Role::Customer, Role::Service])?;
+    if principal.has(Role::Service) {
+        return Ok(body);
+    }
+    match body {
+        Some(c) if c != principal.sub => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "customerId must be the token's subject: a customer orders for themself",
+        )
+        .with_details(json!({"customerId": c}))),
+        _ => Ok(Some(principal.sub.clone())),
+    }
+}
+
+/// 404 unless `principal` may see `order` (a customer sees only their
+/// own: someone else's order is as if it did not exist).
+fn visible(principal: &Principal, order: OrderRow) -> Result<OrderRow, ApiError> {
+    if principal.may_act_for(&order.customer_id) {
+        Ok(order)
+    } else {
+        Err(ApiError::not_found(format!("order {} not found", order.id)))
+    }
+}
+
 async fn create_order(
     State(state): State<AppState>,
+    principal: Principal,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<CreateOrderRequest>,
+    ApiJson(mut req): ApiJson<CreateOrderRequest>,
 ) -> Result<Response, ApiError> {
+    req.customer_id = customer_of(&principal, req.customer_id.take())?;
     let key = idempotency_key(&headers)?;
     let metadata = request_metadata(&headers)?;
     let trace = request_trace(&headers);
@@ -434,9 +464,10 @@ async fn load(state: &AppState, id: Uuid) -> Result<OrderRow, ApiError> {
 
 async fn get_order(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<OrderJson>, ApiError> {
-    let order = load(&state, id).await?;
+    let order = visible(&principal, load(&state, id).await?)?;
     Ok(Json(OrderJson::from(&order)))
 }
 
@@ -460,12 +491,14 @@ struct TimelineJson {
 
 async fn get_timeline(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<TimelineJson>, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    if store::fetch_order(&mut conn, id, false).await?.is_none() {
+    let Some(order) = store::fetch_order(&mut conn, id, false).await? else {
         return Err(ApiError::not_found(format!("order {id} not found")));
-    }
+    };
+    visible(&principal, order)?;
     let entries = timeline::causal_order(store::timeline(&mut conn, id).await?);
     let events: Vec<TimelineEventJson> = entries
         .into_iter()
@@ -571,8 +604,10 @@ struct OrderPageJson {
 
 async fn list_orders(
     State(state): State<AppState>,
+    principal: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<OrderPageJson>, ApiError> {
+    principal.require(&[Role::Operator, Role::Service])?;
     let mut filter = parse_list_query(&q)?;
     let limit = filter.limit;
     filter.limit = limit + 1;
@@ -593,14 +628,17 @@ async fn list_orders(
 
 async fn cancel_order(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    principal.require(&[Role::Customer, Role::Operator])?;
     let trace = request_trace(&headers);
     let mut tx = state.pool.begin().await?;
-    let Some(mut order) = store::fetch_order(&mut tx, id, true).await? else {
+    let Some(order) = store::fetch_order(&mut tx, id, true).await? else {
         return Err(ApiError::not_found(format!("order {id} not found")));
     };
+    let mut order = visible(&principal, order)?;
     match saga::customer_cancel(order.status, &order.facts()) {
         CancelDecision::AlreadyCancelled => {
             Ok((StatusCode::OK, Json(OrderJson::from(&order))).into_response())
@@ -648,6 +686,7 @@ async fn cancel_order(
 
 async fn get_catalog(
     State(state): State<AppState>,
+    _caller: Principal,
     ApiPath(sku): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let mut conn = state.pool.acquire().await?;

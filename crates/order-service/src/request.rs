@@ -29,8 +29,10 @@ pub const MAX_PAYMENT_TOKEN_LEN: usize = 100;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateOrderRequest {
-    /// Customer id.
-    pub customer_id: String,
+    /// Customer id: a customer's token names it (the body may repeat it);
+    /// a service places orders for the customer the body names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
     /// Customer e-mail.
     pub email: String,
     /// ISO 4217 currency code.
@@ -108,7 +110,8 @@ pub fn request_hash(req: &CreateOrderRequest) -> Result<String, serde_json::Erro
 /// Checks every field; returns the order or every problem found.
 pub fn validate(req: &CreateOrderRequest) -> Result<NewOrder, Vec<FieldProblem>> {
     let mut p = Vec::new();
-    text(&mut p, "customerId", &req.customer_id, MAX_CUSTOMER_ID_LEN);
+    let customer_id = req.customer_id.as_deref().unwrap_or_default();
+    text(&mut p, "customerId", customer_id, MAX_CUSTOMER_ID_LEN);
     if let Some(problem) = email_problem(&req.email) {
         p.push(FieldProblem::new("email", problem));
     }
@@ -234,7 +237,7 @@ pub fn validate(req: &CreateOrderRequest) -> Result<NewOrder, Vec<FieldProblem>>
         )]);
     };
     Ok(NewOrder {
-        customer_id: req.customer_id.clone(),
+        customer_id: customer_id.to_owned(),
         email: req.email.clone(),
         currency: req.currency.clone(),
         items,

@@ -10,7 +10,9 @@
 //!   for every saga to finish and reports throughput and latencies (see
 //!   `docs/benchmarks.md`);
 //! - `orderctl smtp-sink` is an SMTP server that stores every message in a
-//!   Maildir, for local runs and benchmarks.
+//!   Maildir, for local runs and benchmarks;
+//! - `orderctl token` signs a bearer token for the HTTP APIs (by default
+//!   with the development key).
 //!
 //! Configuration comes from the same environment variables the services
 //! read (`KAFKA_BOOTSTRAP_SERVERS`, `SCHEMA_REGISTRY_URL`,
@@ -19,6 +21,7 @@
 mod load;
 mod schemas;
 mod smtp_sink;
+mod token;
 
 use std::process::ExitCode;
 
@@ -32,7 +35,7 @@ use orderflow_events::TopicCatalog;
 #[command(
     name = "orderctl",
     version,
-    about = "Operate an orderflow deployment: topics, schemas, load generation and an SMTP sink"
+    about = "Operate an orderflow deployment: topics, schemas, load generation, an SMTP sink and tokens"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -57,6 +60,9 @@ enum Command {
     /// Run an SMTP server that accepts every message and stores it in a
     /// Maildir (DIR/new), until Ctrl-C or SIGTERM.
     SmtpSink(smtp_sink::Args),
+    /// Print a bearer token for the HTTP APIs, signed by default with the
+    /// development key (deploy/dev-keys/).
+    Token(token::Args),
 }
 
 #[derive(Subcommand)]
@@ -114,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = match cli.command {
         Command::Load(args) => return load::run(*args).await,
         Command::SmtpSink(args) => return smtp_sink::run(args).await,
+        Command::Token(args) => return token::run(&args),
         other => other,
     };
     let catalog = TopicCatalog::from_env().context("reading the topic configuration")?;
@@ -159,6 +166,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schemas {
             action: SchemasAction::Check(args),
         } => schemas::check(&catalog, &args).await,
-        Command::Load(_) | Command::SmtpSink(_) => unreachable!("handled above"),
+        Command::Load(_) | Command::SmtpSink(_) | Command::Token(_) => {
+            unreachable!("handled above")
+        }
     }
 }

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
-use orderflow_service::{ApiError, ApiPath};
+use orderflow_service::{ApiError, ApiPath, Principal, Role};
 use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -93,8 +93,10 @@ pub fn parse_order_id(raw: &str) -> Result<String, ApiError> {
 /// The payment of an order.
 async fn get_payment(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
+    principal.require(&[Role::Operator])?;
     let order_id = parse_order_id(&raw)?;
     let mut conn = state.pool.acquire().await?;
     db::payment(&mut conn, &order_id)

@@ -127,6 +127,24 @@ pub struct CommonConfig {
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub http_max_concurrent_requests: u32,
 
+    /// File with the Ed25519 public key (PEM) of the issuer of the bearer
+    /// tokens every API call must carry (required to serve; `scripts/up`
+    /// and the tests use the development key `deploy/dev-keys/jwt-dev.pub.pem`).
+    #[arg(long, env = "AUTH_PUBLIC_KEY_FILE")]
+    pub auth_public_key_file: Option<std::path::PathBuf>,
+
+    /// The same key as PEM text (instead of a file), e.g. from a Secret.
+    #[arg(long, env = "AUTH_PUBLIC_KEY", conflicts_with = "auth_public_key_file")]
+    pub auth_public_key: Option<String>,
+
+    /// The `iss` every token must name.
+    #[arg(long, env = "AUTH_ISSUER", default_value = "orderflow")]
+    pub auth_issuer: String,
+
+    /// The `aud` every token must name.
+    #[arg(long, env = "AUTH_AUDIENCE", default_value = "orderflow")]
+    pub auth_audience: String,
+
     /// Seconds to wait for in-flight work on shutdown before giving up.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -143,6 +161,23 @@ impl CommonConfig {
     /// The HTTP listen address, with `default_port` when none is set.
     pub fn http_addr(&self, default_port: u16) -> SocketAddr {
         SocketAddr::new(self.http_host, self.http_port.unwrap_or(default_port))
+    }
+
+    /// The token verifier from the `AUTH_*` settings; an error names what
+    /// is missing or wrong.
+    pub fn token_verifier(&self) -> anyhow::Result<crate::auth::Verifier> {
+        use anyhow::Context as _;
+        let pem = match (&self.auth_public_key, &self.auth_public_key_file) {
+            (Some(text), _) => text.clone().into_bytes(),
+            (None, Some(path)) => std::fs::read(path)
+                .with_context(|| format!("reading AUTH_PUBLIC_KEY_FILE {}", path.display()))?,
+            (None, None) => anyhow::bail!(
+                "AUTH_PUBLIC_KEY_FILE (or AUTH_PUBLIC_KEY) is required: the Ed25519 public key \
+                 of the issuer of the API's bearer tokens (for local runs: \
+                 deploy/dev-keys/jwt-dev.pub.pem)"
+            ),
+        };
+        crate::auth::Verifier::new(&pem, &self.auth_issuer, &self.auth_audience)
     }
 
     /// The shutdown grace period.

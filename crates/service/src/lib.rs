@@ -25,6 +25,7 @@
 //! restarts it; nothing is lost because every effect is in the database
 //! before its offset or outbox row moves on.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod extract;
@@ -33,6 +34,7 @@ pub mod limits;
 pub mod runtime;
 pub mod telemetry;
 
+pub use auth::{Principal, Role};
 pub use config::CommonConfig;
 pub use error::ApiError;
 pub use extract::{ApiJson, ApiPath, ApiQuery};

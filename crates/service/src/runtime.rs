@@ -141,6 +141,13 @@ where
     F: FnOnce(&Context) -> anyhow::Result<Parts>,
 {
     crate::config::reject_renamed_settings(|name| std::env::var_os(name).is_some())?;
+    // A server without a way to check its callers must not start (a
+    // migration job needs none).
+    let verifier = if config.migrate_only {
+        None
+    } else {
+        Some(Arc::new(config.token_verifier()?))
+    };
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_listener(shutdown.clone()));
 
@@ -236,7 +243,10 @@ where
         .merge(health::routes(probes))
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::Extension(
+            verifier.context("the token verifier is made before serving")?,
+        ));
     let app = crate::limits::apply(
         app,
         config.http_request_timeout,

@@ -666,7 +666,26 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Summary> {
              those (PAYMENT_MAX_AMOUNT) even with tok_visa"
         );
     }
+    let token = match &args.token {
+        Some(t) => t.clone(),
+        None => args.key.mint(
+            "orderctl-load",
+            &[
+                orderflow_service::Role::Service,
+                orderflow_service::Role::Operator,
+            ],
+            Duration::from_secs(86_400),
+        )?,
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}")
+            .parse()
+            .context("the token is not a valid header value")?,
+    );
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(args.request_timeout)
         .connect_timeout(Duration::from_secs(5))
         .pool_idle_timeout(Duration::from_secs(30))

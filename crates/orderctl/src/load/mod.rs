@@ -74,6 +74,13 @@ pub struct Args {
     /// Timeout of one HTTP request.
     #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
+    /// Bearer token of every request (roles service and operator: it
+    /// orders for many customers and stocks SKUs); by default one is signed
+    /// with --key-file.
+    #[arg(long, env = "ORDERFLOW_TOKEN")]
+    pub token: Option<String>,
+    #[command(flatten)]
+    pub key: crate::token::KeyArgs,
     /// How long to wait after sending for every accepted order to become
     /// terminal (SHIPPED, DELIVERED or CANCELLED).
     #[arg(long, default_value = "120s", value_parser = parse_positive_duration)]

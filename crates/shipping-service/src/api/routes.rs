@@ -8,7 +8,7 @@ use chrono::{SubsecRound, Utc};
 use orderflow_events::error::OutboxError;
 use orderflow_events::events::{Event, ShippingDelivered, ShippingDispatched};
 use orderflow_events::{outbox, Envelope};
-use orderflow_service::{ApiError, ApiPath};
+use orderflow_service::{ApiError, ApiPath, Principal, Role};
 use uuid::Uuid;
 
 use super::view::ShipmentView;
@@ -48,8 +48,10 @@ async fn load(state: &AppState, order_id: &str) -> Result<Shipment, ApiError> {
 /// `GET /shipments/{orderId}`.
 pub async fn get_shipment(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(order_id): ApiPath<Uuid>,
 ) -> Result<Json<ShipmentView>, ApiError> {
+    principal.require(&[Role::Operator])?;
     let shipment = load(&state, &order_id.to_string()).await?;
     Ok(Json(shipment.into()))
 }
@@ -57,8 +59,10 @@ pub async fn get_shipment(
 /// `GET /shipments/{orderId}/label`: the label as plain text.
 pub async fn get_label(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(order_id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
+    principal.require(&[Role::Operator])?;
     let s = load(&state, &order_id.to_string()).await?;
     let shipment_id = s.shipment_id.to_string();
     let text = domain::render_label(&domain::Label {
@@ -76,18 +80,22 @@ pub async fn get_label(
 /// `POST /shipments/{orderId}/dispatch`.
 pub async fn dispatch(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(order_id): ApiPath<Uuid>,
     headers: HeaderMap,
 ) -> Result<Json<ShipmentView>, ApiError> {
+    principal.require(&[Role::Operator])?;
     transition(&state, order_id, Transition::Dispatch, &headers).await
 }
 
 /// `POST /shipments/{orderId}/deliver`.
 pub async fn deliver(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(order_id): ApiPath<Uuid>,
     headers: HeaderMap,
 ) -> Result<Json<ShipmentView>, ApiError> {
+    principal.require(&[Role::Operator])?;
     transition(&state, order_id, Transition::Deliver, &headers).await
 }
 
