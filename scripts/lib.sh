@@ -582,7 +582,7 @@ start_test_infra() {
 
 # ---------------------------------------------------------------- python
 
-ORDERFLOW_PY_REQUIREMENTS=(confluent-kafka fastavro requests attrs cachetools authlib httpx kubernetes-validate aiosmtpd)
+ORDERFLOW_PY_REQUIREMENTS=(confluent-kafka fastavro requests attrs cachetools authlib httpx kubernetes-validate aiosmtpd schemathesis)
 
 # ensure_python_tools: a venv at $CACHE/venv with the Python clients the
 # interoperability checks use; pip runs only when the requirement list

@@ -552,7 +552,9 @@ pub fn parse_list_query(q: &ListQuery) -> Result<ListFilter<'_>, ApiError> {
     fn present(v: &Option<String>) -> Option<&str> {
         v.as_deref().map(str::trim).filter(|v| !v.is_empty())
     }
-    let status = match present(&q.status) {
+    // A filter that is given must be valid: `status=` or `limit=` is not
+    // "no filter" but a value that is none of the allowed ones.
+    let status = match q.status.as_deref().map(str::trim) {
         None => None,
         Some(s) => Some(Status::parse(s).ok_or_else(|| {
             let all: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
@@ -563,7 +565,7 @@ pub fn parse_list_query(q: &ListQuery) -> Result<ListFilter<'_>, ApiError> {
             )
         })?),
     };
-    let limit = match present(&q.limit) {
+    let limit = match q.limit.as_deref().map(str::trim) {
         None => DEFAULT_LIMIT,
         Some(l) => l
             .parse::<i64>()
@@ -745,7 +747,7 @@ mod tests {
         assert!(f.after.is_some());
 
         let code = |q: ListQuery| parse_list_query(&q).err().map(|e| (e.status, e.code));
-        for limit in ["0", "101", "-1", "ten"] {
+        for limit in ["0", "101", "-1", "ten", ""] {
             assert_eq!(
                 code(ListQuery {
                     limit: Some(limit.into()),
@@ -754,13 +756,15 @@ mod tests {
                 Some((StatusCode::BAD_REQUEST, "invalid_limit"))
             );
         }
-        assert_eq!(
-            code(ListQuery {
-                status: Some("paid".into()),
-                ..ListQuery::default()
-            }),
-            Some((StatusCode::BAD_REQUEST, "invalid_status"))
-        );
+        for status in ["paid", "", " "] {
+            assert_eq!(
+                code(ListQuery {
+                    status: Some(status.into()),
+                    ..ListQuery::default()
+                }),
+                Some((StatusCode::BAD_REQUEST, "invalid_status"))
+            );
+        }
         assert_eq!(
             code(ListQuery {
                 cursor: Some("nope".into()),
