@@ -1,0 +1,316 @@
+//! `POST /orders`: idempotency, admission, pricing and the write.
+
+use super::*;
+
+/// The `Idempotency-Key` header: `None` when absent; 400 when empty, longer
+/// than [`MAX_IDEMPOTENCY_KEY_LEN`] or not visible ASCII.
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+            format!(
+                "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+            ),
+        )
+    };
+    let key = value.to_str().map_err(|_| bad())?.trim();
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        return Err(bad());
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// `X-User-Id` / `X-Session-Id` as envelope metadata (`userId`,
+/// `sessionId`); empty values are ignored, over-long or non-ASCII ones are
+/// 400 `invalid_header`.
+pub fn request_metadata(
+    headers: &HeaderMap,
+) -> Result<std::collections::BTreeMap<String, String>, ApiError> {
+    let mut metadata = std::collections::BTreeMap::new();
+    for (header_name, key) in [("x-user-id", "userId"), ("x-session-id", "sessionId")] {
+        let Some(value) = headers.get(header_name) else {
+            continue;
+        };
+        let value = value
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|v| v.len() <= MAX_METADATA_LEN)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_header",
+                    format!(
+                        "the {header_name} header must be at most {MAX_METADATA_LEN} visible ASCII characters"
+                    ),
+                )
+            })?;
+        if !value.is_empty() {
+            metadata.insert(key.to_owned(), value.to_owned());
+        }
+    }
+    Ok(metadata)
+}
+
+fn accepted(order_id: Uuid, status: Status, replayed: bool) -> Response {
+    let mut headers = HeaderMap::new();
+    if let Ok(location) = HeaderValue::from_str(&format!("/orders/{order_id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert(
+            HeaderName::from_static(IDEMPOTENT_REPLAYED),
+            HeaderValue::from_static("true"),
+        );
+    }
+    (
+        StatusCode::ACCEPTED,
+        headers,
+        Json(json!({"orderId": order_id, "status": status.as_str()})),
+    )
+        .into_response()
+}
+
+/// Answer for a request that reuses an idempotency key: a replay when the
+/// body is the same, 422 otherwise.
+fn replay(existing: &OrderRow, hash: &str) -> Result<Response, ApiError> {
+    if existing.request_hash.as_deref() == Some(hash) {
+        Ok(accepted(existing.id, existing.status, true))
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was already used with a different request body",
+        )
+        .with_details(json!({"orderId": existing.id})))
+    }
+}
+
+pub(super) async fn create_order(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    ApiJson(mut req): ApiJson<CreateOrderRequest>,
+) -> Result<Response, ApiError> {
+    req.customer_id = customer_of(&principal, req.customer_id.take())?;
+    let key = idempotency_key(&headers)?;
+    let metadata = request_metadata(&headers)?;
+    let trace = request_trace(&headers);
+    let mut new = validate(&req).map_err(ApiError::validation)?;
+    let hash = request_hash(&req).map_err(ApiError::internal)?;
+    let skus: Vec<String> = new.items.iter().map(|l| l.sku.clone()).collect();
+
+    // A replay answers before anything else; then unknown SKUs; then the
+    // lines are priced from the catalog (one round trip for all three).
+    {
+        let mut conn = state.pool.acquire().await?;
+        let checks = store::admission(&mut conn, key.as_deref(), &skus).await?;
+        if let Some(existing) = checks.existing {
+            if let Some(existing) = store::fetch_order(&mut conn, existing, false).await? {
+                return replay(&existing, &hash);
+            }
+        }
+        refuse_unknown(checks.unknown_skus)?;
+        let sent: Vec<Option<i64>> = req.items.iter().map(|i| i.unit_price).collect();
+        let (items, total) = pricing::price(&new.items, &sent, &new.currency, &checks.prices)
+            .map_err(|e| price_error(e, &new.currency))?;
+        new.items = items;
+        new.total = total;
+    }
+
+    let now = Utc::now();
+    let id = Uuid::now_v7();
+    let order = OrderRow {
+        id,
+        status: Status::Pending,
+        reason: None,
+        reason_code: None,
+        customer_id: new.customer_id,
+        email: new.email,
+        currency: new.currency,
+        items: SqlJson(new.items),
+        total: new.total,
+        shipping_address: SqlJson(new.shipping_address),
+        payment_token: new.payment_token,
+        reserved: false,
+        paid: false,
+        payment_id: None,
+        shipping_created: false,
+        tracking_number: None,
+        notified: false,
+        dispatched: false,
+        delivered: false,
+        metadata: SqlJson(metadata),
+        idempotency_key: key.clone(),
+        request_hash: Some(hash.clone()),
+        created_at: now,
+        updated_at: now,
+        deadline_at: now + state.timeout,
+        stalled_at: None,
+        cancel_from: None,
+    };
+    let mut envelope = Envelope::new(
+        SOURCE,
+        id.to_string(),
+        OrderCreated {
+            order_id: id.to_string(),
+            customer_id: order.customer_id.clone(),
+            email: order.email.clone(),
+            currency: order.currency.clone(),
+            items: order.items.0.clone(),
+            total: order.total,
+            shipping_address: order.shipping_address.0.clone(),
+            payment_token: order.payment_token.clone(),
+        },
+    );
+    envelope.metadata = order.metadata.0.clone();
+
+    // Built here, in the request's span: the event carries its trace.
+    let new_order = Arc::new(store::NewOrder::new(
+        &state.topics,
+        order,
+        &envelope,
+        Some(&trace.child()),
+    )?);
+    let order = new_order.order();
+
+    // The order with its event is one statement (committed alone or with
+    // concurrent orders, see `writer`). Two requests with one key may race:
+    // the loser's insert does nothing (or hits the unique index), and on
+    // its next turn it answers from the winner's order.
+    for attempt in 0..3 {
+        if attempt > 0 {
+            let mut conn = state.pool.acquire().await?;
+            let checks = store::admission(&mut conn, key.as_deref(), &skus).await?;
+            if let Some(existing) = checks.existing {
+                if let Some(existing) = store::fetch_order(&mut conn, existing, false).await? {
+                    return replay(&existing, &hash);
+                }
+            }
+        }
+        let created = state.writer.create(Arc::clone(&new_order)).await;
+        let inserted = match created {
+            Ok(inserted) => inserted,
+            Err(store::StoreError::Database(sqlx::Error::Database(e)))
+                if e.is_unique_violation() =>
+            {
+                false
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !inserted {
+            if key.is_none() {
+                return Err(ApiError::internal("order insert conflicted without a key"));
+            }
+            continue;
+        }
+        crate::metrics::order_created();
+        tracing::info!(order_id = %id, customer_id = %order.customer_id, total = order.total,
+            currency = %order.currency, lines = order.items.0.len(), "order accepted");
+        return Ok(accepted(id, Status::Pending, false));
+    }
+    Err(ApiError::internal(
+        "idempotency key conflict could not be resolved",
+    ))
+}
+
+/// 422 `unknown_sku` naming `unknown`, unless it is empty.
+fn refuse_unknown(unknown: Vec<String>) -> Result<(), ApiError> {
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_sku",
+        format!("unknown SKU(s): {}", unknown.join(", ")),
+    )
+    .with_details(json!({"skus": unknown})))
+}
+
+/// The answer to an order that cannot be priced.
+fn price_error(e: pricing::PriceError, currency: &str) -> ApiError {
+    use pricing::PriceError;
+    match e {
+        PriceError::Unpriced(skus) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unpriced_sku",
+            format!("SKU(s) without a catalog price: {}", skus.join(", ")),
+        )
+        .with_details(json!({ "skus": skus })),
+        PriceError::Currency(skus) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "currency_mismatch",
+            format!(
+                "the order is in {currency}; SKU(s) priced in another currency: {}",
+                skus.iter()
+                    .map(|(s, c)| format!("{s} ({c})"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .with_details(json!({
+            "skus": skus.iter().map(|(s, c)| json!({"sku": s, "currency": c})).collect::<Vec<_>>()
+        })),
+        PriceError::Mismatch(lines) => ApiError::conflict(
+            "price_mismatch",
+            format!(
+                "unitPrice differs from the catalog price for SKU(s) {}; omit unitPrice or send the catalog price",
+                lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .with_details(json!({ "lines": lines })),
+        PriceError::TooLarge => ApiError::validation(vec![orderflow_service::error::FieldProblem::new(
+            "items",
+            "the order total is too large",
+        )]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys() {
+        let mut h = HeaderMap::new();
+        assert_eq!(idempotency_key(&h).expect("absent"), None);
+        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_static("k-1"));
+        assert_eq!(idempotency_key(&h).expect("ok"), Some("k-1".into()));
+        h.insert(IDEMPOTENCY_KEY, HeaderValue::from_static(""));
+        assert_eq!(
+            idempotency_key(&h).err().map(|e| e.status),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        let long = HeaderValue::from_str(&"k".repeat(201)).expect("header");
+        h.insert(IDEMPOTENCY_KEY, long);
+        assert!(idempotency_key(&h).is_err());
+        let max = HeaderValue::from_str(&"k".repeat(200)).expect("header");
+        h.insert(IDEMPOTENCY_KEY, max);
+        assert!(idempotency_key(&h).is_ok());
+    }
+
+    #[test]
+    fn metadata_from_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("x-user-id", HeaderValue::from_static("u-1"));
+        h.insert("x-session-id", HeaderValue::from_static("s-1"));
+        let m = request_metadata(&h).expect("ok");
+        assert_eq!(m.get("userId").map(String::as_str), Some("u-1"));
+        assert_eq!(m.get("sessionId").map(String::as_str), Some("s-1"));
+        h.insert("x-session-id", HeaderValue::from_static(""));
+        assert_eq!(request_metadata(&h).expect("ok").len(), 1);
+        let long = HeaderValue::from_str(&"u".repeat(201)).expect("header");
+        h.insert("x-user-id", long);
+        assert!(request_metadata(&h).is_err());
+    }
+
+    #[test]
+    fn timestamps_have_milliseconds_and_z() {
+        let t = DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("ts");
+        assert_eq!(rfc3339(&t), "2023-11-14T22:13:20.123Z");
+    }
+}
