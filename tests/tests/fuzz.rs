@@ -50,6 +50,9 @@ async fn schemathesis(
         .join("st");
     let base = stack.url(svc);
     let mut cmd = tokio::process::Command::new(&st);
+    // Its caches (`.schemathesis/`) go with the stack's logs, not into the
+    // working tree.
+    cmd.current_dir(har.parent().expect("the fuzz directory"));
     cmd.args(["run", &format!("{base}/openapi.json"), "--url", &base])
         .args(["--mode", mode, "--checks", checks])
         .args(["-n", &setting("ORDERFLOW_FUZZ_EXAMPLES", 10).to_string()])
