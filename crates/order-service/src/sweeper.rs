@@ -83,7 +83,8 @@ impl Sweeper {
                     if store::mark_stalled(&mut tx, order.id, now, now + timeout).await? {
                         tracing::warn!(order_id = %order.id, correlation_id = %order.id,
                             status = %order.status, deadline = %order.deadline_at.to_rfc3339(),
-                            "saga stalled after payment: waiting for its next step, not cancelling");
+                            "saga stalled (paid, or its cancellation waits for shipping's answer): \
+                            waiting for its next step, not cancelling");
                     }
                     continue;
                 }

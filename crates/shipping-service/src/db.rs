@@ -258,15 +258,16 @@ pub async fn existing(
     Ok(found.into_iter().collect())
 }
 
-/// Inserts a `VOIDED` tombstone unless the order has a row. `true` when
-/// the tombstone was inserted.
+/// Inserts a `VOIDED` tombstone unless the order has a row, recording the
+/// cancelling event `cause` (its saga, id and metadata). `true` when the
+/// tombstone was inserted.
 pub async fn insert_tombstone(
     conn: &mut PgConnection,
     order_id: &str,
-    correlation_id: &str,
-    event_id: Uuid,
-    metadata: &BTreeMap<String, String>,
+    cause: &orderflow_events::Envelope,
 ) -> Result<bool, sqlx::Error> {
+    let (correlation_id, event_id, metadata) =
+        (&cause.correlation_id, cause.event_id, &cause.metadata);
     let done = sqlx::query(
         "INSERT INTO shipments (order_id, status, correlation_id, last_event_id, metadata) \
          VALUES ($1, 'VOIDED', $2, $3, $4) ON CONFLICT (order_id) DO NOTHING",

@@ -50,15 +50,7 @@ impl Handler for OnOrderCancellationRequested {
             }
             .into()
         };
-        let answer: Event = if db::insert_tombstone(
-            tx,
-            order_id,
-            &env.correlation_id,
-            env.event_id,
-            &env.metadata,
-        )
-        .await?
-        {
+        let answer: Event = if db::insert_tombstone(tx, order_id, env).await? {
             tracing::info!(order_id, "cancellation before any shipment; tombstone left");
             cancelled(None)
         } else {

@@ -32,15 +32,7 @@ impl Handler for OrderCancelledHandler {
         let p = event.envelope.payload::<OrderCancelled>()?;
         let order_id = p.order_id.as_str();
         let env = &event.envelope;
-        if db::insert_tombstone(
-            tx,
-            order_id,
-            &env.correlation_id,
-            env.event_id,
-            &env.metadata,
-        )
-        .await?
-        {
+        if db::insert_tombstone(tx, order_id, env).await? {
             tracing::info!(
                 order_id,
                 "order cancelled before any shipment; tombstone left"
