@@ -1,0 +1,592 @@
+//! The I/O side of `orderctl load`: sending (here), stocking, settling and
+//! timelines (`reads`), the response types (`view`) and the text summary
+//! (`render`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use futures::stream::{self, StreamExt};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::schedule::{due_orders, is_declined, offset, planned_orders, Rng};
+use super::stats::{
+    by_send_time, hop_names, hops, percentiles, round1, Errors, LoaderUsage, RunConfig, Summary,
+    SAGA_LATENCY_DEFINITION,
+};
+use super::svg::{self, Point};
+use super::{plot_path, Args};
+
+mod reads;
+mod render;
+mod view;
+
+use reads::{loader_usage, settle, stock_skus, timeline_hops};
+pub(super) use render::render_text;
+use view::*;
+
+/// Statuses that end the automatic saga.
+const TERMINAL: [&str; 3] = ["SHIPPED", "DELIVERED", "CANCELLED"];
+/// The payment service's default PAYMENT_MAX_AMOUNT: larger totals are
+/// declined even with `tok_visa`.
+const DEFAULT_MAX_AMOUNT: i64 = 1_000_000;
+const PAGE: usize = 100;
+
+fn unix_now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn parse_ts_us(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.timestamp_micros())
+}
+
+/// One `POST /orders`.
+#[derive(Debug, Clone)]
+struct Record {
+    seq: u64,
+    declined: bool,
+    total: i64,
+    sent_unix_us: i64,
+    latency_ms: f64,
+    from_schedule_ms: Option<f64>,
+    /// The order id, or the error kind.
+    result: Result<String, String>,
+}
+
+/// What every sender shares.
+struct Shared {
+    client: reqwest::Client,
+    orders_url: String,
+    sent: AtomicU64,
+    accepted: AtomicU64,
+    errors: AtomicU64,
+    in_flight: AtomicU64,
+    records: Mutex<Vec<Record>>,
+    body: BodyTemplate,
+}
+
+/// What an order body is made of.
+#[derive(Debug, Clone)]
+struct BodyTemplate {
+    customer_id: String,
+    sku_prefix: String,
+    skus: u32,
+    max_lines: u32,
+    max_quantity: u32,
+    decline_share: f64,
+    seed: u64,
+}
+
+impl BodyTemplate {
+    fn sku(&self, n: u32) -> String {
+        format!("{}{}", self.sku_prefix, n + 1)
+    }
+
+    /// The catalog price of SKU `n` (minor units, EUR), set when the SKUs
+    /// are stocked and sent as each line's `unitPrice`: 100 to 999.
+    fn price(n: u32) -> i64 {
+        100 + i64::from(n.wrapping_mul(37) % 900)
+    }
+
+    /// The body of order `seq` (deterministic in seed and seq), whether it
+    /// is meant to be declined, and its total.
+    fn build(&self, seq: u64) -> (serde_json::Value, bool, i64) {
+        let mut rng = Rng::new(self.seed ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        rng.next_u64();
+        let lines = (1 + rng.below(u64::from(self.max_lines))).min(u64::from(self.skus));
+        let mut chosen: Vec<u32> = Vec::new();
+        while (chosen.len() as u64) < lines {
+            let n = rng.below(u64::from(self.skus)) as u32;
+            if !chosen.contains(&n) {
+                chosen.push(n);
+            }
+        }
+        let mut total = 0i64;
+        let items: Vec<serde_json::Value> = chosen
+            .iter()
+            .map(|&n| {
+                let quantity = 1 + rng.below(u64::from(self.max_quantity)) as i64;
+                let unit_price = BodyTemplate::price(n);
+                total += quantity * unit_price;
+                json!({"sku": self.sku(n), "quantity": quantity, "unitPrice": unit_price})
+            })
+            .collect();
+        let declined = is_declined(seq, self.decline_share);
+        let body = json!({
+            "customerId": self.customer_id,
+            "email": format!("load+{seq}@example.com"),
+            "currency": "EUR",
+            "items": items,
+            "shippingAddress": {"name": "Load Test", "line1": "Bench St 1", "city": "Berlin",
+                                "postalCode": "10115", "country": "DE"},
+            "paymentToken": if declined { "tok_chargeDeclined" } else { "tok_visa" },
+        });
+        (body, declined, total)
+    }
+}
+
+fn classify(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timeout".to_owned()
+    } else if e.is_connect() {
+        "connect".to_owned()
+    } else if e.is_body() || e.is_decode() {
+        "bad_response".to_owned()
+    } else {
+        "request".to_owned()
+    }
+}
+
+async fn send_one(shared: &Shared, seq: u64, scheduled: Option<Instant>) -> Record {
+    let (body, declined, total) = shared.body.build(seq);
+    shared.in_flight.fetch_add(1, Ordering::Relaxed);
+    shared.sent.fetch_add(1, Ordering::Relaxed);
+    let sent_unix_us = unix_now_us();
+    let t0 = Instant::now();
+    let result = match shared
+        .client
+        .post(&shared.orders_url)
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(resp) if resp.status() == reqwest::StatusCode::ACCEPTED => {
+            match resp.json::<Accepted>().await {
+                Ok(a) => Ok(a.order_id),
+                Err(e) => Err(classify(&e)),
+            }
+        }
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            match resp.json::<ErrorBody>().await {
+                Ok(b) => Err(format!("http_{status}_{}", b.code)),
+                Err(_) => Err(format!("http_{status}")),
+            }
+        }
+        Err(e) => Err(classify(&e)),
+    };
+    let done = Instant::now();
+    shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+    match &result {
+        Ok(_) => shared.accepted.fetch_add(1, Ordering::Relaxed),
+        Err(_) => shared.errors.fetch_add(1, Ordering::Relaxed),
+    };
+    Record {
+        seq,
+        declined,
+        total,
+        sent_unix_us,
+        latency_ms: (done - t0).as_secs_f64() * 1000.0,
+        from_schedule_ms: scheduled
+            .map(|s| done.saturating_duration_since(s).as_secs_f64() * 1000.0),
+        result,
+    }
+}
+
+fn push(shared: &Shared, r: Record) {
+    shared.records.lock().expect("records lock").push(r);
+}
+
+fn progress_bar(len: u64, args: &Args, template: &str) -> ProgressBar {
+    let target = if args.no_progress || !std::io::stderr().is_terminal() {
+        ProgressDrawTarget::hidden()
+    } else {
+        ProgressDrawTarget::stderr_with_hz(4)
+    };
+    let pb = ProgressBar::with_draw_target(Some(len), target);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb
+}
+
+/// Updates the bar (or prints a line every 10 s without a terminal) until
+/// aborted.
+fn spawn_send_progress(
+    shared: Arc<Shared>,
+    pb: ProgressBar,
+    start: Instant,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let mut window: std::collections::VecDeque<(Instant, u64)> = Default::default();
+        let mut last_line = Instant::now();
+        loop {
+            tick.tick().await;
+            let now = Instant::now();
+            let accepted = shared.accepted.load(Ordering::Relaxed);
+            window.push_back((now, accepted));
+            while window.len() > 5 {
+                window.pop_front();
+            }
+            let rate = match (window.front(), window.back()) {
+                (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) as f64 / (b.0 - a.0).as_secs_f64(),
+                _ => 0.0,
+            };
+            let msg = format!(
+                "sent {} accepted {} errors {} rate {:.0}/s in-flight {}",
+                shared.sent.load(Ordering::Relaxed),
+                accepted,
+                shared.errors.load(Ordering::Relaxed),
+                rate,
+                shared.in_flight.load(Ordering::Relaxed)
+            );
+            pb.set_position((now - start).as_secs());
+            if pb.is_hidden() {
+                if now - last_line >= Duration::from_secs(10) {
+                    eprintln!("[{:>4}s] {msg}", (now - start).as_secs());
+                    last_line = now;
+                }
+            } else {
+                pb.set_message(msg);
+            }
+        }
+    })
+}
+
+async fn send_phase(args: &Args, shared: &Arc<Shared>) -> anyhow::Result<()> {
+    let secs = args.duration.as_secs_f64().ceil() as u64;
+    let pb = progress_bar(secs, args, "sending [{bar:30}] {pos:>3}/{len}s  {msg}");
+    let start = Instant::now();
+    let reporter = spawn_send_progress(shared.clone(), pb.clone(), start);
+    match args.concurrency {
+        Some(n) => {
+            let end = start + args.duration;
+            let next = Arc::new(AtomicU64::new(0));
+            let mut workers = tokio::task::JoinSet::new();
+            for _ in 0..n {
+                let shared = shared.clone();
+                let next = next.clone();
+                workers.spawn(async move {
+                    while Instant::now() < end {
+                        let seq = next.fetch_add(1, Ordering::Relaxed);
+                        let r = send_one(&shared, seq, None).await;
+                        push(&shared, r);
+                    }
+                });
+            }
+            while let Some(r) = workers.join_next().await {
+                r.context("a sender task failed")?;
+            }
+        }
+        None => {
+            let rate = args.rate.unwrap_or(100);
+            let planned = planned_orders(rate, args.duration);
+            let slots = Arc::new(Semaphore::new(args.max_in_flight as usize));
+            let mut next = 0u64;
+            while next < planned {
+                tokio::time::sleep_until(start + offset(next, rate)).await;
+                let due = due_orders(start.elapsed(), rate, planned);
+                while next < due {
+                    let permit = slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .context("in-flight semaphore closed")?;
+                    let shared = shared.clone();
+                    let seq = next;
+                    let scheduled = start + offset(seq, rate);
+                    tokio::spawn(async move {
+                        let r = send_one(&shared, seq, Some(scheduled)).await;
+                        push(&shared, r);
+                        drop(permit);
+                    });
+                    next += 1;
+                }
+            }
+            // Every permit back = every request answered.
+            let _all = slots
+                .acquire_many(args.max_in_flight)
+                .await
+                .context("in-flight semaphore closed")?;
+        }
+    }
+    reporter.abort();
+    pb.finish_and_clear();
+    Ok(())
+}
+
+/// Whether an order ended as its payment token says it should.
+fn expected_outcome(rec: &Record, view: &OrderView) -> bool {
+    let declined = rec.declined || rec.total > DEFAULT_MAX_AMOUNT;
+    match view.status.as_str() {
+        "SHIPPED" | "DELIVERED" => !rec.declined,
+        "CANCELLED" => declined && view.reason_code.as_deref() == Some("PAYMENT_DECLINED"),
+        _ => false,
+    }
+}
+
+/// Runs the whole load and returns its summary (also writing the plot).
+pub(super) async fn run(args: &Args) -> anyhow::Result<Summary> {
+    let run_id = format!("{:x}", unix_now_us() / 1000 % 0xFFFF_FFFF);
+    let order_url = args.order_url.trim_end_matches('/').to_owned();
+    let args = &Args {
+        order_url: order_url.clone(),
+        ..args.clone()
+    };
+    let tpl = BodyTemplate {
+        customer_id: format!("load-{run_id}"),
+        sku_prefix: args
+            .sku_prefix
+            .clone()
+            .unwrap_or_else(|| format!("LOAD-{run_id}-")),
+        skus: args.skus,
+        max_lines: args.max_lines,
+        max_quantity: args.max_quantity,
+        decline_share: args.decline_share,
+        seed: args.seed,
+    };
+    if i64::from(args.max_lines) * i64::from(args.max_quantity) * 999 > DEFAULT_MAX_AMOUNT {
+        eprintln!(
+            "note: orders may exceed {DEFAULT_MAX_AMOUNT} minor units; the payment service declines \
+             those (PAYMENT_MAX_AMOUNT) even with tok_visa"
+        );
+    }
+    let token = match &args.token {
+        Some(t) => t.clone(),
+        None => args.key.mint(
+            "orderctl-load",
+            &[
+                orderflow_service::Role::Service,
+                orderflow_service::Role::Operator,
+            ],
+            Duration::from_secs(86_400),
+        )?,
+    };
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}")
+            .parse()
+            .context("the token is not a valid header value")?,
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .timeout(args.request_timeout)
+        .connect_timeout(Duration::from_secs(5))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .tcp_nodelay(true)
+        .build()
+        .context("building the HTTP client")?;
+
+    eprintln!(
+        "stocking {} SKUs ({}1..{}) with {} units each",
+        tpl.skus, tpl.sku_prefix, tpl.skus, args.stock
+    );
+    stock_skus(args, &client, &tpl).await?;
+
+    let (mode, what) = match args.concurrency {
+        Some(c) => ("concurrency", format!("{c} concurrent senders")),
+        None => ("rate", format!("{} orders/s", args.rate.unwrap_or(100))),
+    };
+    eprintln!(
+        "sending {what} for {:?} (customer {}, {:.1}% declined)",
+        args.duration,
+        tpl.customer_id,
+        args.decline_share * 100.0
+    );
+    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        orders_url: format!("{order_url}/orders"),
+        sent: AtomicU64::new(0),
+        accepted: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
+        records: Mutex::new(Vec::new()),
+        body: tpl.clone(),
+    });
+    send_phase(args, &shared).await?;
+    let mut records = std::mem::take(&mut *shared.records.lock().expect("records lock"));
+    records.sort_by_key(|r| r.seq);
+    let accepted_ids: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.result.as_ref().ok().cloned())
+        .collect();
+    let accepted = accepted_ids.len();
+    eprintln!(
+        "sent {}, accepted {accepted}; waiting up to {:?} for every order to finish its saga",
+        records.len(),
+        args.settle_timeout
+    );
+    let (orders, settled) = settle(args, &client, &tpl.customer_id, &accepted_ids).await?;
+
+    // ---- evaluate
+    let mut errors = Errors::default();
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut post = Vec::new();
+    let mut post_sched = Vec::new();
+    let mut saga = Vec::new();
+    let mut cancel = Vec::new();
+    let mut points = Vec::new();
+    let mut shipped: Vec<(&Record, &str, i64)> = Vec::new();
+    let first_sent = records.iter().map(|r| r.sent_unix_us).min().unwrap_or(0);
+    let last_sent = records.iter().map(|r| r.sent_unix_us).max().unwrap_or(0);
+    let mut last_terminal = first_sent;
+    let mut completed = 0u64;
+    for r in &records {
+        post.push(r.latency_ms);
+        if let Some(s) = r.from_schedule_ms {
+            post_sched.push(s);
+        }
+        let id = match &r.result {
+            Ok(id) => id,
+            Err(kind) => {
+                errors.add(kind);
+                continue;
+            }
+        };
+        let Some(view) = orders.get(id) else {
+            errors.add("missing_from_order_list");
+            continue;
+        };
+        let key = match &view.reason_code {
+            Some(code) if view.status == "CANCELLED" => format!("CANCELLED/{code}"),
+            _ => view.status.clone(),
+        };
+        *outcomes.entry(key.clone()).or_default() += 1;
+        if !TERMINAL.contains(&view.status.as_str()) {
+            errors.add(&format!("not_terminal_{}", view.status));
+            continue;
+        }
+        if !expected_outcome(r, view) {
+            errors.add(&format!(
+                "unexpected_outcome_{}{}",
+                key.replace('/', "_"),
+                if r.declined {
+                    "_for_declined_token"
+                } else {
+                    ""
+                }
+            ));
+        }
+        let Some(updated) = parse_ts_us(&view.updated_at) else {
+            errors.add("bad_updated_at");
+            continue;
+        };
+        completed += 1;
+        last_terminal = last_terminal.max(updated);
+        let latency = (updated - r.sent_unix_us) as f64 / 1000.0;
+        let cancelled = view.status == "CANCELLED";
+        if view.status == "SHIPPED" {
+            saga.push(latency);
+            shipped.push((r, id.as_str(), updated));
+        } else if cancelled {
+            cancel.push(latency);
+        }
+        points.push(Point {
+            at_s: (r.sent_unix_us - first_sent) as f64 / 1e6,
+            latency_ms: latency,
+            cancelled,
+        });
+    }
+
+    let (hop_samples, mut shipped_vs_updated, timeline_sample) = if args.timeline_sample > 0 {
+        eprintln!(
+            "fetching {} timelines for the hop latencies",
+            (args.timeline_sample as usize).min(shipped.len())
+        );
+        timeline_hops(args, &client, &shipped).await
+    } else {
+        (BTreeMap::new(), Vec::new(), 0)
+    };
+    let hop_latency_ms = hop_samples
+        .into_iter()
+        .filter_map(|(k, mut v)| Some((k, percentiles(&mut v)?)))
+        .collect();
+
+    let send_duration_s = args
+        .duration
+        .as_secs_f64()
+        .max((last_sent - first_sent) as f64 / 1e6);
+    let window_s = (last_terminal - first_sent) as f64 / 1e6;
+    let saga_by_send_time = by_send_time(
+        &points
+            .iter()
+            .filter(|p| !p.cancelled)
+            .map(|p| (p.at_s, p.latency_ms))
+            .collect::<Vec<_>>(),
+        args.duration.as_secs_f64(),
+        6,
+    );
+    let saga_p = percentiles(&mut saga);
+    let title = format!(
+        "orderctl load: {what} for {:.0} s, {} orders, saga p50 {} / p99 {} ms",
+        args.duration.as_secs_f64(),
+        records.len(),
+        saga_p.map(|p| p.p50).unwrap_or(f64::NAN),
+        saga_p.map(|p| p.p99).unwrap_or(f64::NAN),
+    );
+    let plot = plot_path(&args.out);
+    if let Some(dir) = plot.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(&plot, svg::render(&points, saga_p.as_ref(), &title))
+        .with_context(|| format!("writing {}", plot.display()))?;
+
+    Ok(Summary {
+        schema: "orderflow-load-summary/1",
+        started_at,
+        config: RunConfig {
+            mode,
+            rate: if args.concurrency.is_none() {
+                Some(args.rate.unwrap_or(100))
+            } else {
+                None
+            },
+            concurrency: args.concurrency,
+            duration_s: args.duration.as_secs_f64(),
+            skus: args.skus,
+            stock_per_sku: args.stock,
+            sku_prefix: tpl.sku_prefix.clone(),
+            customer_id: tpl.customer_id.clone(),
+            decline_share: args.decline_share,
+            max_lines: args.max_lines,
+            max_quantity: args.max_quantity,
+            order_url,
+            inventory_url: args.inventory_url.clone(),
+        },
+        sent: records.len() as u64,
+        accepted: accepted as u64,
+        send_duration_s: round1(send_duration_s),
+        accepted_per_sec: round1(accepted as f64 / send_duration_s),
+        completed,
+        orders_per_sec: if window_s > 0.0 {
+            round1(completed as f64 / window_s)
+        } else {
+            0.0
+        },
+        drain_s: round1(((last_terminal - last_sent) as f64 / 1e6).max(0.0)),
+        settled,
+        outcomes,
+        post_latency_ms: percentiles(&mut post),
+        post_latency_from_schedule_ms: percentiles(&mut post_sched),
+        saga_latency_ms: saga_p,
+        saga_latency_definition: SAGA_LATENCY_DEFINITION,
+        saga_latency_by_send_time_ms: saga_by_send_time,
+        cancel_latency_ms: percentiles(&mut cancel),
+        hop_latency_ms,
+        hop_order: hop_names(),
+        timeline_sample,
+        shipped_event_minus_updated_at_ms: percentiles(&mut shipped_vs_updated),
+        errors,
+        loader: loader_usage(),
+        plot: Some(plot.display().to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests;
