@@ -6,33 +6,10 @@ use super::*;
 /// The events of a batch for two orders (`a` gets paid before its stock is
 /// reserved; `b` only reserved), in record order.
 fn batch_for(a: (&OrderRow, &Envelope), b: (&OrderRow, &Envelope)) -> Vec<ConsumedEvent> {
-    let reserved = |o: &OrderRow| -> Event {
-        InventoryReserved {
-            order_id: o.id.to_string(),
-            items: stock("SKU-1"),
-            customer_id: "c-db".into(),
-            email: "db@example.com".into(),
-            total: 200,
-            currency: "EUR".into(),
-            payment_token: "tok_visa".into(),
-            shipping_address: o.shipping_address.0.clone(),
-        }
-        .into()
-    };
-    let paid = PaymentProcessed {
-        order_id: a.0.id.to_string(),
-        payment_id: format!("pay-{}", a.0.id),
-        amount: 200,
-        currency: "EUR".into(),
-        customer_id: "c-db".into(),
-        email: "db@example.com".into(),
-        shipping_address: a.0.shipping_address.0.clone(),
-        items: stock("SKU-1"),
-    };
     vec![
-        consumed(a.1, paid.into()),
-        consumed(b.1, reserved(b.0)),
-        consumed(a.1, reserved(a.0)),
+        consumed(a.1, paid_event(a.0, format!("pay-{}", a.0.id))),
+        consumed(b.1, reserved_event(b.0)),
+        consumed(a.1, reserved_event(a.0)),
     ]
 }
 

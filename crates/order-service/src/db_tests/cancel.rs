@@ -49,44 +49,12 @@ async fn payload_of(pool: &PgPool, id: Uuid, event_type: &str) -> serde_json::Va
 /// Reserved and paid.
 async fn paid_order(pool: &PgPool, h: &OrderEvents) -> (OrderRow, Envelope) {
     let (o, created) = new_order(pool).await;
-    let oid = o.id.to_string();
-    let addr = o.shipping_address.0.clone();
-    deliver(
-        pool,
-        h,
-        &created,
-        InventoryReserved {
-            order_id: oid.clone(),
-            items: stock("SKU-1"),
-            customer_id: "c-db".into(),
-            email: "db@example.com".into(),
-            total: 200,
-            currency: "EUR".into(),
-            payment_token: "tok_visa".into(),
-            shipping_address: addr.clone(),
-        }
-        .into(),
-    )
-    .await
-    .expect("reserved");
-    deliver(
-        pool,
-        h,
-        &created,
-        PaymentProcessed {
-            order_id: oid,
-            payment_id: "pay-1".into(),
-            amount: 200,
-            currency: "EUR".into(),
-            customer_id: "c-db".into(),
-            email: "db@example.com".into(),
-            shipping_address: addr,
-            items: stock("SKU-1"),
-        }
-        .into(),
-    )
-    .await
-    .expect("paid");
+    deliver(pool, h, &created, reserved_event(&o))
+        .await
+        .expect("reserved");
+    deliver(pool, h, &created, paid_event(&o, "pay-1".into()))
+        .await
+        .expect("paid");
     assert_eq!(order(pool, o.id).await.status, Status::Paid);
     (o, created)
 }

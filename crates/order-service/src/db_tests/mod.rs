@@ -239,6 +239,36 @@ fn handler() -> OrderEvents {
     }
 }
 
+/// `InventoryReserved` for the order `o` (as `order_row` makes them).
+fn reserved_event(o: &OrderRow) -> Event {
+    InventoryReserved {
+        order_id: o.id.to_string(),
+        items: stock("SKU-1"),
+        customer_id: "c-db".into(),
+        email: "db@example.com".into(),
+        total: 200,
+        currency: "EUR".into(),
+        payment_token: "tok_visa".into(),
+        shipping_address: o.shipping_address.0.clone(),
+    }
+    .into()
+}
+
+/// `PaymentProcessed` for the order `o` with `payment_id`.
+fn paid_event(o: &OrderRow, payment_id: String) -> Event {
+    PaymentProcessed {
+        order_id: o.id.to_string(),
+        payment_id,
+        amount: 200,
+        currency: "EUR".into(),
+        customer_id: "c-db".into(),
+        email: "db@example.com".into(),
+        shipping_address: o.shipping_address.0.clone(),
+        items: stock("SKU-1"),
+    }
+    .into()
+}
+
 fn stock(sku: &str) -> Vec<StockLine> {
     vec![StockLine {
         sku: sku.into(),
@@ -253,45 +283,14 @@ async fn out_of_order_facts_drive_the_saga_to_delivered() {
     let h = handler();
     let (o, created) = new_order(&pool).await;
     let oid = o.id.to_string();
-    let addr = o.shipping_address.0.clone();
     // Payment overtakes the reservation.
-    let paid = deliver(
-        &pool,
-        &h,
-        &created,
-        PaymentProcessed {
-            order_id: oid.clone(),
-            payment_id: "pay-1".into(),
-            amount: 200,
-            currency: "EUR".into(),
-            customer_id: "c-db".into(),
-            email: "db@example.com".into(),
-            shipping_address: addr.clone(),
-            items: stock("SKU-1"),
-        }
-        .into(),
-    )
-    .await
-    .expect("paid");
+    let paid = deliver(&pool, &h, &created, paid_event(&o, "pay-1".into()))
+        .await
+        .expect("paid");
     assert_eq!(order(&pool, o.id).await.status, Status::Pending);
-    let reserved = deliver(
-        &pool,
-        &h,
-        &created,
-        InventoryReserved {
-            order_id: oid.clone(),
-            items: stock("SKU-1"),
-            customer_id: "c-db".into(),
-            email: "db@example.com".into(),
-            total: 200,
-            currency: "EUR".into(),
-            payment_token: "tok_visa".into(),
-            shipping_address: addr,
-        }
-        .into(),
-    )
-    .await
-    .expect("reserved");
+    let reserved = deliver(&pool, &h, &created, reserved_event(&o))
+        .await
+        .expect("reserved");
     let row = order(&pool, o.id).await;
     assert_eq!(row.status, Status::Paid);
     assert_eq!(row.payment_id.as_deref(), Some("pay-1"));
