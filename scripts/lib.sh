@@ -30,6 +30,16 @@ BROKER_NAME="nisshi"
 BROKER_VERSION="0.8.1"
 BROKER_FEATURES="libsql"
 BROKER_RUSTC="1.96"
+# The crates the broker is built from, as published on crates.io, with the
+# registry's sha256: the binary's crate first, then the ones that
+# third_party/nisshi/*.patch change (each patched crate replaces the
+# registry's through [patch.crates-io]; third_party/nisshi/README.md says
+# what each patch does and why).
+BROKER_CRATES=(
+  "nisshi 0.8.1 a357efb09b95f96964366d41b030341aa9c729544ae4dd9cdd012d7ef8e19a52"
+  "nisshi-storage 0.8.1 86f02c7bef648d9e8b00f9f6277f5bfad9e4a401db14c13e83e8d1f9b70ada4c"
+)
+BROKER_PATCHES="$ROOT/third_party/nisshi"
 
 # Processes started by start_bg (PID, name and log file, same index).
 ORDERFLOW_PIDS=()
@@ -388,16 +398,17 @@ _rustc_at_least() {
   ((major > want_major || (major == want_major && minor >= want_minor)))
 }
 
-# ensure_broker: set BROKER_BIN to a nisshi $BROKER_VERSION binary (the
-# Kafka-protocol broker of local runs): $BROKER_BIN if it is already
-# executable, else the cached one, else build it into the cache (once;
-# concurrent runs wait on a lock). Built with the SQLite engine only
-# (--no-default-features --features libsql): the memory engine (feature
-# dynostore) lists every batch of a partition on each fetch, so nothing
-# here uses it. nisshi 0.7 and later need rustc
-# $BROKER_RUSTC or newer: the default toolchain builds it when it is new
-# enough, else the nightly one (`cargo +nightly`); with neither, a clear
-# error says what to install.
+# ensure_broker: set BROKER_BIN to the broker of local runs: $BROKER_BIN if
+# it is already executable, else the cached build, else build it into the
+# cache (once per version and set of patches; concurrent runs wait on a
+# lock). The build downloads the crates in BROKER_CRATES from crates.io,
+# checks their sha256, applies third_party/nisshi/*.patch and compiles with
+# the SQLite engine only (--no-default-features --features libsql), keeping
+# its target directory so that a changed patch rebuilds only what it
+# touches. nisshi 0.7 and later need rustc $BROKER_RUSTC or newer: the
+# default toolchain builds it when it is new enough, else the nightly one
+# (`cargo +nightly`); with neither, a clear error says what to install.
+# $CACHE/broker/nisshi links to the current build.
 ensure_broker() {
   if [[ -n "${BROKER_BIN:-}" && -x "${BROKER_BIN}" ]]; then
     export BROKER_BIN
@@ -406,38 +417,76 @@ ensure_broker() {
   if [[ -n "${BROKER_BIN:-}" ]]; then
     warn "BROKER_BIN=$BROKER_BIN is not executable; using the cached $BROKER_NAME"
   fi
-  local root="$CACHE/$BROKER_NAME-$BROKER_VERSION"
+  local key
+  key="$(
+    {
+      printf '%s\n' "$BROKER_FEATURES" "${BROKER_CRATES[@]}"
+      cat "$BROKER_PATCHES"/*.patch
+    } | sha256sum | cut -c1-12
+  )"
+  local root="$CACHE/broker/$BROKER_NAME-$BROKER_VERSION-$key"
   BROKER_BIN="$root/bin/$BROKER_NAME"
-  if [[ -x "$BROKER_BIN" ]]; then
-    export BROKER_BIN
-    return 0
+  if [[ ! -x "$BROKER_BIN" ]]; then
+    _build_broker "$root" "$key"
   fi
-  local need_major need_minor toolchain=""
+  ln -sfn "$BROKER_BIN" "$CACHE/broker/$BROKER_NAME"
+  export BROKER_BIN
+}
+
+# _build_broker ROOT KEY: build the patched broker into ROOT/bin (see
+# ensure_broker).
+_build_broker() {
+  local root="$1" key="$2" need_major need_minor toolchain=""
   IFS=. read -r need_major need_minor <<<"$BROKER_RUSTC"
   if ! _rustc_at_least "" "$need_major" "$need_minor"; then
     _rustc_at_least nightly "$need_major" "$need_minor" ||
       die "$BROKER_NAME $BROKER_VERSION needs rustc $BROKER_RUSTC or newer: the default toolchain is $(rustc --version 2>/dev/null | awk '{print $2}') and no nightly toolchain that new is installed. Install one (rustup toolchain install nightly --profile minimal), or point BROKER_BIN at a $BROKER_NAME binary"
     toolchain=nightly
   fi
-  mkdir -p "$CACHE"
-  local lock="$CACHE/$BROKER_NAME.lock" logfile="$CACHE/$BROKER_NAME-cargo-install.log"
+  mkdir -p "$CACHE/broker"
+  local lock="$CACHE/broker/build.lock" logfile="$CACHE/broker/build.log"
   (
     if ! flock -n 9; then
-      log "another process is installing $BROKER_NAME (lock $lock); waiting for it"
+      log "another process is building $BROKER_NAME (lock $lock); waiting for it"
       flock 9
     fi
-    if [[ -x "$BROKER_BIN" ]]; then
+    if [[ -x "$root/bin/$BROKER_NAME" ]]; then
       exit 0
     fi
-    log "installing $BROKER_NAME $BROKER_VERSION into $root with cargo ${toolchain:++$toolchain}"
+    set -euo pipefail
+    local src="$CACHE/broker/src-$key" spec name version sha file patched=()
+    rm -rf "$CACHE/broker"/src-*
+    mkdir -p "$src"
+    for spec in "${BROKER_CRATES[@]}"; do
+      read -r name version sha <<<"$spec"
+      file="$CACHE/broker/crates/$name-$version.crate"
+      if [[ ! -f "$file" ]] || ! echo "$sha  $file" | sha256sum -c --status; then
+        mkdir -p "$CACHE/broker/crates"
+        log "downloading $name $version from crates.io"
+        curl -sSfL --retry 3 -o "$file.part" "https://static.crates.io/crates/$name/$name-$version.crate"
+        mv "$file.part" "$file"
+      fi
+      echo "$sha  $file" | sha256sum -c --status ||
+        die "$file does not have the sha256 pinned in scripts/lib.sh ($sha)"
+      tar -xzf "$file" -C "$src"
+      [[ "$name" == "$BROKER_NAME" ]] || patched+=("$name = { path = \"../$name-$version\" }")
+    done
+    local patch
+    for patch in "$BROKER_PATCHES"/*.patch; do
+      (cd "$src" && git apply -p1 "$patch") ||
+        die "$patch does not apply to the $BROKER_NAME $BROKER_VERSION crates"
+    done
+    printf '\n[patch.crates-io]\n%s\n' "${patched[@]}" >>"$src/$BROKER_NAME-$BROKER_VERSION/Cargo.toml"
+    log "building $BROKER_NAME $BROKER_VERSION with $(ls "$BROKER_PATCHES"/*.patch | wc -l) patch(es) into $root with cargo ${toolchain:++$toolchain}"
     log "this compiles from source and takes ~20 minutes on 2 cores, once; later runs reuse the cached binary"
-    # Build in cargo's own temporary target dir, not in the workspace's.
-    env -u CARGO_TARGET_DIR cargo ${toolchain:++$toolchain} install "$BROKER_NAME" \
-      --version "$BROKER_VERSION" --locked --no-default-features --features "$BROKER_FEATURES" \
-      --root "$root" 2>&1 | tee "$logfile" >&2
-  ) 9>"$lock" || die "installing $BROKER_NAME failed (log: $logfile)"
-  [[ -x "$BROKER_BIN" ]] || die "$BROKER_NAME install finished but $BROKER_BIN is missing (log: $logfile)"
-  export BROKER_BIN
+    # Its own target dir, not the workspace's: a patch change rebuilds only
+    # the crates it touches.
+    CARGO_TARGET_DIR="$CACHE/broker/target" cargo ${toolchain:++$toolchain} build --release \
+      --manifest-path "$src/$BROKER_NAME-$BROKER_VERSION/Cargo.toml" \
+      --no-default-features --features "$BROKER_FEATURES" --bin "$BROKER_NAME" 2>&1 | tee "$logfile" >&2
+    install -D -m 0755 "$CACHE/broker/target/release/$BROKER_NAME" "$root/bin/$BROKER_NAME"
+  ) 9>"$lock" || die "building $BROKER_NAME failed (log: $logfile)"
+  [[ -x "$root/bin/$BROKER_NAME" ]] || die "$BROKER_NAME build finished but $root/bin/$BROKER_NAME is missing (log: $logfile)"
 }
 
 # start_broker PORT STORAGE_URL WORKDIR LOGFILE: start the broker on

@@ -28,8 +28,8 @@ pub fn registry_url() -> String {
 }
 
 /// The broker binary for stacks with a broker of their own (`BROKER_BIN`,
-/// which `scripts/test` exports, else the cached nisshi build of the
-/// scripts).
+/// which `scripts/test` exports, else the link to the scripts' current
+/// nisshi build).
 pub fn broker_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("BROKER_BIN").filter(|s| !s.is_empty()) {
         return PathBuf::from(bin);
@@ -41,7 +41,7 @@ pub fn broker_bin() -> PathBuf {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
                 .join(".cache/orderflow")
         });
-    cache.join("nisshi-0.8.1/bin/nisshi")
+    cache.join("broker/nisshi")
 }
 
 /// A file of the development key pair (`deploy/dev-keys/`).

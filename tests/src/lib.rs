@@ -20,7 +20,7 @@
 //! | `ORDERFLOW_E2E_TIMEOUT_SECS` | `90`: deadline of one saga wait |
 //! | `ORDERFLOW_E2E_PARTITIONS` | unset: the real partition counts; a number overrides every topic's |
 //! | `ORDERFLOW_E2E_RUST_LOG` | `info`: `RUST_LOG` of the services |
-//! | `BROKER_BIN` | `~/.cache/orderflow/nisshi-0.8.1/bin/nisshi`: the broker of stacks with one of their own ([`StackOptions::own_broker`]) |
+//! | `BROKER_BIN` | `~/.cache/orderflow/broker/nisshi`: the broker of stacks with one of their own ([`StackOptions::own_broker`]) |
 //!
 //! Run: `scripts/test -E 'package(orderflow-e2e)'` (starts the
 //! infrastructure, builds the binaries), or against running infrastructure

@@ -11,6 +11,7 @@
 
 mod batching;
 mod broker_outage;
+mod broker_wake;
 mod duplicates;
 mod helpers;
 mod lanes;
@@ -19,5 +20,6 @@ mod own_broker;
 mod poison;
 mod relay_crash;
 mod relay_pipeline;
+mod retention;
 mod round_trip;
 mod shared_workers;

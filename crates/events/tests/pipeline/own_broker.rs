@@ -16,11 +16,18 @@ use crate::helpers::WAIT;
 pub struct OwnBroker {
     pub port: u16,
     dir: PathBuf,
+    storage: String,
     child: Option<Child>,
 }
 
 impl OwnBroker {
     pub async fn start() -> Self {
+        Self::start_on("sqlite://broker.db").await
+    }
+
+    /// Starts a broker on `storage` (a `sqlite://` URL relative to its
+    /// directory, with the broker's options as its query).
+    pub async fn start_on(storage: &str) -> Self {
         let port = {
             let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
             l.local_addr().expect("addr").port()
@@ -31,6 +38,7 @@ impl OwnBroker {
         let mut b = Self {
             port,
             dir,
+            storage: storage.to_owned(),
             child: None,
         };
         b.restart().await;
@@ -47,7 +55,7 @@ impl OwnBroker {
         let bin = std::env::var("BROKER_BIN")
             .ok()
             .filter(|b| !b.is_empty())
-            .unwrap_or_else(|| "/root/.cache/orderflow/nisshi-0.8.1/bin/nisshi".to_owned());
+            .unwrap_or_else(|| "/root/.cache/orderflow/broker/nisshi".to_owned());
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -64,7 +72,7 @@ impl OwnBroker {
                 "--advertised-listener-url",
                 &url,
             ])
-            .args(["--storage-engine", "sqlite://broker.db"])
+            .args(["--storage-engine", &self.storage])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
