@@ -385,6 +385,37 @@ recreate_database() {
     die "could not create database $name"
 }
 
+# grant_service_roles SERVICE DB: the least-privilege roles of SERVICE
+# (orderflow_SERVICE_owner runs the migrations, orderflow_SERVICE_app runs
+# the service and may only read and write rows) for database DB, made by
+# deploy/postgres/service-roles.sql, the same SQL compose and the end-to-end
+# tests use. Their development passwords are their names. Stacks starting
+# at once share the roles, so a concurrent change is retried.
+grant_service_roles() {
+  local svc="$1" db="$2" owner="orderflow_$1_owner" app="orderflow_$1_app" attempt out
+  _pg_check_name "$db"
+  _pg_check_name "$owner"
+  for attempt in 1 2 3 4 5; do
+    if out="$(PGOPTIONS="-c client_min_messages=warning" psql "$(pg_url_for_db "$db")" -X -q \
+      -v ON_ERROR_STOP=1 -v db="$db" -v owner="$owner" -v app="$app" \
+      -v owner_password="$owner" -v app_password="$app" \
+      -f "$ROOT/deploy/postgres/service-roles.sql" 2>&1)"; then
+      return 0
+    fi
+    [[ "$out" == *"already exists"* || "$out" == *"concurrently updated"* || "$out" == *"duplicate key"* ]] || break
+    sleep "0.$attempt"
+  done
+  die "could not set up the roles of $svc on $db: $out"
+}
+
+# pg_url_as ROLE DB: ORDERFLOW_PG_URL's server and options, database DB,
+# as ROLE with its development password (its name).
+pg_url_as() {
+  pg_url_parts "$ORDERFLOW_PG_URL"
+  local hostport="${PG_AUTHORITY##*@}"
+  printf '%s://%s:%s@%s/%s%s\n' "$PG_SCHEME" "$1" "$1" "$hostport" "$2" "$PG_QUERY"
+}
+
 # ---------------------------------------------------------------- broker
 
 # _rustc_at_least TOOLCHAIN MAJOR MINOR: true if `rustc +TOOLCHAIN` (the
@@ -742,8 +773,10 @@ start_services() {
     else
       ensure_database "$db"
     fi
+    grant_service_roles "$name" "$db"
     start_bg "$name-service" "$log_dir/$name-service.log" "$ROOT" \
-      env DATABASE_URL="$(pg_url_for_db "$db")" \
+      env DATABASE_URL="$(pg_url_as "orderflow_${name}_app" "$db")" \
+      MIGRATION_DATABASE_URL="$(pg_url_as "orderflow_${name}_owner" "$db")" \
       KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" \
       SCHEMA_REGISTRY_URL="$SCHEMA_REGISTRY_URL" \
       HTTP_HOST="${ORDERFLOW_HTTP_HOST:-127.0.0.1}" HTTP_PORT="$port" \

@@ -14,6 +14,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::Mutex;
 
 mod own;
+pub mod roles;
 mod services;
 
 use crate::env;
@@ -296,7 +297,9 @@ impl Stack {
                 .execute(&mut conn)
                 .await
                 .with_context(|| format!("creating database {db}"))?;
-            database_urls.insert(svc, database_url(&admin, &db)?);
+            let url = database_url(&admin, &db)?;
+            roles::grant(&url, &db, svc).await?;
+            database_urls.insert(svc, url);
         }
         conn.close().await.ok();
 
@@ -373,7 +376,14 @@ impl Stack {
             ports.insert(svc, port);
             let mut vars: Vec<(String, String)> = topic_env.clone();
             vars.extend([
-                ("DATABASE_URL".into(), database_urls[&svc].clone()),
+                (
+                    "DATABASE_URL".into(),
+                    roles::as_role(&database_urls[&svc], &roles::app(svc))?,
+                ),
+                (
+                    "MIGRATION_DATABASE_URL".into(),
+                    roles::as_role(&database_urls[&svc], &roles::owner(svc))?,
+                ),
                 (
                     "DATABASE_MAX_CONNECTIONS".into(),
                     options.database_max_connections.to_string(),
@@ -517,7 +527,8 @@ impl Stack {
         self.smtp_port
     }
 
-    /// Database URL of a service.
+    /// Database URL of a service, as the admin (the service itself runs
+    /// as [`roles::app`]).
     pub fn database_url(&self, svc: Service) -> &str {
         &self.database_urls[&svc]
     }

@@ -40,7 +40,13 @@ pub use topics::{Stream, TopicCatalog, TopicSpec};
 /// migrations; both share `_sqlx_migrations`, so versions this crate does not
 /// know are ignored (and services must ignore this crate's versions too).
 pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    migrator().run(pool).await
+}
+
+/// This crate's migrations (outbox, inbox and the rest of the machinery), as
+/// [`migrate`] applies them beside a service's own.
+pub fn migrator() -> sqlx::migrate::Migrator {
     let mut migrator = sqlx::migrate!();
     migrator.set_ignore_missing(true);
-    migrator.run(pool).await
+    migrator
 }

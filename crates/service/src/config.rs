@@ -14,6 +14,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// What a service does with its database migrations when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Migrations {
+    /// Apply the ones not applied yet (as `MIGRATION_DATABASE_URL`'s role
+    /// when it is set, else as `DATABASE_URL`'s).
+    Apply,
+    /// Only check that every one is applied, and refuse to start if not:
+    /// for a runtime role that may not change the schema, where a migration
+    /// job (`--migrate-only`) applies them.
+    Verify,
+}
+
 /// Settings that were renamed, old name first. A process that finds an old
 /// name in its environment refuses to start and names the new one, instead
 /// of silently running with the default.
@@ -44,6 +56,18 @@ pub struct CommonConfig {
     /// [default: postgres://postgres@127.0.0.1:5432/<service>_service].
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+
+    /// PostgreSQL URL of the role that owns the schema, used for the
+    /// migrations only; the service itself runs as `DATABASE_URL`'s role,
+    /// which needs only to read and write rows
+    /// (deploy/postgres/service-roles.sql) [default: `DATABASE_URL`].
+    #[arg(long, env = "MIGRATION_DATABASE_URL")]
+    pub migration_database_url: Option<String>,
+
+    /// At start, `apply` the migrations or only `verify` that they are
+    /// applied (a migration job applies them).
+    #[arg(long, env = "DATABASE_MIGRATIONS", value_enum, default_value_t = Migrations::Apply)]
+    pub migrations: Migrations,
 
     /// Most connections in the database pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10,

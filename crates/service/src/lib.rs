@@ -10,7 +10,10 @@
 //!   line, and OpenTelemetry spans exported over OTLP/HTTP when
 //!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set ([`telemetry`]);
 //! - connecting to PostgreSQL (waiting while it is unavailable) and running
-//!   the shared outbox/inbox migrations plus the service's own;
+//!   the shared outbox/inbox migrations plus the service's own, as the
+//!   schema owner's role (`MIGRATION_DATABASE_URL`) when one is given, or
+//!   only checking that a migration job applied them
+//!   (`DATABASE_MIGRATIONS=verify`, [`migrations`]);
 //! - the outbox relay, the consumer and the background tasks;
 //! - `/health/live`, `/health/ready` (the database), `/health/detail`
 //!   (database, broker, registry, consumer, outbox), `/metrics`
@@ -31,6 +34,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod limits;
+pub mod migrations;
 pub mod runtime;
 pub mod telemetry;
 

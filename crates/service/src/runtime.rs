@@ -20,7 +20,7 @@ use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CommonConfig, LogFormat};
+use crate::config::{CommonConfig, LogFormat, Migrations};
 use crate::error::{method_not_allowed_fallback, not_found_fallback};
 use crate::extract::BODY_LIMIT;
 use crate::health::{self, Probes};
@@ -152,43 +152,34 @@ where
     tokio::spawn(signal_listener(shutdown.clone()));
 
     let database_url = config.database_url_or_default(spec.name);
-    let pool = connect(&database_url, config.database_max_connections, &shutdown).await?;
     let migrator = Migrator {
         migrations: spec.migrator.migrations.clone(),
         ignore_missing: true,
         locking: spec.migrator.locking,
         no_tx: spec.migrator.no_tx,
     };
-    let mut delay = Duration::from_millis(200);
-    loop {
-        let result = match orderflow_events::migrate(&pool).await {
-            Ok(()) => migrator.run(&pool).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => break,
-            Err(sqlx::migrate::MigrateError::Execute(e)) if transient(&e) => {
-                tracing::warn!(error = %e, "database busy while migrating; retrying");
-            }
-            Err(e) => {
-                return Err(
-                    anyhow::Error::new(e).context(format!("running the {} migrations", spec.name))
-                )
-            }
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => anyhow::bail!("stopped while waiting for the database"),
-            () = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
+    if config.migrate_only || config.migrations == Migrations::Apply {
+        let url = config
+            .migration_database_url
+            .as_deref()
+            .unwrap_or(&database_url);
+        let owner = connect(url, 2, &shutdown).await?;
+        let applied = apply_migrations(&owner, &migrator, spec.name, &shutdown).await;
+        owner.close().await;
+        applied?;
     }
     if config.migrate_only {
         tracing::info!(
             service = spec.source,
             "migrations applied (--migrate-only); exiting"
         );
-        pool.close().await;
         return Ok(());
+    }
+    let pool = connect(&database_url, config.database_max_connections, &shutdown).await?;
+    if config.migrations == Migrations::Verify {
+        crate::migrations::verify(&pool, &[&orderflow_events::migrator(), &migrator])
+            .await
+            .with_context(|| format!("checking the {} migrations", spec.name))?;
     }
     let api_pool = match config.database_api_connections {
         0 => pool.clone(),
@@ -340,6 +331,37 @@ const IDLE_PING_AFTER: Duration = Duration::from_secs(10);
 
 /// Connects, waiting (with a log line per attempt) while the database is
 /// unreachable, until shutdown is requested.
+/// Applies the events crate's and the service's migrations, retrying while
+/// the database is busy.
+async fn apply_migrations(
+    pool: &PgPool,
+    migrator: &Migrator,
+    name: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let result = match orderflow_events::migrate(pool).await {
+            Ok(()) => migrator.run(pool).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(sqlx::migrate::MigrateError::Execute(e)) if transient(&e) => {
+                tracing::warn!(error = %e, "database busy while migrating; retrying");
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!("running the {name} migrations")))
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => anyhow::bail!("stopped while waiting for the database"),
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
 async fn connect(
     url: &str,
     max_connections: u32,
