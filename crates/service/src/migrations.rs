@@ -102,6 +102,38 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_real_database_is_checked_through_its_migrations_table() {
+        let db = orderflow_events::testing::TestDatabase::new().await;
+        let events = orderflow_events::migrator();
+        verify(&db.pool, &[&events])
+            .await
+            .expect("every events migration is applied");
+        let last = events.iter().map(|m| m.version).max().expect("a migration");
+        sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+            .bind(last)
+            .execute(&db.pool)
+            .await
+            .expect("forget one");
+        let e = verify(&db.pool, &[&events])
+            .await
+            .expect_err("a missing migration is refused");
+        let msg = format!("{e:#}");
+        assert!(
+            msg.contains(&format!("{last} (")) && msg.contains("is missing"),
+            "{msg}"
+        );
+        assert!(msg.contains("--migrate-only"), "says what to do: {msg}");
+        sqlx::query("DROP TABLE _sqlx_migrations")
+            .execute(&db.pool)
+            .await
+            .expect("drop the table");
+        let e = verify(&db.pool, &[&events])
+            .await
+            .expect_err("a database never migrated is refused");
+        assert!(format!("{e:#}").contains("is missing"), "{e:#}");
+    }
+
     #[test]
     fn an_empty_database_misses_everything() {
         let events = orderflow_events::migrator();
