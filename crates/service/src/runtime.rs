@@ -329,8 +329,6 @@ where
 /// A pooled connection idle for this long is pinged before it is used.
 const IDLE_PING_AFTER: Duration = Duration::from_secs(10);
 
-/// Connects, waiting (with a log line per attempt) while the database is
-/// unreachable, until shutdown is requested.
 /// Applies the events crate's and the service's migrations, retrying while
 /// the database is busy.
 async fn apply_migrations(
@@ -362,6 +360,8 @@ async fn apply_migrations(
     }
 }
 
+/// Connects, waiting (with a log line per attempt) while the database is
+/// unreachable, until shutdown is requested.
 async fn connect(
     url: &str,
     max_connections: u32,
