@@ -12,12 +12,12 @@
 //! See `docs/saga.md` for how this fits the saga.
 
 pub mod api;
+pub mod config;
 pub mod db;
+pub mod domain;
 pub mod handlers;
-pub mod ledger;
-pub mod reservation;
 
-use orderflow_service::{Context, Parts};
+use orderflow_service::{Context, Parts, ServiceSpec};
 
 /// `source` of the events this service emits, and its consumer group.
 pub const SOURCE: &str = "inventory-service";
@@ -26,8 +26,20 @@ pub const SOURCE: &str = "inventory-service";
 /// outbox and inbox).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
+/// Name, port, migrations and OpenAPI document, for
+/// [`orderflow_service::run`].
+pub fn spec() -> ServiceSpec {
+    ServiceSpec {
+        name: "inventory",
+        source: SOURCE,
+        default_port: 8082,
+        migrator: &MIGRATOR,
+        openapi: include_str!("../openapi.json"),
+    }
+}
+
 /// The service's routes and consumer.
-pub fn build(ctx: &Context) -> anyhow::Result<Parts> {
+pub fn build(ctx: &Context, _settings: &config::Settings) -> anyhow::Result<Parts> {
     let router = api::router(api::AppState {
         pool: ctx.api_pool.clone(),
         catalog: ctx.catalog.clone(),
@@ -36,7 +48,7 @@ pub fn build(ctx: &Context) -> anyhow::Result<Parts> {
     // each locking its rows in key order: see `handlers`.
     let consumer = ctx.consumer().on_each(
         &handlers::EVENT_TYPES,
-        handlers::InventoryEvents {
+        handlers::OnSagaEvents {
             catalog: ctx.catalog.clone(),
         },
     );

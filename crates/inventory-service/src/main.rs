@@ -1,19 +1,19 @@
 //! `inventory-service`: see the library crate for what it does.
 
 use clap::Parser;
-use inventory_service::{build, MIGRATOR, SOURCE};
-use orderflow_service::ServiceSpec;
+use inventory_service::{build, config::Settings, spec};
 
-/// The inventory service's settings (all shared; see `--help`).
 #[derive(Parser)]
 #[command(
     name = "inventory-service",
     version,
     about = "The orderflow inventory service: stock levels and reservations."
 )]
-struct Config {
+struct Cli {
     #[command(flatten)]
     common: orderflow_service::CommonConfig,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 /// mimalloc instead of the system allocator: under load glibc's `malloc`
@@ -23,17 +23,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
-    orderflow_service::run(
-        ServiceSpec {
-            name: "inventory",
-            source: SOURCE,
-            default_port: 8082,
-            migrator: &MIGRATOR,
-            openapi: include_str!("../openapi.json"),
-        },
-        config.common,
-        build,
-    )
-    .await
+    let cli = Cli::parse();
+    orderflow_service::run(spec(), cli.common, |ctx| build(ctx, &cli.settings)).await
 }

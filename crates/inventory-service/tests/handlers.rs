@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use inventory_service::handlers::InventoryEvents;
+use inventory_service::handlers::OnSagaEvents;
 use inventory_service::MIGRATOR;
 use orderflow_events::consumer::{ConsumedEvent, Handler};
 use orderflow_events::error::HandlerError;
@@ -136,8 +136,8 @@ async fn emitted(pool: &PgPool, order_id: &str) -> Vec<String> {
         .expect("outbox")
 }
 
-fn inventory() -> InventoryEvents {
-    InventoryEvents {
+fn inventory() -> OnSagaEvents {
+    OnSagaEvents {
         catalog: TopicCatalog::with_prefix(""),
     }
 }

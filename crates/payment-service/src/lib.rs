@@ -1,5 +1,5 @@
 //! The orderflow payment service: charges reserved orders through a
-//! simulated, deterministic gateway ([`gateway`]) and refunds cancelled ones.
+//! simulated, deterministic gateway ([`domain::gateway`]) and refunds cancelled ones.
 //!
 //! - `InventoryReserved` → `PaymentProcessed` or `PaymentFailed`, at most
 //!   once per order and never after a cancellation was seen.
@@ -10,26 +10,35 @@
 //! See `docs/saga.md` for how this fits the saga.
 
 pub mod api;
+pub mod config;
 pub mod db;
-pub mod gateway;
+pub mod domain;
 pub mod handlers;
 
 use orderflow_events::EventType;
-use orderflow_service::{Context, Parts};
+use orderflow_service::{Context, Parts, ServiceSpec};
 
 /// `source` of the events this service emits, and its consumer group.
 pub const SOURCE: &str = "payment-service";
-
-/// Default of `PAYMENT_MAX_AMOUNT` (minor units).
-pub const DEFAULT_MAX_AMOUNT: i64 = 1_000_000;
 
 /// The service's own migrations (versions from 100; 1 and 2 are the shared
 /// outbox and inbox).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-/// The service's routes and consumer; the gateway refuses amounts over
-/// `max_amount`.
-pub fn build(ctx: &Context, max_amount: i64) -> anyhow::Result<Parts> {
+/// Name, port, migrations and OpenAPI document, for
+/// [`orderflow_service::run`].
+pub fn spec() -> ServiceSpec {
+    ServiceSpec {
+        name: "payment",
+        source: SOURCE,
+        default_port: 8083,
+        migrator: &MIGRATOR,
+        openapi: include_str!("../openapi.json"),
+    }
+}
+
+/// The service's routes and consumer.
+pub fn build(ctx: &Context, settings: &config::Settings) -> anyhow::Result<Parts> {
     let router = api::router(api::AppState {
         pool: ctx.api_pool.clone(),
     });
@@ -39,7 +48,7 @@ pub fn build(ctx: &Context, max_amount: i64) -> anyhow::Result<Parts> {
             EventType::InventoryReserved,
             handlers::OnInventoryReserved {
                 catalog: ctx.catalog.clone(),
-                max_amount,
+                max_amount: settings.payment_max_amount,
             },
         )
         .on(

@@ -37,6 +37,8 @@ pub mod limits;
 pub mod migrations;
 pub mod runtime;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use auth::{Principal, Role};
 pub use config::CommonConfig;

@@ -20,6 +20,7 @@ use sqlx::PgPool;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::Verifier;
 use crate::config::{CommonConfig, LogFormat, Migrations};
 use crate::error::{method_not_allowed_fallback, not_found_fallback};
 use crate::extract::BODY_LIMIT;
@@ -229,15 +230,10 @@ where
         service: spec.source,
         consumer_group: parts.consumer.as_ref().map(|_| ctx.consumer_group.clone()),
     };
-    let app = parts
-        .router
-        .merge(health::routes(probes))
-        .fallback(not_found_fallback)
-        .method_not_allowed_fallback(method_not_allowed_fallback)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(axum::Extension(
-            verifier.context("the token verifier is made before serving")?,
-        ));
+    let app = app(
+        parts.router.merge(health::routes(probes)),
+        verifier.context("the token verifier is made before serving")?,
+    );
     let app = crate::limits::apply(
         app,
         config.http_request_timeout,
@@ -328,6 +324,18 @@ where
 
 /// A pooled connection idle for this long is pinged before it is used.
 const IDLE_PING_AFTER: Duration = Duration::from_secs(10);
+
+/// A service's routes as they are served, less the request limits and
+/// metrics: JSON answers for unknown routes and methods, the body limit,
+/// and the token verifier that [`crate::Principal`] reads. Router-level
+/// tests use the same function (`crate::testing::TestApp`).
+pub fn app(router: Router, verifier: Arc<Verifier>) -> Router {
+    router
+        .fallback(not_found_fallback)
+        .method_not_allowed_fallback(method_not_allowed_fallback)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::Extension(verifier))
+}
 
 /// Applies the events crate's and the service's migrations, retrying while
 /// the database is busy.

@@ -13,7 +13,7 @@
 //! reservations, lock the stock rows of every SKU involved (each in one
 //! statement and in key order, so concurrent batches queue up instead of
 //! deadlocking), then write reservations, units and events. The records are
-//! worked out in memory in between ([`crate::ledger`]), in order.
+//! worked out in memory in between ([`crate::domain::ledger`]), in order.
 
 use async_trait::async_trait;
 use orderflow_events::consumer::{BatchHandler, ConsumedEvent};
@@ -26,11 +26,11 @@ use orderflow_events::{outbox, EventType, TopicCatalog};
 use sqlx::PgConnection;
 
 use crate::db;
-use crate::ledger::{skus_to_lock, Ledger, Outcome};
-use crate::reservation::invalid_lines;
+use crate::domain::ledger::{skus_to_lock, Ledger, Outcome};
+use crate::domain::reservation::invalid_lines;
 use crate::SOURCE;
 
-/// The event types [`InventoryEvents`] handles.
+/// The event types [`OnSagaEvents`] handles.
 pub const EVENT_TYPES: [EventType; 4] = [
     EventType::OrderCreated,
     EventType::OrderCancelled,
@@ -39,7 +39,7 @@ pub const EVENT_TYPES: [EventType; 4] = [
 ];
 
 /// Reserves, releases and ships stock for the saga's events.
-pub struct InventoryEvents {
+pub struct OnSagaEvents {
     /// Topic names.
     pub catalog: TopicCatalog,
 }
@@ -101,7 +101,7 @@ fn command(event: &Event) -> Result<Command<'_>, HandlerError> {
 }
 
 #[async_trait]
-impl BatchHandler for InventoryEvents {
+impl BatchHandler for OnSagaEvents {
     async fn handle_batch(
         &self,
         tx: &mut PgConnection,
@@ -141,7 +141,7 @@ impl BatchHandler for InventoryEvents {
     }
 }
 
-impl InventoryEvents {
+impl OnSagaEvents {
     /// Works out one record on the ledger, queueing its follow-up event.
     fn apply(
         &self,

@@ -14,29 +14,24 @@ use sqlx::PgConnection;
 use tracing::Instrument;
 use uuid::Uuid;
 
+pub mod mail;
+
 use crate::db::{self, NewNotification, Status};
-use crate::email::{self, Email, Kind};
-use crate::mailer::{Mailer, SendError};
+use crate::domain::email::{self, Email, Kind};
+use crate::domain::is_due;
+use crate::handlers::mail::{Mailer, SendError};
 use crate::SOURCE;
 
-/// Event types [`Notifier`] handles.
+/// Event types [`OnSagaEvents`] handles.
 pub const EVENT_TYPES: &[EventType] = &[EventType::ShippingCreated, EventType::OrderCancelled];
 
 /// Sends notification e-mails and records them.
 #[derive(Clone)]
-pub struct Notifier {
+pub struct OnSagaEvents {
     /// The SMTP sender.
     pub mailer: Arc<Mailer>,
     /// Topic names.
     pub catalog: TopicCatalog,
-}
-
-/// Whether an e-mail of `kind` is still due, given the kinds the order
-/// already has: never twice, and no confirmation once the cancellation was
-/// seen.
-pub fn is_due(kind: Kind, existing: &[Kind]) -> bool {
-    let superseded = kind == Kind::OrderConfirmation && existing.contains(&Kind::OrderCancelled);
-    !superseded && !existing.contains(&kind)
 }
 
 /// The e-mail an event asks for.
@@ -52,7 +47,7 @@ fn email_for(event: &Event) -> Result<Email, HandlerError> {
 }
 
 #[async_trait]
-impl BatchHandler for Notifier {
+impl BatchHandler for OnSagaEvents {
     /// Locks the batch's orders and reads the kinds they have (one
     /// statement each), sends the e-mails that are due one after the other
     /// in record order, then records them and queues their events in one
@@ -112,7 +107,7 @@ impl BatchHandler for Notifier {
     }
 }
 
-impl Notifier {
+impl OnSagaEvents {
     /// Sends `email` (caused by `event`) unless it is no longer due given
     /// the order's `existing` kinds, and queues `NotificationSent` or
     /// `NotificationFailed`: the notification to record, or `None` when it
@@ -176,21 +171,5 @@ impl Notifier {
             message_id: &email.message_id,
             cause_event_id: event.envelope.event_id,
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_kind_once_and_no_confirmation_after_cancellation() {
-        use Kind::*;
-        assert!(is_due(OrderConfirmation, &[]));
-        assert!(is_due(OrderCancelled, &[]));
-        assert!(!is_due(OrderConfirmation, &[OrderConfirmation]));
-        assert!(!is_due(OrderCancelled, &[OrderCancelled]));
-        assert!(!is_due(OrderConfirmation, &[OrderCancelled]));
-        assert!(is_due(OrderCancelled, &[OrderConfirmation]));
     }
 }

@@ -108,9 +108,9 @@ pub(super) async fn create_order(
     // lines are priced from the catalog (one round trip for all three).
     {
         let mut conn = state.pool.acquire().await?;
-        let checks = store::admission(&mut conn, key.as_deref(), &skus).await?;
+        let checks = db::admission(&mut conn, key.as_deref(), &skus).await?;
         if let Some(existing) = checks.existing {
-            if let Some(existing) = store::fetch_order(&mut conn, existing, false).await? {
+            if let Some(existing) = db::fetch_order(&mut conn, existing, false).await? {
                 return replay(&existing, &hash);
             }
         }
@@ -170,7 +170,7 @@ pub(super) async fn create_order(
     envelope.metadata = order.metadata.0.clone();
 
     // Built here, in the request's span: the event carries its trace.
-    let new_order = Arc::new(store::NewOrder::new(
+    let new_order = Arc::new(db::NewOrder::new(
         &state.topics,
         order,
         &envelope,
@@ -185,9 +185,9 @@ pub(super) async fn create_order(
     for attempt in 0..3 {
         if attempt > 0 {
             let mut conn = state.pool.acquire().await?;
-            let checks = store::admission(&mut conn, key.as_deref(), &skus).await?;
+            let checks = db::admission(&mut conn, key.as_deref(), &skus).await?;
             if let Some(existing) = checks.existing {
-                if let Some(existing) = store::fetch_order(&mut conn, existing, false).await? {
+                if let Some(existing) = db::fetch_order(&mut conn, existing, false).await? {
                     return replay(&existing, &hash);
                 }
             }
@@ -195,9 +195,7 @@ pub(super) async fn create_order(
         let created = state.writer.create(Arc::clone(&new_order)).await;
         let inserted = match created {
             Ok(inserted) => inserted,
-            Err(store::StoreError::Database(sqlx::Error::Database(e)))
-                if e.is_unique_violation() =>
-            {
+            Err(db::StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
                 false
             }
             Err(e) => return Err(e.into()),
@@ -208,7 +206,7 @@ pub(super) async fn create_order(
             }
             continue;
         }
-        crate::metrics::order_created();
+        crate::domain::metrics::order_created();
         tracing::info!(order_id = %id, customer_id = %order.customer_id, total = order.total,
             currency = %order.currency, lines = order.items.0.len(), "order accepted");
         return Ok(accepted(id, Status::Pending, false));

@@ -92,7 +92,7 @@ pub(super) async fn list_orders(
     let limit = filter.limit;
     filter.limit = limit + 1;
     let mut conn = state.pool.acquire().await?;
-    let mut rows = store::list_orders(&mut conn, &filter).await?;
+    let mut rows = db::list_orders(&mut conn, &filter).await?;
     let next_cursor = if rows.len() as i64 > limit {
         rows.truncate(limit as usize);
         rows.last().map(|o| encode_cursor(&o.created_at, o.id))

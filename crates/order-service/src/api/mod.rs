@@ -4,6 +4,7 @@
 
 mod create;
 mod list;
+pub mod request;
 mod view;
 
 use create::create_order;
@@ -27,12 +28,12 @@ use sqlx::types::Json as SqlJson;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::pricing;
-use crate::request::{request_hash, validate, CreateOrderRequest};
-use crate::saga::{self, CancelDecision, ReasonCode, Status};
-use crate::store::{self, Cause, Clock, ListFilter, OrderRow};
-use crate::timeline;
-use crate::writer::OrderWriter;
+use crate::api::request::{request_hash, validate, CreateOrderRequest};
+use crate::db::writer::OrderWriter;
+use crate::db::{self, Cause, Clock, ListFilter, OrderRow};
+use crate::domain::pricing;
+use crate::domain::saga::{self, CancelDecision, ReasonCode, Status};
+use crate::domain::timeline;
 use crate::SOURCE;
 
 /// Longest accepted `Idempotency-Key`.
@@ -105,7 +106,7 @@ fn visible(principal: &Principal, order: OrderRow) -> Result<OrderRow, ApiError>
 
 async fn load(state: &AppState, id: Uuid) -> Result<OrderRow, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    store::fetch_order(&mut conn, id, false)
+    db::fetch_order(&mut conn, id, false)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("order {id} not found")))
 }
@@ -125,11 +126,11 @@ async fn get_timeline(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<TimelineJson>, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    let Some(order) = store::fetch_order(&mut conn, id, false).await? else {
+    let Some(order) = db::fetch_order(&mut conn, id, false).await? else {
         return Err(ApiError::not_found(format!("order {id} not found")));
     };
     visible(&principal, order)?;
-    let entries = timeline::causal_order(store::timeline(&mut conn, id).await?);
+    let entries = timeline::causal_order(db::timeline(&mut conn, id).await?);
     let events: Vec<TimelineEventJson> = entries
         .into_iter()
         .map(|e| TimelineEventJson {
@@ -156,7 +157,7 @@ async fn cancel_order(
     principal.require(&[Role::Customer, Role::Operator])?;
     let trace = request_trace(&headers);
     let mut tx = state.pool.begin().await?;
-    let Some(order) = store::fetch_order(&mut tx, id, true).await? else {
+    let Some(order) = db::fetch_order(&mut tx, id, true).await? else {
         return Err(ApiError::not_found(format!("order {id} not found")));
     };
     let mut order = visible(&principal, order)?;
@@ -182,12 +183,12 @@ async fn cancel_order(
         .with_details(json!({"status": order.status.as_str()}))),
         CancelDecision::Request => {
             let previous = order.status;
-            let t = store::cancel_request(&order, ReasonCode::CustomerRequest);
+            let t = db::cancel_request(&order, ReasonCode::CustomerRequest);
             let clock = Clock {
                 now: Utc::now(),
                 timeout: state.timeout,
             };
-            store::apply_transition(
+            db::apply_transition(
                 &mut tx,
                 &state.topics,
                 &mut order,
@@ -211,7 +212,7 @@ async fn get_catalog(
     ApiPath(sku): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    match store::catalog_entry(&mut conn, &sku).await? {
+    match db::catalog_entry(&mut conn, &sku).await? {
         Some(e) => {
             let mut body = json!({"sku": sku, "available": e.available});
             if let (Some(price), Some(currency)) = (e.price, e.currency) {

@@ -11,7 +11,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::db::{self, NewPayment, Status};
-use crate::gateway::{self, Decline, Outcome};
+use crate::domain::gateway::{self, Decline, Outcome};
 
 /// Charges a reserved order → `PaymentProcessed` or `PaymentFailed`.
 pub struct OnInventoryReserved {

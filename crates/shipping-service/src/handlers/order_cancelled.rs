@@ -20,10 +20,10 @@ use crate::db::{self, Record};
 use crate::domain::{self, Status};
 
 /// Applies order cancellations.
-pub struct OrderCancelledHandler;
+pub struct OnOrderCancelled;
 
 #[async_trait]
-impl Handler for OrderCancelledHandler {
+impl Handler for OnOrderCancelled {
     async fn handle(
         &self,
         tx: &mut PgConnection,

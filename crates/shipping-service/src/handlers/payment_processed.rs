@@ -20,7 +20,7 @@ use crate::SOURCE;
 const TRACKING_ATTEMPTS: usize = 5;
 
 /// Creates the shipment of a paid order.
-pub struct PaymentProcessedHandler {
+pub struct OnPaymentProcessed {
     /// Topic names.
     pub catalog: TopicCatalog,
     /// Carrier named on every shipment.
@@ -43,7 +43,7 @@ struct Draft {
 }
 
 #[async_trait]
-impl BatchHandler for PaymentProcessedHandler {
+impl BatchHandler for OnPaymentProcessed {
     /// The shipments of every paid order of the batch, and their events, are
     /// inserted in one statement. An order that already has a row (its
     /// shipment, or the tombstone of a cancellation) gets nothing; one
@@ -140,7 +140,7 @@ impl BatchHandler for PaymentProcessedHandler {
     }
 }
 
-impl PaymentProcessedHandler {
+impl OnPaymentProcessed {
     /// A new tracking number and the `ShippingCreated` naming it.
     fn draft(&self, event: &ConsumedEvent, p: &Pending<'_>) -> Draft {
         let tracking_number = domain::tracking_number(&mut rand::thread_rng());

@@ -1,0 +1,72 @@
+//! The orderflow order service: accepts orders over HTTP, starts the saga
+//! with `OrderCreated`, follows the other services' events to advance each
+//! order's status, and cancels orders whose saga fails or stalls.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod handlers;
+
+use orderflow_events::EventType;
+use orderflow_service::{Context, Parts, ServiceSpec};
+
+/// `source` of every event this service emits.
+pub const SOURCE: &str = "order-service";
+
+/// The service's own migrations (versions from 100; 1 and 2 are the shared
+/// outbox and inbox).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
+
+/// Name, port, migrations and OpenAPI document, for
+/// [`orderflow_service::run`].
+pub fn spec() -> ServiceSpec {
+    ServiceSpec {
+        name: "order",
+        source: SOURCE,
+        default_port: 8080,
+        migrator: &MIGRATOR,
+        openapi: include_str!("../openapi.json"),
+    }
+}
+
+/// The service's routes, consumer and deadline sweeper.
+pub fn build(ctx: &Context, settings: &config::Settings) -> anyhow::Result<Parts> {
+    let saga_timeout = settings.saga_timeout()?;
+    domain::metrics::register();
+    let router = api::router(api::AppState {
+        pool: ctx.api_pool.clone(),
+        topics: ctx.catalog.clone(),
+        timeout: saga_timeout,
+        writer: db::writer::OrderWriter::spawn(ctx.api_pool.clone()),
+    });
+
+    let consumer = ctx
+        .consumer()
+        .on(EventType::InventoryAdjusted, handlers::OnInventoryAdjusted)
+        // One handler for every saga event, so a batch mixing their types is
+        // applied in one `handle_batch` call.
+        .on_each(
+            handlers::ORDER_EVENT_TYPES,
+            handlers::OnSagaEvents {
+                topics: ctx.catalog.clone(),
+                timeout: saga_timeout,
+            },
+        );
+
+    let sweeper = handlers::deadline::Sweeper {
+        pool: ctx.pool.clone(),
+        topics: ctx.catalog.clone(),
+        timeout: settings.saga_timeout,
+        interval: settings.deadline_check_interval,
+    };
+    let shutdown = ctx.shutdown.clone();
+    Ok(Parts {
+        router,
+        consumer: Some(consumer),
+        tasks: vec![(
+            "deadline-sweeper",
+            Box::pin(async move { sweeper.run(shutdown).await }),
+        )],
+    })
+}

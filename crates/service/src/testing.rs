@@ -1,0 +1,234 @@
+//! Router-level tests of a service, with no stack: the service's `router()`
+//! behind the same layers it is served with ([`crate::runtime::app`]),
+//! called through `tower::ServiceExt::oneshot`, with tokens signed by the
+//! development key (`deploy/dev-keys/`).
+//!
+//! The database pool is [`unreachable_pool`]: these tests cover what a
+//! service refuses before it needs its database (authentication, roles,
+//! paths, bodies, headers). A request that reaches the database gets an
+//! error instead of a 4xx, so a check that moved behind a query fails the
+//! test.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
+use axum::Router;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tower::ServiceExt as _;
+
+use crate::auth::{claims, mint, Role, Verifier};
+
+const DEV_PRIVATE: &[u8] = include_bytes!("../../../deploy/dev-keys/jwt-dev.key.pem");
+const DEV_PUBLIC: &[u8] = include_bytes!("../../../deploy/dev-keys/jwt-dev.pub.pem");
+/// Issuer and audience the development tokens carry (the defaults of
+/// `JWT_ISSUER` and `JWT_AUDIENCE`).
+const ISSUER: &str = "orderflow";
+const AUDIENCE: &str = "orderflow";
+
+/// A token for `sub` with `roles`, valid for an hour.
+pub fn token(sub: &str, roles: &[Role]) -> String {
+    mint(&claims(sub, roles, ISSUER, AUDIENCE, 3600), DEV_PRIVATE).expect("the dev key signs")
+}
+
+/// A pool that never connects (port 1, half a second to give up).
+pub fn unreachable_pool() -> PgPool {
+    PgPoolOptions::new()
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy("postgres://nobody@127.0.0.1:1/unreachable")
+        .expect("a lazy pool")
+}
+
+/// A service's router as it is served.
+#[derive(Clone)]
+pub struct TestApp {
+    app: Router,
+}
+
+/// One request to send.
+pub struct Call {
+    request: axum::http::request::Builder,
+    body: Body,
+}
+
+/// What came back: status, headers and the body as JSON (`Null` when it
+/// is empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body as JSON.
+    pub json: serde_json::Value,
+}
+
+impl Reply {
+    /// The `code` of a JSON error.
+    pub fn code(&self) -> &str {
+        self.json["code"].as_str().unwrap_or_default()
+    }
+
+    /// The fields named by a validation error's `details`.
+    pub fn fields(&self) -> Vec<String> {
+        self.json["details"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["field"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+impl Call {
+    /// A request with `method` to `uri`.
+    pub fn new(method: Method, uri: &str) -> Self {
+        Self {
+            request: Request::builder().method(method).uri(uri),
+            body: Body::empty(),
+        }
+    }
+
+    /// `GET uri`.
+    pub fn get(uri: &str) -> Self {
+        Self::new(Method::GET, uri)
+    }
+
+    /// `POST uri`.
+    pub fn post(uri: &str) -> Self {
+        Self::new(Method::POST, uri)
+    }
+
+    /// `PUT uri`.
+    pub fn put(uri: &str) -> Self {
+        Self::new(Method::PUT, uri)
+    }
+
+    /// With `Authorization: Bearer <token>`.
+    pub fn bearer(self, token: &str) -> Self {
+        self.header(header::AUTHORIZATION, &format!("Bearer {token}"))
+    }
+
+    /// As `sub` with `roles` (a development token).
+    pub fn as_(self, sub: &str, roles: &[Role]) -> Self {
+        self.bearer(&token(sub, roles))
+    }
+
+    /// As an operator.
+    pub fn as_operator(self) -> Self {
+        self.as_("op-1", &[Role::Operator])
+    }
+
+    /// As the customer `sub`.
+    pub fn as_customer(self, sub: &str) -> Self {
+        self.as_(sub, &[Role::Customer])
+    }
+
+    /// With a header.
+    pub fn header(mut self, name: HeaderName, value: &str) -> Self {
+        self.request = self
+            .request
+            .header(name, HeaderValue::from_str(value).expect("a header value"));
+        self
+    }
+
+    /// With a JSON body.
+    pub fn json(self, body: serde_json::Value) -> Self {
+        self.raw("application/json", body.to_string())
+    }
+
+    /// With a body of `content_type`, sent as is.
+    pub fn raw(mut self, content_type: &str, body: impl Into<String>) -> Self {
+        self.request = self.request.header(header::CONTENT_TYPE, content_type);
+        self.body = Body::from(body.into());
+        self
+    }
+}
+
+impl TestApp {
+    /// `router` behind the runtime's layers, verifying development tokens.
+    pub fn new(router: Router) -> Self {
+        let verifier = Verifier::new(DEV_PUBLIC, ISSUER, AUDIENCE).expect("the dev public key");
+        Self {
+            app: crate::runtime::app(router, Arc::new(verifier)),
+        }
+    }
+
+    /// Sends `call` and reads the whole answer.
+    pub async fn send(&self, call: Call) -> Reply {
+        let request = call.request.body(call.body).expect("a request");
+        let response = self
+            .app
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("the body");
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        Reply {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    /// Checks the guard of `method uri`: 401 with a challenge without a
+    /// token, with a malformed `Authorization` and with a token that is not
+    /// one; 403 `forbidden` for a token with only one of `refused`.
+    pub async fn assert_guarded(&self, method: Method, uri: &str, refused: &[Role]) {
+        self.assert_guarded_with(method, uri, None, refused).await;
+    }
+
+    /// [`Self::assert_guarded`] for a route that takes a JSON body: each
+    /// request carries `body` (a valid one), so that the answer is about
+    /// the caller, not the body.
+    pub async fn assert_guarded_with(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<&serde_json::Value>,
+        refused: &[Role],
+    ) {
+        let call = |auth: Option<&str>| {
+            let mut c = Call::new(method.clone(), uri);
+            if let Some(a) = auth {
+                c = c.header(header::AUTHORIZATION, a);
+            }
+            match body {
+                Some(b) => c.json(b.clone()),
+                None => c,
+            }
+        };
+        self.assert_needs_token(call(None)).await;
+        self.assert_needs_token(call(Some("Basic b3A6b3A="))).await;
+        self.assert_needs_token(call(Some("Bearer not.a.token")))
+            .await;
+        for role in refused {
+            let auth = format!("Bearer {}", token("someone", &[*role]));
+            self.assert_forbidden(call(Some(&auth))).await;
+        }
+    }
+
+    /// Sends `call` without a token and checks the 401 with its challenge.
+    pub async fn assert_needs_token(&self, call: Call) {
+        let r = self.send(call).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.json);
+        assert!(
+            r.headers.contains_key(header::WWW_AUTHENTICATE),
+            "401 without WWW-Authenticate"
+        );
+    }
+
+    /// Sends `call` and checks the 403 for a missing role.
+    pub async fn assert_forbidden(&self, call: Call) {
+        let r = self.send(call).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json);
+        assert_eq!(r.code(), "forbidden");
+    }
+}

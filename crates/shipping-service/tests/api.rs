@@ -1,0 +1,66 @@
+//! The shipping API at the router, with no database: who may call it, and
+//! what it refuses before looking anything up.
+
+use axum::http::{Method, StatusCode};
+use orderflow_service::testing::{unreachable_pool, Call, TestApp};
+use orderflow_service::Role;
+use shipping_service::api::{router, AppState};
+
+const ORDER: &str = "0190f3b2-1c4d-7a8e-9f00-0123456789ab";
+
+fn app() -> TestApp {
+    TestApp::new(router(AppState {
+        pool: unreachable_pool(),
+        catalog: Default::default(),
+    }))
+}
+
+fn routes() -> [(Method, String); 4] {
+    [
+        (Method::GET, format!("/shipments/{ORDER}")),
+        (Method::GET, format!("/shipments/{ORDER}/label")),
+        (Method::POST, format!("/shipments/{ORDER}/dispatch")),
+        (Method::POST, format!("/shipments/{ORDER}/deliver")),
+    ]
+}
+
+#[tokio::test]
+async fn every_route_is_for_operators_only() {
+    let app = app();
+    for (method, uri) in routes() {
+        app.assert_guarded(method, &uri, &[Role::Customer, Role::Service])
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn an_order_id_that_is_not_a_uuid_is_400_on_every_route() {
+    let app = app();
+    for (method, uri) in routes() {
+        let uri = uri.replace(ORDER, "o-1");
+        let r = app.send(Call::new(method, &uri).as_operator()).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "invalid_path"),
+            "{uri}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let app = app();
+    let r = app.send(Call::get("/shipments").as_operator()).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let r = app
+        .send(Call::new(Method::DELETE, &format!("/shipments/{ORDER}")).as_operator())
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+    let r = app
+        .send(Call::get(&format!("/shipments/{ORDER}/dispatch")).as_operator())
+        .await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+}
