@@ -13,131 +13,19 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::Mutex;
 
+mod access;
+mod options;
 mod own;
 pub mod roles;
 mod services;
+
+pub use options::{Service, StackOptions};
 
 use crate::env;
 pub use crate::process::tail;
 use crate::process::{
     broker_proc, free_ports, run_logged, spawn_proc, wait_for_tcp, Proc, WATCHDOG_SCRIPT,
 };
-
-/// One of the five services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Service {
-    /// `order-service`.
-    Order,
-    /// `inventory-service`.
-    Inventory,
-    /// `payment-service`.
-    Payment,
-    /// `shipping-service`.
-    Shipping,
-    /// `notification-service`.
-    Notification,
-}
-
-impl Service {
-    /// Every service, in start order.
-    pub const ALL: [Service; 5] = [
-        Service::Order,
-        Service::Inventory,
-        Service::Payment,
-        Service::Shipping,
-        Service::Notification,
-    ];
-
-    /// Short name (`order`), used in database and log file names.
-    pub fn name(self) -> &'static str {
-        match self {
-            Service::Order => "order",
-            Service::Inventory => "inventory",
-            Service::Payment => "payment",
-            Service::Shipping => "shipping",
-            Service::Notification => "notification",
-        }
-    }
-
-    /// Binary name (`order-service`).
-    pub fn binary(self) -> String {
-        format!("{}-service", self.name())
-    }
-}
-
-impl fmt::Display for Service {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// How to start a stack.
-#[derive(Debug, Clone)]
-pub struct StackOptions {
-    /// `ORDER_SAGA_TIMEOUT` of the order service. Long by default so the
-    /// deadline sweeper never interferes with a test that does not test it.
-    pub saga_timeout: String,
-    /// `ORDER_DEADLINE_CHECK_INTERVAL` of the order service.
-    pub deadline_check_interval: String,
-    /// `PAYMENT_MAX_AMOUNT` of the payment service (service default if unset).
-    pub payment_max_amount: Option<i64>,
-    /// Partition count of every topic (the real table if unset; the
-    /// environment variable `ORDERFLOW_E2E_PARTITIONS` sets the default).
-    pub partitions: Option<i32>,
-    /// `DATABASE_MAX_CONNECTIONS` of every service (default 4: two stacks
-    /// of five services, the registry and whatever else shares the server
-    /// must fit into PostgreSQL's default 100 connections; a service that
-    /// meets "too many clients" while migrating exits).
-    pub database_max_connections: u32,
-    /// `DATABASE_API_CONNECTIONS` of every service (default 1, for the same
-    /// reason).
-    pub database_api_connections: u32,
-    /// `RUST_LOG` of every service.
-    pub rust_log: String,
-    /// Extra environment variables per service.
-    pub env: Vec<(Service, String, String)>,
-    /// How long a service may take to become ready.
-    pub ready_timeout: Duration,
-    /// `session.timeout.ms` of the services' Kafka consumers
-    /// (`KAFKA_PROP_SESSION_TIMEOUT_MS`). Short, so that a SIGKILLed
-    /// consumer leaves its group quickly: a dead member stalls the next
-    /// rebalance of its group until its session expires. (Each stack has
-    /// groups of its own: the services prefix their group ids with the
-    /// topic prefix.)
-    pub kafka_session_timeout_ms: Option<u32>,
-    /// Run a broker of the stack's own (`BROKER_BIN`, on its durable
-    /// `sqlite://` engine in the stack's log directory, as `scripts/up`
-    /// runs it) instead of the shared one, so a test can stop and restart
-    /// it ([`Stack::stop_broker`], [`Stack::start_broker`]).
-    pub own_broker: bool,
-    /// Run a PostgreSQL server of the stack's own (a new cluster in the
-    /// temporary directory) for the services' databases, so a test can
-    /// crash and restart it ([`Stack::stop_postgres`]).
-    pub own_postgres: bool,
-    /// Run a schema registry of the stack's own (the workspace's, on the
-    /// stack's PostgreSQL), so a test can stop it ([`Stack::stop_registry`]).
-    pub own_registry: bool,
-}
-
-impl Default for StackOptions {
-    fn default() -> Self {
-        Self {
-            saga_timeout: "600s".into(),
-            deadline_check_interval: "1s".into(),
-            payment_max_amount: None,
-            partitions: env::partitions_override(),
-            database_max_connections: 4,
-            database_api_connections: 1,
-            rust_log: std::env::var("ORDERFLOW_E2E_RUST_LOG").unwrap_or_else(|_| "info".into()),
-            env: Vec::new(),
-            ready_timeout: Duration::from_secs(90),
-            kafka_session_timeout_ms: Some(6000),
-            own_broker: false,
-            own_postgres: false,
-            own_registry: false,
-        }
-    }
-}
 
 /// A fully isolated orderflow stack for one test. Dropping it stops every
 /// process it started (SIGTERM, SIGKILL after 10 s, done by a watchdog that
@@ -500,85 +388,6 @@ impl Stack {
                 .join(" ")
         );
         Ok(stack)
-    }
-
-    /// Base URL of a service (`http://127.0.0.1:<port>`).
-    pub fn url(&self, svc: Service) -> String {
-        format!("http://127.0.0.1:{}", self.ports[&svc])
-    }
-
-    /// The shared HTTP client.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
-    /// Directory of this stack's logs.
-    pub fn log_dir(&self) -> &Path {
-        &self.log_dir
-    }
-
-    /// The Maildir the SMTP listener writes to.
-    pub fn maildir(&self) -> &Path {
-        &self.maildir
-    }
-
-    /// Port of the SMTP listener.
-    pub fn smtp_port(&self) -> u16 {
-        self.smtp_port
-    }
-
-    /// Database URL of a service, as the admin (the service itself runs
-    /// as [`roles::app`]).
-    pub fn database_url(&self, svc: Service) -> &str {
-        &self.database_urls[&svc]
-    }
-
-    /// Where the service logs are plus recent warnings and errors of each,
-    /// for failure messages.
-    pub fn diagnostics(&self) -> String {
-        let mut out = format!("service logs: {}", self.log_dir.display());
-        for svc in Service::ALL {
-            let path = self.log_dir.join(format!("{}.log", svc.name()));
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            let bad: Vec<&str> = text
-                .lines()
-                .filter(|l| l.contains("ERROR") || l.contains("WARN") || l.contains("panicked"))
-                .collect();
-            if !bad.is_empty() {
-                out.push_str(&format!(
-                    "\n--- last warnings/errors of {svc} ({} in total):\n{}",
-                    bad.len(),
-                    bad[bad.len().saturating_sub(8)..].join("\n")
-                ));
-            }
-        }
-        out
-    }
-
-    /// A pool on a service's database, for assertions.
-    pub async fn db(&self, svc: Service) -> PgPool {
-        let mut pools = self.pools.lock().await;
-        if let Some(p) = pools.get(&svc) {
-            return p.clone();
-        }
-        let pool = PgPoolOptions::new()
-            .max_connections(2)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(&self.database_urls[&svc])
-            .await
-            .unwrap_or_else(|e| panic!("connecting to the {svc} database: {e}"));
-        pools.insert(svc, pool.clone());
-        pool
-    }
-
-    /// `SELECT count(*)` with one text parameter on a service's database.
-    pub async fn count(&self, svc: Service, sql: &str, param: &str) -> i64 {
-        let pool = self.db(svc).await;
-        sqlx::query_scalar::<_, i64>(sql)
-            .bind(param)
-            .fetch_one(&pool)
-            .await
-            .unwrap_or_else(|e| panic!("{sql} on the {svc} database: {e}"))
     }
 }
 

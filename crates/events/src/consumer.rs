@@ -36,297 +36,32 @@
 
 pub mod assignment;
 mod dead_letter;
+mod handler;
+mod lag;
+mod options;
 mod worker;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::{ClientContext, Statistics};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::codec::AvroCodec;
-use crate::envelope::Envelope;
-use crate::error::{HandlerError, RunError};
+use crate::error::RunError;
 use crate::events::EventType;
-use crate::inbox::Origin;
 use crate::kafka::{EventProducer, KafkaConfig};
 use crate::topics::TopicCatalog;
-use crate::trace_context::TraceContext;
 
 pub use dead_letter::headers as dlq_headers;
-
-/// One decoded event handed to a [`Handler`].
-#[derive(Debug, Clone)]
-pub struct ConsumedEvent {
-    /// The event.
-    pub envelope: Envelope,
-    /// Where it was read from.
-    pub origin: Origin,
-    /// The record key.
-    pub key: Option<String>,
-    /// The trace context of the producer, from the record headers.
-    pub trace: Option<TraceContext>,
-}
-
-impl ConsumedEvent {
-    /// Writes the event `payload` caused by this one to the outbox of `conn`
-    /// (the handler's transaction), keyed by `key`, from `source`, continuing
-    /// this event's correlation, metadata and trace. An event that cannot be
-    /// serialised is a permanent error.
-    pub async fn emit(
-        &self,
-        conn: &mut PgConnection,
-        catalog: &TopicCatalog,
-        source: &str,
-        key: &str,
-        payload: impl Into<crate::events::Event>,
-    ) -> Result<(), HandlerError> {
-        let mut rows = crate::outbox::Rows::default();
-        self.follow_up(&mut rows, catalog, source, key, payload)?;
-        rows.insert(conn).await.map_err(outbox_failure)
-    }
-
-    /// Adds the event `payload` caused by this one to `rows`, as
-    /// [`emit`](Self::emit) would write it, for a handler that writes its
-    /// events in the same statement as its state change.
-    pub fn follow_up(
-        &self,
-        rows: &mut crate::outbox::Rows,
-        catalog: &TopicCatalog,
-        source: &str,
-        key: &str,
-        payload: impl Into<crate::events::Event>,
-    ) -> Result<(), HandlerError> {
-        let envelope = Envelope::caused_by(&self.envelope, source, payload);
-        let trace = self.trace.as_ref().map(TraceContext::child);
-        rows.push(catalog, key, &envelope, trace.as_ref())
-            .map_err(outbox_failure)
-    }
-}
-
-/// A database failure is retried; an event that cannot be serialised never
-/// will be.
-fn outbox_failure(e: crate::error::OutboxError) -> HandlerError {
-    match e {
-        crate::error::OutboxError::Database(e) => e.into(),
-        crate::error::OutboxError::Codec(e) => HandlerError::permanent(e.to_string()),
-    }
-}
-
-/// Applies one event type. `tx` is an open transaction that commits after
-/// `handle` returns `Ok`; everything the handler writes (including outbox
-/// rows for follow-up events) commits or rolls back with the inbox entry.
-#[async_trait]
-pub trait Handler: Send + Sync + 'static {
-    /// Applies `event`.
-    async fn handle(
-        &self,
-        tx: &mut PgConnection,
-        event: &ConsumedEvent,
-    ) -> Result<(), HandlerError>;
-
-    /// Applies consecutive records of one partition that all go to this
-    /// handler, in order, in `tx` (a batch: see
-    /// [`ConsumerOptions::max_batch`]), each with its consumer span.
-    /// `Err((i, e))`: record `i` failed with `e`; the caller rolls the whole
-    /// transaction back, applies the records before `i` again and gives `i`
-    /// its retries alone. An error that belongs to no record in particular
-    /// (a statement for the whole batch failed) names record 0, through
-    /// [`HandlerError::batch_failure`].
-    ///
-    /// The default calls [`handle`](Self::handle) for each record in its
-    /// span. Override it to apply a batch in fewer statements (or implement
-    /// [`BatchHandler`] instead); the result must be the same as applying
-    /// the records one after the other.
-    async fn handle_batch(
-        &self,
-        tx: &mut PgConnection,
-        events: &[(&ConsumedEvent, &tracing::Span)],
-    ) -> Result<(), (usize, HandlerError)> {
-        use tracing::Instrument;
-        for (i, (event, span)) in events.iter().enumerate() {
-            self.handle(tx, event)
-                .instrument((*span).clone())
-                .await
-                .map_err(|e| (i, e))?;
-        }
-        Ok(())
-    }
-}
-
-/// A handler whose work is all in [`handle_batch`](Self::handle_batch). It
-/// is a [`Handler`]: a single event is applied as a batch of one, in the
-/// current span.
-#[async_trait]
-pub trait BatchHandler: Send + Sync + 'static {
-    /// Applies a batch, with the contract of [`Handler::handle_batch`].
-    async fn handle_batch(
-        &self,
-        tx: &mut PgConnection,
-        events: &[(&ConsumedEvent, &tracing::Span)],
-    ) -> Result<(), (usize, HandlerError)>;
-}
-
-#[async_trait]
-impl<T: BatchHandler> Handler for T {
-    async fn handle(
-        &self,
-        tx: &mut PgConnection,
-        event: &ConsumedEvent,
-    ) -> Result<(), HandlerError> {
-        let span = tracing::Span::current();
-        BatchHandler::handle_batch(self, tx, &[(event, &span)])
-            .await
-            .map_err(|(_, e)| e)
-    }
-
-    async fn handle_batch(
-        &self,
-        tx: &mut PgConnection,
-        events: &[(&ConsumedEvent, &tracing::Span)],
-    ) -> Result<(), (usize, HandlerError)> {
-        BatchHandler::handle_batch(self, tx, events).await
-    }
-}
-
-/// Consumer tuning.
-#[derive(Debug, Clone)]
-pub struct ConsumerOptions {
-    /// Attempts for a retryable handler error before dead-lettering.
-    pub max_attempts: u32,
-    /// First retry delay.
-    pub min_backoff: Duration,
-    /// Longest retry delay.
-    pub max_backoff: Duration,
-    /// Records buffered per worker (a worker serves one partition, or
-    /// several with [`workers_per_topic`](Self::workers_per_topic)).
-    pub queue_per_worker: usize,
-    /// At most this many records a worker has already received (each
-    /// partition's in order) are applied in one transaction, with one inbox
-    /// statement for all of them; 1 gives every record a transaction of its
-    /// own. Batches cut commits under load and add no wait when the
-    /// partition is quiet. Handlers of different keys that lock shared rows
-    /// must lock a batch's rows in one order (e.g. sorted), or concurrent
-    /// batches can deadlock each other; otherwise keep it at 1.
-    pub max_batch: usize,
-    /// Lanes per worker: a worker's records are split over this many
-    /// lanes by key, and the lanes run concurrently, each in order. Every
-    /// record of one key (one order) goes to the same lane, so per-key order
-    /// holds; records of different keys may be applied out of offset order.
-    /// A partition's offset only advances over records every lane is done
-    /// with. Worth more than 1 when a handler waits on something slow
-    /// outside the database (an SMTP server): with one lane a worker waits
-    /// for each in turn. Each lane holds its own database connection while
-    /// it works, so the pool bounds how many work at once. With
-    /// [`workers_per_topic`](Self::workers_per_topic) at 0 this is per
-    /// partition; at 1, per topic.
-    pub lanes_per_worker: usize,
-    /// When a handler fails a record of a batch, commit the records before
-    /// it instead of rolling the batch back and handling them again.
-    /// Without (the default), their effects commit once but their handlers
-    /// run twice. Set it when a handler has an effect outside the database
-    /// (sending an e-mail) that must not be repeated for another record's
-    /// failure. The handlers must then leave nothing of a record they fail,
-    /// nor of the records after it, in the transaction: a
-    /// [`Handler::handle_batch`] that returns `Err((i, e))` has written the
-    /// records before `i` only (e.g. it writes once every record is done).
-    /// A statement that fails aborts the transaction: then the whole batch
-    /// goes back to being applied one record at a time.
-    pub keep_applied_on_failure: bool,
-    /// The partitions of a topic share this many workers (partition `p`
-    /// goes to worker `p % n`); 0 gives every partition a worker of its own.
-    /// A worker applies its partitions' records in the order it received
-    /// them, so each partition stays in order, and its batches take records
-    /// of all its partitions: fewer, larger transactions when a topic has
-    /// many partitions and little traffic on each. The price: a record
-    /// waiting for a retry holds up the other partitions of its worker.
-    pub workers_per_topic: usize,
-}
-
-impl Default for ConsumerOptions {
-    fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            min_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(5),
-            queue_per_worker: 256,
-            max_batch: 32,
-            lanes_per_worker: 1,
-            keep_applied_on_failure: false,
-            workers_per_topic: 0,
-        }
-    }
-}
-
-/// How often librdkafka reports statistics, from which the consumer lag
-/// gauge is updated (`KAFKA_PROP_STATISTICS_INTERVAL_MS` overrides it).
-pub const LAG_STATISTICS_INTERVAL: Duration = Duration::from_secs(10);
-
-/// The consumer's librdkafka context: turns statistics into the
-/// `orderflow_consumer_lag` gauge (lag is the high watermark minus the
-/// offset stored after processing or, before anything was processed, the
-/// committed offset, per partition currently assigned), and rebalances into
-/// the group's [`assignment`].
-pub struct LagContext {
-    group: String,
-}
-
-impl ClientContext for LagContext {
-    fn stats(&self, statistics: Statistics) {
-        let lag = &crate::metrics::pipeline().consumer_lag;
-        for (name, topic) in &statistics.topics {
-            for p in topic.partitions.values() {
-                if p.partition < 0 {
-                    continue;
-                }
-                let labels = crate::metrics::PartitionLabels {
-                    topic: name.clone(),
-                    partition: p.partition.to_string(),
-                };
-                let value = [p.consumer_lag_stored, p.consumer_lag]
-                    .into_iter()
-                    .find(|v| *v >= 0);
-                match (p.desired, value) {
-                    (true, Some(v)) => {
-                        lag.get_or_create(&labels).set(v);
-                    }
-                    (false, _) => {
-                        lag.remove(&labels);
-                    }
-                    (true, None) => {}
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for LagContext {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(list) => {
-                tracing::info!(group = %self.group, partitions = list.count(), "partitions assigned");
-                assignment::rebalanced(&self.group, list, true);
-            }
-            Rebalance::Revoke(list) => {
-                tracing::info!(group = %self.group, partitions = list.count(), "partitions revoked");
-                assignment::rebalanced(&self.group, list, false);
-            }
-            Rebalance::Error(e) => {
-                tracing::warn!(group = %self.group, error = %e, "rebalance failed");
-                assignment::failed(&self.group, e.to_string());
-            }
-        }
-    }
-}
+pub use handler::{BatchHandler, ConsumedEvent, Handler};
+pub use lag::{LagContext, LAG_STATISTICS_INTERVAL};
+pub use options::ConsumerOptions;
 
 /// Pause after a consumer error event (see [`EventConsumer::run`]).
 const ERROR_PAUSE: Duration = Duration::from_millis(20);

@@ -30,6 +30,7 @@
 
 pub mod auth;
 pub mod config;
+mod database;
 pub mod error;
 pub mod extract;
 pub mod health;

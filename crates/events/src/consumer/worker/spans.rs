@@ -1,0 +1,50 @@
+//! The consumer span of each record (OpenTelemetry messaging conventions),
+//! a child of the producer span its `traceparent` header names.
+
+use std::time::Duration;
+
+use rdkafka::message::{Message, OwnedMessage};
+
+use crate::metrics;
+use crate::trace_context::TraceContext;
+
+/// `msg` with its consumer span, whose parent is the producer span named by
+/// the record's `traceparent`. Called when the lane takes the record up, so
+/// it also records how long the record took to get here.
+pub(super) fn with_span(group_id: &str, msg: OwnedMessage) -> (OwnedMessage, tracing::Span) {
+    if let Some(ms) = msg.timestamp().to_millis() {
+        let waited = chrono::Utc::now().timestamp_millis().saturating_sub(ms);
+        metrics::pipeline().consumer_delay(
+            msg.topic(),
+            Duration::from_millis(u64::try_from(waited).unwrap_or(0)),
+        );
+    }
+    let span = process_span(group_id, &msg);
+    if let Some(parent) = msg.headers().and_then(TraceContext::extract) {
+        parent.set_as_parent_of(&span);
+    }
+    (msg, span)
+}
+
+/// The consumer span of one record (OpenTelemetry messaging conventions);
+/// its parent is set from the record's `traceparent` header.
+fn process_span(group_id: &str, msg: &OwnedMessage) -> tracing::Span {
+    let key = msg.key().map(String::from_utf8_lossy);
+    tracing::info_span!(
+        "process",
+        otel.name = format!("process {}", msg.topic()),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.destination.name = msg.topic(),
+        messaging.destination.partition.id = msg.partition(),
+        messaging.kafka.offset = msg.offset(),
+        messaging.kafka.message.key = key.as_deref(),
+        messaging.consumer.group.name = %group_id,
+        messaging.message.id = tracing::field::Empty,
+        event_type = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    )
+}

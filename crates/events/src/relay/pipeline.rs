@@ -1,0 +1,286 @@
+//! The batches in flight: the oldest rows not yet sent are read, encoded
+//! and handed to the producer while earlier batches are acknowledged; then
+//! each batch is settled in the order it was sent (rows deleted, or kept
+//! for the next try).
+
+use std::collections::{HashSet, VecDeque};
+
+use rdkafka::producer::DeliveryFuture;
+use sqlx::pool::PoolConnection;
+use sqlx::{Postgres, Row};
+
+use super::record::{delivered, publish_span};
+use super::{CrashPoint, Relay};
+use crate::envelope::Envelope;
+use crate::error::CodecError;
+use crate::outbox::StoredHeaders;
+use crate::trace_context::TraceContext;
+
+pub(super) struct Row_ {
+    id: i64,
+    key: String,
+    record: Option<Prepared>,
+}
+
+/// A batch handed to the producer, not yet settled.
+pub(super) struct InFlight {
+    rows: Vec<Row_>,
+    /// Per row: its span and delivery, `None` for a row that cannot be
+    /// encoded.
+    sends: Vec<
+        Option<(
+            tracing::Span,
+            Result<DeliveryFuture, rdkafka::error::KafkaError>,
+        )>,
+    >,
+    /// Rows that cannot be encoded, with the reason.
+    broken: Vec<(i64, String)>,
+}
+
+/// The batches in flight, oldest first, and what went wrong since the
+/// pipeline was last empty.
+#[derive(Default)]
+pub(super) struct Pipeline {
+    pub(super) in_flight: VecDeque<InFlight>,
+    /// Keys with a record the broker did not acknowledge: their later rows
+    /// stay in the outbox until it is.
+    pub(super) failed_keys: HashSet<String>,
+    /// Records not acknowledged, or held back behind one of their key.
+    pub(super) failed: usize,
+    /// Stops sending: returned once the batches in flight are settled.
+    pub(super) error: Option<BatchError>,
+}
+
+impl Pipeline {
+    fn in_flight_ids(&self) -> Vec<i64> {
+        self.in_flight
+            .iter()
+            .flat_map(|b| b.rows.iter().map(|r| r.id))
+            .collect()
+    }
+}
+
+/// An encoded row waiting for its span and headers.
+pub(super) struct Prepared {
+    pub(super) envelope: Envelope,
+    pub(super) topic: String,
+    pub(super) payload: Vec<u8>,
+    pub(super) trace: Option<TraceContext>,
+}
+
+impl Relay {
+    /// One step of the pipeline: sends the next batch unless the window is
+    /// full, otherwise (or when nothing new is waiting) settles the oldest
+    /// batch in flight. `Ok(false)` when there was nothing to do.
+    pub(super) async fn step(
+        &mut self,
+        conn: &mut PoolConnection<Postgres>,
+        pipe: &mut Pipeline,
+    ) -> Result<bool, BatchError> {
+        if pipe.error.is_none() && pipe.in_flight.len() < self.opts.max_in_flight_batches {
+            match self.send_next(conn, pipe).await {
+                Ok(Some(batch)) => {
+                    pipe.in_flight.push_back(batch);
+                    if pipe.in_flight.len() < self.opts.max_in_flight_batches {
+                        return Ok(true);
+                    }
+                }
+                Ok(None) => {}
+                // Nothing of this batch was sent: settle what was before
+                // returning the error.
+                Err(e @ BatchError::Encode(_)) => pipe.error = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        match pipe.in_flight.pop_front() {
+            Some(oldest) => {
+                self.settle(conn, oldest, pipe).await?;
+                Ok(true)
+            }
+            None => match pipe.error.take() {
+                Some(BatchError::Publish(e)) => Err(BatchError::Publish(format!(
+                    "{} records not acknowledged or held back behind one of their key: {e}",
+                    pipe.failed
+                ))),
+                Some(e) => Err(e),
+                None => Ok(false),
+            },
+        }
+    }
+
+    /// Reads the oldest rows not in flight, encodes them and hands them to
+    /// the producer; `None` when there are none.
+    async fn send_next(
+        &mut self,
+        conn: &mut PoolConnection<Postgres>,
+        pipe: &Pipeline,
+    ) -> Result<Option<InFlight>, BatchError> {
+        // Rows in flight are skipped by id, not by a cursor: a row whose
+        // transaction committed late has a lower id than rows already sent
+        // and must not wait until the pipeline drains. Planned on every call
+        // so the planner sees the array (a hashed lookup, not a scan of it).
+        let rows = sqlx::query(
+            "SELECT id, event_id, topic, partition_key, envelope, headers FROM outbox \
+             WHERE id <> ALL($2) ORDER BY id LIMIT $1",
+        )
+        .persistent(false)
+        .bind(self.opts.batch_size)
+        .bind(pipe.in_flight_ids())
+        .fetch_all(&mut **conn)
+        .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut batch = Vec::with_capacity(rows.len());
+        let mut broken = Vec::new();
+        for row in rows {
+            let id: i64 = row.get("id");
+            let key: String = row.get("partition_key");
+            match self.to_record(&row).await {
+                Ok(record) => batch.push(Row_ {
+                    id,
+                    key,
+                    record: Some(record),
+                }),
+                Err(e) if e.is_transient() => return Err(BatchError::Encode(e.to_string())),
+                Err(e) => {
+                    tracing::error!(outbox_id = id, error = %e, "outbox row cannot be encoded; moved to outbox_failed");
+                    broken.push((id, e.to_string()));
+                    batch.push(Row_ {
+                        id,
+                        key,
+                        record: None,
+                    });
+                }
+            }
+        }
+        if self.opts.crash_at == Some(CrashPoint::BeforePublish) {
+            return Err(BatchError::Crash("before publish"));
+        }
+        let now = chrono::Utc::now();
+        let sends = batch
+            .iter()
+            .map(|r| {
+                r.record.as_ref().map(|p| {
+                    let waited = (now - p.envelope.timestamp).to_std().unwrap_or_default();
+                    crate::metrics::pipeline().relay_delay(&p.topic, waited);
+                    let (span, record) = publish_span(&r.key, p);
+                    (span, self.producer.send(&record))
+                })
+            })
+            .collect();
+        Ok(Some(InFlight {
+            rows: batch,
+            sends,
+            broken,
+        }))
+    }
+
+    /// Awaits a batch's deliveries and deletes the rows that are done.
+    pub(super) async fn settle(
+        &mut self,
+        conn: &mut PoolConnection<Postgres>,
+        batch: InFlight,
+        pipe: &mut Pipeline,
+    ) -> Result<(), BatchError> {
+        let InFlight {
+            rows,
+            sends,
+            broken,
+        } = batch;
+        let mut done = Vec::with_capacity(rows.len());
+        for (r, send) in rows.iter().zip(sends) {
+            let outcome = match send {
+                None => Ok(()),
+                Some((span, sent)) => {
+                    let outcome = delivered(sent).await;
+                    match &outcome {
+                        Ok((partition, offset)) => {
+                            span.record("messaging.destination.partition.id", partition);
+                            span.record("messaging.kafka.offset", offset);
+                            if let Some(p) = &r.record {
+                                crate::metrics::pipeline()
+                                    .published(&p.topic, p.envelope.event_type().name());
+                            }
+                        }
+                        Err(e) => {
+                            span.record("otel.status_code", "ERROR");
+                            span.record("error.type", "publish_failed");
+                            span.in_scope(|| tracing::debug!(error = %e, "publish failed"));
+                        }
+                    }
+                    outcome.map(|_| ())
+                }
+            };
+            match outcome {
+                // Only a prefix of each key's rows is done: a later row, in
+                // this batch or a later one, must not be marked while an
+                // earlier one of its key is retried.
+                Ok(()) if !pipe.failed_keys.contains(&r.key) => done.push(r.id),
+                Ok(()) => pipe.failed += 1,
+                Err(e) => {
+                    pipe.failed += 1;
+                    pipe.failed_keys.insert(r.key.clone());
+                    if !matches!(pipe.error, Some(BatchError::Publish(_))) {
+                        pipe.error = Some(BatchError::Publish(e));
+                    }
+                }
+            }
+        }
+        if self.opts.crash_at == Some(CrashPoint::AfterPublish) {
+            return Err(BatchError::Crash("after publish"));
+        }
+        let mut tx = sqlx::Acquire::begin(&mut **conn).await?;
+        // A broken row stays in the outbox (like any row) while an earlier
+        // row of its key is retried; it is moved only together with its
+        // deletion, or the next attempt would insert it into outbox_failed
+        // again and fail on its primary key, forever.
+        for (id, reason) in broken.iter().filter(|(id, _)| done.contains(id)) {
+            sqlx::query(
+                "INSERT INTO outbox_failed (id, event_id, event_type, topic, partition_key, envelope, headers, created_at, reason) \
+                 SELECT id, event_id, event_type, topic, partition_key, envelope, headers, created_at, $2 FROM outbox WHERE id = $1",
+            )
+            .bind(id)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // Planned on every call: a generic plan for `= ANY($1)` made while
+        // the outbox was nearly empty scans the whole table.
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .persistent(false)
+            .bind(&done)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn to_record(&self, row: &sqlx::postgres::PgRow) -> Result<Prepared, CodecError> {
+        let envelope = Envelope::from_json(row.get("envelope"))?;
+        let stored: StoredHeaders = serde_json::from_value(row.get("headers"))?;
+        let topic: String = row.get("topic");
+        let payload = self.codec.encode(&topic, &envelope).await?;
+        Ok(Prepared {
+            envelope,
+            topic,
+            payload,
+            trace: stored.trace,
+        })
+    }
+}
+
+pub(super) enum BatchError {
+    Database(sqlx::Error),
+    /// The registry is unavailable: nothing was sent.
+    Encode(String),
+    /// Some records were not acknowledged.
+    Publish(String),
+    Crash(&'static str),
+}
+
+impl From<sqlx::Error> for BatchError {
+    fn from(e: sqlx::Error) -> Self {
+        BatchError::Database(e)
+    }
+}

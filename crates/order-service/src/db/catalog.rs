@@ -1,0 +1,102 @@
+//! The SKU catalogue learned from `InventoryAdjusted`, and the checks that
+//! admit an order (idempotency key, known SKUs, prices) in one round trip.
+
+use super::*;
+
+/// What a new order must be checked against, read in one round trip.
+pub struct Admission {
+    /// The id of the order created with the request's `Idempotency-Key`.
+    pub existing: Option<Uuid>,
+    /// The order's SKUs not in the catalogue, in the given order.
+    pub unknown_skus: Vec<String>,
+    /// The catalogue price (amount, currency) of each known SKU of the
+    /// order; `None` while the SKU has no price.
+    pub prices: HashMap<String, Option<(i64, String)>>,
+}
+
+/// Looks up the order holding idempotency `key` (if any), which of `skus`
+/// the catalogue does not know, and the prices of those it knows.
+pub async fn admission(
+    conn: &mut PgConnection,
+    key: Option<&str>,
+    skus: &[String],
+) -> Result<Admission, sqlx::Error> {
+    #[allow(clippy::type_complexity)]
+    let (existing, unknown_skus, known, amounts, currencies): (
+        Option<Uuid>,
+        Vec<String>,
+        Vec<String>,
+        Vec<Option<i64>>,
+        Vec<Option<String>>,
+    ) = sqlx::query_as(
+        "SELECT (SELECT id FROM orders WHERE idempotency_key = $1), \
+         ARRAY(SELECT s.sku FROM unnest($2::text[]) WITH ORDINALITY AS s (sku, n) \
+               WHERE NOT EXISTS (SELECT 1 FROM catalog c WHERE c.sku = s.sku) ORDER BY s.n), \
+         ARRAY(SELECT c.sku FROM catalog c WHERE c.sku = ANY($2) ORDER BY c.sku), \
+         ARRAY(SELECT c.price FROM catalog c WHERE c.sku = ANY($2) ORDER BY c.sku), \
+         ARRAY(SELECT c.currency FROM catalog c WHERE c.sku = ANY($2) ORDER BY c.sku)",
+    )
+    .bind(key)
+    .bind(skus)
+    .fetch_one(conn)
+    .await?;
+    let prices = known
+        .into_iter()
+        .zip(amounts.into_iter().zip(currencies))
+        .map(|(sku, (amount, currency))| (sku, amount.zip(currency)))
+        .collect();
+    Ok(Admission {
+        existing,
+        unknown_skus,
+        prices,
+    })
+}
+
+/// A SKU as the catalogue knows it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CatalogEntry {
+    /// Units available as last adjusted.
+    pub available: i32,
+    /// Price of one unit in minor units of `currency`, if priced.
+    pub price: Option<i64>,
+    /// ISO 4217 code of `price`.
+    pub currency: Option<String>,
+}
+
+/// `sku` as last adjusted, if known.
+pub async fn catalog_entry(
+    conn: &mut PgConnection,
+    sku: &str,
+) -> Result<Option<CatalogEntry>, sqlx::Error> {
+    sqlx::query_as("SELECT available, price, currency FROM catalog WHERE sku = $1")
+        .bind(sku)
+        .fetch_optional(conn)
+        .await
+}
+
+/// Records `sku` as of an `InventoryAdjusted` of `adjusted_at` (its
+/// availability and price: the event carries the whole level), unless a
+/// newer adjustment is already known.
+pub async fn upsert_catalog(
+    conn: &mut PgConnection,
+    sku: &str,
+    entry: &CatalogEntry,
+    adjusted_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO catalog (sku, available, price, currency, adjusted_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, now()) \
+         ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, \
+         price = EXCLUDED.price, currency = EXCLUDED.currency, \
+         adjusted_at = EXCLUDED.adjusted_at, updated_at = now() \
+         WHERE catalog.adjusted_at <= EXCLUDED.adjusted_at",
+    )
+    .bind(sku)
+    .bind(entry.available)
+    .bind(entry.price)
+    .bind(&entry.currency)
+    .bind(adjusted_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

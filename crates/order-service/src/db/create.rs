@@ -1,0 +1,81 @@
+//! Writing a new order with its first event: the row, its timeline entry
+//! and its outbox row in one statement.
+
+use super::*;
+
+/// A new order with its first event, ready to be written by
+/// [`NewOrder::insert`] (possibly on another task: the event's trace
+/// context is taken when it is built).
+#[derive(Debug)]
+pub struct NewOrder {
+    order: OrderRow,
+    timeline: TimelineRows,
+    events: outbox::Rows,
+}
+
+impl NewOrder {
+    /// `order` with its first event `created`, as [`create_order`] writes it.
+    pub fn new(
+        topics: &TopicCatalog,
+        order: OrderRow,
+        created: &Envelope,
+        trace: Option<&TraceContext>,
+    ) -> Result<Self, StoreError> {
+        let mut timeline = TimelineRows::default();
+        timeline.push(order.id, created);
+        let mut events = outbox::Rows::default();
+        events.push(topics, &order.id.to_string(), created, trace)?;
+        Ok(Self {
+            order,
+            timeline,
+            events,
+        })
+    }
+
+    /// The order.
+    pub fn order(&self) -> &OrderRow {
+        &self.order
+    }
+
+    /// Writes the order, its timeline row and its event in one statement;
+    /// `false` when another order already holds its idempotency key
+    /// (nothing is written then).
+    pub async fn insert(&self, conn: &mut PgConnection) -> Result<bool, StoreError> {
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "WITH created AS (INSERT INTO orders (id, status, reason, reason_code, customer_id, \
+                   email, currency, items, total, shipping_address, payment_token, metadata, \
+                   idempotency_key, request_hash, created_at, updated_at, deadline_at) \
+                   VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
+                   $23, $24) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
+                 {}, {} SELECT count(*) FROM created",
+                // The timeline row needs the order: it only goes in with it.
+                TimelineRows::cte("EXISTS (SELECT 1 FROM created)"),
+                outbox::Rows::cte_when("queued", 25, "EXISTS (SELECT 1 FROM created)")
+            )
+        });
+        let o = &self.order;
+        let q = self
+            .timeline
+            .bind(sqlx::query(SQL.as_str()))
+            .bind(o.id)
+            .bind(o.status.as_str())
+            .bind(&o.reason)
+            .bind(&o.reason_code)
+            .bind(&o.customer_id)
+            .bind(&o.email)
+            .bind(&o.currency)
+            .bind(&o.items)
+            .bind(o.total)
+            .bind(&o.shipping_address)
+            .bind(&o.payment_token)
+            .bind(&o.metadata)
+            .bind(&o.idempotency_key)
+            .bind(&o.request_hash)
+            .bind(o.created_at)
+            .bind(o.updated_at)
+            .bind(o.deadline_at);
+        let row = self.events.bind(q).fetch_one(conn).await?;
+        Ok(sqlx::Row::try_get::<i64, _>(&row, 0)? == 1)
+    }
+}
