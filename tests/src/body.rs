@@ -13,7 +13,8 @@ pub struct OrderBody {
     pub currency: String,
     /// `(sku, quantity, unitPrice)` lines.
     pub items: Vec<(String, i64, i64)>,
-    /// `paymentToken`.
+    /// The card token its payment method is registered with
+    /// ([`crate::Stack::order_json`] registers it and names the method).
     pub payment_token: String,
 }
 
@@ -70,8 +71,9 @@ impl OrderBody {
         self.items.iter().map(|(_, q, p)| q * p).sum()
     }
 
-    /// The JSON body.
-    pub fn json(&self) -> Value {
+    /// The JSON body, paying with payment method `payment_method_id`
+    /// (`Stack::order_json` registers one for the body's token).
+    pub fn json_with(&self, payment_method_id: &str) -> Value {
         let items: Vec<Value> = self
             .items
             .iter()
@@ -89,7 +91,7 @@ impl OrderBody {
                 "postalCode": "10115",
                 "country": "DE"
             },
-            "paymentToken": self.payment_token,
+            "paymentMethodId": payment_method_id,
         })
     }
 }

@@ -57,6 +57,8 @@ pub struct Stack {
     watchdog: Option<Child>,
     watchdog_stdin: Option<ChildStdin>,
     pools: Mutex<HashMap<Service, PgPool>>,
+    /// Payment methods registered by the harness, by `(customer, token)`.
+    pub(crate) payment_methods: Mutex<HashMap<(String, String), String>>,
     ready_timeout: Duration,
 }
 
@@ -371,6 +373,7 @@ impl Stack {
             watchdog: Some(watchdog),
             watchdog_stdin,
             pools: Mutex::new(HashMap::new()),
+            payment_methods: Mutex::new(HashMap::new()),
             ready_timeout: options.ready_timeout,
         };
         let waits = Service::ALL.map(|svc| stack.wait_ready(svc));

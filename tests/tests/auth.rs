@@ -162,9 +162,71 @@ async fn callers_are_authenticated_and_see_only_what_their_roles_allow() {
     // Nothing was written by the refused stock change.
     assert_eq!(stack.inventory(&sku).await["available"], 10);
 
+    // Ann registers her card with the payment service: the method is hers
+    // (the token's subject); she cannot register one for Bob, and Bob
+    // cannot see hers.
+    let r = call(
+        &stack,
+        Some(&ann),
+        Method::POST,
+        Service::Payment,
+        "/payment-methods",
+        Some(json!({"token": "tok_visa", "customerId": "c-bob"})),
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.describe());
+    let r = call(
+        &stack,
+        None,
+        Method::POST,
+        Service::Payment,
+        "/payment-methods",
+        Some(json!({"token": "tok_visa"})),
+    )
+    .await;
+    assert_eq!(r.status, 401, "{}", r.describe());
+    let r = call(
+        &stack,
+        Some(&ann),
+        Method::POST,
+        Service::Payment,
+        "/payment-methods",
+        Some(json!({"token": "tok_visa"})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.describe());
+    assert_eq!(r.json["customerId"], "c-ann", "{}", r.describe());
+    let card = r.json["paymentMethodId"].as_str().expect("id").to_owned();
+    let card_path = format!("/payment-methods/{card}");
+    let r = call(
+        &stack,
+        Some(&bob),
+        Method::GET,
+        Service::Payment,
+        &card_path,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404, "{}", r.describe());
+    let r = call(
+        &stack,
+        Some(&ann),
+        Method::GET,
+        Service::Payment,
+        &card_path,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(
+        r.json.get("token").is_none(),
+        "the token is never shown: {}",
+        r.json
+    );
+
     // Ann orders: the customer id is the token's subject; she cannot order
     // for Bob.
-    let mut body = OrderBody::new(&sku, 1).json();
+    let mut body = OrderBody::new(&sku, 1).customer("c-ann").json_with(&card);
     body.as_object_mut().expect("object").remove("customerId");
     let r = call(
         &stack,

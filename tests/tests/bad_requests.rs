@@ -40,7 +40,9 @@ async fn bad_requests_are_rejected_and_write_nothing() {
     let sku = stack.sku("VALID");
     stack.set_stock(&sku, 10).await;
     let customer = format!("c-bad-{}", stack.id);
-    let valid: Value = OrderBody::new(&sku, 1).customer(&customer).json();
+    let valid: Value = stack
+        .order_json(&OrderBody::new(&sku, 1).customer(&customer))
+        .await;
     let json_ct = "application/json";
 
     // POST /orders
@@ -72,7 +74,33 @@ async fn bad_requests_are_rejected_and_write_nothing() {
         check(&r, &format!("quantity {q}"), Some(422), None);
     }
 
-    for field in ["email", "items", "customerId", "paymentToken"] {
+    // A card token instead of a payment method: refused, naming both.
+    let mut card = valid.clone();
+    card.as_object_mut()
+        .expect("object")
+        .remove("paymentMethodId");
+    card["paymentToken"] = json!("tok_visa");
+    let r = stack.post_order(&card).await;
+    check(
+        &r,
+        "a card token in the order",
+        Some(422),
+        Some("validation_failed"),
+    );
+    let fields: Vec<&str> = r.json["details"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["field"].as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        ["paymentMethodId", "paymentToken"],
+        "{}",
+        r.describe()
+    );
+
+    for field in ["email", "items", "customerId", "paymentMethodId"] {
         let mut missing = valid.clone();
         missing.as_object_mut().expect("object").remove(field);
         let r = stack.post_order(&missing).await;

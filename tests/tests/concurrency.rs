@@ -75,13 +75,17 @@ async fn concurrent_orders_never_oversell() {
         })
     };
 
+    // One customer, one card: registered once, used by every order.
+    let body = stack
+        .order_json(&OrderBody::new(&sku, 1).customer(&customer))
+        .await;
     let submitted = Instant::now();
     let permits = Arc::new(Semaphore::new(50));
     let tasks: Vec<_> = (0..ORDERS)
         .map(|_| {
             let stack = stack.clone();
             let permits = permits.clone();
-            let body = OrderBody::new(&sku, 1).customer(&customer).json();
+            let body = body.clone();
             tokio::spawn(async move {
                 let _permit = permits.acquire_owned().await.expect("semaphore");
                 stack.post_order(&body).await

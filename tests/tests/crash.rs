@@ -20,11 +20,10 @@ use serde_json::Value;
 
 const DECLINED: &str = "tok_chargeDeclined";
 
-async fn submit(
-    stack: &Stack,
-    sku: &str,
-    range: std::ops::Range<usize>,
-) -> Vec<(String, OrderBody)> {
+/// The bodies of orders `range`, every fourth one with a declined card.
+/// Their customers register their cards at once, as customers with a card
+/// on file: later waves are placed while the payment service is down.
+async fn bodies(stack: &Stack, sku: &str, range: std::ops::Range<usize>) -> Vec<OrderBody> {
     let bodies: Vec<OrderBody> = range
         .map(|i| {
             let body = OrderBody::new(sku, 1 + (i % 2) as i64);
@@ -35,6 +34,13 @@ async fn submit(
             }
         })
         .collect();
+    for b in &bodies {
+        stack.payment_method(&b.customer_id, &b.payment_token).await;
+    }
+    bodies
+}
+
+async fn submit(stack: &Stack, bodies: Vec<OrderBody>) -> Vec<(String, OrderBody)> {
     let ids = futures::future::join_all(bodies.iter().map(|b| stack.create_order(b))).await;
     ids.into_iter().zip(bodies).collect()
 }
@@ -93,15 +99,20 @@ async fn sigkilled_services_recover_without_double_effects() {
     let sku = stack.sku("CRASH");
     stack.set_stock(&sku, 1000).await;
 
+    let (a, b, c) = (
+        bodies(&stack, &sku, 0..20).await,
+        bodies(&stack, &sku, 20..30).await,
+        bodies(&stack, &sku, 30..40).await,
+    );
     // Wave A; SIGKILL payment as soon as the first order is paid.
-    let mut orders = submit(&stack, &sku, 0..20).await;
+    let mut orders = submit(&stack, a).await;
     let wave_a: Vec<String> = orders.iter().map(|(id, _)| id.clone()).collect();
     let at_kill = wait_any_paid(&stack, "an order of wave A to be paid", &wave_a).await;
     stack.kill(Service::Payment).await;
     eprintln!("payment killed; wave A was {at_kill:?}");
 
     // Wave B arrives while payment is down.
-    let wave_b = submit(&stack, &sku, 20..30).await;
+    let wave_b = submit(&stack, b).await;
     let wave_b_ids: Vec<String> = wave_b.iter().map(|(id, _)| id.clone()).collect();
     orders.extend(wave_b);
     stack.start_service(Service::Payment).await;
@@ -118,7 +129,7 @@ async fn sigkilled_services_recover_without_double_effects() {
     .await;
     stack.kill(Service::Shipping).await;
     eprintln!("shipping killed; wave B was {at_kill:?}");
-    let wave_c = submit(&stack, &sku, 30..40).await;
+    let wave_c = submit(&stack, c).await;
     orders.extend(wave_c);
     stack.start_service(Service::Shipping).await;
     stack

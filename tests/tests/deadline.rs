@@ -71,10 +71,15 @@ async fn a_saga_stuck_before_payment_is_cancelled_and_compensated() {
     let stack = Stack::start(short_deadline()).await;
     let sku = stack.sku("TIMEOUT");
     stack.set_stock(&sku, 5).await;
+    // The customer's card is on file before the payment service goes.
+    let body = OrderBody::new(&sku, 2);
+    stack
+        .payment_method(&body.customer_id, &body.payment_token)
+        .await;
     let status = stack.terminate(Service::Payment).await;
     assert!(status.success(), "payment exited with {status}");
 
-    let id = stack.create_order(&OrderBody::new(&sku, 2)).await;
+    let id = stack.create_order(&body).await;
     let order = stack.wait_status(&id, "CANCELLED").await;
     assert_eq!(order["reasonCode"], "SAGA_TIMEOUT", "{order}");
     assert!(order.get("stalledSince").is_none(), "{order}");

@@ -9,8 +9,8 @@ use orderflow_e2e::{OrderBody, Service, Stack};
 use serde_json::{json, Value};
 
 /// The order body with `unitPrice` of every line replaced (or removed).
-fn with_unit_price(body: &OrderBody, price: Option<Value>) -> Value {
-    let mut v = body.json();
+async fn with_unit_price(stack: &Stack, body: &OrderBody, price: Option<Value>) -> Value {
+    let mut v = stack.order_json(body).await;
     for item in v["items"].as_array_mut().expect("items") {
         match &price {
             Some(p) => item["unitPrice"] = p.clone(),
@@ -44,7 +44,7 @@ async fn the_catalog_sets_the_price_and_a_client_price_cannot_change_it() {
     // The customer picks the price: refused, nothing created.
     for price in [json!(0), json!(1), json!(1998)] {
         let r = stack
-            .post_order(&with_unit_price(&body, Some(price.clone())))
+            .post_order(&with_unit_price(&stack, &body, Some(price.clone())).await)
             .await;
         assert_eq!(r.status, 409, "unitPrice {price}: {}", r.describe());
         assert_eq!(r.code(), "price_mismatch", "{}", r.describe());
@@ -57,7 +57,7 @@ async fn the_catalog_sets_the_price_and_a_client_price_cannot_change_it() {
         r.expect_json_error();
     }
     // Another currency than the catalog's: refused.
-    let mut gbp = body.json();
+    let mut gbp = stack.order_json(&body).await;
     gbp["currency"] = json!("GBP");
     let r = stack.post_order(&gbp).await;
     assert_eq!(r.status, 422, "{}", r.describe());
@@ -69,7 +69,9 @@ async fn the_catalog_sets_the_price_and_a_client_price_cannot_change_it() {
     );
 
     // No unitPrice: priced from the catalog; payment charges that total.
-    let r = stack.post_order(&with_unit_price(&body, None)).await;
+    let r = stack
+        .post_order(&with_unit_price(&stack, &body, None).await)
+        .await;
     assert_eq!(r.status, 202, "{}", r.describe());
     let id = r.json["orderId"].as_str().expect("orderId").to_owned();
     let order = stack.wait_status(&id, "SHIPPED").await;
@@ -99,7 +101,7 @@ async fn the_catalog_sets_the_price_and_a_client_price_cannot_change_it() {
         )
         .await;
     let r = stack
-        .post_order(&with_unit_price(&body, Some(json!(1999))))
+        .post_order(&with_unit_price(&stack, &body, Some(json!(1999))).await)
         .await;
     assert_eq!(r.status, 409, "{}", r.describe());
     let id = stack
@@ -128,7 +130,9 @@ async fn unpriced_skus_are_refused_and_bad_prices_rejected() {
         )
         .await;
     let body = OrderBody::new(&sku, 1);
-    let r = stack.post_order(&with_unit_price(&body, None)).await;
+    let r = stack
+        .post_order(&with_unit_price(&stack, &body, None).await)
+        .await;
     assert_eq!(r.status, 422, "{}", r.describe());
     assert_eq!(r.code(), "unpriced_sku", "{}", r.describe());
     assert_eq!(orders_of(&stack, &body).await, 0);

@@ -228,7 +228,7 @@ async fn one_order_is_one_trace_across_all_five_services() {
         stack
             .request(Method::POST, Service::Order, "/orders")
             .header("traceparent", format!("00-{trace_id}-{client_span}-01"))
-            .json(&OrderBody::new(&sku, 1).json()),
+            .json(&stack.order_json(&OrderBody::new(&sku, 1)).await),
     )
     .await
     .expect(202);

@@ -53,7 +53,8 @@ async fn main() -> anyhow::Result<()> {
                 postal_code: "10115".into(),
                 country: "DE".into(),
             },
-            payment_token: "tok_visa".into(),
+            payment_token: None,
+            payment_method_id: Some("pm_0123456789abcdef0123456789abcdef".into()),
         },
     )
     .with_metadata("userId", "c-1");

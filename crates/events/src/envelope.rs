@@ -11,9 +11,6 @@ use uuid::Uuid;
 use crate::error::CodecError;
 use crate::events::{Event, EventType};
 
-/// Version of every payload schema in `schemas/` at the moment.
-pub const EVENT_VERSION: i32 = 1;
-
 /// One event with its envelope fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -38,14 +35,15 @@ pub struct Envelope {
 impl Envelope {
     /// The first event of a saga: no cause.
     pub fn new(source: &str, correlation_id: impl Into<String>, event: impl Into<Event>) -> Self {
+        let event = event.into();
         Self {
             event_id: Uuid::now_v7(),
-            event_version: EVENT_VERSION,
+            event_version: event.event_type().schema_version(),
             timestamp: Utc::now().trunc_subsecs(3),
             source: source.to_owned(),
             correlation_id: correlation_id.into(),
             causation_id: None,
-            event: event.into(),
+            event,
             metadata: BTreeMap::new(),
         }
     }

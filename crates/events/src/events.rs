@@ -68,8 +68,13 @@ payload!(/// `OrderCreated` payload.
     currency: String, /// Order lines.
     items: Vec<OrderLine>, /// Total in minor units.
     total: i64, /// Where to ship.
-    shipping_address: Address, /// Payment method token.
-    payment_token: String });
+    shipping_address: Address, /// Payment method token: only in events
+    /// written before v2 (card data stays with the payment service now).
+    #[serde(default)]
+    payment_token: Option<String>, /// The payment method (`pm_…`) the
+    /// payment service resolves; from v2.
+    #[serde(default)]
+    payment_method_id: Option<String> });
 payload!(/// `OrderConfirmed` payload.
     OrderConfirmed { /// Order id.
     order_id: String, /// Payment id.
@@ -106,9 +111,14 @@ payload!(/// `InventoryReserved` payload.
     customer_id: String, /// Customer e-mail.
     email: String, /// Total in minor units.
     total: i64, /// ISO 4217 currency.
-    currency: String, /// Payment method token.
-    payment_token: String, /// Where to ship.
-    shipping_address: Address });
+    currency: String, /// Payment method token: only in events written
+    /// before v2.
+    #[serde(default)]
+    payment_token: Option<String>, /// Where to ship.
+    shipping_address: Address, /// The payment method (`pm_…`) the payment
+    /// service resolves; from v2.
+    #[serde(default)]
+    payment_method_id: Option<String> });
 payload!(/// `InventoryReservationFailed` payload.
     InventoryReservationFailed { /// Order id.
     order_id: String, /// Why.
@@ -197,6 +207,20 @@ payload!(/// `NotificationFailed` payload.
     kind: String, /// Recipient address.
     recipient: String, /// Why.
     reason: String });
+
+impl EventType {
+    /// The version of this event's payload schema (`eventVersion`): the
+    /// number of released versions in `schemas/history/<Event>/`.
+    pub fn schema_version(self) -> i32 {
+        match self {
+            // v2: `paymentToken` optional, `paymentMethodId` added.
+            EventType::OrderCreated | EventType::InventoryReserved => 2,
+            // v2: `price` and `currency` added.
+            EventType::InventoryAdjusted => 2,
+            _ => 1,
+        }
+    }
+}
 
 macro_rules! events {
     ($($name:ident => $stream:ident),* $(,)?) => {
@@ -319,6 +343,18 @@ impl std::fmt::Display for EventType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_schema_version_is_the_number_of_released_versions() {
+        let history =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/history");
+        for t in EventType::ALL {
+            let released = std::fs::read_dir(history.join(t.name()))
+                .unwrap_or_else(|e| panic!("schemas/history/{}: {e}", t.name()))
+                .count();
+            assert_eq!(t.schema_version() as usize, released, "{}", t.name());
+        }
+    }
 
     #[test]
     fn every_schema_parses_and_names_its_event() {

@@ -57,7 +57,8 @@ fn order(order_id: &str, lines: &[(&str, i32)]) -> ConsumedEvent {
                 postal_code: "10115".into(),
                 country: "DE".into(),
             },
-            payment_token: "tok_visa".into(),
+            payment_token: None,
+            payment_method_id: Some("pm_0123456789abcdef0123456789abcdef".into()),
         },
         order_id,
     )
@@ -485,4 +486,24 @@ async fn concurrent_batches_never_oversell_or_deadlock() {
         assert_eq!((available + reserved, shipped), (60, 0), "{sku} conserved");
     }
     pool.close().await;
+}
+
+#[tokio::test]
+async fn a_reservation_passes_the_payment_method_on_and_no_card_token() {
+    let db = setup().await;
+    let pool = &db.pool;
+    set_stock(pool, "PM", 3).await;
+    apply(pool, &inventory(), &order("o-pm", &[("PM", 1)])).await;
+    let data: serde_json::Value = sqlx::query_scalar(
+        "SELECT envelope->'data' FROM outbox WHERE partition_key = 'o-pm' \
+         AND event_type = 'InventoryReserved'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("InventoryReserved queued");
+    assert_eq!(
+        data["paymentMethodId"],
+        "pm_0123456789abcdef0123456789abcdef"
+    );
+    assert_eq!(data["paymentToken"], serde_json::Value::Null);
 }

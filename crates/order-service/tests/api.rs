@@ -32,7 +32,7 @@ fn order() -> Value {
             "name": "Ann", "line1": "Main St 1", "city": "Berlin",
             "postalCode": "10115", "country": "DE"
         },
-        "paymentToken": "tok_visa"
+        "paymentMethodId": "pm_0123456789abcdef0123456789abcdef"
     })
 }
 
@@ -106,7 +106,8 @@ async fn every_invalid_field_of_an_order_is_named() {
             json!("Germany"),
             "shippingAddress.country",
         ),
-        ("/paymentToken", json!(""), "paymentToken"),
+        ("/paymentMethodId", json!("pm_1"), "paymentMethodId"),
+        ("/paymentToken", json!("tok_visa"), "paymentToken"),
     ];
     for (path, value, field) in cases {
         let r = app

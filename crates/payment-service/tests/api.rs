@@ -5,6 +5,7 @@ use axum::http::{Method, StatusCode};
 use orderflow_service::testing::{unreachable_pool, Call, TestApp};
 use orderflow_service::Role;
 use payment_service::api::{router, AppState};
+use serde_json::json;
 
 fn app() -> TestApp {
     TestApp::new(router(AppState {
@@ -49,5 +50,91 @@ async fn unknown_routes_and_methods_get_json_errors() {
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+}
+
+#[tokio::test]
+async fn cards_are_registered_by_customers_and_services_only() {
+    let app = app();
+    app.assert_guarded_with(
+        Method::POST,
+        "/payment-methods",
+        Some(&json!({"token": "tok_visa"})),
+        &[Role::Operator],
+    )
+    .await;
+    app.assert_guarded(
+        Method::GET,
+        "/payment-methods/pm_0123456789abcdef0123456789abcdef",
+        &[],
+    )
+    .await;
+    // A customer registers only their own card.
+    let r = app
+        .send(
+            Call::post("/payment-methods")
+                .as_customer("c-1")
+                .json(json!({"token": "tok_visa", "customerId": "c-2"})),
+        )
+        .await;
+    assert_eq!((r.status, r.code()), (StatusCode::FORBIDDEN, "forbidden"));
+    // A service names the customer.
+    let r = app
+        .send(
+            Call::post("/payment-methods")
+                .as_("svc", &[Role::Service])
+                .json(json!({"token": "tok_visa"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.fields(), ["customerId"]);
+}
+
+#[tokio::test]
+async fn a_bad_card_token_or_body_is_refused() {
+    let app = app();
+    for (token, why) in [
+        (json!(""), "empty"),
+        (json!("tok visa"), "a space"),
+        (json!("t".repeat(101)), "too long"),
+    ] {
+        let r = app
+            .send(
+                Call::post("/payment-methods")
+                    .as_customer("c-1")
+                    .json(json!({ "token": token })),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            "{why}"
+        );
+        assert_eq!(r.fields(), ["token"], "{why}");
+    }
+    for (body, code) in [
+        (json!({}), "invalid_body"),
+        (json!({"token": 4242}), "invalid_body"),
+        (json!({"token": "tok_visa", "cvc": "123"}), "invalid_body"),
+    ] {
+        let r = app
+            .send(
+                Call::post("/payment-methods")
+                    .as_customer("c-1")
+                    .json(body.clone()),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNPROCESSABLE_ENTITY, code),
+            "{body}"
+        );
+    }
+    let r = app
+        .send(Call::get("/payment-methods/tok_visa").as_customer("c-1"))
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_path")
     );
 }

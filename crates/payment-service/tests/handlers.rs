@@ -32,7 +32,23 @@ async fn setup() -> TestDatabase {
     db
 }
 
+/// `InventoryReserved` as written before v2: the token in the event.
 fn reserved(order_id: &str, token: &str, total: i64) -> ConsumedEvent {
+    reserved_for(order_id, "c-1", Some(token), None, total)
+}
+
+/// `InventoryReserved` of a v2 order: customer `customer`'s payment method.
+fn reserved_with(order_id: &str, customer: &str, method: &str, total: i64) -> ConsumedEvent {
+    reserved_for(order_id, customer, None, Some(method), total)
+}
+
+fn reserved_for(
+    order_id: &str,
+    customer: &str,
+    token: Option<&str>,
+    method: Option<&str>,
+    total: i64,
+) -> ConsumedEvent {
     consumed(
         InventoryReserved {
             order_id: order_id.into(),
@@ -40,11 +56,12 @@ fn reserved(order_id: &str, token: &str, total: i64) -> ConsumedEvent {
                 sku: "SKU-1".into(),
                 quantity: 2,
             }],
-            customer_id: "c-1".into(),
+            customer_id: customer.into(),
             email: "ann@example.com".into(),
             total,
             currency: "EUR".into(),
-            payment_token: token.into(),
+            payment_token: token.map(Into::into),
+            payment_method_id: method.map(Into::into),
             shipping_address: Address {
                 name: "Ann".into(),
                 line1: "Main St 1".into(),
@@ -70,6 +87,25 @@ fn cancelled(order_id: &str) -> ConsumedEvent {
         },
         order_id,
     )
+}
+
+/// Registers customer `customer`'s `token`, as `POST /payment-methods` does.
+async fn method(pool: &PgPool, customer: &str, token: &str) -> String {
+    let id = payment_service::domain::methods::new_id();
+    let mut conn = pool.acquire().await.expect("connection");
+    payment_service::db::insert_method(&mut conn, &id, customer, token)
+        .await
+        .expect("method");
+    id
+}
+
+/// `(status, decline_code, payment_token)` of `order_id`'s payment.
+async fn payment_row(pool: &PgPool, order_id: &str) -> (String, Option<String>, Option<String>) {
+    sqlx::query_as("SELECT status, decline_code, payment_token FROM payments WHERE order_id = $1")
+        .bind(order_id)
+        .fetch_one(pool)
+        .await
+        .expect("payment")
 }
 
 fn charge() -> OnInventoryReserved {
@@ -310,4 +346,72 @@ async fn a_batch_names_its_malformed_record_and_writes_nothing() {
     assert_eq!(at, 1);
     assert!(matches!(e, HandlerError::Permanent(_)), "{e}");
     assert_eq!(everything(&db.pool).await, (Vec::new(), Vec::new()));
+}
+
+#[tokio::test]
+async fn an_order_is_charged_with_its_customers_payment_method() {
+    let db = setup().await;
+    let pool = &db.pool;
+    let visa = method(pool, "c-1", "tok_visa").await;
+    let declined = method(pool, "c-1", "tok_chargeDeclined").await;
+    apply(pool, &charge(), &reserved_with("o-1", "c-1", &visa, 500)).await;
+    apply(
+        pool,
+        &charge(),
+        &reserved_with("o-2", "c-1", &declined, 500),
+    )
+    .await;
+    assert_eq!(
+        payment_row(pool, "o-1").await,
+        ("PROCESSED".into(), None, Some("tok_visa".into()))
+    );
+    assert_eq!(
+        payment_row(pool, "o-2").await,
+        (
+            "DECLINED".into(),
+            Some("card_declined".into()),
+            Some("tok_chargeDeclined".into())
+        )
+    );
+    assert_eq!(types(&emitted(pool, "o-1").await), ["PaymentProcessed"]);
+    assert_eq!(types(&emitted(pool, "o-2").await), ["PaymentFailed"]);
+}
+
+#[tokio::test]
+async fn another_customers_or_an_unknown_method_is_declined_and_charges_nothing() {
+    let db = setup().await;
+    let pool = &db.pool;
+    let bobs = method(pool, "c-2", "tok_visa").await;
+    let unknown = payment_service::domain::methods::new_id();
+    // One batch: the methods are looked up together.
+    let records = [
+        reserved_with("o-1", "c-1", &bobs, 500),
+        reserved_with("o-2", "c-1", &unknown, 500),
+        reserved_with("o-3", "c-2", &bobs, 500),
+    ];
+    let handler = charge();
+    let mut tx = pool.begin().await.expect("tx");
+    let spans = [
+        tracing::Span::none(),
+        tracing::Span::none(),
+        tracing::Span::none(),
+    ];
+    let batch: Vec<(&ConsumedEvent, &tracing::Span)> = records.iter().zip(&spans).collect();
+    handler.handle_batch(&mut tx, &batch).await.expect("batch");
+    tx.commit().await.expect("commit");
+    for o in ["o-1", "o-2"] {
+        assert_eq!(
+            payment_row(pool, o).await,
+            (
+                "DECLINED".into(),
+                Some("invalid_payment_method".into()),
+                None
+            ),
+            "{o}"
+        );
+        let events = emitted(pool, o).await;
+        assert_eq!(types(&events), ["PaymentFailed"], "{o}");
+        assert_eq!(events[0].1["declineCode"], "invalid_payment_method");
+    }
+    assert_eq!(payment_row(pool, "o-3").await.0, "PROCESSED");
 }

@@ -14,7 +14,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use crate::wait::poll_until;
-use crate::{OrderBody, Resp, Stack};
+use crate::{OrderBody, Resp, Service, Stack};
 
 /// How long a request is retried before the client gives up on it.
 const GIVE_UP: Duration = Duration::from_secs(90);
@@ -112,7 +112,23 @@ struct Plan {
 
 async fn one_order(stack: &Stack, traffic: &Mutex<Traffic>, body: OrderBody, plan: Plan) {
     let key = uuid::Uuid::new_v4().to_string();
-    let json = body.json();
+    // The customer registers the card with the payment service first, as a
+    // real client does, and orders with the method's id.
+    let card = serde_json::json!({"token": body.payment_token, "customerId": body.customer_id});
+    let Some(r) =
+        until_answered(|| stack.post_json(Service::Payment, "/payment-methods", &card)).await
+    else {
+        traffic.lock().await.unanswered += 1;
+        return;
+    };
+    if r.status != 201 {
+        panic!(
+            "POST /payment-methods refused a valid card: {}",
+            r.describe()
+        );
+    }
+    let method = r.json["paymentMethodId"].as_str().expect("paymentMethodId");
+    let json = body.json_with(method);
     let Some(r) = until_answered(|| stack.post_order_with_key(&json, &key)).await else {
         traffic.lock().await.unanswered += 1;
         return;

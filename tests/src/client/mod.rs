@@ -179,13 +179,47 @@ impl Stack {
         .await
     }
 
+    /// The payment method of `customer` paying with `token`, registered
+    /// with the payment service once per stack (as a service, for the
+    /// customer).
+    pub async fn payment_method(&self, customer: &str, token: &str) -> String {
+        let key = (customer.to_owned(), token.to_owned());
+        let mut known = self.payment_methods.lock().await;
+        if let Some(id) = known.get(&key) {
+            return id.clone();
+        }
+        let r = self
+            .post_json(
+                Service::Payment,
+                "/payment-methods",
+                &serde_json::json!({"token": token, "customerId": customer}),
+            )
+            .await
+            .expect(201);
+        let id = r.json["paymentMethodId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no paymentMethodId: {}", r.describe()))
+            .to_owned();
+        known.insert(key, id.clone());
+        id
+    }
+
+    /// The `POST /orders` body of `body`, with the payment method of its
+    /// customer and token.
+    pub async fn order_json(&self, body: &OrderBody) -> Value {
+        let method = self
+            .payment_method(&body.customer_id, &body.payment_token)
+            .await;
+        body.json_with(&method)
+    }
+
     /// Places an order and checks the acceptance (202, `PENDING`,
     /// `Location: /orders/{id}`); returns its id.
     #[track_caller]
     pub fn create_order<'a>(&'a self, body: &'a OrderBody) -> impl Future<Output = String> + 'a {
         let caller = std::panic::Location::caller();
         async move {
-            let r = self.post_order(&body.json()).await;
+            let r = self.post_order(&self.order_json(body).await).await;
             assert_eq!(r.status, 202, "POST /orders ({caller}): {}", r.describe());
             let id = r.json["orderId"]
                 .as_str()

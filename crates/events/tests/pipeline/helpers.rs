@@ -518,7 +518,8 @@ pub fn created(order_id: &str) -> Envelope {
                 postal_code: "10115".into(),
                 country: "DE".into(),
             },
-            payment_token: "tok_visa".into(),
+            payment_token: None,
+            payment_method_id: Some("pm_0123456789abcdef0123456789abcdef".into()),
         },
     )
 }

@@ -161,7 +161,10 @@ impl OnSagaEvents {
                         email: order.email.clone(),
                         total: order.total,
                         currency: order.currency.clone(),
+                        // The payment method goes on to payment; a token
+                        // (only in an event from before v2) as well.
                         payment_token: order.payment_token.clone(),
+                        payment_method_id: order.payment_method_id.clone(),
                         shipping_address: order.shipping_address.clone(),
                     };
                     tracing::info!(order_id, "stock reserved");

@@ -135,7 +135,8 @@ pub(super) async fn create_order(
         items: SqlJson(new.items),
         total: new.total,
         shipping_address: SqlJson(new.shipping_address),
-        payment_token: new.payment_token,
+        payment_token: None,
+        payment_method_id: Some(new.payment_method_id),
         reserved: false,
         paid: false,
         payment_id: None,
@@ -165,6 +166,7 @@ pub(super) async fn create_order(
             total: order.total,
             shipping_address: order.shipping_address.0.clone(),
             payment_token: order.payment_token.clone(),
+            payment_method_id: order.payment_method_id.clone(),
         },
     );
     envelope.metadata = order.metadata.0.clone();

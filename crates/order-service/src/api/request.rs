@@ -22,8 +22,6 @@ pub const MAX_CUSTOMER_ID_LEN: usize = 100;
 pub const MAX_EMAIL_LEN: usize = 254;
 /// Longest address field.
 pub const MAX_ADDRESS_FIELD_LEN: usize = 200;
-/// Longest payment token.
-pub const MAX_PAYMENT_TOKEN_LEN: usize = 100;
 
 /// Body of `POST /orders`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -41,8 +39,15 @@ pub struct CreateOrderRequest {
     pub items: Vec<ItemRequest>,
     /// Where to ship.
     pub shipping_address: AddressRequest,
-    /// Payment method token.
-    pub payment_token: String,
+    /// The payment method to charge (`pm_…`, from the payment service's
+    /// `POST /payment-methods`). Required; optional here so that its
+    /// absence is a validation problem listed with the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method_id: Option<String>,
+    /// Refused: card tokens go to the payment service, not into orders and
+    /// events. Read only to say so clearly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_token: Option<String>,
 }
 
 /// One line of [`CreateOrderRequest`]. Numbers are `i64` so that negative
@@ -96,8 +101,8 @@ pub struct NewOrder {
     pub total: i64,
     /// Shipping address (an empty `line2` becomes `None`).
     pub shipping_address: Address,
-    /// Payment token.
-    pub payment_token: String,
+    /// The payment method (`pm_…`).
+    pub payment_method_id: String,
 }
 
 /// SHA-256 (hex) of the canonical form of the request: the parsed struct
@@ -199,12 +204,25 @@ pub fn validate(req: &CreateOrderRequest) -> Result<NewOrder, Vec<FieldProblem>>
             "must be an ISO 3166-1 alpha-2 code of 2 uppercase letters (e.g. DE)",
         ));
     }
-    text(
-        &mut p,
-        "paymentToken",
-        &req.payment_token,
-        MAX_PAYMENT_TOKEN_LEN,
-    );
+    match req.payment_method_id.as_deref() {
+        None => p.push(FieldProblem::new(
+            "paymentMethodId",
+            "is required: register the card token with the payment service \
+             (POST /payment-methods) and send the id it returns",
+        )),
+        Some(id) if !is_payment_method_id(id) => p.push(FieldProblem::new(
+            "paymentMethodId",
+            "must be a payment method id: pm_ and 32 hex digits",
+        )),
+        Some(_) => {}
+    }
+    if req.payment_token.is_some() {
+        p.push(FieldProblem::new(
+            "paymentToken",
+            "card tokens are not accepted in orders: register it with the payment \
+             service (POST /payment-methods) and send paymentMethodId",
+        ));
+    }
 
     if !p.is_empty() {
         return Err(p);
@@ -250,8 +268,16 @@ pub fn validate(req: &CreateOrderRequest) -> Result<NewOrder, Vec<FieldProblem>>
             postal_code: a.postal_code.clone(),
             country: a.country.clone(),
         },
-        payment_token: req.payment_token.clone(),
+        payment_method_id: req.payment_method_id.clone().unwrap_or_default(),
     })
+}
+
+/// Whether `id` has the shape of a payment method id: `pm_` and 32 hex
+/// digits. Whether it exists and is the customer's is the payment service's
+/// to say when it charges.
+pub fn is_payment_method_id(id: &str) -> bool {
+    id.strip_prefix("pm_")
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// A required text field of at most `max` characters, not blank.
@@ -337,7 +363,7 @@ mod tests {
                       {"sku": "SKU-2", "quantity": 1, "unitPrice": 500}],
             "shippingAddress": {"name": "Ann", "line1": "Main St 1", "city": "Berlin",
                                 "postalCode": "10115", "country": "DE"},
-            "paymentToken": "tok_visa"
+            "paymentMethodId": "pm_0123456789abcdef0123456789abcdef"
         })
     }
 
@@ -386,7 +412,8 @@ mod tests {
                       {"sku": "SKU-1", "quantity": -5, "unitPrice": 1}],
             "shippingAddress": {"name": " ", "line1": "x".repeat(201), "line2": "y".repeat(201),
                                 "city": "", "postalCode": "", "country": "de"},
-            "paymentToken": ""
+            "paymentMethodId": "pm_123",
+            "paymentToken": "tok_visa"
         });
         assert_eq!(
             fields(v),
@@ -407,9 +434,38 @@ mod tests {
                 "shippingAddress.city",
                 "shippingAddress.postalCode",
                 "shippingAddress.country",
+                "paymentMethodId",
                 "paymentToken",
             ]
         );
+    }
+
+    #[test]
+    fn a_card_token_is_refused_and_a_payment_method_required() {
+        let mut v = valid();
+        v.as_object_mut().expect("object").remove("paymentMethodId");
+        v["paymentToken"] = json!("tok_visa");
+        let problems = validate(&parse(v)).expect_err("refused");
+        let named: Vec<(&str, bool)> = problems
+            .iter()
+            .map(|p| {
+                (
+                    p.field.as_str(),
+                    p.problem.contains("POST /payment-methods"),
+                )
+            })
+            .collect();
+        assert_eq!(named, [("paymentMethodId", true), ("paymentToken", true)]);
+        for bad in [
+            "pm_",
+            "pm_0123",
+            "tok_visa",
+            &format!("pm_{}", "G".repeat(32)),
+        ] {
+            let mut v = valid();
+            v["paymentMethodId"] = json!(bad);
+            assert_eq!(fields(v), vec!["paymentMethodId"], "{bad}");
+        }
     }
 
     #[test]
@@ -442,19 +498,14 @@ mod tests {
     fn limits_are_inclusive() {
         let mut v = valid();
         v["customerId"] = json!("c".repeat(100));
-        v["paymentToken"] = json!("t".repeat(100));
         v["items"][0]["sku"] = json!("A".repeat(64));
         v["items"][0]["unitPrice"] = json!(0);
         v["shippingAddress"]["line2"] = json!("z".repeat(200));
         assert!(validate(&parse(v)).is_ok());
         let mut v = valid();
         v["customerId"] = json!("c".repeat(101));
-        v["paymentToken"] = json!("t".repeat(101));
         v["items"][0]["sku"] = json!("A".repeat(65));
-        assert_eq!(
-            fields(v),
-            vec!["customerId", "items[0].sku", "paymentToken"]
-        );
+        assert_eq!(fields(v), vec!["customerId", "items[0].sku"]);
     }
 
     #[test]
@@ -499,7 +550,7 @@ mod tests {
     #[test]
     fn the_hash_ignores_formatting_but_not_content() {
         let a = parse(valid());
-        let text = r#"{"paymentToken":"tok_visa","shippingAddress":{"country":"DE","postalCode":"10115",
+        let text = r#"{"paymentMethodId":"pm_0123456789abcdef0123456789abcdef","shippingAddress":{"country":"DE","postalCode":"10115",
             "city":"Berlin","line1":"Main St 1","name":"Ann"},"items":[{"unitPrice":1999,"quantity":2,"sku":"SKU-1"},
             {"sku":"SKU-2","quantity":1,"unitPrice":500}],"currency":"EUR","email":"ann@example.com","customerId":"c-1"}"#;
         let b: CreateOrderRequest = serde_json::from_str(text).expect("parses");

@@ -44,14 +44,14 @@ impl NewOrder {
         static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             format!(
                 "WITH created AS (INSERT INTO orders (id, status, reason, reason_code, customer_id, \
-                   email, currency, items, total, shipping_address, payment_token, metadata, \
-                   idempotency_key, request_hash, created_at, updated_at, deadline_at) \
+                   email, currency, items, total, shipping_address, payment_token, payment_method_id, \
+                   metadata, idempotency_key, request_hash, created_at, updated_at, deadline_at) \
                    VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
-                   $23, $24) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
+                   $23, $24, $25) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
                  {}, {} SELECT count(*) FROM created",
                 // The timeline row needs the order: it only goes in with it.
                 TimelineRows::cte("EXISTS (SELECT 1 FROM created)"),
-                outbox::Rows::cte_when("queued", 25, "EXISTS (SELECT 1 FROM created)")
+                outbox::Rows::cte_when("queued", 26, "EXISTS (SELECT 1 FROM created)")
             )
         });
         let o = &self.order;
@@ -69,6 +69,7 @@ impl NewOrder {
             .bind(o.total)
             .bind(&o.shipping_address)
             .bind(&o.payment_token)
+            .bind(&o.payment_method_id)
             .bind(&o.metadata)
             .bind(&o.idempotency_key)
             .bind(&o.request_hash)

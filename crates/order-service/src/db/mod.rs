@@ -116,8 +116,10 @@ pub struct OrderRow {
     pub total: i64,
     /// Shipping address.
     pub shipping_address: Json<Address>,
-    /// Payment token.
-    pub payment_token: String,
+    /// Card token: only on orders placed before payment methods.
+    pub payment_token: Option<String>,
+    /// The payment method (`pm_…`) the payment service charges.
+    pub payment_method_id: Option<String>,
     /// Fact: stock reserved.
     pub reserved: bool,
     /// Fact: paid.

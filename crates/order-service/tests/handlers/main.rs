@@ -84,7 +84,8 @@ fn order_row(idempotency_key: Option<String>) -> (OrderRow, Envelope) {
             postal_code: "P".into(),
             country: "DE".into(),
         }),
-        payment_token: "tok_visa".into(),
+        payment_token: None,
+        payment_method_id: Some("pm_0123456789abcdef0123456789abcdef".into()),
         reserved: false,
         paid: false,
         payment_id: None,
@@ -113,7 +114,8 @@ fn order_row(idempotency_key: Option<String>) -> (OrderRow, Envelope) {
             items: order.items.0.clone(),
             total: 200,
             shipping_address: order.shipping_address.0.clone(),
-            payment_token: "tok_visa".into(),
+            payment_token: None,
+            payment_method_id: order.payment_method_id.clone(),
         },
     )
     .with_metadata("userId", "u-1");
@@ -263,8 +265,9 @@ fn reserved_event(o: &OrderRow) -> Event {
         email: "db@example.com".into(),
         total: 200,
         currency: "EUR".into(),
-        payment_token: "tok_visa".into(),
+        payment_token: None,
         shipping_address: o.shipping_address.0.clone(),
+        payment_method_id: o.payment_method_id.clone(),
     }
     .into()
 }

@@ -37,6 +37,9 @@ pub struct Args {
     /// Inventory service base URL (used to stock the SKUs).
     #[arg(long, env = "INVENTORY_URL", default_value = "http://127.0.0.1:8082")]
     pub inventory_url: String,
+    /// Payment service base URL (used to register the load's cards).
+    #[arg(long, env = "PAYMENT_URL", default_value = "http://127.0.0.1:8083")]
+    pub payment_url: String,
     /// Open loop: send this many orders per second, whatever the answers
     /// take (default 100 when --concurrency is not given).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000), conflicts_with = "concurrency")]

@@ -1,8 +1,11 @@
-//! HTTP API: `GET /payments/{orderId}`.
+//! HTTP API: `POST /payment-methods` (a customer registers a card token and
+//! gets the `pm_…` id to order with) and `GET /payments/{orderId}`.
+
+mod methods;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
 use orderflow_service::{ApiError, ApiPath, Principal, Role};
@@ -23,6 +26,8 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/payments/{order_id}", get(get_payment))
+        .route("/payment-methods", post(methods::register))
+        .route("/payment-methods/{id}", get(methods::get_method))
         .with_state(state)
 }
 

@@ -1,5 +1,10 @@
-//! Queries on `payments`. Every function takes the caller's connection, so
-//! the caller owns the transaction.
+//! Queries on `payments` (here) and `payment_methods` ([`methods`]). Every
+//! function takes the caller's connection, so the caller owns the
+//! transaction.
+
+mod methods;
+
+pub use methods::{find_method, find_methods, insert_method, MethodRow};
 
 use std::collections::HashSet;
 use std::fmt;

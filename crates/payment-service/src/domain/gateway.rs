@@ -35,7 +35,8 @@ pub struct Decline {
 }
 
 impl Decline {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    /// A decline with its code and message.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),

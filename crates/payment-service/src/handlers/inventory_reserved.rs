@@ -12,6 +12,8 @@ use uuid::Uuid;
 
 use crate::db::{self, NewPayment, Status};
 use crate::domain::gateway::{self, Decline, Outcome};
+use crate::domain::methods::{self, Method};
+use std::collections::HashMap;
 
 /// Charges a reserved order → `PaymentProcessed` or `PaymentFailed`.
 pub struct OnInventoryReserved {
@@ -25,6 +27,8 @@ pub struct OnInventoryReserved {
 /// payment yet.
 struct Charge<'a> {
     request: &'a InventoryReserved,
+    /// The token charged, when the payment method resolved.
+    token: Option<&'a str>,
     payment_id: Uuid,
     decline: Option<Decline>,
 }
@@ -33,13 +37,27 @@ impl<'a> Charge<'a> {
     /// Asks the gateway. The simulated gateway has no side effect, so
     /// deciding before the insert is safe; the row decides whether the
     /// outcome takes effect.
-    fn decide(request: &'a InventoryReserved, max_amount: i64) -> Self {
-        let decline = match gateway::charge(&request.payment_token, request.total, max_amount) {
-            Outcome::Approved => None,
-            Outcome::Declined(d) => Some(d),
+    fn decide(
+        request: &'a InventoryReserved,
+        known: &'a HashMap<String, Method>,
+        max_amount: i64,
+    ) -> Self {
+        let token = methods::token_for(
+            request.payment_method_id.as_deref(),
+            request.payment_token.as_deref(),
+            &request.customer_id,
+            known,
+        );
+        let (token, decline) = match token {
+            Ok(t) => match gateway::charge(t, request.total, max_amount) {
+                Outcome::Approved => (Some(t), None),
+                Outcome::Declined(d) => (Some(t), Some(d)),
+            },
+            Err(d) => (None, Some(d)),
         };
         Self {
             request,
+            token,
             payment_id: Uuid::new_v4(),
             decline,
         }
@@ -56,7 +74,7 @@ impl<'a> Charge<'a> {
             },
             amount: r.total,
             currency: Some(&r.currency),
-            payment_token: Some(&r.payment_token),
+            payment_token: self.token,
             decline_code: self.decline.as_ref().map(|d| d.code),
             reason: self.decline.as_ref().map(|d| d.message.as_str()),
         }
@@ -102,20 +120,33 @@ impl BatchHandler for OnInventoryReserved {
         tx: &mut PgConnection,
         events: &[(&ConsumedEvent, &tracing::Span)],
     ) -> Result<(), (usize, HandlerError)> {
+        let mut requests = Vec::with_capacity(events.len());
+        for (i, (event, _)) in events.iter().enumerate() {
+            requests.push(
+                event
+                    .envelope
+                    .payload::<InventoryReserved>()
+                    .map_err(|e| (i, e))?,
+            );
+        }
+        // The batch's payment methods, in one statement.
+        let ids: Vec<&str> = requests
+            .iter()
+            .filter_map(|r| r.payment_method_id.as_deref())
+            .collect();
+        let known = db::find_methods(tx, &ids)
+            .await
+            .map_err(|e| HandlerError::batch_failure(events.len(), e))?;
         let mut seen = HashSet::with_capacity(events.len());
         let mut charges = Vec::with_capacity(events.len());
         let mut out = outbox::Rows::default();
-        for (i, (event, span)) in events.iter().enumerate() {
+        for (i, ((event, span), r)) in events.iter().zip(requests).enumerate() {
             let _entered = span.enter();
-            let r = event
-                .envelope
-                .payload::<InventoryReserved>()
-                .map_err(|e| (i, e))?;
             if !seen.insert(r.order_id.as_str()) {
                 tracing::info!(order_id = %r.order_id, "second charge request in one batch; not charging");
                 continue;
             }
-            let charge = Charge::decide(r, self.max_amount);
+            let charge = Charge::decide(r, &known, self.max_amount);
             event
                 .follow_up(
                     &mut out,

@@ -30,7 +30,7 @@ mod render;
 mod send;
 mod view;
 
-use reads::{loader_usage, settle, stock_skus, timeline_hops};
+use reads::{loader_usage, register_cards, settle, stock_skus, timeline_hops};
 pub(super) use render::render_text;
 use send::{progress_bar, send_phase, BodyTemplate, Record, Shared};
 use view::*;
@@ -55,7 +55,7 @@ fn parse_ts_us(s: &str) -> Option<i64> {
         .map(|t| t.timestamp_micros())
 }
 
-/// Whether an order ended as its payment token says it should.
+/// Whether an order ended as its payment method says it should.
 fn expected_outcome(rec: &Record, view: &OrderView) -> bool {
     let declined = rec.declined || rec.total > DEFAULT_MAX_AMOUNT;
     match view.status.as_str() {
@@ -73,7 +73,7 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Summary> {
         order_url: order_url.clone(),
         ..args.clone()
     };
-    let tpl = BodyTemplate {
+    let mut tpl = BodyTemplate {
         customer_id: format!("load-{run_id}"),
         sku_prefix: args
             .sku_prefix
@@ -84,6 +84,8 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Summary> {
         max_quantity: args.max_quantity,
         decline_share: args.decline_share,
         seed: args.seed,
+        visa_method: String::new(),
+        declined_method: String::new(),
     };
     if i64::from(args.max_lines) * i64::from(args.max_quantity) * 999 > DEFAULT_MAX_AMOUNT {
         eprintln!(
@@ -123,6 +125,8 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Summary> {
         tpl.skus, tpl.sku_prefix, tpl.skus, args.stock
     );
     stock_skus(args, &client, &tpl).await?;
+    (tpl.visa_method, tpl.declined_method) =
+        register_cards(args, &client, &tpl.customer_id).await?;
 
     let (mode, what) = match args.concurrency {
         Some(c) => ("concurrency", format!("{c} concurrent senders")),

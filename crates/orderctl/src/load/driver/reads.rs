@@ -153,6 +153,35 @@ pub(super) async fn settle(
     }
 }
 
+/// Registers the load customer's two cards with the payment service:
+/// `(approved, declined)` payment method ids.
+pub(super) async fn register_cards(
+    args: &Args,
+    client: &reqwest::Client,
+    customer: &str,
+) -> anyhow::Result<(String, String)> {
+    let url = format!("{}/payment-methods", args.payment_url.trim_end_matches('/'));
+    let mut ids = Vec::with_capacity(2);
+    for token in ["tok_visa", "tok_chargeDeclined"] {
+        let resp = client
+            .post(&url)
+            .json(&json!({"token": token, "customerId": customer}))
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let Some(id) = body["paymentMethodId"]
+            .as_str()
+            .filter(|_| status.is_success())
+        else {
+            bail!("POST {url}: HTTP {status}: {body}");
+        };
+        ids.push(id.to_owned());
+    }
+    Ok((ids.remove(0), ids.remove(0)))
+}
+
 pub(super) async fn stock_skus(
     args: &Args,
     client: &reqwest::Client,

@@ -38,6 +38,10 @@ pub(super) struct BodyTemplate {
     pub(super) max_quantity: u32,
     pub(super) decline_share: f64,
     pub(super) seed: u64,
+    /// The payment method (`pm_…`) of the load's customer that is approved.
+    pub(super) visa_method: String,
+    /// The one that is declined (`tok_chargeDeclined`).
+    pub(super) declined_method: String,
 }
 
 impl BodyTemplate {
@@ -82,7 +86,7 @@ impl BodyTemplate {
             "items": items,
             "shippingAddress": {"name": "Load Test", "line1": "Bench St 1", "city": "Berlin",
                                 "postalCode": "10115", "country": "DE"},
-            "paymentToken": if declined { "tok_chargeDeclined" } else { "tok_visa" },
+            "paymentMethodId": if declined { &self.declined_method } else { &self.visa_method },
         });
         (body, declined, total)
     }

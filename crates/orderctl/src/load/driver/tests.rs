@@ -11,6 +11,8 @@ fn tpl() -> BodyTemplate {
         max_quantity: 3,
         decline_share: 0.5,
         seed: 7,
+        visa_method: "pm_visa".into(),
+        declined_method: "pm_declined".into(),
     }
 }
 
@@ -35,12 +37,8 @@ fn bodies_are_deterministic_valid_and_use_distinct_skus() {
             .sum();
         assert_eq!(sum, total);
         assert_eq!(
-            body["paymentToken"],
-            if declined {
-                "tok_chargeDeclined"
-            } else {
-                "tok_visa"
-            }
+            body["paymentMethodId"],
+            if declined { "pm_declined" } else { "pm_visa" }
         );
         assert_eq!(body["customerId"], "load-x");
     }

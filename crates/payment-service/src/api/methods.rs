@@ -1,0 +1,137 @@
+//! `POST /payment-methods`: a card token goes to the payment service, and
+//! only the id that names it goes anywhere else (orders, events).
+//! `GET /payment-methods/{id}` shows one (never its token) to its customer
+//! or an operator.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::SecondsFormat;
+use orderflow_service::error::FieldProblem;
+use orderflow_service::{ApiError, ApiJson, ApiPath, Principal, Role};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use crate::db;
+use crate::db::MethodRow;
+use crate::domain::methods::{is_id, new_id, token_problem};
+
+/// Body of `POST /payment-methods`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct NewMethod {
+    /// The card token from the card form, e.g. `tok_visa`.
+    pub token: String,
+    /// Whose method it is: a customer's own (may be left out), or the one a
+    /// service registers for.
+    #[serde(default)]
+    pub customer_id: Option<String>,
+}
+
+/// A registered payment method; the token is never shown again.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MethodView {
+    /// `pm_…`: what an order's `paymentMethodId` names.
+    pub payment_method_id: String,
+    /// The customer it belongs to.
+    pub customer_id: String,
+    /// RFC 3339, UTC, milliseconds.
+    pub created_at: String,
+}
+
+/// Longest customer id accepted (as in the order service).
+const MAX_CUSTOMER_ID_LEN: usize = 100;
+
+/// The customer the method is for: a customer's own id (the body may repeat
+/// it, not name another), or the one a service names.
+fn owner(principal: &Principal, body: Option<String>) -> Result<String, ApiError> {
+    principal.require(&[Role::Customer, Role::Service])?;
+    if principal.has(Role::Service) {
+        return body.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
+            ApiError::validation(vec![FieldProblem::new(
+                "customerId",
+                "is required when a service registers a method",
+            )])
+        });
+    }
+    match body {
+        Some(c) if c != principal.sub => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "customerId must be the token's subject: a customer registers their own methods",
+        )),
+        _ => Ok(principal.sub.clone()),
+    }
+}
+
+/// Registers a payment method: 201 with its id.
+pub(super) async fn register(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<NewMethod>,
+) -> Result<Response, ApiError> {
+    let customer_id = owner(&principal, body.customer_id)?;
+    let mut problems = Vec::new();
+    if let Some(p) = token_problem(&body.token) {
+        problems.push(FieldProblem::new("token", p));
+    }
+    if customer_id.chars().count() > MAX_CUSTOMER_ID_LEN {
+        problems.push(FieldProblem::new(
+            "customerId",
+            format!("must be at most {MAX_CUSTOMER_ID_LEN} characters"),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::validation(problems));
+    }
+    let id = new_id();
+    let mut conn = state.pool.acquire().await?;
+    let created = db::insert_method(&mut conn, &id, &customer_id, &body.token).await?;
+    tracing::info!(payment_method_id = %id, customer_id, "payment method registered");
+    let view = MethodView::from(MethodRow {
+        id: id.clone(),
+        customer_id,
+        created_at: created,
+    });
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, format!("/payment-methods/{id}"))],
+        Json(view),
+    )
+        .into_response())
+}
+
+impl From<MethodRow> for MethodView {
+    fn from(m: MethodRow) -> Self {
+        Self {
+            payment_method_id: m.id,
+            customer_id: m.customer_id,
+            created_at: m.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        }
+    }
+}
+
+/// One payment method: its customer's or, for an operator, anyone's;
+/// someone else's answers 404 as if it did not exist.
+pub(super) async fn get_method(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<MethodView>, ApiError> {
+    principal.require(&[Role::Customer, Role::Operator, Role::Service])?;
+    if !is_id(&id) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_path",
+            format!("{id:?} is not a payment method id (pm_ and 32 hex digits)"),
+        ));
+    }
+    let mut conn = state.pool.acquire().await?;
+    db::find_method(&mut conn, &id)
+        .await?
+        .filter(|m| principal.may_act_for(&m.customer_id))
+        .map(|m| Json(m.into()))
+        .ok_or_else(|| ApiError::not_found(format!("payment method {id} not found")))
+}
