@@ -13,11 +13,11 @@
 #   layer changes only when Cargo.toml or Cargo.lock change, so editing the
 #   code rebuilds only the workspace crates.
 # - librdkafka is built from the source bundled with rdkafka-sys, using its
-#   ./configure + make build. This needs only the C toolchain and zlib
-#   headers that rust:1-bookworm already has. The workspace enables the
-#   rdkafka features `tokio` and `libz` and nothing else, so it needs no
-#   cmake, no OpenSSL, no SASL and no zstd. Nothing else in the dependency
-#   tree uses TLS.
+#   ./configure + make build. This needs only the C toolchain and the zlib
+#   and OpenSSL headers that rust:1-bookworm already has. The workspace
+#   enables the rdkafka features `tokio`, `libz` and `ssl` (TLS and
+#   SASL/SCRAM to the brokers, linked against the system OpenSSL, so the
+#   runtime image installs libssl3); no cmake, no Cyrus SASL, no zstd.
 # - sqlx needs no database and no offline query data (.sqlx/) at build time:
 #   the code uses runtime-checked queries (sqlx::query / query_as), not the
 #   query! macros. The migrations are embedded with sqlx::migrate!(), and
@@ -62,9 +62,9 @@ RUN cargo build --release --locked --workspace --bins \
 # ------------------------------------------------------------------ runtime
 FROM ${RUNTIME_IMAGE} AS runtime
 # curl: for container healthchecks (GET /health/ready). ca-certificates:
-# the usual trust store. No binary uses TLS today, but it costs little.
+# the usual trust store. libssl3: librdkafka's TLS and SASL/SCRAM.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates curl \
+ && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 orderflow \
  && useradd --system --uid 10001 --gid 10001 --no-create-home \

@@ -545,9 +545,22 @@ start_broker() {
 
 # ---------------------------------------------------------------- rust
 
-# ensure_rust_tools: rustfmt, clippy and cargo-nextest are available.
+# ensure_build_deps: what the workspace links besides Rust: OpenSSL's
+# headers (librdkafka's TLS and SASL/SCRAM) found through pkg-config.
+ensure_build_deps() {
+  if pkg-config --exists openssl 2>/dev/null; then
+    return 0
+  fi
+  log "installing libssl-dev and pkg-config with apt-get (librdkafka's TLS and SCRAM)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libssl-dev pkg-config; } >&2 ||
+    die "could not install libssl-dev and pkg-config (needed to build librdkafka with TLS)"
+}
+
+# ensure_rust_tools: rustfmt, clippy and cargo-nextest are available, and
+# the build dependencies (ensure_build_deps).
 ensure_rust_tools() {
   command -v cargo >/dev/null 2>&1 || die "cargo is not on PATH; install Rust (https://rustup.rs)"
+  ensure_build_deps
   if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     log "adding rustfmt and clippy components"
     rustup component add rustfmt clippy >&2
@@ -572,6 +585,7 @@ ensure_rust_tools() {
 # ORDERFLOW_PROFILE=release) and set BIN_DIR to the directory holding them.
 build_bins() {
   local profile="${ORDERFLOW_PROFILE:-dev}" dir args=()
+  ensure_build_deps
   case "$profile" in
     dev | debug | "") dir=debug ;;
     release) dir=release args=(--release) ;;

@@ -31,14 +31,29 @@ def main() -> int:
     p.add_argument("--max", type=int, default=10, help="stop after this many records")
     p.add_argument("--idle-timeout", type=float, default=10.0, help="stop after this many idle seconds")
     p.add_argument("--json", action="store_true", help="print one JSON object per record")
+    p.add_argument("--username", default=os.environ.get("KAFKA_SASL_USERNAME"),
+                   help="SASL/SCRAM-SHA-512 user over TLS (docker compose: reader)")
+    p.add_argument("--password", default=os.environ.get("KAFKA_SASL_PASSWORD"))
+    p.add_argument("--ca", default=os.environ.get("KAFKA_SSL_CA_LOCATION"),
+                   help="CA certificate of the broker (PEM)")
     args = p.parse_args()
 
     deserialize = AvroDeserializer(SchemaRegistryClient({"url": args.registry}))
-    consumer = Consumer({
+    config = {
         "bootstrap.servers": args.bootstrap,
         "group.id": args.group,
         "auto.offset.reset": "earliest",
-    })
+    }
+    if args.username:
+        config.update({
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": args.username,
+            "sasl.password": args.password or "",
+        })
+        if args.ca:
+            config["ssl.ca.location"] = args.ca
+    consumer = Consumer(config)
     consumer.subscribe([args.topic])
     seen = 0
     try:

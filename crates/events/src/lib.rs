@@ -14,6 +14,7 @@
 //!   producer and consumer spans when the process exports traces;
 //! - the pipeline's Prometheus metrics ([`metrics`]).
 
+pub mod access;
 pub mod admin;
 pub mod codec;
 pub mod consumer;

@@ -12,7 +12,9 @@
 //! - `orderctl smtp-sink` is an SMTP server that stores every message in a
 //!   Maildir, for local runs and benchmarks;
 //! - `orderctl token` signs a bearer token for the HTTP APIs (by default
-//!   with the development key).
+//!   with the development key);
+//! - `orderctl acls` prints the broker's ACLs (one principal per service,
+//!   writing only its own stream) as `kafka-acls.sh` commands.
 //!
 //! Configuration comes from the same environment variables the services
 //! read (`KAFKA_BOOTSTRAP_SERVERS`, `SCHEMA_REGISTRY_URL`,
@@ -63,6 +65,10 @@ enum Command {
     /// Print a bearer token for the HTTP APIs, signed by default with the
     /// development key (deploy/dev-keys/).
     Token(token::Args),
+    /// Print the broker ACLs of every principal (from the access table in
+    /// crates/events/src/access.rs) as a shell script of kafka-acls.sh
+    /// commands, for the configured topic names and ORDERFLOW_TOPIC_PREFIX.
+    Acls,
 }
 
 #[derive(Subcommand)]
@@ -166,6 +172,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schemas {
             action: SchemasAction::Check(args),
         } => schemas::check(&catalog, &args).await,
+        Command::Acls => {
+            let prefix = std::env::var("ORDERFLOW_TOPIC_PREFIX").unwrap_or_default();
+            let rules = orderflow_events::access::acls(&catalog, &prefix);
+            print!("{}", orderflow_events::access::render_kafka_acls(&rules));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Load(_) | Command::SmtpSink(_) | Command::Token(_) => {
             unreachable!("handled above")
         }

@@ -1,0 +1,319 @@
+//! Who may do what on the broker: one principal per service, each allowed
+//! to write only the stream it owns (and the dead-letter topics of what it
+//! reads) and to read only the streams it consumes, plus the schema
+//! registry's and a read-only `reader` for consumers outside orderflow.
+//!
+//! This table is the one place the broker's ACLs come from:
+//! `orderctl acls` renders it as `kafka-acls.sh` commands
+//! (`deploy/kafka/acls.sh`, used by docker compose and the Kubernetes
+//! job), and the end-to-end suite checks that each running service consumes
+//! exactly the streams its row names. A service that tries to publish
+//! another's event (a forged `PaymentProcessed` from anything but the
+//! payment service) is refused by a broker that enforces these ACLs.
+
+use std::fmt::Write as _;
+
+use crate::topics::{Stream, TopicCatalog};
+
+/// A service's row: its principal (`User:<source>`, also its consumer
+/// group), the stream it owns and the streams it consumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceAccess {
+    /// The service's `source`, e.g. `payment-service`: its SASL user and
+    /// its consumer group (behind the topic prefix).
+    pub principal: &'static str,
+    /// The one stream it writes its events to.
+    pub owns: Stream,
+    /// The streams it reads.
+    pub reads: &'static [Stream],
+}
+
+/// Every service, what it owns and what it reads.
+pub const SERVICES: [ServiceAccess; 5] = [
+    ServiceAccess {
+        principal: "order-service",
+        owns: Stream::Order,
+        reads: &[
+            Stream::Inventory,
+            Stream::Payment,
+            Stream::Shipping,
+            Stream::Notification,
+        ],
+    },
+    ServiceAccess {
+        principal: "inventory-service",
+        owns: Stream::Inventory,
+        reads: &[Stream::Order, Stream::Payment, Stream::Shipping],
+    },
+    ServiceAccess {
+        principal: "payment-service",
+        owns: Stream::Payment,
+        reads: &[Stream::Order, Stream::Inventory],
+    },
+    ServiceAccess {
+        principal: "shipping-service",
+        owns: Stream::Shipping,
+        reads: &[Stream::Order, Stream::Payment],
+    },
+    ServiceAccess {
+        principal: "notification-service",
+        owns: Stream::Notification,
+        reads: &[Stream::Order, Stream::Shipping],
+    },
+];
+
+/// The schema registry's principal: its `_schemas` topic and its groups.
+pub const SCHEMA_REGISTRY: &str = "schema-registry";
+
+/// Read-only principal for consumers outside orderflow (any group).
+pub const READER: &str = "reader";
+
+/// What kind of resource an ACL is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Resource {
+    /// A topic.
+    Topic,
+    /// A consumer group.
+    Group,
+}
+
+/// One allow rule: `principal` may do `operations` on `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acl {
+    /// The user, without `User:`.
+    pub principal: String,
+    /// Topic or group.
+    pub resource: Resource,
+    /// Its name; with `prefixed`, every name starting with it.
+    pub name: String,
+    /// Whether `name` is a prefix.
+    pub prefixed: bool,
+    /// Kafka operations: `Read`, `Write`, `Create`, `DescribeConfigs`
+    /// (`Read` and `Write` imply `Describe`).
+    pub operations: Vec<&'static str>,
+}
+
+impl Acl {
+    fn new(principal: &str, resource: Resource, name: &str, operations: &[&'static str]) -> Self {
+        Self {
+            principal: principal.to_owned(),
+            resource,
+            name: name.to_owned(),
+            prefixed: false,
+            operations: operations.to_vec(),
+        }
+    }
+}
+
+/// Every rule, for topics named by `catalog` and groups behind `prefix`
+/// (the `ORDERFLOW_TOPIC_PREFIX` the services are given).
+pub fn acls(catalog: &TopicCatalog, prefix: &str) -> Vec<Acl> {
+    let mut out = Vec::new();
+    for s in &SERVICES {
+        let p = s.principal;
+        // Write implies Describe; an idempotent producer needs no more.
+        out.push(Acl::new(
+            p,
+            Resource::Topic,
+            catalog.topic(s.owns),
+            &["Write"],
+        ));
+        for &r in s.reads {
+            let topic = catalog.topic(r);
+            out.push(Acl::new(p, Resource::Topic, topic, &["Read"]));
+            // A record its handler gives up on goes to the dead letters of
+            // the topic it came from.
+            out.push(Acl::new(
+                p,
+                Resource::Topic,
+                &catalog.dlq_topic(topic),
+                &["Write"],
+            ));
+        }
+        out.push(Acl::new(
+            p,
+            Resource::Group,
+            &format!("{prefix}{p}"),
+            &["Read"],
+        ));
+    }
+    out.push(Acl::new(
+        SCHEMA_REGISTRY,
+        Resource::Topic,
+        "_schemas",
+        &["Read", "Write", "Create", "DescribeConfigs"],
+    ));
+    out.push(Acl {
+        prefixed: true,
+        ..Acl::new(
+            SCHEMA_REGISTRY,
+            Resource::Group,
+            "schema-registry",
+            &["Read"],
+        )
+    });
+    for stream in Stream::ALL {
+        out.push(Acl::new(
+            READER,
+            Resource::Topic,
+            catalog.topic(stream),
+            &["Read"],
+        ));
+    }
+    out.push(Acl::new(READER, Resource::Group, "*", &["Read"]));
+    out
+}
+
+/// `rules` as a POSIX shell script of `kafka-acls.sh` commands, run with
+/// `KAFKA_ACLS` (the tool), `KAFKA_BOOTSTRAP` and `KAFKA_ADMIN_CONFIG` (an
+/// admin's client properties) in the environment. `kafka-acls --add` of a
+/// rule that exists changes nothing, so the script may run at every start.
+pub fn render_kafka_acls(rules: &[Acl]) -> String {
+    let mut out = String::from(
+        "#!/bin/sh\n\
+         # Generated by `orderctl acls` from crates/events/src/access.rs: do not edit.\n\
+         # Needs KAFKA_ACLS (kafka-acls.sh), KAFKA_BOOTSTRAP and KAFKA_ADMIN_CONFIG.\n\
+         set -eu\n",
+    );
+    for a in rules {
+        let resource = match a.resource {
+            Resource::Topic => "--topic",
+            Resource::Group => "--group",
+        };
+        let ops: String = a
+            .operations
+            .iter()
+            .map(|o| format!(" --operation {o}"))
+            .collect();
+        let pattern = if a.prefixed {
+            " --resource-pattern-type prefixed"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "\"$KAFKA_ACLS\" --bootstrap-server \"$KAFKA_BOOTSTRAP\" --command-config \"$KAFKA_ADMIN_CONFIG\" \
+             --add --allow-principal User:{}{ops} {resource} '{}'{pattern}",
+            a.principal, a.name
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::events::EventType;
+
+    fn rules() -> Vec<Acl> {
+        acls(&TopicCatalog::default(), "")
+    }
+
+    /// `(resource, name)` that `principal` may do `op` on.
+    fn allowed(rules: &[Acl], principal: &str, op: &str) -> BTreeSet<(Resource, String)> {
+        rules
+            .iter()
+            .filter(|a| a.principal == principal && a.operations.contains(&op))
+            .map(|a| (a.resource, a.name.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn each_service_writes_exactly_its_own_stream_and_the_dead_letters_of_what_it_reads() {
+        let rules = rules();
+        let c = TopicCatalog::default();
+        for s in &SERVICES {
+            let mut expected: BTreeSet<(Resource, String)> =
+                BTreeSet::from([(Resource::Topic, c.topic(s.owns).to_owned())]);
+            for &r in s.reads {
+                expected.insert((Resource::Topic, c.dlq_topic(c.topic(r))));
+            }
+            assert_eq!(
+                allowed(&rules, s.principal, "Write"),
+                expected,
+                "{}",
+                s.principal
+            );
+            let reads: BTreeSet<(Resource, String)> = s
+                .reads
+                .iter()
+                .map(|&r| (Resource::Topic, c.topic(r).to_owned()))
+                .chain([(Resource::Group, s.principal.to_owned())])
+                .collect();
+            assert_eq!(
+                allowed(&rules, s.principal, "Read"),
+                reads,
+                "{}",
+                s.principal
+            );
+        }
+    }
+
+    #[test]
+    fn every_event_is_written_by_the_one_service_whose_stream_it_is() {
+        // Each service owns a different stream, and nobody else may write
+        // it: a forged event of another service's stream is refused.
+        let rules = rules();
+        let c = TopicCatalog::default();
+        for t in EventType::ALL {
+            let topic = c.topic(t.stream()).to_owned();
+            let writers: Vec<&str> = rules
+                .iter()
+                .filter(|a| a.resource == Resource::Topic && a.name == topic)
+                .filter(|a| a.operations.contains(&"Write"))
+                .map(|a| a.principal.as_str())
+                .collect();
+            let owners: Vec<&str> = SERVICES
+                .iter()
+                .filter(|s| s.owns == t.stream())
+                .map(|s| s.principal)
+                .collect();
+            assert_eq!(writers, owners, "{t}");
+        }
+    }
+
+    #[test]
+    fn the_reader_and_the_registry_write_no_event() {
+        let rules = rules();
+        assert!(allowed(&rules, READER, "Write").is_empty());
+        assert_eq!(
+            allowed(&rules, SCHEMA_REGISTRY, "Write"),
+            BTreeSet::from([(Resource::Topic, "_schemas".to_owned())])
+        );
+    }
+
+    #[test]
+    fn names_follow_the_topic_table_and_the_prefix() {
+        let c = TopicCatalog::with_prefix("staging.");
+        let rules = acls(&c, "staging.");
+        assert!(allowed(&rules, "payment-service", "Write")
+            .contains(&(Resource::Topic, "staging.payment-events".to_owned())));
+        assert!(allowed(&rules, "payment-service", "Read")
+            .contains(&(Resource::Group, "staging.payment-service".to_owned())));
+    }
+
+    #[test]
+    fn the_committed_script_is_the_rendered_table() {
+        let committed = include_str!("../../../deploy/base/kafka/acls.sh");
+        assert!(
+            committed == render_kafka_acls(&rules()),
+            "deploy/base/kafka/acls.sh is not what the table renders: \
+             run `orderctl acls > deploy/base/kafka/acls.sh`"
+        );
+    }
+
+    #[test]
+    fn the_script_has_one_command_per_rule() {
+        let rules = rules();
+        let script = render_kafka_acls(&rules);
+        let commands: Vec<&str> = script.lines().filter(|l| l.starts_with('"')).collect();
+        assert_eq!(commands.len(), rules.len());
+        assert!(commands.contains(
+            &"\"$KAFKA_ACLS\" --bootstrap-server \"$KAFKA_BOOTSTRAP\" --command-config \
+              \"$KAFKA_ADMIN_CONFIG\" --add --allow-principal User:payment-service \
+              --operation Write --topic 'payment-events'"
+        ));
+    }
+}
