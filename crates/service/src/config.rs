@@ -210,23 +210,19 @@ impl CommonConfig {
     }
 }
 
-/// Parses a duration such as `500ms`, `30s`, `5m`, `2h` (a bare number is
-/// seconds), for service-specific flags.
+/// Parses a duration such as `500ms`, `30s`, `5m`, `2h` or `1h 30m` (the
+/// `humantime` format; a bare number is seconds), greater than zero, for
+/// the services' and `orderctl`'s flags.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (e.g. 500ms, 30s, 5m, 2h)"))?;
-    let d = match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("`{s}` is too large for a number of seconds"))?
+    } else {
+        humantime::parse_duration(s).map_err(|e| {
+            format!("`{s}` is not a duration like 500ms, 30s, 5m, 2h or 1h 30m: {e}")
+        })?
     };
     if d.is_zero() {
         return Err("the duration must be greater than zero".to_owned());
@@ -244,9 +240,14 @@ mod tests {
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5d").is_err());
+        // humantime's units and combinations.
+        assert_eq!(parse_duration("5d"), Ok(Duration::from_secs(5 * 86_400)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1s 500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "0s", "0", "ten", "5x", "-1s", "99999999999999999999"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     fn config(args: &[&str]) -> Result<CommonConfig, clap::Error> {

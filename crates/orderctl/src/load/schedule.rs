@@ -30,40 +30,13 @@ pub fn due_orders(elapsed: Duration, rate: u32, planned: u64) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX).min(planned)
 }
 
-/// Parses a duration like `60s`, `500ms`, `2m`, `1h`, `1.5s` or a bare
-/// number of seconds (`90`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 60s, 500ms, 2m or 1h"))?;
-    let factor = match unit.trim() {
-        "" | "s" | "sec" | "secs" => 1.0,
-        "ms" => 0.001,
-        "m" | "min" | "mins" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {s:?}; use ms, s, m or h"
-            ))
-        }
-    };
-    let secs = value * factor;
-    if !secs.is_finite() || secs > 7.0 * 86_400.0 {
-        return Err(format!("{s:?} is too long (at most 7 days)"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// [`parse_duration`] for flags that must be positive.
+/// A duration flag of `orderctl load`: the shared format
+/// ([`orderflow_service::config::parse_duration`]: `60s`, `500ms`, `2m`,
+/// `1h`, a bare number of seconds), greater than zero and at most 7 days.
 pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    let d = parse_duration(s)?;
-    if d.is_zero() {
-        return Err("must be greater than zero".to_owned());
+    let d = orderflow_service::config::parse_duration(s)?;
+    if d > Duration::from_secs(7 * 86_400) {
+        return Err(format!("{s:?} is too long (at most 7 days)"));
     }
     Ok(d)
 }
@@ -166,17 +139,18 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units_and_reject_garbage() {
-        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        for bad in ["", "s", "ten", "10x", "-1s", "1e3s", "9999h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+        let parse = parse_positive_duration;
+        assert_eq!(parse("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse("1s 500ms"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "s", "ten", "10x", "-1s", "1e3s", "9999h", "0s"] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
-        assert!(parse_positive_duration("0s").is_err());
-        assert!(parse_positive_duration("1ms").is_ok());
+        assert!(parse("1ms").is_ok());
     }
 
     #[test]
