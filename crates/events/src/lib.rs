@@ -18,6 +18,7 @@ pub mod access;
 pub mod admin;
 pub mod codec;
 pub mod consumer;
+pub mod dead_letters;
 pub mod envelope;
 pub mod error;
 pub mod events;

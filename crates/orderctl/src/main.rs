@@ -13,6 +13,9 @@
 //!   Maildir, for local runs and benchmarks;
 //! - `orderctl token` signs a bearer token for the HTTP APIs (by default
 //!   with the development key);
+//! - `orderctl dlq list` summarises the dead-letter topics (count, oldest,
+//!   by reason, by consumer group) and `orderctl dlq show` prints one dead
+//!   letter with its event decoded;
 //! - `orderctl acls` prints the broker's ACLs (one principal per service,
 //!   writing only its own stream) as `kafka-acls.sh` commands.
 //!
@@ -20,6 +23,7 @@
 //! read (`KAFKA_BOOTSTRAP_SERVERS`, `SCHEMA_REGISTRY_URL`,
 //! `ORDERFLOW_TOPIC_*`), overridable with flags.
 
+mod dlq;
 mod load;
 mod schemas;
 mod smtp_sink;
@@ -69,6 +73,20 @@ enum Command {
     /// crates/events/src/access.rs) as a shell script of kafka-acls.sh
     /// commands, for the configured topic names and ORDERFLOW_TOPIC_PREFIX.
     Acls,
+    /// Dead-lettered records.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Every dead-letter topic: how many records, the oldest, by reason and
+    /// by consumer group.
+    List(dlq::ListArgs),
+    /// One dead letter: where it came from, why, its headers and its event.
+    Show(dlq::ShowArgs),
 }
 
 #[derive(Subcommand)]
@@ -172,6 +190,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schemas {
             action: SchemasAction::Check(args),
         } => schemas::check(&catalog, &args).await,
+        Command::Dlq {
+            action: DlqAction::List(args),
+        } => dlq::list(&catalog, &args).await,
+        Command::Dlq {
+            action: DlqAction::Show(args),
+        } => dlq::show(&args).await,
         Command::Acls => {
             let prefix = std::env::var("ORDERFLOW_TOPIC_PREFIX").unwrap_or_default();
             let rules = orderflow_events::access::acls(&catalog, &prefix);

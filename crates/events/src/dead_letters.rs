@@ -1,0 +1,229 @@
+//! Reading the dead-letter topics back: every record of a `<topic>.dlq`
+//! with why it was given up on, by which consumer group, and where it came
+//! from (the `dlq.*` headers), for `orderctl dlq`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+
+use crate::consumer::dlq_headers as h;
+use crate::kafka::KafkaConfig;
+
+/// One dead-lettered record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    /// The dead-letter topic.
+    pub dlq_topic: String,
+    /// Its partition there.
+    pub partition: i32,
+    /// Its offset there.
+    pub offset: i64,
+    /// When it was dead-lettered (the record's timestamp).
+    pub timestamp: Option<DateTime<Utc>>,
+    /// The record key (the order id for saga events).
+    pub key: Option<String>,
+    /// Machine-readable reason (`dlq.reason`), e.g. `handler-rejected`.
+    pub reason: String,
+    /// The error (`dlq.error`).
+    pub error: String,
+    /// The consumer group that gave up on it.
+    pub group: String,
+    /// Where it was read from: topic, partition, offset.
+    pub original_topic: String,
+    /// Original partition (-1 when the header is missing).
+    pub original_partition: i32,
+    /// Original offset (-1 when the header is missing).
+    pub original_offset: i64,
+    /// `eventType` header, when the record had one.
+    pub event_type: Option<String>,
+    /// `eventId` header, when the record had one.
+    pub event_id: Option<String>,
+    /// Every header, `dlq.*` included.
+    pub headers: BTreeMap<String, String>,
+    /// The value, byte for byte.
+    #[serde(skip)]
+    pub payload: Vec<u8>,
+}
+
+/// A dead-letter topic at a glance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicSummary {
+    /// Records on it.
+    pub count: usize,
+    /// The oldest one's timestamp.
+    pub oldest: Option<DateTime<Utc>>,
+    /// Records by `dlq.reason`.
+    pub by_reason: BTreeMap<String, usize>,
+    /// Records by consumer group.
+    pub by_group: BTreeMap<String, usize>,
+}
+
+/// `letters` by dead-letter topic.
+pub fn summarize(letters: &[DeadLetter]) -> BTreeMap<String, TopicSummary> {
+    let mut out: BTreeMap<String, TopicSummary> = BTreeMap::new();
+    for d in letters {
+        let s = out.entry(d.dlq_topic.clone()).or_default();
+        s.count += 1;
+        s.oldest = match (s.oldest, d.timestamp) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        *s.by_reason.entry(d.reason.clone()).or_default() += 1;
+        *s.by_group.entry(d.group.clone()).or_default() += 1;
+    }
+    out
+}
+
+/// Every record of `topics` (dead-letter topics that do not exist are
+/// skipped), from the beginning to the end they had when the read started.
+/// Reads without a consumer group's offsets: nothing is committed. Blocking.
+pub fn read_all(
+    cfg: &KafkaConfig,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<Vec<DeadLetter>, String> {
+    let consumer: BaseConsumer = cfg
+        .client_config()
+        .set("group.id", "orderctl-dlq-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .create()
+        .map_err(|e| format!("creating a Kafka consumer: {e}"))?;
+    let metadata = consumer
+        .fetch_metadata(None, timeout)
+        .map_err(|e| format!("reading the topic list from {}: {e}", cfg.bootstrap_servers))?;
+    let mut list = TopicPartitionList::new();
+    let mut remaining: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for t in metadata
+        .topics()
+        .iter()
+        .filter(|t| topics.iter().any(|n| n == t.name()))
+    {
+        for p in t.partitions() {
+            let (lo, hi) = consumer
+                .fetch_watermarks(t.name(), p.id(), timeout)
+                .map_err(|e| format!("reading the end of {}[{}]: {e}", t.name(), p.id()))?;
+            if hi > lo {
+                list.add_partition_offset(t.name(), p.id(), Offset::Beginning)
+                    .map_err(|e| e.to_string())?;
+                remaining.insert((t.name().to_owned(), p.id()), hi);
+            }
+        }
+    }
+    if remaining.is_empty() {
+        return Ok(Vec::new());
+    }
+    consumer.assign(&list).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while !remaining.is_empty() {
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "reading the dead letters: still waiting for {remaining:?}"
+            ));
+        }
+        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let msg = msg.map_err(|e| format!("reading the dead letters: {e}"))?;
+        let key = (msg.topic().to_owned(), msg.partition());
+        match remaining.get(&key) {
+            Some(hi) if msg.offset() + 1 >= *hi => {
+                remaining.remove(&key);
+            }
+            Some(_) => {}
+            // Past the end the read started with: a newer dead letter.
+            None => continue,
+        }
+        let mut headers = BTreeMap::new();
+        if let Some(hs) = msg.headers() {
+            for header in hs.iter() {
+                let v = header
+                    .value
+                    .map(|v| String::from_utf8_lossy(v).into_owned());
+                headers.insert(header.key.to_owned(), v.unwrap_or_default());
+            }
+        }
+        let get = |k: &str| headers.get(k).cloned().unwrap_or_default();
+        out.push(DeadLetter {
+            dlq_topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            timestamp: msg
+                .timestamp()
+                .to_millis()
+                .and_then(DateTime::from_timestamp_millis),
+            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            reason: get(h::REASON),
+            error: get(h::ERROR),
+            group: get(h::GROUP),
+            original_topic: get(h::TOPIC),
+            original_partition: get(h::PARTITION).parse().unwrap_or(-1),
+            original_offset: get(h::OFFSET).parse().unwrap_or(-1),
+            event_type: headers.get("eventType").cloned(),
+            event_id: headers.get("eventId").cloned(),
+            payload: msg.payload().unwrap_or_default().to_vec(),
+            headers,
+        });
+    }
+    out.sort_by(|a, b| {
+        (&a.dlq_topic, a.partition, a.offset).cmp(&(&b.dlq_topic, b.partition, b.offset))
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(topic: &str, reason: &str, group: &str, millis: i64) -> DeadLetter {
+        DeadLetter {
+            dlq_topic: topic.into(),
+            partition: 0,
+            offset: 0,
+            timestamp: DateTime::from_timestamp_millis(millis),
+            key: None,
+            reason: reason.into(),
+            error: "e".into(),
+            group: group.into(),
+            original_topic: topic.trim_end_matches(".dlq").into(),
+            original_partition: 0,
+            original_offset: 0,
+            event_type: None,
+            event_id: None,
+            headers: BTreeMap::new(),
+            payload: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_summary_counts_by_topic_reason_and_group_with_the_oldest() {
+        let s = summarize(&[
+            letter("a.dlq", "undecodable", "g1", 3_000),
+            letter("a.dlq", "undecodable", "g2", 1_000),
+            letter("a.dlq", "handler-rejected", "g1", 2_000),
+            letter("b.dlq", "retries-exhausted", "g3", 5_000),
+        ]);
+        let a = &s["a.dlq"];
+        assert_eq!(a.count, 3);
+        assert_eq!(a.oldest, DateTime::from_timestamp_millis(1_000));
+        assert_eq!(
+            a.by_reason,
+            BTreeMap::from([("handler-rejected".into(), 1), ("undecodable".into(), 2)])
+        );
+        assert_eq!(
+            a.by_group,
+            BTreeMap::from([("g1".into(), 2), ("g2".into(), 1)])
+        );
+        assert_eq!(s["b.dlq"].count, 1);
+        assert!(summarize(&[]).is_empty());
+    }
+}
