@@ -161,3 +161,13 @@ async fn an_empty_if_match_is_400() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    app()
+        .assert_documented_operations_are_routed(
+            include_str!("../openapi.json"),
+            &["/health/", "/metrics", "/openapi.json"],
+        )
+        .await;
+}

@@ -138,3 +138,13 @@ async fn a_bad_card_token_or_body_is_refused() {
         (StatusCode::BAD_REQUEST, "invalid_path")
     );
 }
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    app()
+        .assert_documented_operations_are_routed(
+            include_str!("../openapi.json"),
+            &["/health/", "/metrics", "/openapi.json"],
+        )
+        .await;
+}

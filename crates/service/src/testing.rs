@@ -215,6 +215,68 @@ impl TestApp {
         }
     }
 
+    /// Checks that every operation `openapi` (an OpenAPI document) lists is
+    /// routed: none is answered by the fallback for unknown routes or
+    /// methods. Paths starting with one of `served_elsewhere` (the
+    /// runtime's health, metrics and document routes) are skipped. Path
+    /// parameters get a UUID when named like an id, else `x1`; a route that
+    /// refuses the value (400) is still routed.
+    pub async fn assert_documented_operations_are_routed(
+        &self,
+        openapi: &str,
+        served_elsewhere: &[&str],
+    ) {
+        let doc: serde_json::Value = serde_json::from_str(openapi).expect("the OpenAPI document");
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut checked = 0;
+        for (path, item) in paths {
+            if served_elsewhere.iter().any(|p| path.starts_with(p)) {
+                continue;
+            }
+            let concrete: String = path
+                .split('/')
+                .map(
+                    |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        // A value the route refuses (400) still shows it is routed.
+                        Some(name) if name.to_ascii_lowercase().ends_with("id") => {
+                            "0190f3b2-1c4d-7a8e-9f00-0123456789ab".to_owned()
+                        }
+                        Some(_) => "x1".to_owned(),
+                        None => seg.to_owned(),
+                    },
+                )
+                .collect::<Vec<_>>()
+                .join("/");
+            for method in item.as_object().expect("a path item").keys() {
+                let Ok(m) = method.to_ascii_uppercase().parse::<Method>() else {
+                    continue;
+                };
+                let r = self
+                    .send(
+                        Call::new(m, &concrete)
+                            .as_("probe", &[Role::Operator, Role::Service])
+                            .json(serde_json::json!({})),
+                    )
+                    .await;
+                let fallback = r.code() == "method_not_allowed"
+                    || (r.code() == "not_found"
+                        && r.json["message"]
+                            .as_str()
+                            .is_some_and(|m| m.starts_with("no route for")));
+                assert!(
+                    !fallback,
+                    "{method} {path} is documented but not routed: {} {}",
+                    r.status, r.json
+                );
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 0,
+            "the document lists no operation of the service"
+        );
+    }
+
     /// Sends `call` without a token and checks the 401 with its challenge.
     pub async fn assert_needs_token(&self, call: Call) {
         let r = self.send(call).await;

@@ -64,3 +64,13 @@ async fn unknown_routes_and_methods_get_json_errors() {
         .await;
     assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn every_documented_operation_is_routed() {
+    app()
+        .assert_documented_operations_are_routed(
+            include_str!("../openapi.json"),
+            &["/health/", "/metrics", "/openapi.json"],
+        )
+        .await;
+}
