@@ -1,13 +1,15 @@
 //! Reading the dead-letter topics back: every record of a `<topic>.dlq`
 //! with why it was given up on, by which consumer group, and where it came
-//! from (the `dlq.*` headers), for `orderctl dlq`.
+//! from (the `dlq.*` headers), for `orderctl dlq`; and sending records back
+//! to where they came from ([`redrive`]).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
@@ -180,6 +182,97 @@ pub fn read_all(
     Ok(out)
 }
 
+/// Header a redriven record carries: the dead letter it came back from
+/// (`<dlq topic>[<partition>]@<offset>`).
+pub const REDRIVEN_FROM: &str = "dlq.redriven.from";
+
+/// The records behind `letters`, once each: several consumer groups may
+/// have dead-lettered the same record, and one copy back on its topic
+/// reaches them all. In the order of their original position.
+pub fn originals<'a>(letters: &[&'a DeadLetter]) -> Vec<&'a DeadLetter> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out: Vec<&DeadLetter> = letters
+        .iter()
+        .copied()
+        .filter(|d| !d.original_topic.is_empty())
+        .filter(|d| {
+            seen.insert((
+                d.original_topic.clone(),
+                d.original_partition,
+                d.original_offset,
+            ))
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (&a.original_topic, a.original_partition, a.original_offset).cmp(&(
+            &b.original_topic,
+            b.original_partition,
+            b.original_offset,
+        ))
+    });
+    out
+}
+
+/// Where a redriven record landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Redriven {
+    /// The topic it went back to.
+    pub topic: String,
+    /// Its partition there (the original one).
+    pub partition: i32,
+    /// Its new offset.
+    pub offset: i64,
+}
+
+/// Publishes each of `letters` back to its original topic and partition:
+/// the same key, value and headers (so the same `eventId`: every consumer
+/// group's inbox applies it at most once), without the `dlq.*` headers,
+/// plus [`REDRIVEN_FROM`]. Idempotent producer, `acks=all`.
+pub async fn redrive(cfg: &KafkaConfig, letters: &[&DeadLetter]) -> Result<Vec<Redriven>, String> {
+    let producer: FutureProducer = cfg
+        .client_config()
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .map_err(|e| format!("creating a Kafka producer: {e}"))?;
+    let mut out = Vec::with_capacity(letters.len());
+    for d in letters {
+        let from = format!("{}[{}]@{}", d.dlq_topic, d.partition, d.offset);
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in d.headers.iter().filter(|(k, _)| !k.starts_with("dlq.")) {
+            headers = headers.insert(Header {
+                key: k,
+                value: Some(v.as_bytes()),
+            });
+        }
+        headers = headers.insert(Header {
+            key: REDRIVEN_FROM,
+            value: Some(from.as_bytes()),
+        });
+        let mut record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&d.original_topic)
+            .payload(d.payload.as_slice())
+            .headers(headers);
+        if let Some(k) = &d.key {
+            record = record.key(k);
+        }
+        if d.original_partition >= 0 {
+            record = record.partition(d.original_partition);
+        }
+        let (partition, offset) = producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map_err(|(e, _)| format!("sending {from} back to {}: {e}", d.original_topic))
+            .map(|delivery| (delivery.partition, delivery.offset))?;
+        out.push(Redriven {
+            topic: d.original_topic.clone(),
+            partition,
+            offset,
+        });
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +318,21 @@ mod tests {
         );
         assert_eq!(s["b.dlq"].count, 1);
         assert!(summarize(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_record_dead_lettered_by_several_groups_goes_back_once() {
+        let mut a1 = letter("t.dlq", "undecodable", "g1", 1);
+        let mut a2 = letter("t.dlq", "undecodable", "g2", 2);
+        let mut b = letter("t.dlq", "undecodable", "g1", 3);
+        (a1.original_offset, a2.original_offset, b.original_offset) = (7, 7, 3);
+        (a2.offset, b.offset) = (1, 2);
+        let back = originals(&[&a1, &a2, &b]);
+        let at: Vec<i64> = back.iter().map(|d| d.original_offset).collect();
+        assert_eq!(at, [3, 7]);
+        // Without an origin (the header is missing) there is nowhere to go.
+        let mut lost = letter("t.dlq", "undecodable", "g1", 4);
+        lost.original_topic.clear();
+        assert!(originals(&[&lost]).is_empty());
     }
 }

@@ -1,7 +1,8 @@
 //! `orderctl dlq`: the dead-lettered records, without a Kafka client of
 //! one's own. `list` summarises every dead-letter topic of the topic table;
 //! `show` prints one record: where it came from, why it was given up on,
-//! its headers, and the event decoded with the schema registry.
+//! its headers, and the event decoded with the schema registry; `redrive`
+//! sends chosen records back to their topics once the cause is fixed.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -9,7 +10,9 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::SecondsFormat;
 use orderflow_events::codec::AvroCodec;
-use orderflow_events::dead_letters::{read_all, summarize, DeadLetter};
+use orderflow_events::dead_letters::{
+    originals, read_all, redrive as send_back, summarize, DeadLetter,
+};
 use orderflow_events::kafka::KafkaConfig;
 use orderflow_events::registry::RegistryClient;
 use orderflow_events::topics::Stream;
@@ -58,6 +61,35 @@ pub struct ShowArgs {
     partition: i32,
     /// Its offset.
     offset: i64,
+}
+
+/// `orderctl dlq redrive`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RedriveArgs {
+    #[command(flatten)]
+    broker: Broker,
+    /// Only this dead-letter topic (e.g. payment-events.dlq); default all.
+    #[arg(long)]
+    topic: Option<String>,
+    /// Only the record of this event (`eventId` header).
+    #[arg(long)]
+    event_id: Option<String>,
+    /// Only the records of this saga (`correlationId` header: the order id).
+    #[arg(long)]
+    correlation_id: Option<String>,
+    /// Only records dead-lettered for this reason (e.g. quarantined).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only records this consumer group gave up on.
+    #[arg(long)]
+    group: Option<String>,
+    /// Every dead letter of the chosen topics (needed when no other filter
+    /// is given).
+    #[arg(long)]
+    all: bool,
+    /// Print what would be sent back, and send nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 async fn read(broker: &Broker, topics: Vec<String>) -> anyhow::Result<Vec<DeadLetter>> {
@@ -140,5 +172,70 @@ pub async fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let mut out = serde_json::to_value(&d)?;
     out["event"] = event;
     println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends the chosen dead letters back to their original topics (each
+/// record once, whichever groups dead-lettered it); the same `eventId`, so
+/// a consumer that applied it before skips it. Exit 1 when nothing matched.
+pub async fn redrive(catalog: &TopicCatalog, args: &RedriveArgs) -> anyhow::Result<ExitCode> {
+    let filtered = args.event_id.is_some()
+        || args.correlation_id.is_some()
+        || args.reason.is_some()
+        || args.group.is_some();
+    anyhow::ensure!(
+        filtered || args.all,
+        "say which dead letters to send back (--event-id, --correlation-id, --reason, \
+         --group), or --all for every one of the chosen topics"
+    );
+    let topics = match &args.topic {
+        Some(t) => vec![t.clone()],
+        None => dlq_topics(catalog),
+    };
+    let letters = read(&args.broker, topics).await?;
+    let header = |d: &DeadLetter, k: &str| d.headers.get(k).cloned();
+    let chosen: Vec<&DeadLetter> = letters
+        .iter()
+        .filter(|d| args.event_id.is_none() || d.event_id == args.event_id)
+        .filter(|d| {
+            args.correlation_id.is_none() || header(d, "correlationId") == args.correlation_id
+        })
+        .filter(|d| args.reason.as_ref().is_none_or(|r| &d.reason == r))
+        .filter(|d| args.group.as_ref().is_none_or(|g| &d.group == g))
+        .collect();
+    let back = originals(&chosen);
+    if back.is_empty() {
+        eprintln!("orderctl: no dead letter matches");
+        return Ok(ExitCode::from(1));
+    }
+    let verb = if args.dry_run {
+        "would send back"
+    } else {
+        "sent back"
+    };
+    let landed = if args.dry_run {
+        Vec::new()
+    } else {
+        let mut cfg = KafkaConfig::from_env("orderctl");
+        cfg.bootstrap_servers
+            .clone_from(&args.broker.bootstrap_servers);
+        send_back(&cfg, &back).await.map_err(anyhow::Error::msg)?
+    };
+    for (i, d) in back.iter().enumerate() {
+        let to = landed
+            .get(i)
+            .map(|r| format!(" -> {}[{}]@{}", r.topic, r.partition, r.offset))
+            .unwrap_or_default();
+        println!(
+            "{verb} {}[{}]@{} ({} {} {}, {}){to}",
+            d.original_topic,
+            d.original_partition,
+            d.original_offset,
+            d.event_type.as_deref().unwrap_or("-"),
+            d.event_id.as_deref().unwrap_or("-"),
+            d.reason,
+            d.group,
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

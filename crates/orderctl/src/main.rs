@@ -15,7 +15,8 @@
 //!   with the development key);
 //! - `orderctl dlq list` summarises the dead-letter topics (count, oldest,
 //!   by reason, by consumer group) and `orderctl dlq show` prints one dead
-//!   letter with its event decoded;
+//!   letter with its event decoded; `orderctl dlq redrive` sends chosen
+//!   dead letters back to their topics;
 //! - `orderctl acls` prints the broker's ACLs (one principal per service,
 //!   writing only its own stream) as `kafka-acls.sh` commands.
 //!
@@ -87,6 +88,9 @@ enum DlqAction {
     List(dlq::ListArgs),
     /// One dead letter: where it came from, why, its headers and its event.
     Show(dlq::ShowArgs),
+    /// Send dead letters back to their topics (each record once, same
+    /// eventId, so consumers that applied it skip it); --dry-run to look.
+    Redrive(dlq::RedriveArgs),
 }
 
 #[derive(Subcommand)]
@@ -196,6 +200,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq {
             action: DlqAction::Show(args),
         } => dlq::show(&args).await,
+        Command::Dlq {
+            action: DlqAction::Redrive(args),
+        } => dlq::redrive(&catalog, &args).await,
         Command::Acls => {
             let prefix = std::env::var("ORDERFLOW_TOPIC_PREFIX").unwrap_or_default();
             let rules = orderflow_events::access::acls(&catalog, &prefix);

@@ -100,6 +100,14 @@ pub struct CommonConfig {
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub consumer_max_batch: u16,
 
+    /// Event types the consumer dead-letters (reason `quarantined`) instead
+    /// of handling, comma-separated (e.g. `PaymentProcessed`): while a
+    /// handler is known to be wrong, its events wait in the dead-letter
+    /// topic and the partition keeps flowing. After the fix, restart
+    /// without it and send them back with `orderctl dlq redrive`.
+    #[arg(long, env = "CONSUMER_QUARANTINE", value_delimiter = ',', value_parser = parse_event_type)]
+    pub consumer_quarantine: Vec<orderflow_events::EventType>,
+
     /// Kafka bootstrap servers (any librdkafka property can be added as
     /// `KAFKA_PROP_<NAME>`, dots as underscores).
     #[arg(
@@ -208,6 +216,18 @@ impl CommonConfig {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
     }
+}
+
+/// Parses an event type name (`PaymentProcessed`).
+pub fn parse_event_type(s: &str) -> Result<orderflow_events::EventType, String> {
+    let s = s.trim();
+    orderflow_events::EventType::from_name(s).ok_or_else(|| {
+        let known: Vec<&str> = orderflow_events::EventType::ALL
+            .iter()
+            .map(|t| t.name())
+            .collect();
+        format!("`{s}` is not an event type (one of {})", known.join(", "))
+    })
 }
 
 /// Parses a duration such as `500ms`, `30s`, `5m`, `2h` or `1h 30m` (the

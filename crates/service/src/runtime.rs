@@ -74,6 +74,8 @@ pub struct Context {
     pub consumer_workers_per_topic: usize,
     /// Most records per consumer transaction (`CONSUMER_MAX_BATCH`).
     pub consumer_max_batch: usize,
+    /// Event types dead-lettered instead of handled (`CONSUMER_QUARANTINE`).
+    pub consumer_quarantine: Vec<orderflow_events::EventType>,
 }
 
 impl Context {
@@ -97,6 +99,7 @@ impl Context {
         ConsumerOptions {
             workers_per_topic: self.consumer_workers_per_topic,
             max_batch: self.consumer_max_batch,
+            quarantine: self.consumer_quarantine.clone(),
             ..ConsumerOptions::default()
         }
     }
@@ -216,6 +219,7 @@ where
             }),
         consumer_workers_per_topic: usize::from(config.consumer_workers_per_topic),
         consumer_max_batch: usize::from(config.consumer_max_batch),
+        consumer_quarantine: config.consumer_quarantine.clone(),
     };
     orderflow_events::metrics::pipeline();
     telemetry::register_http_metrics();

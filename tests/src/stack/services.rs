@@ -38,6 +38,16 @@ impl Stack {
         &self.kafka
     }
 
+    /// Sets, or with `None` removes, an environment variable of a service;
+    /// it takes effect at its next start ([`Stack::start_service`]).
+    pub async fn set_service_env(&self, svc: Service, key: &str, value: Option<&str>) {
+        let mut p = self.procs[&svc].lock().await;
+        p.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            p.env.push((key.to_owned(), v.to_owned()));
+        }
+    }
+
     /// Starts a stopped service again (same port, same environment, log
     /// appended) and waits until it is ready. (`start` is the constructor.)
     pub async fn start_service(&self, svc: Service) {

@@ -54,6 +54,11 @@ pub struct ConsumerOptions {
     /// many partitions and little traffic on each. The price: a record
     /// waiting for a retry holds up the other partitions of its worker.
     pub workers_per_topic: usize,
+    /// Event types dead-lettered (reason `quarantined`) instead of handled:
+    /// an operator's switch while a handler is known to be wrong, so the
+    /// partition keeps flowing; `orderctl dlq redrive` sends them back once
+    /// it is fixed, and the inbox applies each once.
+    pub quarantine: Vec<crate::events::EventType>,
 }
 
 impl Default for ConsumerOptions {
@@ -67,6 +72,7 @@ impl Default for ConsumerOptions {
             lanes_per_worker: 1,
             keep_applied_on_failure: false,
             workers_per_topic: 0,
+            quarantine: Vec::new(),
         }
     }
 }

@@ -37,6 +37,13 @@ pub(super) async fn apply_batch(
         let Ok(envelope) = ctx.codec.decode(msg.payload().unwrap_or_default()).await else {
             break;
         };
+        // A quarantined record ends the batch: the one-record path
+        // dead-letters it.
+        if ctx.handlers.contains_key(&envelope.event_type())
+            && ctx.opts.quarantine.contains(&envelope.event_type())
+        {
+            break;
+        }
         events.push((consumed_event(msg, envelope), span));
     }
     // A batch with nothing for this service's handlers (most records of a

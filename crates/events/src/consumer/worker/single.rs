@@ -65,6 +65,20 @@ pub(super) async fn process(
         acks.done(ctx, [&origin]);
         return Ok(());
     };
+    if ctx.opts.quarantine.contains(&envelope.event_type()) {
+        tracing::warn!("event type quarantined (CONSUMER_QUARANTINE); dead-lettering");
+        m.failed(&origin.topic, event_type, "quarantined");
+        dead_letter(
+            ctx,
+            msg,
+            "quarantined",
+            &format!("{event_type} is quarantined in this consumer (CONSUMER_QUARANTINE)"),
+            stop,
+        )
+        .await?;
+        acks.done(ctx, [&origin]);
+        return Ok(());
+    }
     let event = consumed_event(msg, envelope);
     let (mut attempt, mut infra_attempt) = (0u32, 0u32);
     let failed = |error: &'static str| {

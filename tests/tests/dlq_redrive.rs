@@ -1,0 +1,175 @@
+//! Dead letters redriven after the fix, on a real stack: the shipping
+//! service starts with `PaymentProcessed` quarantined, so two paid orders'
+//! events go to the dead letters and the orders wait. Restarted without the
+//! quarantine (the fix), `orderctl dlq redrive --correlation-id` sends back
+//! one order's event only: that order ships, the other still waits. Sent
+//! back again, it changes nothing (the inbox knows its `eventId`); then the
+//! rest goes back and the other order ships too. Each order has one
+//! shipment and one `ShippingCreated`.
+
+use std::time::Duration;
+
+use orderflow_e2e::client::{count_events, parse_metrics};
+use orderflow_e2e::{env, OrderBody, Service, Stack, StackOptions};
+use serde_json::Value;
+
+/// Runs `orderctl <args>` against `stack`; exit success and output.
+async fn orderctl(stack: &Stack, args: &[&str]) -> (bool, String) {
+    let out = tokio::process::Command::new(env::bin_dir().join("orderctl"))
+        .args(args)
+        .env("KAFKA_BOOTSTRAP_SERVERS", stack.kafka_bootstrap_servers())
+        .env("SCHEMA_REGISTRY_URL", stack.registry_url())
+        .env("ORDERFLOW_TOPIC_PREFIX", &stack.prefix)
+        .output()
+        .await
+        .expect("running orderctl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// Shipping's count of `PaymentProcessed` records it skipped as already
+/// applied.
+async fn duplicates_seen_by_shipping(stack: &Stack) -> f64 {
+    let r = stack.get(Service::Shipping, "/metrics").await.expect(200);
+    parse_metrics(&r.text)
+        .into_iter()
+        .filter(|(series, _)| {
+            series.starts_with("orderflow_events_consumed_total{")
+                && series.contains(r#"event_type="PaymentProcessed""#)
+                && series.contains(r#"outcome="duplicate""#)
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+async fn shipments(stack: &Stack, order: &str) -> i64 {
+    stack
+        .count(
+            Service::Shipping,
+            "SELECT count(*) FROM shipments WHERE order_id = $1",
+            order,
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
+    let stack = Stack::start(StackOptions {
+        env: vec![(
+            Service::Shipping,
+            "CONSUMER_QUARANTINE".into(),
+            "PaymentProcessed".into(),
+        )],
+        ..StackOptions::default()
+    })
+    .await;
+    let sku = stack.sku("REDRIVE");
+    stack.set_stock(&sku, 10).await;
+    let a = stack.create_order(&OrderBody::new(&sku, 1)).await;
+    let b = stack.create_order(&OrderBody::new(&sku, 1)).await;
+    let dlq = format!("{}payment-events.dlq", stack.prefix);
+    let group = format!("{}shipping-service", stack.prefix);
+    let summary = stack
+        .wait_for("both PaymentProcessed quarantined by shipping", || async {
+            let (ok, text) = orderctl(&stack, &["dlq", "list", "--json"]).await;
+            let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+            if ok && v[&dlq]["byReason"]["quarantined"] == 2 {
+                Ok(v)
+            } else {
+                Err(text)
+            }
+        })
+        .await;
+    assert_eq!(summary[&dlq]["byGroup"][&group], 2, "{summary}");
+    for id in [&a, &b] {
+        assert_eq!(stack.order(id).await["status"], "PAID");
+        assert_eq!(shipments(&stack, id).await, 0);
+    }
+
+    // The fix: shipping without the quarantine.
+    stack.terminate(Service::Shipping).await;
+    stack
+        .set_service_env(Service::Shipping, "CONSUMER_QUARANTINE", None)
+        .await;
+    stack.start_service(Service::Shipping).await;
+    stack
+        .wait_assigned(Service::Shipping, Duration::from_secs(60))
+        .await;
+
+    // Asking for nothing, or for what is not there, sends nothing.
+    let (ok, text) = orderctl(&stack, &["dlq", "redrive"]).await;
+    assert!(!ok && text.contains("--all"), "{text}");
+    let (ok, text) = orderctl(&stack, &["dlq", "redrive", "--correlation-id", "nope"]).await;
+    assert!(!ok && text.contains("no dead letter matches"), "{text}");
+    let (ok, text) = orderctl(
+        &stack,
+        &["dlq", "redrive", "--correlation-id", &a, "--dry-run"],
+    )
+    .await;
+    assert!(ok && text.matches("would send back").count() == 1, "{text}");
+
+    // Order A's event only.
+    let (ok, text) = orderctl(&stack, &["dlq", "redrive", "--correlation-id", &a]).await;
+    assert!(ok && text.matches("sent back").count() == 1, "{text}");
+    stack.wait_status(&a, "SHIPPED").await;
+    assert_eq!(
+        stack.order(&b).await["status"],
+        "PAID",
+        "B was not sent back"
+    );
+    assert_eq!(shipments(&stack, &b).await, 0);
+
+    // Again: the same eventId, so shipping's inbox skips it.
+    let before = duplicates_seen_by_shipping(&stack).await;
+    let (ok, text) = orderctl(&stack, &["dlq", "redrive", "--correlation-id", &a]).await;
+    assert!(ok, "{text}");
+    stack
+        .wait_for(
+            "shipping to skip the second copy as a duplicate",
+            || async {
+                let now = duplicates_seen_by_shipping(&stack).await;
+                if now > before {
+                    Ok(())
+                } else {
+                    Err(format!("{now} duplicates"))
+                }
+            },
+        )
+        .await;
+
+    // The rest of shipping's dead letters: B ships too.
+    let (ok, text) = orderctl(
+        &stack,
+        &[
+            "dlq",
+            "redrive",
+            "--topic",
+            &dlq,
+            "--group",
+            &group,
+            "--reason",
+            "quarantined",
+        ],
+    )
+    .await;
+    assert!(ok, "{text}");
+    stack.wait_status(&b, "SHIPPED").await;
+    for id in [&a, &b] {
+        assert_eq!(shipments(&stack, id).await, 1, "{id}");
+        let events = stack.timeline(id).await;
+        assert_eq!(
+            count_events(&events, "ShippingCreated"),
+            1,
+            "{id}: {events:?}"
+        );
+        assert_eq!(
+            count_events(&events, "PaymentProcessed"),
+            1,
+            "{id}: {events:?}"
+        );
+    }
+}
