@@ -1,6 +1,9 @@
 //! The transactional outbox: an event is written to the `outbox` table in
 //! the caller's database transaction, so it commits if and only if the state
 //! change that produced it commits. The [`relay`](crate::relay) publishes it.
+//! Rows it cannot encode are set aside in `outbox_failed` ([`failed`]).
+
+pub mod failed;
 
 use sqlx::PgConnection;
 

@@ -17,6 +17,9 @@
 //!   by reason, by consumer group) and `orderctl dlq show` prints one dead
 //!   letter with its event decoded; `orderctl dlq redrive` sends chosen
 //!   dead letters back to their topics;
+//! - `orderctl outbox failed` lists the rows a service's relay set aside
+//!   (it could not encode them) and `orderctl outbox retry` moves them back
+//!   after the fix;
 //! - `orderctl acls` prints the broker's ACLs (one principal per service,
 //!   writing only its own stream) as `kafka-acls.sh` commands.
 //!
@@ -26,6 +29,7 @@
 
 mod dlq;
 mod load;
+mod outbox;
 mod schemas;
 mod smtp_sink;
 mod token;
@@ -74,11 +78,25 @@ enum Command {
     /// crates/events/src/access.rs) as a shell script of kafka-acls.sh
     /// commands, for the configured topic names and ORDERFLOW_TOPIC_PREFIX.
     Acls,
+    /// Outbox rows a service's relay set aside because it could not encode
+    /// them.
+    Outbox {
+        #[command(subcommand)]
+        action: OutboxAction,
+    },
     /// Dead-lettered records.
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
     },
+}
+
+#[derive(Subcommand)]
+enum OutboxAction {
+    /// List the set-aside rows (outbox_failed) of a service database.
+    Failed(outbox::FailedArgs),
+    /// Move set-aside rows back to the outbox, after the fix.
+    Retry(outbox::RetryArgs),
 }
 
 #[derive(Subcommand)]
@@ -194,6 +212,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schemas {
             action: SchemasAction::Check(args),
         } => schemas::check(&catalog, &args).await,
+        Command::Outbox {
+            action: OutboxAction::Failed(args),
+        } => outbox::list(&args).await,
+        Command::Outbox {
+            action: OutboxAction::Retry(args),
+        } => outbox::retry(&args).await,
         Command::Dlq {
             action: DlqAction::List(args),
         } => dlq::list(&catalog, &args).await,

@@ -16,6 +16,7 @@ mod duplicates;
 mod helpers;
 mod lanes;
 mod offsets;
+mod outbox_failed;
 mod own_broker;
 mod poison;
 mod relay_crash;

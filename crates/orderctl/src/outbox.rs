@@ -1,0 +1,86 @@
+//! `orderctl outbox`: the rows a service's relay set aside because it could
+//! not encode them (`outbox_failed`). `failed` lists them; `retry` moves
+//! them back to the outbox after the fix, where the relay publishes them
+//! like any other row (and sets aside again one that still fails).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::SecondsFormat;
+use orderflow_events::outbox::failed;
+use sqlx::{Connection, PgConnection};
+
+/// The service database.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Database {
+    /// PostgreSQL URL of the service's database (its runtime or owner role).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+}
+
+/// `orderctl outbox failed`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FailedArgs {
+    #[command(flatten)]
+    db: Database,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `orderctl outbox retry`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RetryArgs {
+    #[command(flatten)]
+    db: Database,
+    /// The rows to move back (their `id` in `orderctl outbox failed`).
+    #[arg(long = "id", required_unless_present = "all", conflicts_with = "all")]
+    ids: Vec<i64>,
+    /// Every set-aside row.
+    #[arg(long)]
+    all: bool,
+}
+
+async fn connect(db: &Database) -> anyhow::Result<PgConnection> {
+    PgConnection::connect(&db.database_url)
+        .await
+        .context("connecting to the service database")
+}
+
+/// Lists the set-aside rows.
+pub async fn list(args: &FailedArgs) -> anyhow::Result<ExitCode> {
+    let rows = failed::list(&mut connect(&args.db).await?).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:>8}  {:<36}  {:<22}  {:<24}  reason",
+        "id", "eventId", "eventType", "failedAt"
+    );
+    for r in rows {
+        println!(
+            "{:>8}  {:<36}  {:<22}  {:<24}  {}",
+            r.id,
+            r.event_id,
+            r.event_type,
+            r.failed_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+            r.reason
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Moves rows back to the outbox; exit 1 when none was moved.
+pub async fn retry(args: &RetryArgs) -> anyhow::Result<ExitCode> {
+    let ids = (!args.all).then_some(args.ids.as_slice());
+    let moved = failed::retry(&mut connect(&args.db).await?, ids).await?;
+    for id in &moved {
+        println!("back in the outbox: event {id}");
+    }
+    if moved.is_empty() {
+        eprintln!("orderctl: no set-aside row matched");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
