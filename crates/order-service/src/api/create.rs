@@ -124,51 +124,17 @@ pub(super) async fn create_order(
 
     let now = Utc::now();
     let id = Uuid::now_v7();
-    let order = OrderRow {
+    let created = acceptance::order_created(id, &new);
+    let order = OrderRow::pending(
         id,
-        status: Status::Pending,
-        reason: None,
-        reason_code: None,
-        customer_id: new.customer_id,
-        email: new.email,
-        currency: new.currency,
-        items: SqlJson(new.items),
-        total: new.total,
-        shipping_address: SqlJson(new.shipping_address),
-        payment_token: None,
-        payment_method_id: Some(new.payment_method_id),
-        reserved: false,
-        paid: false,
-        payment_id: None,
-        shipping_created: false,
-        tracking_number: None,
-        notified: false,
-        dispatched: false,
-        delivered: false,
-        metadata: SqlJson(metadata),
-        idempotency_key: key.clone(),
-        request_hash: Some(hash.clone()),
-        created_at: now,
-        updated_at: now,
-        deadline_at: now + state.timeout,
-        stalled_at: None,
-        cancel_from: None,
-    };
-    let mut envelope = Envelope::new(
-        SOURCE,
-        id.to_string(),
-        OrderCreated {
-            order_id: id.to_string(),
-            customer_id: order.customer_id.clone(),
-            email: order.email.clone(),
-            currency: order.currency.clone(),
-            items: order.items.0.clone(),
-            total: order.total,
-            shipping_address: order.shipping_address.0.clone(),
-            payment_token: order.payment_token.clone(),
-            payment_method_id: order.payment_method_id.clone(),
-        },
+        now,
+        now + state.timeout,
+        new,
+        metadata,
+        key.clone(),
+        hash.clone(),
     );
+    let mut envelope = Envelope::new(SOURCE, id.to_string(), created);
     envelope.metadata = order.metadata.0.clone();
 
     // Built here, in the request's span: the event carries its trace.
@@ -178,19 +144,28 @@ pub(super) async fn create_order(
         &envelope,
         Some(&trace.child()),
     )?);
-    let order = new_order.order();
+    write(&state, new_order, key.as_deref(), &hash, &skus).await
+}
 
-    // The order with its event is one statement (committed alone or with
-    // concurrent orders, see `writer`). Two requests with one key may race:
-    // the loser's insert does nothing (or hits the unique index), and on
-    // its next turn it answers from the winner's order.
+/// Writes `new_order`: the order with its event is one statement
+/// (committed alone or with concurrent orders, see `writer`). Two requests
+/// with one key may race: the loser's insert does nothing (or hits the
+/// unique index), and on its next turn it answers from the winner's order.
+async fn write(
+    state: &AppState,
+    new_order: Arc<db::NewOrder>,
+    key: Option<&str>,
+    hash: &str,
+    skus: &[String],
+) -> Result<Response, ApiError> {
+    let order = new_order.order();
     for attempt in 0..3 {
         if attempt > 0 {
             let mut conn = state.pool.acquire().await?;
-            let checks = db::admission(&mut conn, key.as_deref(), &skus).await?;
+            let checks = db::admission(&mut conn, key, skus).await?;
             if let Some(existing) = checks.existing {
                 if let Some(existing) = db::fetch_order(&mut conn, existing, false).await? {
-                    return replay(&existing, &hash);
+                    return replay(&existing, hash);
                 }
             }
         }
@@ -209,9 +184,9 @@ pub(super) async fn create_order(
             continue;
         }
         crate::domain::metrics::order_created();
-        tracing::info!(order_id = %id, customer_id = %order.customer_id, total = order.total,
+        tracing::info!(order_id = %order.id, customer_id = %order.customer_id, total = order.total,
             currency = %order.currency, lines = order.items.0.len(), "order accepted");
-        return Ok(accepted(id, Status::Pending, false));
+        return Ok(accepted(order.id, Status::Pending, false));
     }
     Err(ApiError::internal(
         "idempotency key conflict could not be resolved",

@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use orderflow_events::events::{Address, OrderLine};
 use orderflow_service::error::FieldProblem;
+
+pub use crate::domain::acceptance::ValidatedOrder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -85,26 +87,6 @@ pub struct AddressRequest {
     pub country: String,
 }
 
-/// A validated order request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewOrder {
-    /// Customer id.
-    pub customer_id: String,
-    /// Customer e-mail.
-    pub email: String,
-    /// Currency.
-    pub currency: String,
-    /// Lines.
-    pub items: Vec<OrderLine>,
-    /// Sum of quantity × unit price (the sent prices; the catalog prices
-    /// replace both, see `pricing`).
-    pub total: i64,
-    /// Shipping address (an empty `line2` becomes `None`).
-    pub shipping_address: Address,
-    /// The payment method (`pm_…`).
-    pub payment_method_id: String,
-}
-
 /// SHA-256 (hex) of the canonical form of the request: the parsed struct
 /// serialised again, so whitespace and key order do not matter.
 pub fn request_hash(req: &CreateOrderRequest) -> Result<String, serde_json::Error> {
@@ -113,7 +95,7 @@ pub fn request_hash(req: &CreateOrderRequest) -> Result<String, serde_json::Erro
 }
 
 /// Checks every field; returns the order or every problem found.
-pub fn validate(req: &CreateOrderRequest) -> Result<NewOrder, Vec<FieldProblem>> {
+pub fn validate(req: &CreateOrderRequest) -> Result<ValidatedOrder, Vec<FieldProblem>> {
     let mut p = Vec::new();
     let customer_id = req.customer_id.as_deref().unwrap_or_default();
     text(&mut p, "customerId", customer_id, MAX_CUSTOMER_ID_LEN);
@@ -254,7 +236,7 @@ pub fn validate(req: &CreateOrderRequest) -> Result<NewOrder, Vec<FieldProblem>>
             "the order total is too large",
         )]);
     };
-    Ok(NewOrder {
+    Ok(ValidatedOrder {
         customer_id: customer_id.to_owned(),
         email: req.email.clone(),
         currency: req.currency.clone(),

@@ -3,6 +3,51 @@
 
 use super::*;
 
+impl OrderRow {
+    /// Order `id` as accepted at `now`: `PENDING`, no facts yet, its saga
+    /// deadline at `deadline_at`.
+    pub fn pending(
+        id: Uuid,
+        now: DateTime<Utc>,
+        deadline_at: DateTime<Utc>,
+        order: crate::domain::acceptance::ValidatedOrder,
+        metadata: BTreeMap<String, String>,
+        idempotency_key: Option<String>,
+        request_hash: String,
+    ) -> Self {
+        Self {
+            id,
+            status: Status::Pending,
+            reason: None,
+            reason_code: None,
+            customer_id: order.customer_id,
+            email: order.email,
+            currency: order.currency,
+            items: Json(order.items),
+            total: order.total,
+            shipping_address: Json(order.shipping_address),
+            payment_token: None,
+            payment_method_id: Some(order.payment_method_id),
+            reserved: false,
+            paid: false,
+            payment_id: None,
+            shipping_created: false,
+            tracking_number: None,
+            notified: false,
+            dispatched: false,
+            delivered: false,
+            metadata: Json(metadata),
+            idempotency_key,
+            request_hash: Some(request_hash),
+            created_at: now,
+            updated_at: now,
+            deadline_at,
+            stalled_at: None,
+            cancel_from: None,
+        }
+    }
+}
+
 /// A new order with its first event, ready to be written by
 /// [`NewOrder::insert`] (possibly on another task: the event's trace
 /// context is taken when it is built).

@@ -3,6 +3,7 @@
 //! ([`pricing`]), the causal order of a timeline ([`timeline`]), and the
 //! counters each decision moves ([`metrics`], in-process only).
 
+pub mod acceptance;
 pub mod metrics;
 pub mod pricing;
 pub mod saga;
