@@ -47,14 +47,9 @@ async fn a_bad_query_is_400_and_names_the_parameter() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
-    let app = app();
-    let r = app.send(Call::get("/notifications/1").as_operator()).await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
-    let r = app.send(Call::post("/notifications").as_operator()).await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-    );
+    app()
+        .assert_fallbacks("/notifications/1", vec![Call::post("/notifications")])
+        .await;
 }
 
 #[tokio::test]

@@ -236,16 +236,12 @@ async fn an_order_id_that_is_not_a_uuid_is_400() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
-    let app = app();
-    let r = app.send(Call::get("/order").as_operator()).await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
-    let r = app
-        .send(Call::new(Method::DELETE, &format!("/orders/{ORDER}")).as_operator())
+    app()
+        .assert_fallbacks(
+            "/order",
+            vec![Call::new(Method::DELETE, &format!("/orders/{ORDER}"))],
+        )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-    );
 }
 
 #[tokio::test]

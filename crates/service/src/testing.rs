@@ -277,6 +277,27 @@ impl TestApp {
         );
     }
 
+    /// Checks the JSON answers of the runtime's fallbacks, as an operator:
+    /// 404 `not_found` for `unknown` (a path no route has) and 405
+    /// `method_not_allowed` for each of `wrong_methods`.
+    pub async fn assert_fallbacks(&self, unknown: &str, wrong_methods: Vec<Call>) {
+        let r = self.send(Call::get(unknown).as_operator()).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::NOT_FOUND, "not_found"),
+            "{unknown}"
+        );
+        for call in wrong_methods {
+            let r = self.send(call.as_operator()).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+                "{:?}",
+                r.json
+            );
+        }
+    }
+
     /// Sends `call` without a token and checks the 401 with its challenge.
     pub async fn assert_needs_token(&self, call: Call) {
         let r = self.send(call).await;

@@ -49,20 +49,15 @@ async fn an_order_id_that_is_not_a_uuid_is_400_on_every_route() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_get_json_errors() {
-    let app = app();
-    let r = app.send(Call::get("/shipments").as_operator()).await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
-    let r = app
-        .send(Call::new(Method::DELETE, &format!("/shipments/{ORDER}")).as_operator())
+    app()
+        .assert_fallbacks(
+            "/shipments",
+            vec![
+                Call::new(Method::DELETE, &format!("/shipments/{ORDER}")),
+                Call::get(&format!("/shipments/{ORDER}/dispatch")),
+            ],
+        )
         .await;
-    assert_eq!(
-        (r.status, r.code()),
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
-    );
-    let r = app
-        .send(Call::get(&format!("/shipments/{ORDER}/dispatch")).as_operator())
-        .await;
-    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
 }
 
 #[tokio::test]
