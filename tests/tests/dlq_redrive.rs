@@ -46,6 +46,12 @@ async fn duplicates_seen_by_shipping(stack: &Stack) -> f64 {
         .sum()
 }
 
+/// A series of shipping's `/metrics` (0 when absent).
+async fn shipping_metric(stack: &Stack, series: &str) -> f64 {
+    let r = stack.get(Service::Shipping, "/metrics").await.expect(200);
+    parse_metrics(&r.text).get(series).copied().unwrap_or(0.0)
+}
+
 async fn shipments(stack: &Stack, order: &str) -> i64 {
     stack
         .count(
@@ -85,6 +91,8 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
         })
         .await;
     assert_eq!(summary[&dlq]["byGroup"][&group], 2, "{summary}");
+    let depth = format!(r#"orderflow_dlq_records{{topic="{dlq}"}}"#);
+    assert_eq!(shipping_metric(&stack, &depth).await, 2.0, "{depth}");
     for id in [&a, &b] {
         assert_eq!(stack.order(id).await["status"], "PAID");
         assert_eq!(shipments(&stack, id).await, 0);
@@ -158,6 +166,21 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
     .await;
     assert!(ok, "{text}");
     stack.wait_status(&b, "SHIPPED").await;
+    // Shipping took up four redriven records: A, A again, then A and B.
+    let redriven = format!(
+        r#"orderflow_events_redriven_total{{topic="{}payment-events"}}"#,
+        stack.prefix
+    );
+    stack
+        .wait_for("shipping to count four redriven records", || async {
+            let n = shipping_metric(&stack, &redriven).await;
+            if n == 4.0 {
+                Ok(())
+            } else {
+                Err(format!("{redriven} = {n}"))
+            }
+        })
+        .await;
     for id in [&a, &b] {
         assert_eq!(shipments(&stack, id).await, 1, "{id}");
         let events = stack.timeline(id).await;

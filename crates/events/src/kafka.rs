@@ -179,6 +179,38 @@ impl BrokerProbe {
         })
     }
 
+    /// How many records each of `topics` holds (high minus low watermark,
+    /// over its partitions); a topic that does not exist counts 0.
+    pub async fn record_counts(
+        &self,
+        topics: Vec<String>,
+        timeout: Duration,
+    ) -> Result<Vec<(String, i64)>, String> {
+        let client = self.client.clone();
+        tokio::task::spawn_blocking(move || {
+            let c = client.client();
+            let mut out = Vec::with_capacity(topics.len());
+            for topic in topics {
+                let metadata = c
+                    .fetch_metadata(Some(&topic), timeout)
+                    .map_err(|e| e.to_string())?;
+                let mut n = 0;
+                for t in metadata.topics().iter().filter(|t| t.error().is_none()) {
+                    for p in t.partitions() {
+                        let (lo, hi) = c
+                            .fetch_watermarks(&topic, p.id(), timeout)
+                            .map_err(|e| e.to_string())?;
+                        n += hi - lo;
+                    }
+                }
+                out.push((topic, n));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
     /// Fetches cluster metadata within `timeout`; `Ok(brokers)` when at least
     /// one broker answered.
     pub async fn check(&self, timeout: Duration) -> Result<usize, String> {

@@ -18,6 +18,8 @@
 //! | `orderflow_outbox_backlog`, `orderflow_outbox_oldest_age_seconds` | (set at scrape time, [`observe_outbox`]) |
 //! | `orderflow_consumer_lag` | `topic`, `partition` |
 //! | `orderflow_consumer_assigned_partitions` | `group` |
+//! | `orderflow_events_redriven_total` | `topic`: records consumed that `orderctl dlq redrive` sent back |
+//! | `orderflow_dlq_records` | `topic`: records on the dead-letter topics of what the service reads (set at scrape time) |
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
@@ -129,6 +131,10 @@ pub struct PipelineMetrics {
     pub consumer_lag: Family<PartitionLabels, Gauge<i64>>,
     /// Partitions this process's member of a consumer group holds now.
     pub assigned_partitions: Family<GroupLabels, Gauge<i64>>,
+    /// Records consumed that a redrive sent back from a dead-letter topic.
+    pub redriven: Family<TopicLabels, Counter>,
+    /// Records on a dead-letter topic (set at scrape time).
+    pub dlq_records: Family<TopicLabels, Gauge<i64>>,
 }
 
 fn handler_histogram() -> Histogram {
@@ -179,6 +185,8 @@ pub fn pipeline() -> &'static PipelineMetrics {
             outbox_oldest_age: Gauge::default(),
             consumer_lag: Family::default(),
             assigned_partitions: Family::default(),
+            redriven: Family::default(),
+            dlq_records: Family::default(),
         };
         let mut r = registry();
         r.register(
@@ -241,11 +249,39 @@ pub fn pipeline() -> &'static PipelineMetrics {
             "Partitions this process's member of a consumer group holds now; 0 while it waits for an assignment (it consumes nothing then)",
             m.assigned_partitions.clone(),
         );
+        r.register(
+            "orderflow_events_redriven",
+            "Records consumed that `orderctl dlq redrive` sent back from a dead-letter topic",
+            m.redriven.clone(),
+        );
+        r.register(
+            "orderflow_dlq_records",
+            "Records on the dead-letter topic of each topic the service reads (measured at scrape time)",
+            m.dlq_records.clone(),
+        );
         m
     })
 }
 
 impl PipelineMetrics {
+    /// Counts one consumed record that a redrive sent back.
+    pub fn redriven(&self, topic: &str) {
+        self.redriven
+            .get_or_create(&TopicLabels {
+                topic: topic.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Sets how many records dead-letter topic `topic` holds.
+    pub fn dlq_records(&self, topic: &str, records: i64) {
+        self.dlq_records
+            .get_or_create(&TopicLabels {
+                topic: topic.to_owned(),
+            })
+            .set(records);
+    }
+
     /// Counts one published event.
     pub fn published(&self, topic: &str, event_type: &str) {
         self.published

@@ -38,6 +38,9 @@ pub struct Probes {
     pub service: &'static str,
     /// The consumer group of the service's consumer, if it has one.
     pub consumer_group: Option<String>,
+    /// The dead-letter topics of the topics its consumer reads, whose
+    /// records `/metrics` counts (`orderflow_dlq_records`).
+    pub dlq_topics: Vec<String>,
 }
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -143,10 +146,26 @@ async fn metrics(State(p): State<Probes>) -> Response {
         let mut conn = p.pool.acquire().await?;
         orderflow_events::metrics::observe_outbox(&mut conn).await
     };
-    let (outbox, _) = tokio::join!(
+    let dlq = async {
+        let counts = p
+            .broker
+            .record_counts(p.dlq_topics.clone(), CHECK_TIMEOUT)
+            .await?;
+        for (topic, n) in counts {
+            orderflow_events::metrics::pipeline().dlq_records(&topic, n);
+        }
+        Ok::<(), String>(())
+    };
+    let (outbox, _, dlq) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, outbox),
-        check_dependencies(&p)
+        check_dependencies(&p),
+        tokio::time::timeout(CHECK_TIMEOUT * 2, dlq)
     );
+    match dlq {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "dead letters not counted"),
+        Err(_) => tracing::debug!("dead letters not counted: timed out"),
+    }
     match outbox {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::debug!(error = %e, "outbox backlog not measured"),

@@ -233,6 +233,16 @@ where
         openapi: spec.openapi,
         service: spec.source,
         consumer_group: parts.consumer.as_ref().map(|_| ctx.consumer_group.clone()),
+        dlq_topics: parts
+            .consumer
+            .as_ref()
+            .map(|c| {
+                c.topics()
+                    .iter()
+                    .map(|t| ctx.catalog.dlq_topic(t))
+                    .collect()
+            })
+            .unwrap_or_default(),
     };
     let app = app(
         parts.router.merge(health::routes(probes)),

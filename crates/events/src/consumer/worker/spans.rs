@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 
 use crate::metrics;
 use crate::trace_context::TraceContext;
@@ -18,6 +18,13 @@ pub(super) fn with_span(group_id: &str, msg: OwnedMessage) -> (OwnedMessage, tra
             msg.topic(),
             Duration::from_millis(u64::try_from(waited).unwrap_or(0)),
         );
+    }
+    let redriven = msg.headers().is_some_and(|h| {
+        h.iter()
+            .any(|h| h.key == crate::dead_letters::REDRIVEN_FROM)
+    });
+    if redriven {
+        metrics::pipeline().redriven(msg.topic());
     }
     let span = process_span(group_id, &msg);
     if let Some(parent) = msg.headers().and_then(TraceContext::extract) {
