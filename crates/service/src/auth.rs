@@ -176,6 +176,28 @@ impl Principal {
     }
 }
 
+impl Principal {
+    /// The customer a request acts for, given the `customerId` its body
+    /// names: a customer acts for themself (the body may repeat their id;
+    /// naming another is 403), a service for the customer the body names
+    /// (`None` when it names none). Other callers: 403.
+    pub fn customer_named(&self, body: Option<String>) -> Result<Option<String>, ApiError> {
+        self.require(&[Role::Customer, Role::Service])?;
+        if self.has(Role::Service) {
+            return Ok(body);
+        }
+        match body {
+            Some(c) if c != self.sub => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "customerId must be the token's subject: a customer acts for themself",
+            )
+            .with_details(serde_json::json!({ "customerId": c }))),
+            _ => Ok(Some(self.sub.clone())),
+        }
+    }
+}
+
 fn forbidden(roles: &[Role]) -> ApiError {
     let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
     ApiError::new(

@@ -96,7 +96,7 @@ pub(super) async fn create_order(
     headers: HeaderMap,
     ApiJson(mut req): ApiJson<CreateOrderRequest>,
 ) -> Result<Response, ApiError> {
-    req.customer_id = customer_of(&principal, req.customer_id.take())?;
+    req.customer_id = principal.customer_named(req.customer_id.take())?;
     let key = idempotency_key(&headers)?;
     let metadata = request_metadata(&headers)?;
     let trace = request_trace(&headers);

@@ -76,24 +76,6 @@ pub fn router(state: AppState) -> Router {
 
 pub use orderflow_service::telemetry::request_trace;
 
-/// The customer an order is for: a customer's own id (the body may repeat
-/// it, not name another), or the one a service names in the body.
-fn customer_of(principal: &Principal, body: Option<String>) -> Result<Option<String>, ApiError> {
-    principal.require(&[Role::Customer, Role::Service])?;
-    if principal.has(Role::Service) {
-        return Ok(body);
-    }
-    match body {
-        Some(c) if c != principal.sub => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "customerId must be the token's subject: a customer orders for themself",
-        )
-        .with_details(json!({"customerId": c}))),
-        _ => Ok(Some(principal.sub.clone())),
-    }
-}
-
 /// 404 unless `principal` may see `order` (a customer sees only their
 /// own: someone else's order is as if it did not exist).
 fn visible(principal: &Principal, order: OrderRow) -> Result<OrderRow, ApiError> {

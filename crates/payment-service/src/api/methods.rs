@@ -44,35 +44,21 @@ pub struct MethodView {
 /// Longest customer id accepted (as in the order service).
 const MAX_CUSTOMER_ID_LEN: usize = 100;
 
-/// The customer the method is for: a customer's own id (the body may repeat
-/// it, not name another), or the one a service names.
-fn owner(principal: &Principal, body: Option<String>) -> Result<String, ApiError> {
-    principal.require(&[Role::Customer, Role::Service])?;
-    if principal.has(Role::Service) {
-        return body.filter(|c| !c.trim().is_empty()).ok_or_else(|| {
-            ApiError::validation(vec![FieldProblem::new(
-                "customerId",
-                "is required when a service registers a method",
-            )])
-        });
-    }
-    match body {
-        Some(c) if c != principal.sub => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "customerId must be the token's subject: a customer registers their own methods",
-        )),
-        _ => Ok(principal.sub.clone()),
-    }
-}
-
 /// Registers a payment method: 201 with its id.
 pub(super) async fn register(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(body): ApiJson<NewMethod>,
 ) -> Result<Response, ApiError> {
-    let customer_id = owner(&principal, body.customer_id)?;
+    let customer_id = principal
+        .customer_named(body.customer_id)?
+        .filter(|c| !c.trim().is_empty())
+        .ok_or_else(|| {
+            ApiError::validation(vec![FieldProblem::new(
+                "customerId",
+                "is required when a service registers a method",
+            )])
+        })?;
     let mut problems = Vec::new();
     if let Some(p) = token_problem(&body.token) {
         problems.push(FieldProblem::new("token", p));
