@@ -10,26 +10,8 @@
 use std::time::Duration;
 
 use orderflow_e2e::client::{count_events, parse_metrics};
-use orderflow_e2e::{env, OrderBody, Service, Stack, StackOptions};
+use orderflow_e2e::{OrderBody, Service, Stack, StackOptions};
 use serde_json::Value;
-
-/// Runs `orderctl <args>` against `stack`; exit success and output.
-async fn orderctl(stack: &Stack, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(env::bin_dir().join("orderctl"))
-        .args(args)
-        .env("KAFKA_BOOTSTRAP_SERVERS", stack.kafka_bootstrap_servers())
-        .env("SCHEMA_REGISTRY_URL", stack.registry_url())
-        .env("ORDERFLOW_TOPIC_PREFIX", &stack.prefix)
-        .output()
-        .await
-        .expect("running orderctl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
 
 /// Shipping's count of `PaymentProcessed` records it skipped as already
 /// applied.
@@ -81,7 +63,7 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
     let group = format!("{}shipping-service", stack.prefix);
     let summary = stack
         .wait_for("both PaymentProcessed quarantined by shipping", || async {
-            let (ok, text) = orderctl(&stack, &["dlq", "list", "--json"]).await;
+            let (ok, text) = stack.orderctl(&["dlq", "list", "--json"], &[]).await;
             let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
             if ok && v[&dlq]["byReason"]["quarantined"] == 2 {
                 Ok(v)
@@ -109,19 +91,24 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
         .await;
 
     // Asking for nothing, or for what is not there, sends nothing.
-    let (ok, text) = orderctl(&stack, &["dlq", "redrive"]).await;
+    let (ok, text) = stack.orderctl(&["dlq", "redrive"], &[]).await;
     assert!(!ok && text.contains("--all"), "{text}");
-    let (ok, text) = orderctl(&stack, &["dlq", "redrive", "--correlation-id", "nope"]).await;
+    let (ok, text) = stack
+        .orderctl(&["dlq", "redrive", "--correlation-id", "nope"], &[])
+        .await;
     assert!(!ok && text.contains("no dead letter matches"), "{text}");
-    let (ok, text) = orderctl(
-        &stack,
-        &["dlq", "redrive", "--correlation-id", &a, "--dry-run"],
-    )
-    .await;
+    let (ok, text) = stack
+        .orderctl(
+            &["dlq", "redrive", "--correlation-id", &a, "--dry-run"],
+            &[],
+        )
+        .await;
     assert!(ok && text.matches("would send back").count() == 1, "{text}");
 
     // Order A's event only.
-    let (ok, text) = orderctl(&stack, &["dlq", "redrive", "--correlation-id", &a]).await;
+    let (ok, text) = stack
+        .orderctl(&["dlq", "redrive", "--correlation-id", &a], &[])
+        .await;
     assert!(ok && text.matches("sent back").count() == 1, "{text}");
     stack.wait_status(&a, "SHIPPED").await;
     assert_eq!(
@@ -133,7 +120,9 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
 
     // Again: the same eventId, so shipping's inbox skips it.
     let before = duplicates_seen_by_shipping(&stack).await;
-    let (ok, text) = orderctl(&stack, &["dlq", "redrive", "--correlation-id", &a]).await;
+    let (ok, text) = stack
+        .orderctl(&["dlq", "redrive", "--correlation-id", &a], &[])
+        .await;
     assert!(ok, "{text}");
     stack
         .wait_for(
@@ -150,20 +139,21 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
         .await;
 
     // The rest of shipping's dead letters: B ships too.
-    let (ok, text) = orderctl(
-        &stack,
-        &[
-            "dlq",
-            "redrive",
-            "--topic",
-            &dlq,
-            "--group",
-            &group,
-            "--reason",
-            "quarantined",
-        ],
-    )
-    .await;
+    let (ok, text) = stack
+        .orderctl(
+            &[
+                "dlq",
+                "redrive",
+                "--topic",
+                &dlq,
+                "--group",
+                &group,
+                "--reason",
+                "quarantined",
+            ],
+            &[],
+        )
+        .await;
     assert!(ok, "{text}");
     stack.wait_status(&b, "SHIPPED").await;
     // Shipping took up four redriven records: A, A again, then A and B.

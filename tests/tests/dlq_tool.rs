@@ -5,36 +5,12 @@
 
 use std::time::Duration;
 
-use orderflow_e2e::{env, Stack};
+use orderflow_e2e::Stack;
 use orderflow_events::access::SERVICES;
 use orderflow_events::topics::Stream;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use serde_json::Value;
-
-/// Runs `orderctl <args>` against `stack`; its exit success and stdout.
-async fn orderctl(stack: &Stack, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(env::bin_dir().join("orderctl"))
-        .args(args)
-        .env("KAFKA_BOOTSTRAP_SERVERS", stack.kafka_bootstrap_servers())
-        .env("SCHEMA_REGISTRY_URL", stack.registry_url())
-        .env("ORDERFLOW_TOPIC_PREFIX", &stack.prefix)
-        .output()
-        .await
-        .expect("running orderctl");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            if out.status.success() {
-                String::new()
-            } else {
-                String::from_utf8_lossy(&out.stderr).into_owned()
-            }
-        ),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_record_is_listed_and_shown_by_orderctl_dlq() {
@@ -43,7 +19,7 @@ async fn a_poison_record_is_listed_and_shown_by_orderctl_dlq() {
     let topic = format!("{}order-events", stack.prefix);
     let dlq = format!("{topic}.dlq");
     // Before anything failed: every dead-letter topic is empty.
-    let (ok, text) = orderctl(&stack, &["dlq", "list", "--json"]).await;
+    let (ok, text) = stack.orderctl(&["dlq", "list", "--json"], &[]).await;
     assert!(ok, "{text}");
     assert_eq!(
         serde_json::from_str::<Value>(&text).expect("json"),
@@ -74,7 +50,7 @@ async fn a_poison_record_is_listed_and_shown_by_orderctl_dlq() {
         .wait_for(
             "orderctl dlq list to count the poison record once per group",
             || async {
-                let (ok, text) = orderctl(&stack, &["dlq", "list", "--json"]).await;
+                let (ok, text) = stack.orderctl(&["dlq", "list", "--json"], &[]).await;
                 let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
                 if ok && v[&dlq]["count"] == groups.len() {
                     Ok(v)
@@ -94,7 +70,7 @@ async fn a_poison_record_is_listed_and_shown_by_orderctl_dlq() {
         assert_eq!(s["byGroup"][g], 1, "{g}: {s}");
     }
     assert!(s["oldest"].is_string(), "{s}");
-    let (ok, table) = orderctl(&stack, &["dlq", "list"]).await;
+    let (ok, table) = stack.orderctl(&["dlq", "list"], &[]).await;
     assert!(
         ok && table.contains(&dlq) && table.contains("not-wire-format="),
         "{table}"
@@ -104,7 +80,9 @@ async fn a_poison_record_is_listed_and_shown_by_orderctl_dlq() {
     // to the DLQ topic's partition of their key; the first is at offset 0.
     let mut shown = None;
     for p in 0..4 {
-        let (ok, text) = orderctl(&stack, &["dlq", "show", &dlq, &p.to_string(), "0"]).await;
+        let (ok, text) = stack
+            .orderctl(&["dlq", "show", &dlq, &p.to_string(), "0"], &[])
+            .await;
         if ok {
             shown = Some(text);
             break;
@@ -121,6 +99,8 @@ async fn a_poison_record_is_listed_and_shown_by_orderctl_dlq() {
     assert!(d["event"]["undecodable"].is_string(), "{d}");
 
     // A position with no dead letter: a clear error, exit 1.
-    let (ok, text) = orderctl(&stack, &["dlq", "show", &dlq, "0", "999"]).await;
+    let (ok, text) = stack
+        .orderctl(&["dlq", "show", &dlq, "0", "999"], &[])
+        .await;
     assert!(!ok && text.contains("no dead letter"), "{text}");
 }

@@ -2,26 +2,17 @@
 //! service's relay cannot encode is set aside, listed, moved back with
 //! `retry`, and set aside again by the relay (still broken, never lost).
 
-use orderflow_e2e::{env, Service, Stack};
+use orderflow_e2e::{Service, Stack};
 use serde_json::Value;
 
-async fn orderctl(stack: &Stack, args: &[&str]) -> (bool, String) {
-    let out = tokio::process::Command::new(env::bin_dir().join("orderctl"))
-        .args(args)
-        .env("DATABASE_URL", stack.database_url(Service::Order))
-        .output()
-        .await
-        .expect("running orderctl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+/// `orderctl outbox <args>` on the order service's database.
+async fn outbox(stack: &Stack, args: &[&str]) -> (bool, String) {
+    let db = stack.database_url(Service::Order);
+    stack.orderctl(args, &[("DATABASE_URL", db)]).await
 }
 
 async fn set_aside(stack: &Stack) -> Result<Vec<Value>, String> {
-    let (ok, text) = orderctl(stack, &["outbox", "failed", "--json"]).await;
+    let (ok, text) = outbox(stack, &["outbox", "failed", "--json"]).await;
     let rows: Vec<Value> = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
     if ok {
         Ok(rows)
@@ -56,10 +47,10 @@ async fn a_set_aside_row_is_listed_and_sent_back() {
     assert_eq!(rows[0]["eventType"], "Bogus", "{rows:?}");
     assert_eq!(rows[0]["partitionKey"], "order-bogus", "{rows:?}");
     let id = rows[0]["id"].as_i64().expect("id");
-    let (ok, table) = orderctl(&stack, &["outbox", "failed"]).await;
+    let (ok, table) = outbox(&stack, &["outbox", "failed"]).await;
     assert!(ok && table.contains("Bogus"), "{table}");
 
-    let (ok, text) = orderctl(&stack, &["outbox", "retry", "--id", &id.to_string()]).await;
+    let (ok, text) = outbox(&stack, &["outbox", "retry", "--id", &id.to_string()]).await;
     assert!(ok && text.contains("back in the outbox"), "{text}");
     stack
         .wait_for(
@@ -73,9 +64,9 @@ async fn a_set_aside_row_is_listed_and_sent_back() {
             },
         )
         .await;
-    let (ok, text) = orderctl(&stack, &["outbox", "retry", "--id", &id.to_string()]).await;
+    let (ok, text) = outbox(&stack, &["outbox", "retry", "--id", &id.to_string()]).await;
     assert!(!ok && text.contains("no set-aside row matched"), "{text}");
     // Neither ids nor --all: refused by the command line, nothing moved.
-    let (ok, text) = orderctl(&stack, &["outbox", "retry"]).await;
+    let (ok, text) = outbox(&stack, &["outbox", "retry"]).await;
     assert!(!ok && text.contains("--id"), "{text}");
 }

@@ -82,4 +82,24 @@ impl Stack {
             .await
             .unwrap_or_else(|e| panic!("{sql} on the {svc} database: {e}"))
     }
+
+    /// Runs `orderctl <args>` against this stack (its broker, registry and
+    /// topic prefix, plus `env`): whether it exited 0, and its output (with
+    /// what it wrote to stderr when it failed).
+    pub async fn orderctl(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+        let out = tokio::process::Command::new(env::bin_dir().join("orderctl"))
+            .args(args)
+            .env("KAFKA_BOOTSTRAP_SERVERS", &self.kafka)
+            .env("SCHEMA_REGISTRY_URL", &self.registry_url)
+            .env("ORDERFLOW_TOPIC_PREFIX", &self.prefix)
+            .envs(env.iter().copied())
+            .output()
+            .await
+            .expect("running orderctl");
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+        }
+        (out.status.success(), text)
+    }
 }
