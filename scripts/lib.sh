@@ -38,6 +38,7 @@ BROKER_RUSTC="1.96"
 BROKER_CRATES=(
   "nisshi 0.8.1 a357efb09b95f96964366d41b030341aa9c729544ae4dd9cdd012d7ef8e19a52"
   "nisshi-storage 0.8.1 86f02c7bef648d9e8b00f9f6277f5bfad9e4a401db14c13e83e8d1f9b70ada4c"
+  "nisshi-storage-sql 0.8.1 72a33926c01b134c0f50c729699ddd82265f01e78b5cd124a277263c9bcade34"
 )
 BROKER_PATCHES="$ROOT/third_party/nisshi"
 
@@ -507,7 +508,8 @@ _build_broker() {
       (cd "$src" && git apply -p1 "$patch") ||
         die "$patch does not apply to the $BROKER_NAME $BROKER_VERSION crates"
     done
-    printf '\n[patch.crates-io]\n%s\n' "${patched[@]}" >>"$src/$BROKER_NAME-$BROKER_VERSION/Cargo.toml"
+    printf '\n[patch.crates-io]\n' >>"$src/$BROKER_NAME-$BROKER_VERSION/Cargo.toml"
+    printf '%s\n' "${patched[@]}" >>"$src/$BROKER_NAME-$BROKER_VERSION/Cargo.toml"
     log "building $BROKER_NAME $BROKER_VERSION with $(ls "$BROKER_PATCHES"/*.patch | wc -l) patch(es) into $root with cargo ${toolchain:++$toolchain}"
     log "this compiles from source and takes ~12 minutes on 2 cores, once (a changed patch ~3); later runs reuse the cached binary"
     # Its own target dir, not the workspace's: a patch change rebuilds only
