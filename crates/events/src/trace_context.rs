@@ -2,6 +2,11 @@
 //! and in outbox rows, so one trace can span a whole saga.
 //!
 //! Format: `00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`.
+//! Parsing and formatting are the OpenTelemetry SDK's
+//! [`TraceContextPropagator`]; this module gives it Kafka headers as a
+//! carrier ([`KafkaHeaders`], [`KafkaHeadersMut`]) and keeps a context as
+//! plain data ([`TraceContext`]) for the outbox, which stores it with the
+//! event until the relay publishes it.
 //!
 //! When the process has an OpenTelemetry layer (`tracing-opentelemetry`,
 //! installed by the service runtime), trace contexts come from the real
@@ -12,10 +17,11 @@
 //! ids are still generated and propagated as before, only no spans exist.
 
 use std::fmt;
-use std::str::FromStr;
 
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-use rand::RngCore;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +40,7 @@ pub struct TraceContext {
     pub span_id: String,
     /// Trace flags (bit 0: sampled).
     pub flags: u8,
-    /// Vendor-specific `tracestate`, passed through unchanged.
+    /// Vendor-specific `tracestate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracestate: Option<String>,
 }
@@ -42,101 +48,131 @@ pub struct TraceContext {
 impl TraceContext {
     /// A new sampled trace with a random trace id and span id.
     pub fn new_root() -> Self {
-        let mut rng = rand::thread_rng();
-        let mut trace = [0u8; 16];
-        let mut span = [0u8; 8];
-        rng.fill_bytes(&mut trace);
-        rng.fill_bytes(&mut span);
+        let ids = RandomIdGenerator::default();
         Self {
-            trace_id: hex(&trace),
-            span_id: hex(&span),
-            flags: 1,
+            trace_id: ids.new_trace_id().to_string(),
+            span_id: ids.new_span_id().to_string(),
+            flags: TraceFlags::SAMPLED.to_u8(),
             tracestate: None,
         }
     }
 
     /// The same trace with a new span id: the context a child span passes on.
     pub fn child(&self) -> Self {
-        let mut span = [0u8; 8];
-        rand::thread_rng().fill_bytes(&mut span);
         Self {
-            span_id: hex(&span),
+            span_id: RandomIdGenerator::default().new_span_id().to_string(),
             ..self.clone()
+        }
+    }
+
+    /// Reads a valid trace context from any carrier (HTTP or Kafka
+    /// headers, a map); `None` for anything the W3C spec says to ignore.
+    pub fn extract_from(carrier: &dyn Extractor) -> Option<Self> {
+        let cx = TraceContextPropagator::new().extract(carrier);
+        Self::from_span_context(cx.span().span_context())
+    }
+
+    /// Writes `traceparent` (and `tracestate`) into any carrier.
+    pub fn inject_into(&self, carrier: &mut dyn Injector) {
+        if let Some(cx) = self.to_otel_context() {
+            TraceContextPropagator::new().inject_context(&cx, carrier);
         }
     }
 
     /// Parses a `traceparent` value (and optional `tracestate`). Returns
     /// `None` for anything the W3C spec says to ignore.
     pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Option<Self> {
-        let mut parts = traceparent.trim().split('-');
-        let version = parts.next()?;
-        let trace_id = parts.next()?;
-        let span_id = parts.next()?;
-        let flags = parts.next()?;
-        let valid_hex = |s: &str, len: usize| {
-            s.len() == len
-                && s.bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        };
-        if !valid_hex(version, 2)
-            || version == "ff"
-            || !valid_hex(trace_id, 32)
-            || !valid_hex(span_id, 16)
-        {
-            return None;
-        }
-        // Version 00 has exactly four fields; later versions may append more.
-        if version == "00" && parts.next().is_some() {
-            return None;
-        }
-        if trace_id.bytes().all(|b| b == b'0')
-            || span_id.bytes().all(|b| b == b'0')
-            || !valid_hex(flags, 2)
-        {
-            return None;
-        }
-        Some(Self {
-            trace_id: trace_id.to_owned(),
-            span_id: span_id.to_owned(),
-            flags: u8::from_str_radix(flags, 16).ok()?,
-            tracestate: tracestate.map(str::to_owned).filter(|s| !s.is_empty()),
+        Self::extract_from(&Pair {
+            traceparent,
+            tracestate,
         })
     }
 
     /// The `traceparent` header value.
     pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags)
+        let mut carrier = Collected::default();
+        self.inject_into(&mut carrier);
+        carrier.take(TRACEPARENT).unwrap_or_default()
     }
 
     /// Adds `traceparent` (and `tracestate`) to `headers`.
     pub fn inject(&self, headers: OwnedHeaders) -> OwnedHeaders {
-        let tp = self.traceparent();
-        let headers = headers.insert(Header {
-            key: TRACEPARENT,
-            value: Some(tp.as_bytes()),
-        });
-        match &self.tracestate {
-            Some(ts) => headers.insert(Header {
-                key: TRACESTATE,
-                value: Some(ts.as_bytes()),
-            }),
-            None => headers,
-        }
+        let mut carrier = KafkaHeadersMut(Some(headers));
+        self.inject_into(&mut carrier);
+        carrier.0.unwrap_or_default()
     }
 
     /// Reads the trace context from Kafka headers, if present and valid.
     pub fn extract<H: Headers>(headers: &H) -> Option<Self> {
-        let mut traceparent = None;
-        let mut tracestate = None;
-        for h in headers.iter() {
-            let value = h.value.and_then(|v| std::str::from_utf8(v).ok());
-            match h.key {
-                TRACEPARENT => traceparent = value,
-                TRACESTATE => tracestate = value,
-                _ => {}
-            }
+        Self::extract_from(&KafkaHeaders(headers))
+    }
+}
+
+/// Kafka headers as a carrier the propagator reads (UTF-8 values only).
+pub struct KafkaHeaders<'a, H: Headers>(pub &'a H);
+
+impl<H: Headers> Extractor for KafkaHeaders<'_, H> {
+    fn get(&self, key: &str) -> Option<&str> {
+        // Of a repeated header, the last one counts.
+        self.0
+            .iter()
+            .filter(|h| h.key == key)
+            .last()
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|h| h.key).collect()
+    }
+}
+
+/// Kafka headers being built, as a carrier the propagator writes.
+pub struct KafkaHeadersMut(pub Option<OwnedHeaders>);
+
+impl Injector for KafkaHeadersMut {
+    fn set(&mut self, key: &str, value: String) {
+        let headers = self.0.take().unwrap_or_default();
+        self.0 = Some(headers.insert(Header {
+            key,
+            value: Some(value.as_bytes()),
+        }));
+    }
+}
+
+/// A `traceparent` and `tracestate` pair as a carrier.
+struct Pair<'a> {
+    traceparent: &'a str,
+    tracestate: Option<&'a str>,
+}
+
+impl Extractor for Pair<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match key {
+            TRACEPARENT => Some(self.traceparent),
+            TRACESTATE => self.tracestate,
+            _ => None,
         }
-        Self::parse(traceparent?, tracestate)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT, TRACESTATE]
+    }
+}
+
+/// What the propagator wrote, by header name.
+#[derive(Default)]
+struct Collected(Vec<(String, String)>);
+
+impl Collected {
+    fn take(self, key: &str) -> Option<String> {
+        self.0.into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+}
+
+impl Injector for Collected {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_owned(), value));
     }
 }
 
@@ -180,12 +216,13 @@ impl TraceContext {
 
     /// This context as a remote OpenTelemetry span context.
     pub fn to_span_context(&self) -> Option<SpanContext> {
+        use opentelemetry::trace::{SpanId, TraceId};
         let trace_id = TraceId::from_hex(&self.trace_id).ok()?;
         let span_id = SpanId::from_hex(&self.span_id).ok()?;
         let state = self
             .tracestate
             .as_deref()
-            .and_then(|s| TraceState::from_str(s).ok())
+            .and_then(|s| s.parse::<TraceState>().ok())
             .unwrap_or_default();
         let sc = SpanContext::new(trace_id, span_id, TraceFlags::new(self.flags), true, state);
         sc.is_valid().then_some(sc)
@@ -218,10 +255,6 @@ impl fmt::Display for TraceContext {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +284,21 @@ mod tests {
         // Without an OpenTelemetry layer there is no current context.
         let span = tracing::info_span!("no-otel");
         assert_eq!(span.in_scope(TraceContext::current), None);
+    }
+
+    #[test]
+    fn reads_the_last_of_repeated_kafka_headers_and_skips_bad_values() {
+        let first = TraceContext::new_root();
+        let last = TraceContext::new_root();
+        let headers = last.inject(first.inject(OwnedHeaders::new()));
+        assert_eq!(TraceContext::extract(&headers), Some(last));
+
+        let not_utf8 = OwnedHeaders::new().insert(Header {
+            key: TRACEPARENT,
+            value: Some(&[0xff, 0xfe][..]),
+        });
+        assert_eq!(TraceContext::extract(&not_utf8), None);
+        assert_eq!(TraceContext::extract(&OwnedHeaders::new()), None);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 use orderflow_events::metrics::prometheus_client;
-use orderflow_events::trace_context::{TraceContext, TRACEPARENT, TRACESTATE};
+use orderflow_events::trace_context::TraceContext;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -255,10 +255,20 @@ fn http_metrics() -> &'static HttpMetrics {
 /// OpenTelemetry layer is active the outbox records the current span's
 /// context instead, which the HTTP middleware parents the same way.)
 pub fn request_trace(headers: &HeaderMap) -> TraceContext {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    header(TRACEPARENT)
-        .and_then(|tp| TraceContext::parse(tp, header(TRACESTATE)))
-        .unwrap_or_else(TraceContext::new_root)
+    TraceContext::extract_from(&HttpHeaders(headers)).unwrap_or_else(TraceContext::new_root)
+}
+
+/// HTTP request headers as a carrier the trace-context propagator reads.
+struct HttpHeaders<'a>(&'a HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HttpHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
 }
 
 /// Registers the HTTP metrics (so they show before the first request).
@@ -298,10 +308,7 @@ pub async fn observe_http(req: Request, next: Next) -> Response {
             url.path = req.uri().path(),
             http.response.status_code = tracing::field::Empty,
         );
-        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-        if let Some(parent) =
-            header(TRACEPARENT).and_then(|tp| TraceContext::parse(tp, header(TRACESTATE)))
-        {
+        if let Some(parent) = TraceContext::extract_from(&HttpHeaders(req.headers())) {
             parent.set_as_parent_of(&span);
         }
         span
@@ -354,6 +361,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+    use orderflow_events::trace_context::TRACEPARENT;
 
     #[test]
     fn methods_outside_the_standard_set_share_one_label() {
