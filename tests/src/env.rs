@@ -52,15 +52,15 @@ pub fn dev_key(name: &str) -> PathBuf {
 /// A token of the development key for the harness: roles operator and
 /// service, valid for a day.
 pub fn harness_token() -> anyhow::Result<String> {
-    use orderflow_service::auth::{self, Role};
+    use orderflow_service::auth::Role;
+    token_for("e2e-harness", &[Role::Operator, Role::Service])
+}
+
+/// A token of the development key for `sub` with `roles`, valid for a day.
+pub fn token_for(sub: &str, roles: &[orderflow_service::auth::Role]) -> anyhow::Result<String> {
+    use orderflow_service::auth;
     let key = std::fs::read(dev_key("jwt-dev.key.pem"))?;
-    let claims = auth::claims(
-        "e2e-harness",
-        &[Role::Operator, Role::Service],
-        "orderflow",
-        "orderflow",
-        86_400,
-    );
+    let claims = auth::claims(sub, roles, "orderflow", "orderflow", 86_400);
     auth::mint(&claims, &key)
 }
 

@@ -14,11 +14,7 @@ fn key() -> Vec<u8> {
 }
 
 fn token(sub: &str, roles: &[Role]) -> String {
-    auth::mint(
-        &auth::claims(sub, roles, "orderflow", "orderflow", 600),
-        &key(),
-    )
-    .expect("mint")
+    env::token_for(sub, roles).expect("mint")
 }
 
 /// A request without the harness's token: `bearer` or none.

@@ -5,7 +5,8 @@
 //! one order's event only: that order ships, the other still waits. Sent
 //! back again, it changes nothing (the inbox knows its `eventId`); then the
 //! rest goes back and the other order ships too. Each order has one
-//! shipment and one `ShippingCreated`.
+//! shipment and one `ShippingCreated`, and each redrive is on the audit
+//! trail of the order it touched.
 
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ async fn shipping_metric(stack: &Stack, series: &str) -> f64 {
     let r = stack.get(Service::Shipping, "/metrics").await.expect(200);
     parse_metrics(&r.text).get(series).copied().unwrap_or(0.0)
 }
+
+/// Who redrives, for the audit trail.
+const OPERATOR: &[(&str, &str)] = &[("ORDERCTL_ACTOR", "ops-redrive")];
 
 async fn shipments(stack: &Stack, order: &str) -> i64 {
     stack
@@ -107,7 +111,7 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
 
     // Order A's event only.
     let (ok, text) = stack
-        .orderctl(&["dlq", "redrive", "--correlation-id", &a], &[])
+        .orderctl(&["dlq", "redrive", "--correlation-id", &a], OPERATOR)
         .await;
     assert!(ok && text.matches("sent back").count() == 1, "{text}");
     stack.wait_status(&a, "SHIPPED").await;
@@ -121,7 +125,7 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
     // Again: the same eventId, so shipping's inbox skips it.
     let before = duplicates_seen_by_shipping(&stack).await;
     let (ok, text) = stack
-        .orderctl(&["dlq", "redrive", "--correlation-id", &a], &[])
+        .orderctl(&["dlq", "redrive", "--correlation-id", &a], OPERATOR)
         .await;
     assert!(ok, "{text}");
     stack
@@ -151,7 +155,7 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
                 "--reason",
                 "quarantined",
             ],
-            &[],
+            OPERATOR,
         )
         .await;
     assert!(ok, "{text}");
@@ -184,5 +188,29 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
             1,
             "{id}: {events:?}"
         );
+    }
+
+    // Each redrive is on the audit trail of the orders it sent back, by the
+    // operator orderctl was told acts: A three times, B once, one event each.
+    for (id, times) in [(&a, 3), (&b, 1)] {
+        let (ok, text) = stack
+            .orderctl(&["audit", "--order", id, "--json"], &[])
+            .await;
+        assert!(ok, "{text}");
+        let trail: Vec<Value> = serde_json::from_str(&text).expect("the trail as JSON");
+        let redrives: Vec<&Value> = trail
+            .iter()
+            .filter(|e| e["action"]["action"] == "dead_letters.redriven")
+            .collect();
+        assert_eq!(redrives.len(), times, "{id}: {trail:#?}");
+        for r in redrives {
+            assert_eq!(r["action"]["actor"], "ops-redrive", "{r:#}");
+            assert_eq!(r["action"]["orderId"], id.as_str(), "{r:#}");
+            assert_eq!(
+                r["action"]["eventIds"].as_array().map(Vec::len),
+                Some(1),
+                "{r:#}"
+            );
+        }
     }
 }

@@ -26,6 +26,9 @@ pub struct ServiceAccess {
     pub owns: Stream,
     /// The streams it reads.
     pub reads: &'static [Stream],
+    /// Whether it records the actions its callers take on the audit trail
+    /// (`audit-events`, which every such service writes and none owns).
+    pub audits: bool,
 }
 
 /// Every service, what it owns and what it reads.
@@ -39,26 +42,31 @@ pub const SERVICES: [ServiceAccess; 5] = [
             Stream::Shipping,
             Stream::Notification,
         ],
+        audits: true,
     },
     ServiceAccess {
         principal: "inventory-service",
         owns: Stream::Inventory,
         reads: &[Stream::Order, Stream::Payment, Stream::Shipping],
+        audits: true,
     },
     ServiceAccess {
         principal: "payment-service",
         owns: Stream::Payment,
         reads: &[Stream::Order, Stream::Inventory],
+        audits: false,
     },
     ServiceAccess {
         principal: "shipping-service",
         owns: Stream::Shipping,
         reads: &[Stream::Order, Stream::Payment],
+        audits: true,
     },
     ServiceAccess {
         principal: "notification-service",
         owns: Stream::Notification,
         reads: &[Stream::Order, Stream::Shipping],
+        audits: false,
     },
 ];
 
@@ -118,6 +126,14 @@ pub fn acls(catalog: &TopicCatalog, prefix: &str) -> Vec<Acl> {
             catalog.topic(s.owns),
             &["Write"],
         ));
+        if s.audits {
+            out.push(Acl::new(
+                p,
+                Resource::Topic,
+                catalog.topic(Stream::Audit),
+                &["Write"],
+            ));
+        }
         for &r in s.reads {
             let topic = catalog.topic(r);
             out.push(Acl::new(p, Resource::Topic, topic, &["Read"]));
@@ -227,6 +243,9 @@ mod tests {
         for s in &SERVICES {
             let mut expected: BTreeSet<(Resource, String)> =
                 BTreeSet::from([(Resource::Topic, c.topic(s.owns).to_owned())]);
+            if s.audits {
+                expected.insert((Resource::Topic, c.topic(Stream::Audit).to_owned()));
+            }
             for &r in s.reads {
                 expected.insert((Resource::Topic, c.dlq_topic(c.topic(r))));
             }
@@ -254,7 +273,9 @@ mod tests {
     #[test]
     fn every_event_is_written_by_the_one_service_whose_stream_it_is() {
         // Each service owns a different stream, and nobody else may write
-        // it: a forged event of another service's stream is refused.
+        // it: a forged event of another service's stream is refused. The
+        // audit trail is the exception: every service whose callers act
+        // writes it, and no service reads it.
         let rules = rules();
         let c = TopicCatalog::default();
         for t in EventType::ALL {
@@ -267,10 +288,18 @@ mod tests {
                 .collect();
             let owners: Vec<&str> = SERVICES
                 .iter()
-                .filter(|s| s.owns == t.stream())
+                .filter(|s| match t.stream() {
+                    Stream::Audit => s.audits,
+                    stream => s.owns == stream,
+                })
                 .map(|s| s.principal)
                 .collect();
+            assert!(!owners.is_empty(), "{t} has no writer");
             assert_eq!(writers, owners, "{t}");
+            assert!(
+                SERVICES.iter().all(|s| !s.reads.contains(&Stream::Audit)),
+                "no service reads the audit trail"
+            );
         }
     }
 

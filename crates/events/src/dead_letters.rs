@@ -4,17 +4,16 @@
 //! to where they came from ([`redrive`]).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use crate::consumer::dlq_headers as h;
 use crate::kafka::KafkaConfig;
+use crate::reader::{read_to_end, LoggedRecord};
 
 /// One dead-lettered record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -91,95 +90,31 @@ pub fn read_all(
     topics: &[String],
     timeout: Duration,
 ) -> Result<Vec<DeadLetter>, String> {
-    let consumer: BaseConsumer = cfg
-        .client_config()
-        .set("group.id", "orderctl-dlq-reader")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .create()
-        .map_err(|e| format!("creating a Kafka consumer: {e}"))?;
-    let metadata = consumer
-        .fetch_metadata(None, timeout)
-        .map_err(|e| format!("reading the topic list from {}: {e}", cfg.bootstrap_servers))?;
-    let mut list = TopicPartitionList::new();
-    let mut remaining: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for t in metadata
-        .topics()
-        .iter()
-        .filter(|t| topics.iter().any(|n| n == t.name()))
-    {
-        for p in t.partitions() {
-            let (lo, hi) = consumer
-                .fetch_watermarks(t.name(), p.id(), timeout)
-                .map_err(|e| format!("reading the end of {}[{}]: {e}", t.name(), p.id()))?;
-            if hi > lo {
-                list.add_partition_offset(t.name(), p.id(), Offset::Beginning)
-                    .map_err(|e| e.to_string())?;
-                remaining.insert((t.name().to_owned(), p.id()), hi);
-            }
-        }
-    }
-    if remaining.is_empty() {
-        return Ok(Vec::new());
-    }
-    consumer.assign(&list).map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + timeout;
-    let mut out = Vec::new();
-    while !remaining.is_empty() {
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "reading the dead letters: still waiting for {remaining:?}"
-            ));
-        }
-        let Some(msg) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        let msg = msg.map_err(|e| format!("reading the dead letters: {e}"))?;
-        let key = (msg.topic().to_owned(), msg.partition());
-        match remaining.get(&key) {
-            Some(hi) if msg.offset() + 1 >= *hi => {
-                remaining.remove(&key);
-            }
-            Some(_) => {}
-            // Past the end the read started with: a newer dead letter.
-            None => continue,
-        }
-        let mut headers = BTreeMap::new();
-        if let Some(hs) = msg.headers() {
-            for header in hs.iter() {
-                let v = header
-                    .value
-                    .map(|v| String::from_utf8_lossy(v).into_owned());
-                headers.insert(header.key.to_owned(), v.unwrap_or_default());
-            }
-        }
-        let get = |k: &str| headers.get(k).cloned().unwrap_or_default();
-        out.push(DeadLetter {
-            dlq_topic: msg.topic().to_owned(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            timestamp: msg
-                .timestamp()
-                .to_millis()
-                .and_then(DateTime::from_timestamp_millis),
-            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+    let records = read_to_end(cfg, topics, "the dead letters", timeout)?;
+    Ok(records.into_iter().map(DeadLetter::from).collect())
+}
+
+impl From<LoggedRecord> for DeadLetter {
+    fn from(r: LoggedRecord) -> Self {
+        let get = |k: &str| r.header(k).unwrap_or_default().to_owned();
+        Self {
             reason: get(h::REASON),
             error: get(h::ERROR),
             group: get(h::GROUP),
             original_topic: get(h::TOPIC),
             original_partition: get(h::PARTITION).parse().unwrap_or(-1),
             original_offset: get(h::OFFSET).parse().unwrap_or(-1),
-            event_type: headers.get("eventType").cloned(),
-            event_id: headers.get("eventId").cloned(),
-            payload: msg.payload().unwrap_or_default().to_vec(),
-            headers,
-        });
+            event_type: r.header("eventType").map(str::to_owned),
+            event_id: r.header("eventId").map(str::to_owned),
+            dlq_topic: r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key,
+            payload: r.payload,
+            headers: r.headers,
+        }
     }
-    out.sort_by(|a, b| {
-        (&a.dlq_topic, a.partition, a.offset).cmp(&(&b.dlq_topic, b.partition, b.offset))
-    });
-    Ok(out)
 }
 
 /// Header a redriven record carries: the dead letter it came back from

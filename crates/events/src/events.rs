@@ -207,6 +207,19 @@ payload!(/// `NotificationFailed` payload.
     kind: String, /// Recipient address.
     recipient: String, /// Why.
     reason: String });
+payload!(/// `AuditRecorded` payload: one action and who took it.
+    AuditRecorded { /// What was done, e.g. `stock.adjusted`.
+    action: String, /// Who: the token's subject, or the operator named to
+    /// `orderctl`.
+    actor: String, /// The actor's roles when it acted.
+    actor_roles: Vec<String>, /// What was acted on, e.g. `sku:SKU-1`.
+    subject: String, /// The order acted on, if one.
+    #[serde(default)]
+    order_id: Option<String>, /// The events the action produced or sent
+    /// again.
+    event_ids: Vec<String>, /// Action-specific values.
+    #[serde(default)]
+    detail: std::collections::BTreeMap<String, String> });
 
 impl EventType {
     /// The version of this event's payload schema (`eventVersion`): the
@@ -316,6 +329,7 @@ events! {
     ShippingCancellationRejected => Shipping,
     NotificationSent => Notification,
     NotificationFailed => Notification,
+    AuditRecorded => Audit,
 }
 
 /// A typed event payload: lets a handler ask for the payload it expects

@@ -26,6 +26,7 @@ pub mod inbox;
 pub mod kafka;
 pub mod metrics;
 pub mod outbox;
+pub mod reader;
 pub mod registry;
 pub mod relay;
 #[cfg(feature = "testing")]

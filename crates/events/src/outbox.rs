@@ -93,6 +93,11 @@ impl Rows {
         self.event_ids.is_empty()
     }
 
+    /// The ids of the events, in the order they were added.
+    pub fn event_ids(&self) -> &[uuid::Uuid] {
+        &self.event_ids
+    }
+
     /// `name AS (INSERT INTO outbox …)`: a `WITH` item inserting the rows
     /// bound as parameters `$first` to `$first + 5` ([`ROWS_PARAMS`]), in
     /// order. With no rows it inserts nothing.

@@ -2,10 +2,13 @@
 //! one's own. `list` summarises every dead-letter topic of the topic table;
 //! `show` prints one record: where it came from, why it was given up on,
 //! its headers, and the event decoded with the schema registry; `redrive`
-//! sends chosen records back to their topics once the cause is fixed.
+//! sends chosen records back to their topics once the cause is fixed, and
+//! records that on the audit trail.
 
 use std::process::ExitCode;
 use std::time::Duration;
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Context;
 use chrono::SecondsFormat;
@@ -13,10 +16,13 @@ use orderflow_events::codec::AvroCodec;
 use orderflow_events::dead_letters::{
     originals, read_all, redrive as send_back, summarize, DeadLetter,
 };
+use orderflow_events::events::AuditRecorded;
 use orderflow_events::kafka::KafkaConfig;
 use orderflow_events::registry::RegistryClient;
 use orderflow_events::topics::Stream;
 use orderflow_events::TopicCatalog;
+
+use crate::audit::{self, Recorder};
 
 /// How long reading the topics may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -90,6 +96,8 @@ pub struct RedriveArgs {
     /// Print what would be sent back, and send nothing.
     #[arg(long)]
     dry_run: bool,
+    #[command(flatten)]
+    recorder: Recorder,
 }
 
 async fn read(broker: &Broker, topics: Vec<String>) -> anyhow::Result<Vec<DeadLetter>> {
@@ -175,6 +183,50 @@ pub async fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Records the redrive on the audit trail: one record per order whose
+/// events went back (so `orderctl audit --order` shows it), and one for
+/// records of no order.
+async fn record_redrive(
+    cfg: &KafkaConfig,
+    catalog: &TopicCatalog,
+    args: &RedriveArgs,
+    back: &[&DeadLetter],
+) -> anyhow::Result<()> {
+    let mut by_order: BTreeMap<Option<String>, Vec<&DeadLetter>> = BTreeMap::new();
+    for d in back {
+        by_order
+            .entry(d.headers.get("correlationId").cloned())
+            .or_default()
+            .push(d);
+    }
+    let actor = args.recorder.actor();
+    for (order, letters) in by_order {
+        let topics: BTreeSet<&str> = letters.iter().map(|d| d.dlq_topic.as_str()).collect();
+        let mut detail = BTreeMap::from([("records".to_owned(), letters.len().to_string())]);
+        for (name, value) in [
+            ("eventIdFilter", &args.event_id),
+            ("correlationIdFilter", &args.correlation_id),
+            ("reasonFilter", &args.reason),
+            ("groupFilter", &args.group),
+        ] {
+            if let Some(v) = value {
+                detail.insert(name.to_owned(), v.clone());
+            }
+        }
+        let audit = AuditRecorded {
+            action: "dead_letters.redriven".to_owned(),
+            actor: actor.clone(),
+            actor_roles: vec!["operator".to_owned()],
+            subject: format!("topic:{}", topics.into_iter().collect::<Vec<_>>().join(",")),
+            order_id: order.clone(),
+            event_ids: letters.iter().filter_map(|d| d.event_id.clone()).collect(),
+            detail,
+        };
+        audit::record(cfg, catalog, &args.recorder, audit, order).await?;
+    }
+    Ok(())
+}
+
 /// Sends the chosen dead letters back to their original topics (each
 /// record once, whichever groups dead-lettered it); the same `eventId`, so
 /// a consumer that applied it before skips it. Exit 1 when nothing matched.
@@ -219,7 +271,9 @@ pub async fn redrive(catalog: &TopicCatalog, args: &RedriveArgs) -> anyhow::Resu
         let mut cfg = KafkaConfig::from_env("orderctl");
         cfg.bootstrap_servers
             .clone_from(&args.broker.bootstrap_servers);
-        send_back(&cfg, &back).await.map_err(anyhow::Error::msg)?
+        let landed = send_back(&cfg, &back).await.map_err(anyhow::Error::msg)?;
+        record_redrive(&cfg, catalog, args, &back).await?;
+        landed
     };
     for (i, d) in back.iter().enumerate() {
         let to = landed

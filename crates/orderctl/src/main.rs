@@ -16,7 +16,11 @@
 //! - `orderctl dlq list` summarises the dead-letter topics (count, oldest,
 //!   by reason, by consumer group) and `orderctl dlq show` prints one dead
 //!   letter with its event decoded; `orderctl dlq redrive` sends chosen
-//!   dead letters back to their topics;
+//!   dead letters back to their topics and records that on the audit
+//!   trail;
+//! - `orderctl audit --order ID` prints one order's history (its saga's
+//!   events and the actions people and tools took on it) and `orderctl
+//!   audit --actor NAME` every action one subject took;
 //! - `orderctl outbox failed` lists the rows a service's relay set aside
 //!   (it could not encode them) and `orderctl outbox retry` moves them back
 //!   after the fix;
@@ -27,6 +31,7 @@
 //! read (`KAFKA_BOOTSTRAP_SERVERS`, `SCHEMA_REGISTRY_URL`,
 //! `ORDERFLOW_TOPIC_*`), overridable with flags.
 
+mod audit;
 mod dlq;
 mod load;
 mod outbox;
@@ -89,6 +94,9 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// The audit trail: one order's history (--order) or one actor's
+    /// actions (--actor), oldest first.
+    Audit(audit::AuditArgs),
 }
 
 #[derive(Subcommand)]
@@ -227,6 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dlq {
             action: DlqAction::Redrive(args),
         } => dlq::redrive(&catalog, &args).await,
+        Command::Audit(args) => audit::run(&catalog, &args).await,
         Command::Acls => {
             let prefix = std::env::var("ORDERFLOW_TOPIC_PREFIX").unwrap_or_default();
             let rules = orderflow_events::access::acls(&catalog, &prefix);

@@ -28,6 +28,7 @@
 //! restarts it; nothing is lost because every effect is in the database
 //! before its offset or outbox row moves on.
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 mod database;

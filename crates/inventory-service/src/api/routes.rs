@@ -6,6 +6,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use orderflow_events::events::InventoryAdjusted;
 use orderflow_events::{outbox, Envelope};
+use orderflow_service::audit::{self, Action};
 use orderflow_service::error::FieldProblem;
 use orderflow_service::{ApiError, ApiJson, ApiPath, Principal, Role};
 
@@ -56,7 +57,11 @@ pub(super) async fn put_stock(
     }
     let price = body.price.zip(body.currency.as_deref());
     let level = db::set_available(&mut tx, &sku, available, price).await?;
-    commit_adjusted(&state, tx, level, &headers, "stock set").await
+    let mut action = Action::new("stock.set", format!("sku:{sku}")).detail("available", available);
+    if let Some((price, currency)) = price {
+        action = action.detail("price", price).detail("currency", currency);
+    }
+    commit_adjusted(&state, tx, level, &headers, &principal, action).await
 }
 
 /// Adds a signed delta to the units available, in one statement, so it
@@ -100,17 +105,20 @@ pub(super) async fn adjust_stock(
             )]),
         });
     };
-    commit_adjusted(&state, tx, level, &headers, "stock adjusted").await
+    let action = Action::new("stock.adjusted", format!("sku:{sku}")).detail("delta", body.delta);
+    commit_adjusted(&state, tx, level, &headers, &principal, action).await
 }
 
-/// Writes `InventoryAdjusted` for `level` to the outbox in `tx`, commits,
-/// and answers with the level and its `ETag`.
+/// Writes `InventoryAdjusted` for `level` and the audit record of `action`
+/// by `actor` to the outbox in `tx`, commits, and answers with the level and
+/// its `ETag`.
 async fn commit_adjusted(
     state: &AppState,
     mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
     level: StockLevel,
     headers: &HeaderMap,
-    what: &'static str,
+    actor: &Principal,
+    action: Action,
 ) -> Result<impl IntoResponse, ApiError> {
     let trace = request_trace(headers);
     let envelope = Envelope::new(
@@ -127,8 +135,12 @@ async fn commit_adjusted(
     outbox::enqueue(&mut tx, &state.catalog, &level.sku, &envelope, Some(&trace))
         .await
         .map_err(ApiError::internal)?;
+    let what = action.action;
+    let action = action.produced(envelope.event_id);
+    audit::record(&mut tx, &state.catalog, SOURCE, actor, action, Some(&trace)).await?;
     tx.commit().await?;
-    tracing::info!(sku = %level.sku, available = level.available, reserved = level.reserved, "{what}");
+    tracing::info!(sku = %level.sku, available = level.available, reserved = level.reserved,
+        actor = %actor.sub, "{what}");
     Ok(with_etag(level))
 }
 

@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use orderflow_events::events::{Address, OrderLine};
 use orderflow_events::{Envelope, TopicCatalog};
+use orderflow_service::audit::{self, Action};
 use orderflow_service::{ApiError, ApiJson, ApiPath, ApiQuery, Principal, Role};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -170,19 +171,36 @@ async fn cancel_order(
                 now: Utc::now(),
                 timeout: state.timeout,
             };
-            db::apply_transition(
+            let emitted = db::apply_transition(
                 &mut tx,
                 &state.topics,
                 &mut order,
                 &t,
                 CUSTOMER_CANCEL_REASON,
-                &Cause::Local { trace },
+                &Cause::Local {
+                    trace: trace.clone(),
+                },
                 &clock,
             )
             .await?;
+            let action = emitted.into_iter().fold(
+                Action::new("order.cancellation_requested", format!("order:{id}"))
+                    .on_order(id.to_string(), id.to_string())
+                    .detail("previousStatus", previous),
+                Action::produced,
+            );
+            audit::record(
+                &mut tx,
+                &state.topics,
+                SOURCE,
+                &principal,
+                action,
+                Some(&trace),
+            )
+            .await?;
             tx.commit().await?;
-            tracing::info!(order_id = %id, previous_status = %previous,
-                "cancellation requested by the customer");
+            tracing::info!(order_id = %id, previous_status = %previous, actor = %principal.sub,
+                "cancellation requested");
             Ok((StatusCode::ACCEPTED, Json(OrderJson::from(&order))).into_response())
         }
     }

@@ -232,7 +232,7 @@ pub struct Clock {
 /// statement: writes the row when anything changed, adds the causing event
 /// (for [`Cause::Event`]) and `t.emits` to the timeline, and queues the
 /// emitted events in the outbox. `reason` is the human-readable reason of a
-/// cancellation.
+/// cancellation. Returns the ids of the emitted events.
 pub async fn apply_transition(
     conn: &mut PgConnection,
     topics: &TopicCatalog,
@@ -241,7 +241,7 @@ pub async fn apply_transition(
     reason: &str,
     cause: &Cause<'_>,
     clock: &Clock,
-) -> Result<(), StoreError> {
+) -> Result<Vec<Uuid>, StoreError> {
     let last_event = match cause {
         Cause::Local { .. } if !t.emits.is_empty() => last_event_id(conn, order.id).await?,
         _ => None,
@@ -250,8 +250,9 @@ pub async fn apply_transition(
     if change.transition(order, t, reason, cause, last_event, clock)? {
         change.save(order);
     }
+    let emitted = change.events.event_ids().to_vec();
     change.write(conn).await?;
-    Ok(())
+    Ok(emitted)
 }
 
 /// The payload of an event emitted by a transition.

@@ -8,6 +8,7 @@ use chrono::{SubsecRound, Utc};
 use orderflow_events::error::OutboxError;
 use orderflow_events::events::{Event, ShippingDelivered, ShippingDispatched};
 use orderflow_events::{outbox, Envelope};
+use orderflow_service::audit::{self, Action};
 use orderflow_service::{ApiError, ApiPath, Principal, Role};
 use uuid::Uuid;
 
@@ -85,7 +86,7 @@ pub async fn dispatch(
     headers: HeaderMap,
 ) -> Result<Json<ShipmentView>, ApiError> {
     principal.require(&[Role::Operator])?;
-    transition(&state, order_id, Transition::Dispatch, &headers).await
+    transition(&state, &principal, order_id, Transition::Dispatch, &headers).await
 }
 
 /// `POST /shipments/{orderId}/deliver`.
@@ -96,15 +97,17 @@ pub async fn deliver(
     headers: HeaderMap,
 ) -> Result<Json<ShipmentView>, ApiError> {
     principal.require(&[Role::Operator])?;
-    transition(&state, order_id, Transition::Deliver, &headers).await
+    transition(&state, &principal, order_id, Transition::Deliver, &headers).await
 }
 
 use orderflow_service::telemetry::request_trace;
 
 /// Applies `transition` under a row lock, so concurrent calls for one
-/// shipment queue up and only the first emits the event.
+/// shipment queue up and only the first emits the event and is recorded on
+/// the audit trail as `actor`'s.
 async fn transition(
     state: &AppState,
+    actor: &Principal,
     order_id: Uuid,
     transition: Transition,
     headers: &HeaderMap,
@@ -155,7 +158,17 @@ async fn transition(
     outbox::enqueue(&mut tx, &state.catalog, &order_id, &envelope, Some(&trace))
         .await
         .map_err(outbox_error)?;
+    let action = match transition {
+        Transition::Dispatch => "shipment.dispatched",
+        Transition::Deliver => "shipment.delivered",
+    };
+    let action = Action::new(action, format!("shipment:{}", updated.shipment_id))
+        .on_order(&order_id, &envelope.correlation_id)
+        .produced(envelope.event_id)
+        .detail("status", next);
+    audit::record(&mut tx, &state.catalog, SOURCE, actor, action, Some(&trace)).await?;
     tx.commit().await?;
-    tracing::info!(%order_id, status = %next, event_id = %envelope.event_id, "shipment moved");
+    tracing::info!(%order_id, status = %next, event_id = %envelope.event_id, actor = %actor.sub,
+        "shipment moved");
     Ok(Json(updated.into()))
 }

@@ -1,0 +1,309 @@
+//! `orderctl audit`: who did what, read back from the log. `--order ID` is
+//! one order's whole history: every event of its saga (the business topics,
+//! by correlation id) with the actions people and tools took on it
+//! (`audit-events`), in time order. `--actor NAME` is every action one
+//! subject took. Also the record `orderctl` itself writes when an operator
+//! acts through it ([`record`]).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, SecondsFormat, Utc};
+use orderflow_events::codec::AvroCodec;
+use orderflow_events::events::{AuditRecorded, Event};
+use orderflow_events::kafka::{EventProducer, KafkaConfig, OutgoingRecord};
+use orderflow_events::reader::{read_to_end, LoggedRecord};
+use orderflow_events::registry::RegistryClient;
+use orderflow_events::relay::record_headers;
+use orderflow_events::topics::Stream;
+use orderflow_events::{Envelope, TopicCatalog};
+use serde::Serialize;
+
+use crate::dlq::Broker;
+
+/// How long reading the topics may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The `source` of the records `orderctl` writes.
+pub const SOURCE: &str = "orderctl";
+
+/// Who acts through `orderctl`, and where its records go.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Recorder {
+    /// Who is acting, for the audit trail (default: the login name, `$USER`).
+    #[arg(long, env = "ORDERCTL_ACTOR")]
+    pub actor: Option<String>,
+    /// Schema registry URL, to encode the audit record.
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub registry_url: String,
+}
+
+impl Recorder {
+    /// The acting operator's name.
+    pub fn actor(&self) -> String {
+        self.actor
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .filter(|a| !a.trim().is_empty())
+            .unwrap_or_else(|| "unknown".to_owned())
+    }
+}
+
+/// Publishes the audit record of an action taken through `orderctl`, and
+/// waits for the broker to take it.
+pub async fn record(
+    cfg: &KafkaConfig,
+    catalog: &TopicCatalog,
+    recorder: &Recorder,
+    audit: AuditRecorded,
+    correlation_id: Option<String>,
+) -> anyhow::Result<Envelope> {
+    let correlation_id = correlation_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let key = audit
+        .order_id
+        .clone()
+        .unwrap_or_else(|| audit.subject.clone());
+    let envelope = Envelope::new(SOURCE, correlation_id, audit);
+    let topic = catalog.topic(Stream::Audit);
+    let codec = AvroCodec::new(RegistryClient::new(&recorder.registry_url)?, true)?;
+    let value = codec
+        .encode(topic, &envelope)
+        .await
+        .context("encoding the audit record")?;
+    let producer = EventProducer::new(cfg).context("creating a Kafka producer")?;
+    producer
+        .send_and_wait(&OutgoingRecord {
+            topic: topic.to_owned(),
+            key,
+            payload: value,
+            headers: record_headers(&envelope, None),
+        })
+        .await
+        .with_context(|| format!("publishing the audit record on {topic}"))?;
+    Ok(envelope)
+}
+
+/// `orderctl audit`.
+#[derive(clap::Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("whose").required(true).args(["order", "actor"])))]
+pub struct AuditArgs {
+    #[command(flatten)]
+    broker: Broker,
+    /// Schema registry URL, to decode the events.
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    registry_url: String,
+    /// One order's history: its saga's events and the actions on it.
+    #[arg(long)]
+    order: Option<String>,
+    /// Every action this subject took (a token's `sub`, or an operator's
+    /// name given to orderctl).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Print JSON (an array, oldest first) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One line of the trail.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// When it happened (the event's timestamp).
+    pub timestamp: DateTime<Utc>,
+    /// The event's type.
+    pub event_type: String,
+    /// Its id.
+    pub event_id: String,
+    /// The service or tool that wrote it.
+    pub source: String,
+    /// Its saga.
+    pub correlation_id: String,
+    /// The event it answers, if any.
+    pub causation_id: Option<String>,
+    /// Where it is on the log.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// For an action: what, who, on what, and what it produced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<AuditRecorded>,
+}
+
+/// Prints the trail; exit 1 when it is empty.
+pub async fn run(catalog: &TopicCatalog, args: &AuditArgs) -> anyhow::Result<ExitCode> {
+    let audit_topic = catalog.topic(Stream::Audit).to_owned();
+    let topics: Vec<String> = match &args.order {
+        Some(_) => Stream::ALL
+            .into_iter()
+            .map(|s| catalog.topic(s).to_owned())
+            .collect(),
+        None => vec![audit_topic.clone()],
+    };
+    let mut cfg = KafkaConfig::from_env("orderctl");
+    cfg.bootstrap_servers
+        .clone_from(&args.broker.bootstrap_servers);
+    let records =
+        tokio::task::spawn_blocking(move || read_to_end(&cfg, &topics, "the topics", READ_TIMEOUT))
+            .await
+            .context("the reader task")?
+            .map_err(anyhow::Error::msg)?;
+    // A saga's events (and the actions on its order) carry its correlation
+    // id in a header, so only those are decoded.
+    let candidates = records.into_iter().filter(|r| match &args.order {
+        Some(order) => r.header("correlationId") == Some(order.as_str()),
+        None => r.topic == audit_topic,
+    });
+    let codec = AvroCodec::new(RegistryClient::new(&args.registry_url)?, false)?;
+    let mut entries = Vec::new();
+    for r in candidates {
+        match codec.decode(&r.payload).await {
+            Ok(envelope) => entries.push(entry(&r, envelope)),
+            Err(e) => eprintln!(
+                "orderctl: skipping {}[{}]@{}: {e}",
+                r.topic, r.partition, r.offset
+            ),
+        }
+    }
+    let mut entries = trail(entries);
+    if let Some(actor) = &args.actor {
+        entries.retain(|e| e.action.as_ref().is_some_and(|a| &a.actor == actor));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+    } else {
+        for e in &entries {
+            println!("{}", line(e));
+        }
+    }
+    if entries.is_empty() {
+        eprintln!("orderctl: nothing recorded for that");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn entry(r: &LoggedRecord, envelope: Envelope) -> Entry {
+    let action = match &envelope.event {
+        Event::AuditRecorded(a) => Some(a.clone()),
+        _ => None,
+    };
+    Entry {
+        timestamp: envelope.timestamp,
+        event_type: envelope.event_type().name().to_owned(),
+        event_id: envelope.event_id.to_string(),
+        source: envelope.source,
+        correlation_id: envelope.correlation_id,
+        causation_id: envelope.causation_id.map(|c| c.to_string()),
+        topic: r.topic.clone(),
+        partition: r.partition,
+        offset: r.offset,
+        action,
+    }
+}
+
+/// `entries` once each (a record sent back from the dead letters is on its
+/// topic twice with one event id: the first copy counts), oldest first.
+fn trail(mut entries: Vec<Entry>) -> Vec<Entry> {
+    entries.sort_by(|a, b| {
+        (a.timestamp, &a.topic, a.partition, a.offset).cmp(&(
+            b.timestamp,
+            &b.topic,
+            b.partition,
+            b.offset,
+        ))
+    });
+    let mut seen = std::collections::HashSet::new();
+    entries.retain(|e| seen.insert(e.event_id.clone()));
+    entries
+}
+
+fn line(e: &Entry) -> String {
+    let when = e.timestamp.to_rfc3339_opts(SecondsFormat::Millis, true);
+    match &e.action {
+        Some(a) => {
+            let detail: Vec<String> = a.detail.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            format!(
+                "{when}  {:<20} {:<30} by {} ({}) on {}{}",
+                e.source,
+                a.action,
+                a.actor,
+                a.actor_roles.join(","),
+                a.subject,
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!("  {}", detail.join(" "))
+                },
+            )
+        }
+        None => format!(
+            "{when}  {:<20} {:<30} {}",
+            e.source, e.event_type, e.event_id
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: i64, id: &str, topic: &str) -> Entry {
+        Entry {
+            timestamp: DateTime::from_timestamp_millis(ms).expect("time"),
+            event_type: "OrderCreated".into(),
+            event_id: id.into(),
+            source: "order-service".into(),
+            correlation_id: "o-1".into(),
+            causation_id: None,
+            topic: topic.into(),
+            partition: 0,
+            offset: ms,
+            action: None,
+        }
+    }
+
+    #[test]
+    fn the_trail_is_oldest_first_and_lists_a_redriven_event_once() {
+        let t = trail(vec![
+            at(3, "c", "order-events"),
+            at(1, "a", "order-events"),
+            at(2, "b", "payment-events"),
+            // The same event sent back from the dead letters later.
+            at(5, "b", "payment-events"),
+        ]);
+        let ids: Vec<&str> = t.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(t[1].offset, 2, "the first copy counts");
+    }
+
+    #[test]
+    fn an_action_line_names_who_did_what_on_what() {
+        let mut e = at(0, "x", "audit-events");
+        e.action = Some(AuditRecorded {
+            action: "stock.adjusted".into(),
+            actor: "ops-ann".into(),
+            actor_roles: vec!["operator".into()],
+            subject: "sku:S1".into(),
+            order_id: None,
+            event_ids: vec![],
+            detail: [("delta".to_owned(), "5".to_owned())].into(),
+        });
+        let l = line(&e);
+        assert!(l.contains("stock.adjusted"), "{l}");
+        assert!(
+            l.contains("by ops-ann (operator) on sku:S1  delta=5"),
+            "{l}"
+        );
+    }
+}
