@@ -10,17 +10,15 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
-use orderflow_events::codec::AvroCodec;
 use orderflow_events::events::{AuditRecorded, Event};
 use orderflow_events::kafka::{EventProducer, KafkaConfig, OutgoingRecord};
 use orderflow_events::reader::{read_to_end, LoggedRecord};
-use orderflow_events::registry::RegistryClient;
 use orderflow_events::relay::record_headers;
 use orderflow_events::topics::Stream;
 use orderflow_events::{Envelope, TopicCatalog};
 use serde::Serialize;
 
-use crate::dlq::Broker;
+use crate::dlq::{Broker, Registry};
 
 /// How long reading the topics may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,13 +32,9 @@ pub struct Recorder {
     /// Who is acting, for the audit trail (default: the login name, `$USER`).
     #[arg(long, env = "ORDERCTL_ACTOR")]
     pub actor: Option<String>,
-    /// Schema registry URL, to encode the audit record.
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    pub registry_url: String,
+    /// To encode the audit record.
+    #[command(flatten)]
+    pub registry: Registry,
 }
 
 impl Recorder {
@@ -70,7 +64,7 @@ pub async fn record(
         .unwrap_or_else(|| audit.subject.clone());
     let envelope = Envelope::new(SOURCE, correlation_id, audit);
     let topic = catalog.topic(Stream::Audit);
-    let codec = AvroCodec::new(RegistryClient::new(&recorder.registry_url)?, true)?;
+    let codec = recorder.registry.codec(true)?;
     let value = codec
         .encode(topic, &envelope)
         .await
@@ -94,13 +88,9 @@ pub async fn record(
 pub struct AuditArgs {
     #[command(flatten)]
     broker: Broker,
-    /// Schema registry URL, to decode the events.
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    registry_url: String,
+    /// To decode the events.
+    #[command(flatten)]
+    registry: Registry,
     /// One order's history: its saga's events and the actions on it.
     #[arg(long)]
     order: Option<String>,
@@ -117,7 +107,9 @@ pub struct AuditArgs {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Entry {
-    /// When it happened (the event's timestamp).
+    /// When it happened (the event's timestamp), RFC 3339 in UTC with
+    /// milliseconds always (so the text sorts as the time does).
+    #[serde(serialize_with = "millis")]
     pub timestamp: DateTime<Utc>,
     /// The event's type.
     pub event_type: String,
@@ -164,7 +156,7 @@ pub async fn run(catalog: &TopicCatalog, args: &AuditArgs) -> anyhow::Result<Exi
         Some(order) => r.header("correlationId") == Some(order.as_str()),
         None => r.topic == audit_topic,
     });
-    let codec = AvroCodec::new(RegistryClient::new(&args.registry_url)?, false)?;
+    let codec = args.registry.codec(false)?;
     let mut entries = Vec::new();
     for r in candidates {
         match codec.decode(&r.payload).await {
@@ -191,6 +183,10 @@ pub async fn run(catalog: &TopicCatalog, args: &AuditArgs) -> anyhow::Result<Exi
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn millis<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
 fn entry(r: &LoggedRecord, envelope: Envelope) -> Entry {
@@ -285,6 +281,12 @@ mod tests {
         let ids: Vec<&str> = t.iter().map(|e| e.event_id.as_str()).collect();
         assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(t[1].offset, 2, "the first copy counts");
+    }
+
+    #[test]
+    fn json_timestamps_always_have_milliseconds() {
+        let json = serde_json::to_value(at(48_000, "x", "order-events")).expect("json");
+        assert_eq!(json["timestamp"], "1970-01-01T00:00:48.000Z");
     }
 
     #[test]

@@ -39,6 +39,29 @@ pub struct Broker {
     pub bootstrap_servers: String,
 }
 
+/// Where the schema registry is.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Registry {
+    /// Schema registry URL.
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub registry_url: String,
+}
+
+impl Registry {
+    /// An Avro codec on this registry; `register` lets it register the
+    /// schemas it writes with.
+    pub fn codec(&self, register: bool) -> anyhow::Result<AvroCodec> {
+        Ok(AvroCodec::new(
+            RegistryClient::new(&self.registry_url)?,
+            register,
+        )?)
+    }
+}
+
 /// `orderctl dlq list`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ListArgs {
@@ -54,13 +77,9 @@ pub struct ListArgs {
 pub struct ShowArgs {
     #[command(flatten)]
     broker: Broker,
-    /// Schema registry URL, to decode the event.
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    registry_url: String,
+    /// To decode the event.
+    #[command(flatten)]
+    registry: Registry,
     /// The dead-letter topic, e.g. order-events.dlq.
     topic: String,
     /// Its partition.
@@ -169,7 +188,7 @@ pub async fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     };
-    let codec = AvroCodec::new(RegistryClient::new(&args.registry_url)?, false)?;
+    let codec = args.registry.codec(false)?;
     let event = match codec.decode(&d.payload).await {
         Ok(envelope) => envelope.to_json()?,
         Err(e) => serde_json::json!({

@@ -12,6 +12,8 @@ use anyhow::{bail, Context};
 use orderflow_events::registry::{subject_name, RegistryClient};
 use orderflow_events::{EventType, TopicCatalog};
 
+use crate::dlq::Registry;
+
 const LEVELS: [&str; 7] = [
     "NONE",
     "BACKWARD",
@@ -25,13 +27,8 @@ const LEVELS: [&str; 7] = [
 /// Options shared by `register` and `check`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Schema registry URL.
-    #[arg(
-        long,
-        env = "SCHEMA_REGISTRY_URL",
-        default_value = "http://127.0.0.1:8081"
-    )]
-    registry_url: String,
+    #[command(flatten)]
+    registry: Registry,
     /// Read `<EventType>.avsc` files from this directory instead of the
     /// schemas built into orderctl.
     #[arg(long)]
@@ -73,7 +70,7 @@ fn load(args: &Args) -> anyhow::Result<Vec<(EventType, String)>> {
 
 /// Registers every schema; fails (exit 1) on the first incompatible one.
 pub async fn register(catalog: &TopicCatalog, args: &Args) -> anyhow::Result<ExitCode> {
-    let client = RegistryClient::new(&args.registry_url)?;
+    let client = RegistryClient::new(&args.registry.registry_url)?;
     for (t, text) in load(args)? {
         let subject = subject_name(catalog.topic(t.stream()), &t.full_name());
         client
@@ -99,7 +96,7 @@ pub async fn register(catalog: &TopicCatalog, args: &Args) -> anyhow::Result<Exi
 
 /// Checks every schema; exit 1 when any is incompatible.
 pub async fn check(catalog: &TopicCatalog, args: &Args) -> anyhow::Result<ExitCode> {
-    let client = RegistryClient::new(&args.registry_url)?;
+    let client = RegistryClient::new(&args.registry.registry_url)?;
     let mut bad = 0;
     for (t, text) in load(args)? {
         let subject = subject_name(catalog.topic(t.stream()), &t.full_name());
