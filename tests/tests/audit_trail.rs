@@ -3,7 +3,7 @@
 //! audit --order` must give each order's whole history: exactly the events
 //! of its timeline, plus exactly the actions taken on it, each naming who
 //! took it and the events it produced. `orderctl audit --actor` gives one
-//! subject's actions, the stock change included.
+//! subject's actions, the stock change and the card registration included.
 
 use std::collections::BTreeSet;
 
@@ -207,6 +207,21 @@ async fn an_orders_trail_is_its_timeline_plus_the_actions_taken_on_it() {
     assert_eq!(stock["action"]["action"], "stock.set", "{stock:#}");
     assert_eq!(stock["action"]["detail"]["available"], "10", "{stock:#}");
     assert_eq!(stock["source"], "inventory-service", "{stock:#}");
+    // The harness registered the customer's card for them.
+    let card = by_harness
+        .iter()
+        .find(|e| {
+            e["action"]["action"] == "payment_method.registered"
+                && e["action"]["detail"]["customerId"] == customer.as_str()
+        })
+        .unwrap_or_else(|| panic!("{customer}'s card in {by_harness:#?}"));
+    assert_eq!(card["source"], "payment-service", "{card:#}");
+    assert!(
+        card["action"]["subject"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("payment-method:pm_")),
+        "{card:#}"
+    );
 
     // Somebody who did nothing has no trail.
     assert!(audit(&stack, &["--actor", "nobody"]).await.is_none());

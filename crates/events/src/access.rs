@@ -54,7 +54,7 @@ pub const SERVICES: [ServiceAccess; 5] = [
         principal: "payment-service",
         owns: Stream::Payment,
         reads: &[Stream::Order, Stream::Inventory],
-        audits: false,
+        audits: true,
     },
     ServiceAccess {
         principal: "shipping-service",

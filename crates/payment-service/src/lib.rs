@@ -41,6 +41,7 @@ pub fn spec() -> ServiceSpec {
 pub fn build(ctx: &Context, settings: &config::Settings) -> anyhow::Result<Parts> {
     let router = api::router(api::AppState {
         pool: ctx.api_pool.clone(),
+        catalog: ctx.catalog.clone(),
     });
     let consumer = ctx
         .consumer()

@@ -10,6 +10,7 @@ use serde_json::json;
 fn app() -> TestApp {
     TestApp::new(router(AppState {
         pool: unreachable_pool(),
+        catalog: Default::default(),
     }))
 }
 

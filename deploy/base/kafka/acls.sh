@@ -23,6 +23,7 @@ set -eu
 "$KAFKA_ACLS" --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$KAFKA_ADMIN_CONFIG" --add --allow-principal User:inventory-service --operation Write --topic 'shipping-events.dlq'
 "$KAFKA_ACLS" --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$KAFKA_ADMIN_CONFIG" --add --allow-principal User:inventory-service --operation Read --group 'inventory-service'
 "$KAFKA_ACLS" --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$KAFKA_ADMIN_CONFIG" --add --allow-principal User:payment-service --operation Write --topic 'payment-events'
+"$KAFKA_ACLS" --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$KAFKA_ADMIN_CONFIG" --add --allow-principal User:payment-service --operation Write --topic 'audit-events'
 "$KAFKA_ACLS" --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$KAFKA_ADMIN_CONFIG" --add --allow-principal User:payment-service --operation Read --topic 'order-events'
 "$KAFKA_ACLS" --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$KAFKA_ADMIN_CONFIG" --add --allow-principal User:payment-service --operation Write --topic 'order-events.dlq'
 "$KAFKA_ACLS" --bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$KAFKA_ADMIN_CONFIG" --add --allow-principal User:payment-service --operation Read --topic 'inventory-events'

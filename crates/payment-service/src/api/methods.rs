@@ -8,6 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::SecondsFormat;
+use orderflow_service::audit::{self, Action};
 use orderflow_service::error::FieldProblem;
 use orderflow_service::{ApiError, ApiJson, ApiPath, Principal, Role};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ use super::AppState;
 use crate::db;
 use crate::db::MethodRow;
 use crate::domain::methods::{is_id, new_id, token_problem};
+use crate::SOURCE;
 
 /// Body of `POST /payment-methods`.
 #[derive(Debug, Deserialize)]
@@ -73,9 +75,14 @@ pub(super) async fn register(
         return Err(ApiError::validation(problems));
     }
     let id = new_id();
-    let mut conn = state.pool.acquire().await?;
-    let created = db::insert_method(&mut conn, &id, &customer_id, &body.token).await?;
-    tracing::info!(payment_method_id = %id, customer_id, "payment method registered");
+    let mut tx = state.pool.begin().await?;
+    let created = db::insert_method(&mut tx, &id, &customer_id, &body.token).await?;
+    let action = Action::new("payment_method.registered", format!("payment-method:{id}"))
+        .detail("customerId", &customer_id);
+    audit::record(&mut tx, &state.catalog, SOURCE, &principal, action, None).await?;
+    tx.commit().await?;
+    tracing::info!(payment_method_id = %id, customer_id, actor = %principal.sub,
+        "payment method registered");
     let view = MethodView::from(MethodRow {
         id: id.clone(),
         customer_id,

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
+use orderflow_events::TopicCatalog;
 use orderflow_service::{ApiError, ApiPath, Principal, Role};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -20,6 +21,8 @@ use crate::db::{self, Payment};
 pub struct AppState {
     /// The service's database.
     pub pool: PgPool,
+    /// Topic names, for the audit records the outbox publishes.
+    pub catalog: TopicCatalog,
 }
 
 /// The payment routes.
