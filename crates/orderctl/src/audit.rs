@@ -2,14 +2,15 @@
 //! one order's whole history: every event of its saga (the business topics,
 //! by correlation id) with the actions people and tools took on it
 //! (`audit-events`), in time order. `--actor NAME` is every action one
-//! subject took. Also the record `orderctl` itself writes when an operator
-//! acts through it ([`record`]).
+//! subject took. Also the records `orderctl` itself writes when an operator
+//! acts through it ([`AuditWriter`]).
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
+use orderflow_events::codec::AvroCodec;
 use orderflow_events::events::{AuditRecorded, Event};
 use orderflow_events::kafka::{EventProducer, KafkaConfig, OutgoingRecord};
 use orderflow_events::reader::{read_to_end, LoggedRecord};
@@ -48,38 +49,57 @@ impl Recorder {
     }
 }
 
-/// Publishes the audit record of an action taken through `orderctl`, and
-/// waits for the broker to take it.
-pub async fn record(
-    cfg: &KafkaConfig,
-    catalog: &TopicCatalog,
-    recorder: &Recorder,
-    audit: AuditRecorded,
-    correlation_id: Option<String>,
-) -> anyhow::Result<Envelope> {
-    let correlation_id = correlation_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let key = audit
-        .order_id
-        .clone()
-        .unwrap_or_else(|| audit.subject.clone());
-    let envelope = Envelope::new(SOURCE, correlation_id, audit);
-    let topic = catalog.topic(Stream::Audit);
-    let codec = recorder.registry.codec(true)?;
-    let value = codec
-        .encode(topic, &envelope)
-        .await
-        .context("encoding the audit record")?;
-    let producer = EventProducer::new(cfg).context("creating a Kafka producer")?;
-    producer
-        .send_and_wait(&OutgoingRecord {
-            topic: topic.to_owned(),
-            key,
-            payload: value,
-            headers: record_headers(&envelope, None),
+/// Publishes the audit records of actions taken through `orderctl`: one
+/// codec and one producer for all of them.
+pub struct AuditWriter {
+    codec: AvroCodec,
+    producer: EventProducer,
+    topic: String,
+}
+
+impl AuditWriter {
+    /// A writer to `catalog`'s audit topic.
+    pub fn new(
+        cfg: &KafkaConfig,
+        catalog: &TopicCatalog,
+        recorder: &Recorder,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            codec: recorder.registry.codec(true)?,
+            producer: EventProducer::new(cfg).context("creating a Kafka producer")?,
+            topic: catalog.topic(Stream::Audit).to_owned(),
         })
-        .await
-        .with_context(|| format!("publishing the audit record on {topic}"))?;
-    Ok(envelope)
+    }
+
+    /// Publishes `audit` (in the saga `correlation_id`, else a new one) and
+    /// waits for the broker to take it.
+    pub async fn write(
+        &self,
+        audit: AuditRecorded,
+        correlation_id: Option<String>,
+    ) -> anyhow::Result<Envelope> {
+        let correlation_id = correlation_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let key = audit
+            .order_id
+            .clone()
+            .unwrap_or_else(|| audit.subject.clone());
+        let envelope = Envelope::new(SOURCE, correlation_id, audit);
+        let value = self
+            .codec
+            .encode(&self.topic, &envelope)
+            .await
+            .context("encoding the audit record")?;
+        self.producer
+            .send_and_wait(&OutgoingRecord {
+                topic: self.topic.clone(),
+                key,
+                payload: value,
+                headers: record_headers(&envelope, None),
+            })
+            .await
+            .with_context(|| format!("publishing the audit record on {}", self.topic))?;
+        Ok(envelope)
+    }
 }
 
 /// `orderctl audit`.

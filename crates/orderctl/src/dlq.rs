@@ -22,7 +22,7 @@ use orderflow_events::registry::RegistryClient;
 use orderflow_events::topics::Stream;
 use orderflow_events::TopicCatalog;
 
-use crate::audit::{self, Recorder};
+use crate::audit::{AuditWriter, Recorder};
 
 /// How long reading the topics may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -219,6 +219,7 @@ async fn record_redrive(
             .push(d);
     }
     let actor = args.recorder.actor();
+    let writer = AuditWriter::new(cfg, catalog, &args.recorder)?;
     for (order, letters) in by_order {
         let topics: BTreeSet<&str> = letters.iter().map(|d| d.dlq_topic.as_str()).collect();
         let mut detail = BTreeMap::from([("records".to_owned(), letters.len().to_string())]);
@@ -241,7 +242,7 @@ async fn record_redrive(
             event_ids: letters.iter().filter_map(|d| d.event_id.clone()).collect(),
             detail,
         };
-        audit::record(cfg, catalog, &args.recorder, audit, order).await?;
+        writer.write(audit, order).await?;
     }
     Ok(())
 }
