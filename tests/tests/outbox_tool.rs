@@ -1,6 +1,7 @@
 //! `orderctl outbox` against a real service database: a row the order
 //! service's relay cannot encode is set aside, listed, moved back with
-//! `retry`, and set aside again by the relay (still broken, never lost).
+//! `retry` (which the audit trail records), and set aside again by the relay
+//! (still broken, never lost).
 
 use orderflow_e2e::{Service, Stack};
 use serde_json::Value;
@@ -8,7 +9,12 @@ use serde_json::Value;
 /// `orderctl outbox <args>` on the order service's database.
 async fn outbox(stack: &Stack, args: &[&str]) -> (bool, String) {
     let db = stack.database_url(Service::Order);
-    stack.orderctl(args, &[("DATABASE_URL", db)]).await
+    stack
+        .orderctl(
+            args,
+            &[("DATABASE_URL", db), ("ORDERCTL_ACTOR", "ops-outbox")],
+        )
+        .await
 }
 
 async fn set_aside(stack: &Stack) -> Result<Vec<Value>, String> {
@@ -52,6 +58,20 @@ async fn a_set_aside_row_is_listed_and_sent_back() {
 
     let (ok, text) = outbox(&stack, &["outbox", "retry", "--id", &id.to_string()]).await;
     assert!(ok && text.contains("back in the outbox"), "{text}");
+    // The retry is on the audit trail, naming the event it sent back.
+    let event_id = rows[0]["eventId"].as_str().expect("eventId");
+    let (ok, text) = stack
+        .orderctl(&["audit", "--actor", "ops-outbox", "--json"], &[])
+        .await;
+    assert!(ok, "{text}");
+    let trail: Vec<Value> = serde_json::from_str(&text).expect("the trail as JSON");
+    assert_eq!(trail.len(), 1, "{trail:#?}");
+    assert_eq!(trail[0]["action"]["action"], "outbox.retried", "{trail:#?}");
+    assert_eq!(
+        trail[0]["action"]["eventIds"],
+        serde_json::json!([event_id]),
+        "{trail:#?}"
+    );
     stack
         .wait_for(
             "the relay to set it aside again, under a new id",

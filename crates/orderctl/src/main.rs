@@ -225,7 +225,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => outbox::list(&args).await,
         Command::Outbox {
             action: OutboxAction::Retry(args),
-        } => outbox::retry(&args).await,
+        } => outbox::retry(&catalog, &args).await,
         Command::Dlq {
             action: DlqAction::List(args),
         } => dlq::list(&catalog, &args).await,

@@ -1,14 +1,21 @@
 //! `orderctl outbox`: the rows a service's relay set aside because it could
 //! not encode them (`outbox_failed`). `failed` lists them; `retry` moves
 //! them back to the outbox after the fix, where the relay publishes them
-//! like any other row (and sets aside again one that still fails).
+//! like any other row (and sets aside again one that still fails), and
+//! records the retry on the audit trail.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::SecondsFormat;
+use orderflow_events::events::AuditRecorded;
+use orderflow_events::kafka::KafkaConfig;
 use orderflow_events::outbox::failed;
+use orderflow_events::TopicCatalog;
 use sqlx::{Connection, PgConnection};
+
+use crate::audit::{AuditWriter, Recorder};
+use crate::dlq::Broker;
 
 /// The service database.
 #[derive(clap::Args, Debug, Clone)]
@@ -39,6 +46,11 @@ pub struct RetryArgs {
     /// Every set-aside row.
     #[arg(long)]
     all: bool,
+    /// Where the audit record of the retry goes.
+    #[command(flatten)]
+    broker: Broker,
+    #[command(flatten)]
+    recorder: Recorder,
 }
 
 async fn connect(db: &Database) -> anyhow::Result<PgConnection> {
@@ -71,8 +83,9 @@ pub async fn list(args: &FailedArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Moves rows back to the outbox; exit 1 when none was moved.
-pub async fn retry(args: &RetryArgs) -> anyhow::Result<ExitCode> {
+/// Moves rows back to the outbox and records that on the audit trail; exit
+/// 1 when none was moved.
+pub async fn retry(catalog: &TopicCatalog, args: &RetryArgs) -> anyhow::Result<ExitCode> {
     let ids = (!args.all).then_some(args.ids.as_slice());
     let moved = failed::retry(&mut connect(&args.db).await?, ids).await?;
     for id in &moved {
@@ -82,5 +95,20 @@ pub async fn retry(args: &RetryArgs) -> anyhow::Result<ExitCode> {
         eprintln!("orderctl: no set-aside row matched");
         return Ok(ExitCode::from(1));
     }
+    let mut cfg = KafkaConfig::from_env("orderctl");
+    cfg.bootstrap_servers
+        .clone_from(&args.broker.bootstrap_servers);
+    let audit = AuditRecorded {
+        action: "outbox.retried".to_owned(),
+        actor: args.recorder.actor(),
+        actor_roles: vec!["operator".to_owned()],
+        subject: "outbox_failed".to_owned(),
+        order_id: None,
+        event_ids: moved.iter().map(ToString::to_string).collect(),
+        detail: [("rows".to_owned(), moved.len().to_string())].into(),
+    };
+    AuditWriter::new(&cfg, catalog, &args.recorder)?
+        .write(audit, None)
+        .await?;
     Ok(ExitCode::SUCCESS)
 }
