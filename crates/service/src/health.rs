@@ -45,6 +45,10 @@ pub struct Probes {
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Prefixes of the paths [`routes`] serves in every service, beside the
+/// service's own API.
+pub const RUNTIME_PATHS: [&str; 3] = ["/health/", "/metrics", "/openapi.json"];
+
 /// The health, metrics and OpenAPI routes.
 pub fn routes(probes: Probes) -> Router {
     Router::new()
