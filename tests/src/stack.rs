@@ -156,9 +156,7 @@ impl Stack {
         } else {
             (env::admin_database_url(), None)
         };
-        let mut conn = PgConnection::connect(&admin)
-            .await
-            .with_context(|| format!("connecting to the admin database {admin}"))?;
+        let mut conn = connect_admin(&admin).await?;
         let (registry, registry_proc) = if options.own_registry {
             let port = free.next().context("no port for the registry")?;
             let db = format!("{id}_registry");
@@ -406,5 +404,29 @@ impl Drop for Stack {
             proc.get_mut().child.take();
         }
         self.smtp.get_mut().child.take();
+    }
+}
+
+/// Connects to the admin database. A server of the stack's own accepts
+/// connections a moment before it lets them in (`57P03`, "the database
+/// system is starting up"): those are retried for up to a minute.
+async fn connect_admin(admin: &str) -> anyhow::Result<PgConnection> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match PgConnection::connect(admin).await {
+            Ok(conn) => return Ok(conn),
+            Err(e)
+                if Instant::now() < deadline
+                    && e.as_database_error()
+                        .and_then(|d| d.code())
+                        .is_some_and(|c| c == "57P03") =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e)
+                    .context(format!("connecting to the admin database {admin}")))
+            }
+        }
     }
 }
