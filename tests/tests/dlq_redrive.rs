@@ -14,21 +14,6 @@ use orderflow_e2e::client::{count_events, parse_metrics};
 use orderflow_e2e::{OrderBody, Service, Stack, StackOptions};
 use serde_json::Value;
 
-/// Shipping's count of `PaymentProcessed` records it skipped as already
-/// applied.
-async fn duplicates_seen_by_shipping(stack: &Stack) -> f64 {
-    let r = stack.get(Service::Shipping, "/metrics").await.expect(200);
-    parse_metrics(&r.text)
-        .into_iter()
-        .filter(|(series, _)| {
-            series.starts_with("orderflow_events_consumed_total{")
-                && series.contains(r#"event_type="PaymentProcessed""#)
-                && series.contains(r#"outcome="duplicate""#)
-        })
-        .map(|(_, v)| v)
-        .sum()
-}
-
 /// A series of shipping's `/metrics` (0 when absent).
 async fn shipping_metric(stack: &Stack, series: &str) -> f64 {
     let r = stack.get(Service::Shipping, "/metrics").await.expect(200);
@@ -123,7 +108,9 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
     assert_eq!(shipments(&stack, &b).await, 0);
 
     // Again: the same eventId, so shipping's inbox skips it.
-    let before = duplicates_seen_by_shipping(&stack).await;
+    let before = stack
+        .duplicates_seen(Service::Shipping, "PaymentProcessed")
+        .await;
     let (ok, text) = stack
         .orderctl(&["dlq", "redrive", "--correlation-id", &a], OPERATOR)
         .await;
@@ -132,7 +119,9 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
         .wait_for(
             "shipping to skip the second copy as a duplicate",
             || async {
-                let now = duplicates_seen_by_shipping(&stack).await;
+                let now = stack
+                    .duplicates_seen(Service::Shipping, "PaymentProcessed")
+                    .await;
                 if now > before {
                     Ok(())
                 } else {

@@ -40,11 +40,13 @@ async fn a_poison_record_is_listed_and_shown_by_orderctl_dlq() {
         .await
         .expect("published");
 
-    // Every group that reads order-events gives up on it.
+    // Every group that reads order-events gives up on it (the order
+    // journal's projection too).
     let groups: Vec<String> = SERVICES
         .iter()
-        .filter(|s| s.reads.contains(&Stream::Order))
-        .map(|s| format!("{}{}", stack.prefix, s.principal))
+        .flat_map(|s| s.groups(&stack.prefix))
+        .filter(|(_, reads)| reads.contains(&Stream::Order))
+        .map(|(group, _)| group)
         .collect();
     let summary = stack
         .wait_for(

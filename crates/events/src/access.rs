@@ -16,7 +16,8 @@ use std::fmt::Write as _;
 use crate::topics::{Stream, TopicCatalog};
 
 /// A service's row: its principal (`User:<source>`, also its consumer
-/// group), the stream it owns and the streams it consumes.
+/// group), the stream it owns, the streams it consumes and the projections
+/// it keeps (each in a consumer group of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceAccess {
     /// The service's `source`, e.g. `payment-service`: its SASL user and
@@ -29,6 +30,71 @@ pub struct ServiceAccess {
     /// Whether it records the actions its callers take on the audit trail
     /// (`audit-events`, which every such service writes and none owns).
     pub audits: bool,
+    /// Read models it projects from the log, each in its own group.
+    pub projections: &'static [Projection],
+}
+
+/// A read model a service projects from the log in a consumer group of its
+/// own (`<service group>.<name>`), so it can be rebuilt or rewound apart
+/// from the service's own consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Projection {
+    /// Its name: the suffix of its group.
+    pub name: &'static str,
+    /// The streams it reads.
+    pub reads: &'static [Stream],
+}
+
+/// The order journal: every event of the saga's five streams by
+/// correlation id, kept by the order service.
+pub const ORDER_JOURNAL: Projection = Projection {
+    name: "journal",
+    reads: &[
+        Stream::Order,
+        Stream::Inventory,
+        Stream::Payment,
+        Stream::Shipping,
+        Stream::Notification,
+    ],
+};
+
+impl ServiceAccess {
+    /// Its consumer groups behind `prefix`, each with the streams it
+    /// reads: the service's own (`<prefix><principal>`) and one per
+    /// projection (`<prefix><principal>.<name>`).
+    pub fn groups(&self, prefix: &str) -> Vec<(String, &'static [Stream])> {
+        let own = format!("{prefix}{}", self.principal);
+        let mut out = vec![(own.clone(), self.reads)];
+        for p in self.projections {
+            out.push((format!("{own}.{}", p.name), p.reads));
+        }
+        out
+    }
+
+    /// Every stream one of its groups reads, each once, in table order.
+    pub fn all_reads(&self) -> Vec<Stream> {
+        let mut out: Vec<Stream> = Vec::new();
+        for &s in self
+            .reads
+            .iter()
+            .chain(self.projections.iter().flat_map(|p| p.reads))
+        {
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+        out
+    }
+}
+
+/// The streams the consumer group `group` (behind `prefix`) reads: a
+/// service's own group or one of its projections'.
+pub fn group_reads(group: &str, prefix: &str) -> Option<&'static [Stream]> {
+    SERVICES
+        .iter()
+        .flat_map(|s| s.groups(prefix))
+        .find(|(g, _)| g == group)
+        .map(|(_, reads)| reads)
 }
 
 /// Every service, what it owns and what it reads.
@@ -43,30 +109,35 @@ pub const SERVICES: [ServiceAccess; 5] = [
             Stream::Notification,
         ],
         audits: true,
+        projections: &[ORDER_JOURNAL],
     },
     ServiceAccess {
         principal: "inventory-service",
         owns: Stream::Inventory,
         reads: &[Stream::Order, Stream::Payment, Stream::Shipping],
         audits: true,
+        projections: &[],
     },
     ServiceAccess {
         principal: "payment-service",
         owns: Stream::Payment,
         reads: &[Stream::Order, Stream::Inventory],
         audits: true,
+        projections: &[],
     },
     ServiceAccess {
         principal: "shipping-service",
         owns: Stream::Shipping,
         reads: &[Stream::Order, Stream::Payment],
         audits: true,
+        projections: &[],
     },
     ServiceAccess {
         principal: "notification-service",
         owns: Stream::Notification,
         reads: &[Stream::Order, Stream::Shipping],
         audits: false,
+        projections: &[],
     },
 ];
 
@@ -134,7 +205,7 @@ pub fn acls(catalog: &TopicCatalog, prefix: &str) -> Vec<Acl> {
                 &["Write"],
             ));
         }
-        for &r in s.reads {
+        for r in s.all_reads() {
             let topic = catalog.topic(r);
             out.push(Acl::new(p, Resource::Topic, topic, &["Read"]));
             // A record its handler gives up on goes to the dead letters of
@@ -146,12 +217,9 @@ pub fn acls(catalog: &TopicCatalog, prefix: &str) -> Vec<Acl> {
                 &["Write"],
             ));
         }
-        out.push(Acl::new(
-            p,
-            Resource::Group,
-            &format!("{prefix}{p}"),
-            &["Read"],
-        ));
+        for (group, _) in s.groups(prefix) {
+            out.push(Acl::new(p, Resource::Group, &group, &["Read"]));
+        }
     }
     out.push(Acl::new(
         SCHEMA_REGISTRY,
@@ -246,7 +314,7 @@ mod tests {
             if s.audits {
                 expected.insert((Resource::Topic, c.topic(Stream::Audit).to_owned()));
             }
-            for &r in s.reads {
+            for r in s.all_reads() {
                 expected.insert((Resource::Topic, c.dlq_topic(c.topic(r))));
             }
             assert_eq!(
@@ -256,10 +324,10 @@ mod tests {
                 s.principal
             );
             let reads: BTreeSet<(Resource, String)> = s
-                .reads
-                .iter()
-                .map(|&r| (Resource::Topic, c.topic(r).to_owned()))
-                .chain([(Resource::Group, s.principal.to_owned())])
+                .all_reads()
+                .into_iter()
+                .map(|r| (Resource::Topic, c.topic(r).to_owned()))
+                .chain(s.groups("").into_iter().map(|(g, _)| (Resource::Group, g)))
                 .collect();
             assert_eq!(
                 allowed(&rules, s.principal, "Read"),
@@ -297,10 +365,37 @@ mod tests {
             assert!(!owners.is_empty(), "{t} has no writer");
             assert_eq!(writers, owners, "{t}");
             assert!(
-                SERVICES.iter().all(|s| !s.reads.contains(&Stream::Audit)),
+                SERVICES
+                    .iter()
+                    .all(|s| !s.all_reads().contains(&Stream::Audit)),
                 "no service reads the audit trail"
             );
         }
+    }
+
+    #[test]
+    fn a_projection_has_a_group_of_its_own_and_reads_what_it_names() {
+        let order = &SERVICES[0];
+        assert_eq!(
+            order.groups("t."),
+            vec![
+                ("t.order-service".to_owned(), order.reads),
+                ("t.order-service.journal".to_owned(), ORDER_JOURNAL.reads),
+            ]
+        );
+        // The journal reads the order service's own stream too.
+        assert_eq!(order.all_reads()[..4], order.reads[..]);
+        assert_eq!(order.all_reads()[4], Stream::Order);
+        assert_eq!(
+            group_reads("t.order-service.journal", "t."),
+            Some(ORDER_JOURNAL.reads)
+        );
+        assert_eq!(
+            group_reads("t.payment-service", "t."),
+            Some(SERVICES[2].reads)
+        );
+        assert_eq!(group_reads("t.nobody", "t."), None);
+        assert_eq!(group_reads("order-service", "t."), None);
     }
 
     #[test]

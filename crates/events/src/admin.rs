@@ -52,3 +52,53 @@ pub async fn ensure_topics(
     }
     Ok(out)
 }
+
+/// Every partition of those of `topics` that exist on the broker, as
+/// `(topic, partition)`, by topic and partition. Blocking.
+pub fn topic_partitions(
+    client: &rdkafka::consumer::BaseConsumer,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<Vec<(String, i32)>, KafkaError> {
+    use rdkafka::consumer::Consumer;
+    let metadata = client.fetch_metadata(None, timeout)?;
+    let mut out: Vec<(String, i32)> = metadata
+        .topics()
+        .iter()
+        .filter(|t| topics.iter().any(|n| n == t.name()))
+        .flat_map(|t| t.partitions().iter().map(|p| (t.name().to_owned(), p.id())))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Commits `offsets` for the group of `client` (a client that never
+/// joins it: the broker takes such a commit only while the group has no
+/// members) and reads them back, so a commit the broker did not keep is an
+/// error. Blocking.
+pub fn commit_offsets(
+    client: &rdkafka::consumer::BaseConsumer,
+    group: &str,
+    offsets: &rdkafka::TopicPartitionList,
+    timeout: Duration,
+) -> Result<(), String> {
+    use rdkafka::consumer::{CommitMode, Consumer};
+    client
+        .commit(offsets, CommitMode::Sync)
+        .map_err(|e| format!("committing offsets for {group}: {e}"))?;
+    let kept = client
+        .committed_offsets(offsets.clone(), timeout)
+        .map_err(|e| format!("reading back the offsets of {group}: {e}"))?;
+    for (want, got) in offsets.elements().iter().zip(kept.elements()) {
+        if want.offset() != got.offset() {
+            return Err(format!(
+                "{group} on {}[{}]: committed {:?}, the broker kept {:?}",
+                want.topic(),
+                want.partition(),
+                want.offset(),
+                got.offset()
+            ));
+        }
+    }
+    Ok(())
+}

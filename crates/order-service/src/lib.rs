@@ -1,6 +1,8 @@
 //! The orderflow order service: accepts orders over HTTP, starts the saga
 //! with `OrderCreated`, follows the other services' events to advance each
-//! order's status, and cancels orders whose saga fails or stalls.
+//! order's status, and cancels orders whose saga fails or stalls. A second
+//! consumer group projects every saga event into the order journal
+//! ([`db::journal`]), the read model `orderctl replay` rebuilds.
 
 pub mod api;
 pub mod config;
@@ -8,6 +10,8 @@ pub mod db;
 pub mod domain;
 pub mod handlers;
 
+use orderflow_events::access::ORDER_JOURNAL;
+use orderflow_events::consumer::{ConsumerOptions, EventConsumer};
 use orderflow_events::EventType;
 use orderflow_service::{Context, Parts, ServiceSpec};
 
@@ -30,7 +34,7 @@ pub fn spec() -> ServiceSpec {
     }
 }
 
-/// The service's routes, consumer and deadline sweeper.
+/// The service's routes, consumer, journal projection and deadline sweeper.
 pub fn build(ctx: &Context, settings: &config::Settings) -> anyhow::Result<Parts> {
     let saga_timeout = settings.saga_timeout()?;
     domain::metrics::register();
@@ -61,12 +65,42 @@ pub fn build(ctx: &Context, settings: &config::Settings) -> anyhow::Result<Parts
         interval: settings.deadline_check_interval,
     };
     let shutdown = ctx.shutdown.clone();
+    let journal = journal_consumer(ctx);
+    let journal_shutdown = ctx.shutdown.clone();
     Ok(Parts {
         router,
         consumer: Some(consumer),
-        tasks: vec![(
-            "deadline-sweeper",
-            Box::pin(async move { sweeper.run(shutdown).await }),
-        )],
+        tasks: vec![
+            (
+                "deadline-sweeper",
+                Box::pin(async move { sweeper.run(shutdown).await }),
+            ),
+            (
+                "journal-projection",
+                Box::pin(async move { Ok(journal.run(journal_shutdown).await?) }),
+            ),
+        ],
     })
+}
+
+/// The journal projection: every event type of the saga's streams, in the
+/// service's consumer group followed by `.journal` (the access table's
+/// [`ORDER_JOURNAL`]), with
+/// the service's batch settings but no quarantine (the journal records an
+/// event the saga's handlers set aside).
+fn journal_consumer(ctx: &Context) -> EventConsumer {
+    let group = format!("{}.{}", ctx.consumer_group, ORDER_JOURNAL.name);
+    let options = ConsumerOptions {
+        quarantine: Vec::new(),
+        ..ctx.consumer_options()
+    };
+    EventConsumer::new(
+        &ctx.kafka,
+        &group,
+        ctx.pool.clone(),
+        ctx.codec.clone(),
+        ctx.catalog.clone(),
+    )
+    .with_options(options)
+    .on_each(&handlers::journal_event_types(), handlers::OnJournalEvents)
 }

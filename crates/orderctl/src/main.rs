@@ -24,6 +24,9 @@
 //! - `orderctl outbox failed` lists the rows a service's relay set aside
 //!   (it could not encode them) and `orderctl outbox retry` moves them back
 //!   after the fix;
+//! - `orderctl replay --projection order-journal` rebuilds the order
+//!   journal from the topics and swaps it in; `orderctl replay --group G
+//!   --to-timestamp T` moves a stopped consumer group back in time;
 //! - `orderctl acls` prints the broker's ACLs (one principal per service,
 //!   writing only its own stream) as `kafka-acls.sh` commands.
 //!
@@ -35,6 +38,7 @@ mod audit;
 mod dlq;
 mod load;
 mod outbox;
+mod replay;
 mod schemas;
 mod smtp_sink;
 mod token;
@@ -97,6 +101,10 @@ enum Command {
     /// The audit trail: one order's history (--order) or one actor's
     /// actions (--actor), oldest first.
     Audit(audit::AuditArgs),
+    /// Read the log again: rebuild a projection from the topics
+    /// (--projection), or move a stopped consumer group back in time
+    /// (--group --to-timestamp).
+    Replay(Box<replay::ReplayArgs>),
 }
 
 #[derive(Subcommand)]
@@ -236,6 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             action: DlqAction::Redrive(args),
         } => dlq::redrive(&catalog, &args).await,
         Command::Audit(args) => audit::run(&catalog, &args).await,
+        Command::Replay(args) => replay::run(&catalog, &args).await,
         Command::Acls => {
             let prefix = std::env::var("ORDERFLOW_TOPIC_PREFIX").unwrap_or_default();
             let rules = orderflow_events::access::acls(&catalog, &prefix);

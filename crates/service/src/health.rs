@@ -225,7 +225,11 @@ async fn detail(State(p): State<Probes>) -> Json<Value> {
     };
     let consumers: Vec<_> = orderflow_events::consumer::assignment::snapshot()
         .into_iter()
-        .filter(|a| Some(&a.group) == p.consumer_group.as_ref())
+        .filter(|a| {
+            p.consumer_group
+                .as_ref()
+                .is_some_and(|g| of_service(g, &a.group))
+        })
         .collect();
     Json(json!({
         "status": if all_up { "ok" } else { "degraded" },
@@ -236,10 +240,20 @@ async fn detail(State(p): State<Probes>) -> Json<Value> {
     }))
 }
 
-/// The partitions the service's consumer holds: 200 once it holds at
-/// least one, 503 while it holds none (not subscribed yet, waiting for the
-/// group's rebalance, or left without partitions). Not a readiness probe:
-/// with more replicas than partitions a spare member rightly holds none.
+/// Whether `member_group` is the service's group `group` or one of its
+/// projections' (`<group>.<projection>`).
+fn of_service(group: &str, member_group: &str) -> bool {
+    member_group
+        .strip_prefix(group)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
+/// The partitions the service's consumers hold (its group's, then its
+/// projections' groups', named `<group>.<projection>`): 200 once each
+/// group holds at least one, 503 while one holds none (not subscribed yet,
+/// waiting for the group's rebalance, or left without partitions). Not a
+/// readiness probe: with more replicas than partitions a spare member
+/// rightly holds none.
 async fn consumers(State(p): State<Probes>) -> Response {
     let Some(group) = p.consumer_group else {
         return Json(json!({"status": "none", "service": p.service, "consumers": []}))
@@ -247,9 +261,14 @@ async fn consumers(State(p): State<Probes>) -> Response {
     };
     let members: Vec<_> = orderflow_events::consumer::assignment::snapshot()
         .into_iter()
-        .filter(|a| a.group == group)
+        .filter(|a| of_service(&group, &a.group))
         .collect();
-    let assigned = members.iter().any(|a| a.assigned > 0);
+    let groups: std::collections::BTreeSet<&str> =
+        members.iter().map(|a| a.group.as_str()).collect();
+    let assigned = groups.contains(group.as_str())
+        && groups
+            .iter()
+            .all(|g| members.iter().any(|a| a.group == *g && a.assigned > 0));
     let body = json!({
         "status": if assigned { "assigned" } else { "waiting" },
         "service": p.service,

@@ -5,11 +5,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
+use orderflow_events::admin::{commit_offsets, topic_partitions};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::time::Instant;
@@ -243,18 +244,11 @@ fn rewind(bootstrap: &str, group: &str, topics: &[String], by: i64) -> anyhow::R
         .set("enable.auto.commit", "false")
         .create()
         .context("creating a Kafka client")?;
-    let metadata = client
-        .fetch_metadata(None, KAFKA_TIMEOUT)
-        .context("broker metadata")?;
     let mut list = TopicPartitionList::new();
-    for t in metadata
-        .topics()
-        .iter()
-        .filter(|t| topics.iter().any(|n| n == t.name()))
+    for (topic, partition) in
+        topic_partitions(&client, topics, KAFKA_TIMEOUT).context("broker metadata")?
     {
-        for p in t.partitions() {
-            list.add_partition(t.name(), p.id());
-        }
+        list.add_partition(&topic, partition);
     }
     let committed = client
         .committed_offsets(list, KAFKA_TIMEOUT)
@@ -273,21 +267,6 @@ fn rewind(bootstrap: &str, group: &str, topics: &[String], by: i64) -> anyhow::R
     if back.count() == 0 {
         return Ok(0);
     }
-    client
-        .commit(&back, CommitMode::Sync)
-        .with_context(|| format!("committing earlier offsets for {group}"))?;
-    // Read back: the broker must have taken them.
-    let check = client.committed_offsets(back.clone(), KAFKA_TIMEOUT)?;
-    for (want, got) in back.elements().iter().zip(check.elements()) {
-        if want.offset() != got.offset() {
-            bail!(
-                "{group} on {}[{}]: committed {:?}, the broker kept {:?}",
-                want.topic(),
-                want.partition(),
-                want.offset(),
-                got.offset()
-            );
-        }
-    }
+    commit_offsets(&client, group, &back, KAFKA_TIMEOUT).map_err(anyhow::Error::msg)?;
     Ok(total)
 }

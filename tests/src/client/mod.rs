@@ -149,6 +149,22 @@ impl Stack {
         send(self.request(Method::GET, svc, path)).await
     }
 
+    /// How many `event_type` records `svc`'s consumer skipped as already
+    /// applied (its inbox knew them), from its `/metrics`.
+    pub async fn duplicates_seen(&self, svc: Service, event_type: &str) -> f64 {
+        let r = self.get(svc, "/metrics").await.expect(200);
+        let wanted = format!(r#"event_type="{event_type}""#);
+        checks::parse_metrics(&r.text)
+            .into_iter()
+            .filter(|(series, _)| {
+                series.starts_with("orderflow_events_consumed_total{")
+                    && series.contains(&wanted)
+                    && series.contains(r#"outcome="duplicate""#)
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
     /// `POST` a JSON body to a service.
     pub async fn post_json(&self, svc: Service, path: &str, body: &Value) -> Resp {
         send(self.request(Method::POST, svc, path).json(body)).await

@@ -9,7 +9,7 @@ mod view;
 
 use create::create_order;
 use list::list_orders;
-use view::{rfc3339, OrderJson, OrderPageJson, TimelineEventJson, TimelineJson};
+use view::{rfc3339, JournalJson, OrderJson, OrderPageJson, TimelineEventJson, TimelineJson};
 
 use std::sync::Arc;
 
@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/orders", post(create_order).get(list_orders))
         .route("/orders/{id}", get(get_order))
         .route("/orders/{id}/timeline", get(get_timeline))
+        .route("/orders/{id}/journal", get(get_journal))
         .route("/orders/{id}/cancel", post(cancel_order))
         .route("/catalog/{sku}", get(get_catalog))
         .with_state(state)
@@ -85,6 +86,18 @@ fn visible(principal: &Principal, order: OrderRow) -> Result<OrderRow, ApiError>
     } else {
         Err(ApiError::not_found(format!("order {} not found", order.id)))
     }
+}
+
+/// Order `id` on `conn` if `principal` may see it, else 404.
+async fn visible_order(
+    conn: &mut sqlx::PgConnection,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<OrderRow, ApiError> {
+    let Some(order) = db::fetch_order(conn, id, false).await? else {
+        return Err(ApiError::not_found(format!("order {id} not found")));
+    };
+    visible(principal, order)
 }
 
 async fn load(state: &AppState, id: Uuid) -> Result<OrderRow, ApiError> {
@@ -109,10 +122,7 @@ async fn get_timeline(
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<TimelineJson>, ApiError> {
     let mut conn = state.pool.acquire().await?;
-    let Some(order) = db::fetch_order(&mut conn, id, false).await? else {
-        return Err(ApiError::not_found(format!("order {id} not found")));
-    };
-    visible(&principal, order)?;
+    visible_order(&mut conn, &principal, id).await?;
     let entries = timeline::causal_order(db::timeline(&mut conn, id).await?);
     let events: Vec<TimelineEventJson> = entries
         .into_iter()
@@ -128,6 +138,22 @@ async fn get_timeline(
     Ok(Json(TimelineJson {
         order_id: id,
         events,
+    }))
+}
+
+/// The order's events as the log holds them (the journal projection),
+/// oldest first.
+async fn get_journal(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<JournalJson>, ApiError> {
+    let mut conn = state.pool.acquire().await?;
+    visible_order(&mut conn, &principal, id).await?;
+    let rows = db::journal::of_correlation(&mut conn, &id.to_string()).await?;
+    Ok(Json(JournalJson {
+        order_id: id,
+        events: rows.into_iter().map(Into::into).collect(),
     }))
 }
 

@@ -112,6 +112,47 @@ pub(crate) struct TimelineJson {
     pub(crate) order_id: Uuid,
     pub(crate) events: Vec<TimelineEventJson>,
 }
+/// One event of an order's journal: the envelope and where the log holds
+/// it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct JournalEventJson {
+    pub(crate) event_id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) event_version: i32,
+    pub(crate) source: String,
+    pub(crate) correlation_id: String,
+    pub(crate) causation_id: Option<Uuid>,
+    pub(crate) timestamp: String,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+}
+
+impl From<crate::db::journal::JournalRow> for JournalEventJson {
+    fn from(r: crate::db::journal::JournalRow) -> Self {
+        Self {
+            event_id: r.event_id,
+            event_type: r.event_type,
+            event_version: r.event_version,
+            source: r.source,
+            correlation_id: r.correlation_id,
+            causation_id: r.causation_id,
+            timestamp: rfc3339(&r.occurred_at),
+            topic: r.topic,
+            partition: r.kafka_partition,
+            offset: r.kafka_offset,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct JournalJson {
+    pub(crate) order_id: Uuid,
+    pub(crate) events: Vec<JournalEventJson>,
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct OrderPageJson {

@@ -30,6 +30,7 @@ mod catalog;
 mod change;
 mod create;
 mod deadline;
+pub mod journal;
 mod read;
 pub mod writer;
 
