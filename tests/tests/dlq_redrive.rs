@@ -151,8 +151,8 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
     stack.wait_status(&b, "SHIPPED").await;
     // Shipping took up four redriven records: A, A again, then A and B.
     let redriven = format!(
-        r#"orderflow_events_redriven_total{{topic="{}payment-events"}}"#,
-        stack.prefix
+        r#"orderflow_events_redriven_total{{group="{p}shipping-service",topic="{p}payment-events"}}"#,
+        p = stack.prefix
     );
     stack
         .wait_for("shipping to count four redriven records", || async {

@@ -19,6 +19,7 @@ use opentelemetry_proto::tonic::common::v1::{any_value, KeyValue};
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use orderflow_e2e::client::{parse_metrics, send};
 use orderflow_e2e::{eventually, OrderBody, Service, Stack, StackOptions};
+use orderflow_events::access::SERVICES;
 use prost::Message as _;
 use reqwest::Method;
 
@@ -148,7 +149,14 @@ const SERVICE_NAMES: [&str; 5] = [
 /// Checks the trace `trace_id` in `spans`: all five services, producer and
 /// consumer spans, every consumer span a child of a producer span of
 /// another service. `Err` describes what is still missing.
-fn check_trace(spans: &[SpanRec], trace_id: &str) -> Result<Vec<SpanRec>, String> {
+/// A projection's consumer (the order journal) also reads its own
+/// service's events: its spans' parents may be that service's producer
+/// spans. `projections` are their consumer groups.
+fn check_trace(
+    spans: &[SpanRec],
+    trace_id: &str,
+    projections: &BTreeSet<String>,
+) -> Result<Vec<SpanRec>, String> {
     let trace: Vec<SpanRec> = spans
         .iter()
         .filter(|s| s.trace_id == trace_id)
@@ -186,7 +194,12 @@ fn check_trace(spans: &[SpanRec], trace_id: &str) -> Result<Vec<SpanRec>, String
     }
     for c in &consumers {
         match by_id.get(c.parent_span_id.as_str()) {
-            Some(p) if p.kind == SpanKind::Producer && p.service != c.service => {}
+            Some(p)
+                if p.kind == SpanKind::Producer
+                    && (p.service != c.service
+                        || c.attributes
+                            .get("messaging.consumer.group.name")
+                            .is_some_and(|g| projections.contains(g))) => {}
             Some(p) => {
                 return Err(format!(
                 "consumer span [{}] has a parent that is not another service's producer span: [{}]",
@@ -236,6 +249,12 @@ async fn one_order_is_one_trace_across_all_five_services() {
     stack.wait_status(&id, "SHIPPED").await;
 
     let spans = receiver.spans.clone();
+    let projections: BTreeSet<String> = SERVICES
+        .iter()
+        .flat_map(|s| s.groups(&stack.prefix).into_iter().skip(1))
+        .map(|(group, _)| group)
+        .collect();
+    assert!(!projections.is_empty());
     let trace = eventually(
         "one trace with spans of all five services, producer -> consumer across Kafka",
         &stack.diagnostics(),
@@ -243,9 +262,10 @@ async fn one_order_is_one_trace_across_all_five_services() {
         || {
             let spans = spans.clone();
             let trace_id = trace_id.clone();
+            let projections = projections.clone();
             async move {
                 let all = spans.lock().expect("spans lock").clone();
-                check_trace(&all, &trace_id)
+                check_trace(&all, &trace_id, &projections)
             }
         },
     )
@@ -464,13 +484,13 @@ async fn metrics_count_the_orders_run() {
             ),
             (
                 format!(
-                    r#"orderflow_events_consumed_total{{topic="{p}payment-events",event_type="PaymentFailed",outcome="applied"}}"#
+                    r#"orderflow_events_consumed_total{{group="{p}order-service",topic="{p}payment-events",event_type="PaymentFailed",outcome="applied"}}"#
                 ),
                 Some(1.0),
             ),
             (
                 format!(
-                    r#"orderflow_events_consumed_total{{topic="{p}notification-events",event_type="NotificationSent",outcome="applied"}}"#
+                    r#"orderflow_events_consumed_total{{group="{p}order-service",topic="{p}notification-events",event_type="NotificationSent",outcome="applied"}}"#
                 ),
                 None,
             ),
@@ -484,13 +504,13 @@ async fn metrics_count_the_orders_run() {
         &[
             (
                 format!(
-                    r#"orderflow_events_consumed_total{{topic="{p}order-events",event_type="OrderCreated",outcome="applied"}}"#
+                    r#"orderflow_events_consumed_total{{group="{p}inventory-service",topic="{p}order-events",event_type="OrderCreated",outcome="applied"}}"#
                 ),
                 Some(3.0),
             ),
             (
                 format!(
-                    r#"orderflow_handler_duration_seconds_count{{topic="{p}order-events",event_type="OrderCreated"}}"#
+                    r#"orderflow_handler_duration_seconds_count{{group="{p}inventory-service",topic="{p}order-events",event_type="OrderCreated"}}"#
                 ),
                 None,
             ),

@@ -1,4 +1,6 @@
 //! Prometheus metrics of the event pipeline, in one process-wide registry.
+//! A consumer's metrics carry its `group`: a service may run several (its
+//! own and its projections').
 //!
 //! The relay and the consumer record into [`pipeline`]; services register
 //! their own metrics with [`register`]; the service runtime renders
@@ -8,17 +10,17 @@
 //! | metric | labels |
 //! |---|---|
 //! | `orderflow_events_published_total` | `topic`, `event_type` |
-//! | `orderflow_events_consumed_total` | `topic`, `event_type`, `outcome` = `applied` \| `duplicate` \| `skipped` |
-//! | `orderflow_events_failed_total` | `topic`, `event_type`, `error` = `retryable` \| `permanent` \| `infrastructure` |
-//! | `orderflow_events_dead_lettered_total` | `topic`, `reason` |
-//! | `orderflow_handler_duration_seconds` (histogram) | `topic`, `event_type` |
-//! | `orderflow_consumer_transaction_records` (histogram) | `topic` |
+//! | `orderflow_events_consumed_total` | `group`, `topic`, `event_type`, `outcome` = `applied` \| `duplicate` \| `skipped` |
+//! | `orderflow_events_failed_total` | `group`, `topic`, `event_type`, `error` = `retryable` \| `permanent` \| `infrastructure` \| `quarantined` |
+//! | `orderflow_events_dead_lettered_total` | `group`, `topic`, `reason` |
+//! | `orderflow_handler_duration_seconds` (histogram) | `group`, `topic`, `event_type` |
+//! | `orderflow_consumer_transaction_records` (histogram) | `group`, `topic` |
 //! | `orderflow_relay_delay_seconds` (histogram) | `topic` |
-//! | `orderflow_consumer_delay_seconds` (histogram) | `topic` |
+//! | `orderflow_consumer_delay_seconds` (histogram) | `group`, `topic` |
 //! | `orderflow_outbox_backlog`, `orderflow_outbox_oldest_age_seconds` | (set at scrape time, [`observe_outbox`]) |
-//! | `orderflow_consumer_lag` | `topic`, `partition` |
+//! | `orderflow_consumer_lag` | `group`, `topic`, `partition` |
 //! | `orderflow_consumer_assigned_partitions` | `group` |
-//! | `orderflow_events_redriven_total` | `topic`: records consumed that `orderctl dlq redrive` sent back |
+//! | `orderflow_events_redriven_total` | `group`, `topic`: records consumed that `orderctl dlq redrive` sent back |
 //! | `orderflow_dlq_records` | `topic`: records on the dead-letter topics of what the service reads (set at scrape time) |
 
 use std::sync::atomic::AtomicU64;
@@ -47,9 +49,23 @@ pub struct EventLabels {
     pub event_type: String,
 }
 
-/// `topic`, `event_type` and `outcome`.
+/// `group`, `topic` and `event_type`: a consumer group's handling of one
+/// event type.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerLabels {
+    /// Consumer group.
+    pub group: String,
+    /// Kafka topic.
+    pub topic: String,
+    /// Event type name.
+    pub event_type: String,
+}
+
+/// `group`, `topic`, `event_type` and `outcome`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConsumedLabels {
+    /// Consumer group.
+    pub group: String,
     /// Kafka topic.
     pub topic: String,
     /// Event type name.
@@ -59,9 +75,11 @@ pub struct ConsumedLabels {
     pub outcome: &'static str,
 }
 
-/// `topic`, `event_type` and `error`.
+/// `group`, `topic`, `event_type` and `error`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailedLabels {
+    /// Consumer group.
+    pub group: String,
     /// Kafka topic.
     pub topic: String,
     /// Event type name.
@@ -70,18 +88,22 @@ pub struct FailedLabels {
     pub error: &'static str,
 }
 
-/// `topic` and `reason` of a dead letter.
+/// `group`, `topic` and `reason` of a dead letter.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeadLetterLabels {
+    /// The consumer group that gave up on the record.
+    pub group: String,
     /// The topic the record came from.
     pub topic: String,
     /// The `dlq.reason` header, e.g. `handler-rejected`.
     pub reason: String,
 }
 
-/// `topic` and `partition`.
+/// `group`, `topic` and `partition`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartitionLabels {
+    /// Consumer group.
+    pub group: String,
     /// Kafka topic.
     pub topic: String,
     /// Partition number.
@@ -91,6 +113,15 @@ pub struct PartitionLabels {
 /// `topic`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TopicLabels {
+    /// Kafka topic.
+    pub topic: String,
+}
+
+/// `group` and `topic`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupTopicLabels {
+    /// Consumer group.
+    pub group: String,
     /// Kafka topic.
     pub topic: String,
 }
@@ -115,14 +146,14 @@ pub struct PipelineMetrics {
     /// Records written to a dead-letter topic.
     pub dead_lettered: Family<DeadLetterLabels, Counter>,
     /// Time of one handler attempt, including its transaction.
-    pub handler_duration: HistogramFamily<EventLabels>,
+    pub handler_duration: HistogramFamily<HandlerLabels>,
     /// Records applied per committed consumer transaction.
-    pub transaction_records: HistogramFamily<TopicLabels>,
+    pub transaction_records: HistogramFamily<GroupTopicLabels>,
     /// From an event's timestamp to the relay handing it to the producer.
     pub relay_delay: HistogramFamily<TopicLabels>,
     /// From a record's timestamp (set when the producer got it) to the
     /// consumer starting to apply it.
-    pub consumer_delay: HistogramFamily<TopicLabels>,
+    pub consumer_delay: HistogramFamily<GroupTopicLabels>,
     /// Unpublished outbox rows.
     pub outbox_backlog: Gauge<i64>,
     /// Age of the oldest unpublished outbox row.
@@ -132,7 +163,7 @@ pub struct PipelineMetrics {
     /// Partitions this process's member of a consumer group holds now.
     pub assigned_partitions: Family<GroupLabels, Gauge<i64>>,
     /// Records consumed that a redrive sent back from a dead-letter topic.
-    pub redriven: Family<TopicLabels, Counter>,
+    pub redriven: Family<GroupTopicLabels, Counter>,
     /// Records on a dead-letter topic (set at scrape time).
     pub dlq_records: Family<TopicLabels, Gauge<i64>>,
 }
@@ -264,12 +295,10 @@ pub fn pipeline() -> &'static PipelineMetrics {
 }
 
 impl PipelineMetrics {
-    /// Counts one consumed record that a redrive sent back.
-    pub fn redriven(&self, topic: &str) {
+    /// Counts one record `group` consumed that a redrive sent back.
+    pub fn redriven(&self, group: &str, topic: &str) {
         self.redriven
-            .get_or_create(&TopicLabels {
-                topic: topic.to_owned(),
-            })
+            .get_or_create(&group_topic(group, topic))
             .inc();
     }
 
@@ -292,10 +321,11 @@ impl PipelineMetrics {
             .inc();
     }
 
-    /// Counts one consumed event with `outcome`.
-    pub fn consumed(&self, topic: &str, event_type: &str, outcome: &'static str) {
+    /// Counts one event `group` consumed with `outcome`.
+    pub fn consumed(&self, group: &str, topic: &str, event_type: &str, outcome: &'static str) {
         self.consumed
             .get_or_create(&ConsumedLabels {
+                group: group.to_owned(),
                 topic: topic.to_owned(),
                 event_type: event_type.to_owned(),
                 outcome,
@@ -303,10 +333,11 @@ impl PipelineMetrics {
             .inc();
     }
 
-    /// Counts one failed handler attempt of class `error`.
-    pub fn failed(&self, topic: &str, event_type: &str, error: &'static str) {
+    /// Counts one failed handler attempt of `group`, of class `error`.
+    pub fn failed(&self, group: &str, topic: &str, event_type: &str, error: &'static str) {
         self.failed
             .get_or_create(&FailedLabels {
+                group: group.to_owned(),
                 topic: topic.to_owned(),
                 event_type: event_type.to_owned(),
                 error,
@@ -314,10 +345,11 @@ impl PipelineMetrics {
             .inc();
     }
 
-    /// Counts one dead letter.
-    pub fn dead_lettered(&self, topic: &str, reason: &str) {
+    /// Counts one dead letter `group` wrote.
+    pub fn dead_lettered(&self, group: &str, topic: &str, reason: &str) {
         self.dead_lettered
             .get_or_create(&DeadLetterLabels {
+                group: group.to_owned(),
                 topic: topic.to_owned(),
                 reason: reason.to_owned(),
             })
@@ -325,9 +357,10 @@ impl PipelineMetrics {
     }
 
     /// Records the duration of one handler attempt.
-    pub fn handler_duration(&self, topic: &str, event_type: &str, d: Duration) {
+    pub fn handler_duration(&self, group: &str, topic: &str, event_type: &str, d: Duration) {
         self.handler_duration
-            .get_or_create(&EventLabels {
+            .get_or_create(&HandlerLabels {
+                group: group.to_owned(),
                 topic: topic.to_owned(),
                 event_type: event_type.to_owned(),
             })
@@ -337,30 +370,34 @@ impl PipelineMetrics {
     /// Records the time from an event's timestamp to its hand-over to the
     /// producer.
     pub fn relay_delay(&self, topic: &str, d: Duration) {
-        observe(&self.relay_delay, topic, d);
-    }
-
-    /// Records the time from a record's timestamp to the start of its
-    /// handling.
-    pub fn consumer_delay(&self, topic: &str, d: Duration) {
-        observe(&self.consumer_delay, topic, d);
-    }
-
-    /// Records a committed consumer transaction of `records` records.
-    pub fn transaction_records(&self, topic: &str, records: usize) {
-        self.transaction_records
+        self.relay_delay
             .get_or_create(&TopicLabels {
                 topic: topic.to_owned(),
             })
+            .observe(d.as_secs_f64());
+    }
+
+    /// Records the time from a record's timestamp to the start of its
+    /// handling by `group`.
+    pub fn consumer_delay(&self, group: &str, topic: &str, d: Duration) {
+        self.consumer_delay
+            .get_or_create(&group_topic(group, topic))
+            .observe(d.as_secs_f64());
+    }
+
+    /// Records a committed transaction of `group` of `records` records.
+    pub fn transaction_records(&self, group: &str, topic: &str, records: usize) {
+        self.transaction_records
+            .get_or_create(&group_topic(group, topic))
             .observe(records as f64);
     }
 }
 
-fn observe(h: &HistogramFamily<TopicLabels>, topic: &str, d: Duration) {
-    h.get_or_create(&TopicLabels {
+fn group_topic(group: &str, topic: &str) -> GroupTopicLabels {
+    GroupTopicLabels {
+        group: group.to_owned(),
         topic: topic.to_owned(),
-    })
-    .observe(d.as_secs_f64());
+    }
 }
 
 /// Sets the outbox gauges from the table (`outbox::backlog`).
@@ -390,14 +427,21 @@ mod tests {
     fn pipeline_metrics_render_with_their_labels() {
         let m = pipeline();
         m.published("t-metrics-test", "OrderCreated");
-        m.consumed("t-metrics-test", "OrderCreated", "applied");
-        m.failed("t-metrics-test", "OrderCreated", "retryable");
-        m.dead_lettered("t-metrics-test", "handler-rejected");
-        m.handler_duration("t-metrics-test", "OrderCreated", Duration::from_millis(3));
+        m.consumed("g", "t-metrics-test", "OrderCreated", "applied");
+        m.consumed("g.journal", "t-metrics-test", "OrderCreated", "applied");
+        m.failed("g", "t-metrics-test", "OrderCreated", "retryable");
+        m.dead_lettered("g", "t-metrics-test", "handler-rejected");
+        m.handler_duration(
+            "g",
+            "t-metrics-test",
+            "OrderCreated",
+            Duration::from_millis(3),
+        );
         m.relay_delay("t-metrics-test", Duration::from_millis(2));
-        m.consumer_delay("t-metrics-test", Duration::from_millis(20));
+        m.consumer_delay("g", "t-metrics-test", Duration::from_millis(20));
         m.consumer_lag
             .get_or_create(&PartitionLabels {
+                group: "g".into(),
                 topic: "t-metrics-test".into(),
                 partition: "3".into(),
             })
@@ -405,14 +449,15 @@ mod tests {
         let text = encode();
         for needle in [
             r#"orderflow_events_published_total{topic="t-metrics-test",event_type="OrderCreated"} 1"#,
-            r#"orderflow_events_consumed_total{topic="t-metrics-test",event_type="OrderCreated",outcome="applied"} 1"#,
-            r#"orderflow_events_failed_total{topic="t-metrics-test",event_type="OrderCreated",error="retryable"} 1"#,
-            r#"orderflow_events_dead_lettered_total{topic="t-metrics-test",reason="handler-rejected"} 1"#,
-            r#"orderflow_handler_duration_seconds_count{topic="t-metrics-test",event_type="OrderCreated"} 1"#,
+            r#"orderflow_events_consumed_total{group="g",topic="t-metrics-test",event_type="OrderCreated",outcome="applied"} 1"#,
+            r#"orderflow_events_consumed_total{group="g.journal",topic="t-metrics-test",event_type="OrderCreated",outcome="applied"} 1"#,
+            r#"orderflow_events_failed_total{group="g",topic="t-metrics-test",event_type="OrderCreated",error="retryable"} 1"#,
+            r#"orderflow_events_dead_lettered_total{group="g",topic="t-metrics-test",reason="handler-rejected"} 1"#,
+            r#"orderflow_handler_duration_seconds_count{group="g",topic="t-metrics-test",event_type="OrderCreated"} 1"#,
             r#"orderflow_relay_delay_seconds_count{topic="t-metrics-test"} 1"#,
-            r#"orderflow_consumer_delay_seconds_sum{topic="t-metrics-test"} 0.02"#,
+            r#"orderflow_consumer_delay_seconds_sum{group="g",topic="t-metrics-test"} 0.02"#,
             "# TYPE orderflow_outbox_backlog gauge",
-            r#"orderflow_consumer_lag{topic="t-metrics-test",partition="3"} 7"#,
+            r#"orderflow_consumer_lag{group="g",topic="t-metrics-test",partition="3"} 7"#,
         ] {
             assert!(text.contains(needle), "missing {needle} in\n{text}");
         }

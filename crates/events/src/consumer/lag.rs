@@ -30,6 +30,7 @@ impl ClientContext for LagContext {
                     continue;
                 }
                 let labels = crate::metrics::PartitionLabels {
+                    group: self.group.clone(),
                     topic: name.clone(),
                     partition: p.partition.to_string(),
                 };

@@ -71,12 +71,12 @@ pub(super) async fn apply_batch(
         );
         span.record("outcome", *outcome);
         if *outcome == "applied" {
-            m.handler_duration(&event.origin.topic, event_type, *took);
+            m.handler_duration(&ctx.group_id, &event.origin.topic, event_type, *took);
         }
-        m.consumed(&event.origin.topic, event_type, outcome);
+        m.consumed(&ctx.group_id, &event.origin.topic, event_type, outcome);
     }
     if in_transaction {
-        m.transaction_records(&events[0].0.origin.topic, done.len());
+        m.transaction_records(&ctx.group_id, &events[0].0.origin.topic, done.len());
     }
     acks.done(ctx, events[..done.len()].iter().map(|(e, _)| &e.origin));
     (done.len(), failure)
@@ -122,7 +122,7 @@ async fn try_all(
         .await
         .map_err(|_| None)?;
     let (mut done, todo) = sort_out(ctx, events, fresh);
-    if let Some((at, e)) = run_handlers(&mut tx, events, &todo, &mut done).await {
+    if let Some((at, e)) = run_handlers(&ctx.group_id, &mut tx, events, &todo, &mut done).await {
         // Dropping `tx` would roll back too, but only once the
         // connection is next used; roll back now.
         let _ = tx.rollback().await;
@@ -168,6 +168,7 @@ fn sort_out<'c>(
 /// fails: `Some((its index in the batch, the error))`; the records its run
 /// applied before it are marked applied too.
 async fn run_handlers(
+    group: &str,
     conn: &mut sqlx::PgConnection,
     events: &[(ConsumedEvent, &tracing::Span)],
     todo: &Todo<'_>,
@@ -193,6 +194,7 @@ async fn run_handlers(
             let at = run[applied].0;
             let event = &events[at].0;
             metrics::pipeline().handler_duration(
+                group,
                 &event.origin.topic,
                 event.envelope.event_type().name(),
                 took,
@@ -222,7 +224,7 @@ async fn apply_keeping_applied(
     };
     let (mut done, todo) = sort_out(ctx, events, fresh);
     let mut failure = None;
-    if let Some((at, e)) = run_handlers(&mut tx, events, &todo, &mut done).await {
+    if let Some((at, e)) = run_handlers(&ctx.group_id, &mut tx, events, &todo, &mut done).await {
         // Take the failed record and the ones not reached out of the
         // inbox; keep the ones before it.
         let undone: Vec<uuid::Uuid> = todo

@@ -61,13 +61,13 @@ pub(super) async fn process(
     let Some(handler) = ctx.handlers.get(&envelope.event_type()) else {
         tracing::debug!("no handler for this event type; skipped");
         span.record("outcome", "skipped");
-        m.consumed(&origin.topic, event_type, "skipped");
+        m.consumed(&ctx.group_id, &origin.topic, event_type, "skipped");
         acks.done(ctx, [&origin]);
         return Ok(());
     };
     if ctx.opts.quarantine.contains(&envelope.event_type()) {
         tracing::warn!("event type quarantined (CONSUMER_QUARANTINE); dead-lettering");
-        m.failed(&origin.topic, event_type, "quarantined");
+        m.failed(&ctx.group_id, &origin.topic, event_type, "quarantined");
         dead_letter(
             ctx,
             msg,
@@ -82,7 +82,7 @@ pub(super) async fn process(
     let event = consumed_event(msg, envelope);
     let (mut attempt, mut infra_attempt) = (0u32, 0u32);
     let failed = |error: &'static str| {
-        m.failed(&origin.topic, event_type, error);
+        m.failed(&ctx.group_id, &origin.topic, event_type, error);
         span.record("otel.status_code", "ERROR");
         span.record("error.type", error);
     };
@@ -94,7 +94,7 @@ pub(super) async fn process(
             None => {
                 let started = Instant::now();
                 let result = apply(ctx, handler.as_ref(), &event).await;
-                m.handler_duration(&origin.topic, event_type, started.elapsed());
+                m.handler_duration(&ctx.group_id, &origin.topic, event_type, started.elapsed());
                 result
             }
         };
@@ -107,7 +107,7 @@ pub(super) async fn process(
                     // A retry that finally succeeded is not an error.
                     span.record("otel.status_code", "OK");
                 }
-                m.consumed(&origin.topic, event_type, outcome);
+                m.consumed(&ctx.group_id, &origin.topic, event_type, outcome);
                 break;
             }
             Err(HandlerError::Permanent(e)) => {
@@ -176,7 +176,7 @@ async fn apply(
         return Ok(false);
     }
     tx.commit().await?;
-    metrics::pipeline().transaction_records(&event.origin.topic, 1);
+    metrics::pipeline().transaction_records(&ctx.group_id, &event.origin.topic, 1);
     Ok(true)
 }
 
@@ -225,7 +225,7 @@ async fn dead_letter(
         }
         match ctx.dlq.send_record(record).await {
             Ok(()) => {
-                metrics::pipeline().dead_lettered(msg.topic(), reason);
+                metrics::pipeline().dead_lettered(&ctx.group_id, msg.topic(), reason);
                 tracing::Span::current().record("outcome", "dead_lettered");
                 tracing::info!(dlq_topic = %topic, reason, "record dead-lettered");
                 return Ok(());

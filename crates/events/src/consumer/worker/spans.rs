@@ -15,6 +15,7 @@ pub(super) fn with_span(group_id: &str, msg: OwnedMessage) -> (OwnedMessage, tra
     if let Some(ms) = msg.timestamp().to_millis() {
         let waited = chrono::Utc::now().timestamp_millis().saturating_sub(ms);
         metrics::pipeline().consumer_delay(
+            group_id,
             msg.topic(),
             Duration::from_millis(u64::try_from(waited).unwrap_or(0)),
         );
@@ -24,7 +25,7 @@ pub(super) fn with_span(group_id: &str, msg: OwnedMessage) -> (OwnedMessage, tra
             .any(|h| h.key == crate::dead_letters::REDRIVEN_FROM)
     });
     if redriven {
-        metrics::pipeline().redriven(msg.topic());
+        metrics::pipeline().redriven(group_id, msg.topic());
     }
     let span = process_span(group_id, &msg);
     if let Some(parent) = msg.headers().and_then(TraceContext::extract) {
