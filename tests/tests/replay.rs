@@ -132,6 +132,13 @@ async fn the_order_journal_rebuilt_from_the_log_equals_the_live_one() {
         before.iter().any(|r| r.event_type == "InventoryAdjusted"),
         "the journal has the stock events too: {before:#?}"
     );
+    // Its rows are idempotent by event id, so its group keeps no inbox.
+    let inbox: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM inbox WHERE consumer_group LIKE '%.journal'")
+            .fetch_one(&pool)
+            .await
+            .expect("counting the journal's inbox rows");
+    assert_eq!(inbox, 0, "the journal's group writes no inbox rows");
 
     // The API serves an order's journal, oldest first.
     let r = stack

@@ -85,13 +85,17 @@ pub fn build(ctx: &Context, settings: &config::Settings) -> anyhow::Result<Parts
 
 /// The journal projection: every event type of the saga's streams, in the
 /// service's consumer group followed by `.journal` (the access table's
-/// [`ORDER_JOURNAL`]), with
-/// the service's batch settings but no quarantine (the journal records an
-/// event the saga's handlers set aside).
+/// [`ORDER_JOURNAL`]), with the service's batch settings, no quarantine
+/// (the journal records an event the saga's handlers set aside) and no
+/// inbox: a journal row is keyed by its event id and written with
+/// `ON CONFLICT DO NOTHING`, so a redelivery writes nothing new and the
+/// inbox's row per event would only cost (measured in docs/benchmarks.md,
+/// "What the order journal costs").
 fn journal_consumer(ctx: &Context) -> EventConsumer {
     let group = format!("{}.{}", ctx.consumer_group, ORDER_JOURNAL.name);
     let options = ConsumerOptions {
         quarantine: Vec::new(),
+        use_inbox: false,
         ..ctx.consumer_options()
     };
     EventConsumer::new(

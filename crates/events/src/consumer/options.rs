@@ -59,6 +59,13 @@ pub struct ConsumerOptions {
     /// partition keeps flowing; `orderctl dlq redrive` sends them back once
     /// it is fixed, and the inbox applies each once.
     pub quarantine: Vec<crate::events::EventType>,
+    /// Record every applied event in the inbox and skip one recorded
+    /// before: what makes a redelivery harmless. Turn it off only for
+    /// handlers whose writes are idempotent by themselves (a projection
+    /// keyed by event id written with `ON CONFLICT DO NOTHING`): each event
+    /// then costs one row less, and a redelivered one is handed to its
+    /// handler again, which writes nothing new.
+    pub use_inbox: bool,
 }
 
 impl Default for ConsumerOptions {
@@ -73,6 +80,7 @@ impl Default for ConsumerOptions {
             keep_applied_on_failure: false,
             workers_per_topic: 0,
             quarantine: Vec::new(),
+            use_inbox: true,
         }
     }
 }

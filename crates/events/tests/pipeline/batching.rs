@@ -170,3 +170,32 @@ async fn records_without_a_handler_are_acknowledged_and_leave_no_trace() {
     );
     consumer.stop().await.expect("consumer");
 }
+
+/// Without the inbox (`use_inbox: false`, for handlers idempotent by
+/// themselves) nothing is recorded in it, and an event delivered twice
+/// reaches its handler twice: deduplicating is then the handler's job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_inbox_every_delivery_reaches_the_handler() {
+    let env = Env::new(1).await;
+    let handler = TestHandler::default();
+    let events: Vec<_> = (1..=10).map(|seq| shipped(KEY, seq)).collect();
+    let mut sent: Vec<_> = events.iter().map(|e| (KEY, e)).collect();
+    sent.push((KEY, &events[2]));
+    env.send_backlog(&sent).await;
+    let consumer = env.spawn_consumer_opts(
+        &handler,
+        ConsumerOptions {
+            max_batch: 4,
+            use_inbox: false,
+            ..ConsumerOptions::default()
+        },
+    );
+    env.wait_applied(11).await;
+    env.wait_committed(11).await;
+    let applied: Vec<_> = env.applied_rows().await.into_iter().map(|r| r.0).collect();
+    let mut expected: Vec<_> = events.iter().map(|e| e.event_id).collect();
+    expected.push(events[2].event_id);
+    assert_eq!(applied, expected, "every delivery handled, in order");
+    assert_eq!(env.count("SELECT count(*) FROM inbox").await, 0);
+    consumer.stop().await.expect("consumer");
+}

@@ -118,9 +118,7 @@ async fn try_all(
     events: &[(ConsumedEvent, &tracing::Span)],
 ) -> Result<Outcomes, Option<(usize, HandlerError)>> {
     let mut tx = ctx.pool.begin().await.map_err(|_| None)?;
-    let fresh = inbox::record_new(&mut tx, &ctx.group_id, &inbox_entries(ctx, events))
-        .await
-        .map_err(|_| None)?;
+    let fresh = record_new(ctx, &mut tx, events).await.map_err(|_| None)?;
     let (mut done, todo) = sort_out(ctx, events, fresh);
     if let Some((at, e)) = run_handlers(&ctx.group_id, &mut tx, events, &todo, &mut done).await {
         // Dropping `tx` would roll back too, but only once the
@@ -218,8 +216,7 @@ async fn apply_keeping_applied(
     let Ok(mut tx) = ctx.pool.begin().await else {
         return (Vec::new(), None);
     };
-    let Ok(fresh) = inbox::record_new(&mut tx, &ctx.group_id, &inbox_entries(ctx, events)).await
-    else {
+    let Ok(fresh) = record_new(ctx, &mut tx, events).await else {
         return (Vec::new(), None);
     };
     let (mut done, todo) = sort_out(ctx, events, fresh);
@@ -232,9 +229,10 @@ async fn apply_keeping_applied(
             .filter(|&&(i, _)| i >= at)
             .map(|&(i, _)| events[i].0.envelope.event_id)
             .collect();
-        if inbox::forget(&mut tx, &ctx.group_id, &undone)
-            .await
-            .is_err()
+        if ctx.opts.use_inbox
+            && inbox::forget(&mut tx, &ctx.group_id, &undone)
+                .await
+                .is_err()
         {
             return (Vec::new(), None);
         }
@@ -249,6 +247,23 @@ async fn apply_keeping_applied(
         return (Vec::new(), None);
     }
     (done, failure)
+}
+
+/// Records the records of `events` that have a handler in the inbox and
+/// returns the ids it had not seen; without the inbox
+/// ([`use_inbox`](crate::consumer::ConsumerOptions::use_inbox)) every one
+/// of them is new.
+async fn record_new(
+    ctx: &Context,
+    conn: &mut sqlx::PgConnection,
+    events: &[(ConsumedEvent, &tracing::Span)],
+) -> Result<HashSet<uuid::Uuid>, sqlx::Error> {
+    let entries = inbox_entries(ctx, events);
+    if ctx.opts.use_inbox {
+        inbox::record_new(conn, &ctx.group_id, &entries).await
+    } else {
+        Ok(entries.iter().map(|e| e.event_id).collect())
+    }
 }
 
 /// The inbox entries of the records of `events` that have a handler.

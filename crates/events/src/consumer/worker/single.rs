@@ -181,7 +181,8 @@ async fn apply(
 }
 
 /// Records `event` in the inbox on `conn` and, unless it was applied
-/// before (`Ok(false)`), runs its handler there.
+/// before (`Ok(false)`), runs its handler there; without the inbox
+/// ([`use_inbox`](crate::consumer::ConsumerOptions::use_inbox)) runs it.
 async fn record_and_handle(
     conn: &mut sqlx::PgConnection,
     ctx: &Context,
@@ -189,14 +190,15 @@ async fn record_and_handle(
     event: &ConsumedEvent,
 ) -> Result<bool, HandlerError> {
     let t = event.envelope.event_type();
-    if !inbox::try_record(
-        conn,
-        &ctx.group_id,
-        event.envelope.event_id,
-        t.name(),
-        &event.origin,
-    )
-    .await?
+    if ctx.opts.use_inbox
+        && !inbox::try_record(
+            conn,
+            &ctx.group_id,
+            event.envelope.event_id,
+            t.name(),
+            &event.origin,
+        )
+        .await?
     {
         return Ok(false);
     }
