@@ -824,6 +824,24 @@ start_services() {
   done
 }
 
+# ---------------------------------------------------------------- browser
+
+# ensure_browser: Debian's Chromium and its ChromeDriver, for the browser
+# test of the event-flow page (tests/flow_page.rs). Installed with apt-get
+# when either is missing; exports CHROMIUM_BIN and CHROMEDRIVER_BIN.
+ensure_browser() {
+  CHROMIUM_BIN="${CHROMIUM_BIN:-/usr/bin/chromium}"
+  CHROMEDRIVER_BIN="${CHROMEDRIVER_BIN:-/usr/bin/chromedriver}"
+  if [[ ! -x "$CHROMIUM_BIN" || ! -x "$CHROMEDRIVER_BIN" ]]; then
+    log "installing chromium and chromium-driver (Debian packages) with apt-get, once"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } >&2 ||
+      die "could not install chromium and chromium-driver with apt-get (the event-flow page's browser test needs them)"
+  fi
+  [[ -x "$CHROMIUM_BIN" && -x "$CHROMEDRIVER_BIN" ]] ||
+    die "chromium ($CHROMIUM_BIN) or chromedriver ($CHROMEDRIVER_BIN) is still missing"
+  export CHROMIUM_BIN CHROMEDRIVER_BIN
+}
+
 # ---------------------------------------------------------------- deploy
 
 # ensure_deploy_tools: the tools scripts/check-deploy needs. Exports

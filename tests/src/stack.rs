@@ -14,11 +14,13 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::Mutex;
 
 mod access;
+mod helpers;
 mod options;
 mod own;
 pub mod roles;
 mod services;
 
+pub use helpers::Helper;
 pub use options::{Service, StackOptions};
 
 use crate::env;

@@ -27,6 +27,8 @@
 //! - `orderctl replay --projection order-journal` rebuilds the order
 //!   journal from the topics and swaps it in; `orderctl replay --group G
 //!   --to-timestamp T` moves a stopped consumer group back in time;
+//! - `orderctl console` serves the event-flow page (topology with live
+//!   rates, one order's saga, the latest dead letters);
 //! - `orderctl acls` prints the broker's ACLs (one principal per service,
 //!   writing only its own stream) as `kafka-acls.sh` commands.
 //!
@@ -35,6 +37,7 @@
 //! `ORDERFLOW_TOPIC_*`), overridable with flags.
 
 mod audit;
+mod console;
 mod dlq;
 mod load;
 mod outbox;
@@ -105,6 +108,10 @@ enum Command {
     /// (--projection), or move a stopped consumer group back in time
     /// (--group --to-timestamp).
     Replay(Box<replay::ReplayArgs>),
+    /// Serve the event-flow page: the services and their topics with live
+    /// rates, lag and dead letters, one order's saga as a swimlane, the
+    /// latest dead letters.
+    Console(Box<console::ConsoleArgs>),
 }
 
 #[derive(Subcommand)]
@@ -245,6 +252,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => dlq::redrive(&catalog, &args).await,
         Command::Audit(args) => audit::run(&catalog, &args).await,
         Command::Replay(args) => replay::run(&catalog, &args).await,
+        Command::Console(args) => console::run(catalog, &args).await,
         Command::Acls => {
             let prefix = std::env::var("ORDERFLOW_TOPIC_PREFIX").unwrap_or_default();
             let rules = orderflow_events::access::acls(&catalog, &prefix);
