@@ -5,13 +5,16 @@
 //! its swimlane shows every event of the order's journal, each after the
 //! event that caused it and in the lane of the service that emitted it.
 //! A screenshot is left in the stack's log directory (`flow-page.png`).
+//! And its one button: a dead letter sent back, refused without a token
+//! and for a customer, done for an operator, applied once and audited.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use orderflow_e2e::stack::Helper;
-use orderflow_e2e::{OrderBody, Service, Stack};
+use orderflow_e2e::{OrderBody, Service, Stack, StackOptions};
+use orderflow_service::auth::Role;
 use serde_json::{json, Value};
 
 fn binary(var: &str, default: &str) -> PathBuf {
@@ -265,6 +268,173 @@ async fn the_event_flow_page_shows_the_services_and_an_orders_saga() {
 
     let png = client.screenshot().await.expect("a screenshot");
     std::fs::write(stack.log_dir().join("flow-page.png"), png).expect("writing the screenshot");
+    assert_eq!(
+        page_errors(&client).await,
+        Vec::<String>::new(),
+        "errors on the page"
+    );
+    client.close().await.expect("closing the browser");
+}
+
+/// Clicks the page's "Send back" button of `event_id` with `token` in the
+/// token field, and returns the status line it leaves.
+async fn send_back(stack: &Stack, client: &Client, event_id: &str, token: &str) -> String {
+    let field = client
+        .find(Locator::Id("operator-token"))
+        .await
+        .expect("the token field");
+    field.clear().await.expect("clearing the token field");
+    if !token.is_empty() {
+        field.send_keys(token).await.expect("typing the token");
+    }
+    page_value(
+        client,
+        "document.getElementById('dlq-action').textContent = ''; return null;",
+    )
+    .await;
+    // The list is redrawn when it changes: a button found just before may
+    // be gone by the click; find it again then.
+    let button = format!("button.redrive[data-event-id='{event_id}']");
+    stack
+        .wait_for("a click on Send back", || async {
+            let found = client
+                .find(Locator::Css(&button))
+                .await
+                .map_err(|e| format!("finding {button}: {e}"))?;
+            found
+                .click()
+                .await
+                .map_err(|e| format!("clicking {button}: {e}"))
+        })
+        .await;
+    stack
+        .wait_for("the page to say what became of the redrive", || async {
+            let v = page_value(
+                client,
+                "return document.getElementById('dlq-action').textContent;",
+            )
+            .await;
+            let text = v.as_str().unwrap_or_default().to_owned();
+            if text.starts_with("not sent back") || text.starts_with("sent ") {
+                Ok(text)
+            } else {
+                Err(format!("status line {text:?}"))
+            }
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sends_a_dead_letter_back_from_the_page() {
+    // Shipping sets PaymentProcessed aside: the order's goes to the dead
+    // letters and the order waits, PAID.
+    let stack = Stack::start(StackOptions {
+        env: vec![(
+            Service::Shipping,
+            "CONSUMER_QUARANTINE".into(),
+            "PaymentProcessed".into(),
+        )],
+        ..StackOptions::default()
+    })
+    .await;
+    let sku = stack.sku("FLOWDLQ");
+    stack.set_stock(&sku, 5).await;
+    let order = stack.create_order(&OrderBody::new(&sku, 1)).await;
+    stack.wait_status(&order, "PAID").await;
+    let paid = stack
+        .wait_for("the order's PaymentProcessed in its timeline", || async {
+            stack
+                .timeline(&order)
+                .await
+                .iter()
+                .find(|e| e["eventType"] == "PaymentProcessed")
+                .and_then(|e| e["eventId"].as_str().map(str::to_owned))
+                .ok_or_else(|| "no PaymentProcessed yet".to_owned())
+        })
+        .await;
+
+    // The fix: shipping without the quarantine.
+    stack.terminate(Service::Shipping).await;
+    stack
+        .set_service_env(Service::Shipping, "CONSUMER_QUARANTINE", None)
+        .await;
+    stack.start_service(Service::Shipping).await;
+    stack
+        .wait_assigned(Service::Shipping, std::time::Duration::from_secs(60))
+        .await;
+
+    let console = stack
+        .spawn_console()
+        .await
+        .expect("starting orderctl console");
+    let (_driver, client) = browser(&stack).await;
+    client
+        .goto(&format!("{}/", console.url()))
+        .await
+        .expect("opening the page");
+    stack
+        .wait_for("the dead letter on the page", || async {
+            let v = page_value(
+                &client,
+                &format!("return document.querySelectorAll(\"button.redrive[data-event-id='{paid}']\").length;"),
+            )
+            .await;
+            if v == 1 {
+                Ok(())
+            } else {
+                // The list is read every 15 s; read it now.
+                page_value(&client, "refreshDeadLetters(); return null;").await;
+                Err(format!("{v} buttons for {paid}"))
+            }
+        })
+        .await;
+
+    // No token, then a customer's: refused, and nothing moves.
+    let said = send_back(&stack, &client, &paid, "").await;
+    assert!(said.contains("HTTP 401"), "{said}");
+    let customer = orderflow_e2e::env::token_for("c-flow", &[Role::Customer]).expect("a token");
+    let said = send_back(&stack, &client, &paid, &customer).await;
+    assert!(said.contains("HTTP 403"), "{said}");
+    assert_eq!(stack.order(&order).await["status"], "PAID");
+
+    // An operator's: back on its topic, applied once, the order ships.
+    let operator = orderflow_e2e::env::token_for("ops-page", &[Role::Operator]).expect("a token");
+    let said = send_back(&stack, &client, &paid, &operator).await;
+    assert!(said.starts_with(&format!("sent {paid} back to ")), "{said}");
+    stack.wait_status(&order, "SHIPPED").await;
+    let shipments = stack
+        .count(
+            Service::Shipping,
+            "SELECT count(*) FROM shipments WHERE order_id = $1",
+            &order,
+        )
+        .await;
+    assert_eq!(shipments, 1);
+
+    // On the order's audit trail, by the token's subject.
+    let redrives = stack
+        .wait_for("the redrive on the order's audit trail", || async {
+            let (ok, text) = stack
+                .orderctl(&["audit", "--order", &order, "--json"], &[])
+                .await;
+            if !ok {
+                return Err(text);
+            }
+            let trail: Vec<Value> = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+            let found: Vec<Value> = trail
+                .into_iter()
+                .filter(|e| e["action"]["action"] == "dead_letters.redriven")
+                .collect();
+            if found.is_empty() {
+                Err(text)
+            } else {
+                Ok(found)
+            }
+        })
+        .await;
+    assert_eq!(redrives.len(), 1, "{redrives:#?}");
+    assert_eq!(redrives[0]["action"]["actor"], "ops-page");
+    assert_eq!(redrives[0]["action"]["eventIds"], json!([paid]));
     assert_eq!(
         page_errors(&client).await,
         Vec::<String>::new(),

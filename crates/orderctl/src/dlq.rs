@@ -119,7 +119,7 @@ pub struct RedriveArgs {
     recorder: Recorder,
 }
 
-async fn read(broker: &Broker, topics: Vec<String>) -> anyhow::Result<Vec<DeadLetter>> {
+pub async fn read(broker: &Broker, topics: Vec<String>) -> anyhow::Result<Vec<DeadLetter>> {
     let mut cfg = KafkaConfig::from_env("orderctl");
     cfg.bootstrap_servers.clone_from(&broker.bootstrap_servers);
     tokio::task::spawn_blocking(move || read_all(&cfg, &topics, READ_TIMEOUT))
@@ -129,7 +129,7 @@ async fn read(broker: &Broker, topics: Vec<String>) -> anyhow::Result<Vec<DeadLe
 }
 
 /// The dead-letter topic of every stream.
-fn dlq_topics(catalog: &TopicCatalog) -> Vec<String> {
+pub fn dlq_topics(catalog: &TopicCatalog) -> Vec<String> {
     Stream::ALL
         .iter()
         .map(|&s| catalog.dlq_topic(catalog.topic(s)))
@@ -202,13 +202,24 @@ pub async fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Who asked for a redrive, and how they chose the records: what its
+/// audit records say.
+pub struct RedriveBy<'a> {
+    /// The actor and the registry of the audit records' codec.
+    pub recorder: &'a Recorder,
+    /// The actor's roles.
+    pub roles: Vec<String>,
+    /// The filters that chose the records (`eventIdFilter` …).
+    pub filters: BTreeMap<String, String>,
+}
+
 /// Records the redrive on the audit trail: one record per order whose
 /// events went back (so `orderctl audit --order` shows it), and one for
 /// records of no order.
-async fn record_redrive(
+pub async fn record_redrive(
     cfg: &KafkaConfig,
     catalog: &TopicCatalog,
-    args: &RedriveArgs,
+    by: &RedriveBy<'_>,
     back: &[&DeadLetter],
 ) -> anyhow::Result<()> {
     let mut by_order: BTreeMap<Option<String>, Vec<&DeadLetter>> = BTreeMap::new();
@@ -218,25 +229,16 @@ async fn record_redrive(
             .or_default()
             .push(d);
     }
-    let actor = args.recorder.actor();
-    let writer = AuditWriter::new(cfg, catalog, &args.recorder)?;
+    let actor = by.recorder.actor();
+    let writer = AuditWriter::new(cfg, catalog, by.recorder)?;
     for (order, letters) in by_order {
         let topics: BTreeSet<&str> = letters.iter().map(|d| d.dlq_topic.as_str()).collect();
         let mut detail = BTreeMap::from([("records".to_owned(), letters.len().to_string())]);
-        for (name, value) in [
-            ("eventIdFilter", &args.event_id),
-            ("correlationIdFilter", &args.correlation_id),
-            ("reasonFilter", &args.reason),
-            ("groupFilter", &args.group),
-        ] {
-            if let Some(v) = value {
-                detail.insert(name.to_owned(), v.clone());
-            }
-        }
+        detail.extend(by.filters.clone());
         let audit = AuditRecorded {
             action: "dead_letters.redriven".to_owned(),
             actor: actor.clone(),
-            actor_roles: vec!["operator".to_owned()],
+            actor_roles: by.roles.clone(),
             subject: format!("topic:{}", topics.into_iter().collect::<Vec<_>>().join(",")),
             order_id: order.clone(),
             event_ids: letters.iter().filter_map(|d| d.event_id.clone()).collect(),
@@ -292,7 +294,21 @@ pub async fn redrive(catalog: &TopicCatalog, args: &RedriveArgs) -> anyhow::Resu
         cfg.bootstrap_servers
             .clone_from(&args.broker.bootstrap_servers);
         let landed = send_back(&cfg, &back).await.map_err(anyhow::Error::msg)?;
-        record_redrive(&cfg, catalog, args, &back).await?;
+        let filters = [
+            ("eventIdFilter", &args.event_id),
+            ("correlationIdFilter", &args.correlation_id),
+            ("reasonFilter", &args.reason),
+            ("groupFilter", &args.group),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
+        .collect();
+        let by = RedriveBy {
+            recorder: &args.recorder,
+            roles: vec!["operator".to_owned()],
+            filters,
+        };
+        record_redrive(&cfg, catalog, &by, &back).await?;
         landed
     };
     for (i, d) in back.iter().enumerate() {

@@ -60,7 +60,8 @@ impl Stack {
     }
 
     /// Starts `orderctl console` on this stack (its five services, its
-    /// broker and topic prefix, the harness's operator token).
+    /// broker and topic prefix, the harness's operator token, the
+    /// development key's public half for the tokens of redrives).
     pub async fn spawn_console(&self) -> anyhow::Result<Helper> {
         let port = Self::free_port();
         let mut args = vec![
@@ -79,6 +80,10 @@ impl Stack {
             ("SCHEMA_REGISTRY_URL".to_owned(), self.registry_url.clone()),
             ("ORDERFLOW_TOPIC_PREFIX".to_owned(), self.prefix.clone()),
             ("ORDERFLOW_TOKEN".to_owned(), env::harness_token()?),
+            (
+                "AUTH_PUBLIC_KEY_FILE".to_owned(),
+                env::dev_key("jwt-dev.pub.pem").display().to_string(),
+            ),
         ];
         self.spawn_helper(
             "console",

@@ -8,13 +8,16 @@
 //! - one order's saga as a swimlane: the events of its journal (the order
 //!   API's `GET /orders/{id}/journal`) in causal order, each with its hop's
 //!   latency ([`saga`]);
-//! - the latest dead-lettered records (read from the dead-letter topics).
+//! - the latest dead-lettered records (read from the dead-letter topics),
+//!   each with a button that sends it back ([`redrive`]): the one change
+//!   the page can make, for a bearer token with the operator role.
 //!
 //! The page, its script and its style are compiled into the binary: no
-//! CDN, nothing fetched at run time but this server's own JSON. It only
-//! reads; it listens on 127.0.0.1 unless told otherwise.
+//! CDN, nothing fetched at run time but this server's own JSON. It
+//! listens on 127.0.0.1 unless told otherwise.
 
 pub mod metrics;
+mod redrive;
 pub mod saga;
 
 use std::collections::BTreeMap;
@@ -27,7 +30,7 @@ use anyhow::Context as _;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{SecondsFormat, Utc};
 use orderflow_events::access::SERVICES;
@@ -35,12 +38,13 @@ use orderflow_events::dead_letters::{read_all, DeadLetter};
 use orderflow_events::kafka::KafkaConfig;
 use orderflow_events::topics::Stream;
 use orderflow_events::TopicCatalog;
+use orderflow_service::auth::Verifier;
 use orderflow_service::Role;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::RwLock;
 
-use crate::dlq::Broker;
+use crate::dlq::{Broker, Registry};
 use crate::token::KeyArgs;
 use metrics::{rate, ServiceCounts};
 
@@ -66,8 +70,16 @@ pub struct ConsoleArgs {
     pub token: Option<String>,
     #[command(flatten)]
     pub key: KeyArgs,
+    /// The Ed25519 public key (PEM) of the issuer of operators' tokens,
+    /// the services' key: with it the page can send dead letters back for
+    /// a bearer token with the operator role; without it, it cannot.
+    #[arg(long, env = "AUTH_PUBLIC_KEY_FILE")]
+    pub auth_public_key_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub broker: Broker,
+    /// Where the audit records of redrives are encoded.
+    #[command(flatten)]
+    pub registry: Registry,
 }
 
 /// The services and where `scripts/up` runs them.
@@ -111,6 +123,16 @@ struct Console {
     token: String,
     kafka: KafkaConfig,
     topology: RwLock<Topology>,
+    /// Verifies the tokens of redrive requests; none: redrives are off.
+    verifier: Option<Verifier>,
+    registry: Registry,
+}
+
+impl Console {
+    /// The dead-letter topic of every stream.
+    fn dlq_topics(&self) -> Vec<String> {
+        crate::dlq::dlq_topics(&self.catalog)
+    }
 }
 
 /// What the topology view shows.
@@ -184,6 +206,14 @@ pub async fn run(catalog: TopicCatalog, args: &ConsoleArgs) -> anyhow::Result<Ex
             (name.to_owned(), url)
         })
         .collect();
+    let verifier = match &args.auth_public_key_file {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("reading --auth-public-key-file {}", path.display()))?;
+            Some(Verifier::new(&pem, &args.key.issuer, &args.key.audience)?)
+        }
+        None => None,
+    };
     let console = Arc::new(Console {
         http: reqwest::Client::builder()
             .timeout(SCRAPE_TIMEOUT * 5)
@@ -193,6 +223,8 @@ pub async fn run(catalog: TopicCatalog, args: &ConsoleArgs) -> anyhow::Result<Ex
         token,
         kafka,
         topology: RwLock::new(Topology::default()),
+        verifier,
+        registry: args.registry.clone(),
     });
     tokio::spawn(scrape_forever(console.clone(), args.interval));
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -237,6 +269,7 @@ fn router(console: Arc<Console>) -> Router {
         .route("/api/topology", get(topology))
         .route("/api/orders/{id}/saga", get(order_saga))
         .route("/api/dead-letters", get(dead_letters))
+        .route("/api/dead-letters/redrive", post(redrive::redrive))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
         .with_state(console)
 }
@@ -310,10 +343,7 @@ async fn order_saga(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Re
 }
 
 async fn dead_letters(State(c): State<Arc<Console>>) -> Response {
-    let topics: Vec<String> = Stream::ALL
-        .iter()
-        .map(|&s| c.catalog.dlq_topic(c.catalog.topic(s)))
-        .collect();
+    let topics = c.dlq_topics();
     let kafka = c.kafka.clone();
     let read =
         tokio::task::spawn_blocking(move || read_all(&kafka, &topics, DLQ_READ_TIMEOUT)).await;
@@ -462,6 +492,11 @@ mod tests {
     use tower::ServiceExt as _;
 
     fn console() -> Arc<Console> {
+        console_with(None)
+    }
+
+    /// A console whose services and broker are unreachable (port 9).
+    pub(super) fn console_with(verifier: Option<Verifier>) -> Arc<Console> {
         Arc::new(Console {
             http: reqwest::Client::new(),
             // Nothing listens on port 9: the order service is down.
@@ -473,6 +508,10 @@ mod tests {
             token: "t".to_owned(),
             kafka: KafkaConfig::new("127.0.0.1:9", "test"),
             topology: RwLock::new(Topology::default()),
+            verifier,
+            registry: Registry {
+                registry_url: "http://127.0.0.1:9".to_owned(),
+            },
         })
     }
 

@@ -161,12 +161,19 @@ document.getElementById("saga-form").addEventListener("submit", (ev) => {
 });
 
 // ------------------------------------------------------------- dead letters
+// What the list shows now: it is redrawn only when that changes, so a
+// button does not vanish under the pointer.
+let shownLetters = "";
+
 async function refreshDeadLetters() {
   const status = document.getElementById("dlq-status");
   try {
     const d = await getJson("/api/dead-letters");
     status.classList.remove("bad");
     status.textContent = `${d.total} on the dead-letter topics; the latest ${d.latest.length}:`;
+    const now = JSON.stringify(d.latest);
+    if (now === shownLetters) return;
+    shownLetters = now;
     document.querySelector("#dead-letters tbody").replaceChildren(
       ...d.latest.map((l) => {
         const tr = el("tr", { "data-event-id": l.eventId || "" });
@@ -178,12 +185,48 @@ async function refreshDeadLetters() {
           el("td", {}, l.reason),
           el("td", {}, l.error),
         );
+        const cell = el("td");
+        if (l.eventId) {
+          const button = el("button", { type: "button", class: "redrive", "data-event-id": l.eventId }, "Send back");
+          button.addEventListener("click", () => sendBack(l.eventId));
+          cell.append(button);
+        }
+        tr.append(cell);
         return tr;
       }),
     );
   } catch (e) {
     status.classList.add("bad");
     status.textContent = `dead letters: ${e.message}`;
+  }
+}
+
+// The operator token lives in this tab's sessionStorage only.
+const tokenField = document.getElementById("operator-token");
+tokenField.value = sessionStorage.getItem("operatorToken") || "";
+tokenField.addEventListener("input", () => sessionStorage.setItem("operatorToken", tokenField.value.trim()));
+document.getElementById("token-form").addEventListener("submit", (ev) => ev.preventDefault());
+
+async function sendBack(eventId) {
+  const status = document.getElementById("dlq-action");
+  status.classList.remove("bad");
+  status.textContent = `sending ${eventId} back…`;
+  const headers = { "Content-Type": "application/json" };
+  const token = tokenField.value.trim();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  try {
+    const r = await fetch("/api/dead-letters/redrive", { method: "POST", headers, body: JSON.stringify({ eventId }) });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) {
+      status.classList.add("bad");
+      status.textContent = `not sent back (HTTP ${r.status}): ${body.error || "no reason given"}`;
+      return;
+    }
+    const where = body.sentBack.map((x) => `${x.topic}[${x.partition}]@${x.offset}`).join(", ");
+    status.textContent = `sent ${eventId} back to ${where}`;
+  } catch (e) {
+    status.classList.add("bad");
+    status.textContent = `not sent back: ${e.message}`;
   }
 }
 
