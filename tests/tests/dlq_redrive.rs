@@ -192,6 +192,12 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
             .filter(|e| e["action"]["action"] == "dead_letters.redriven")
             .collect();
         assert_eq!(redrives.len(), times, "{id}: {trail:#?}");
+        // Each recorded before it was made too.
+        let started = trail
+            .iter()
+            .filter(|e| e["action"]["action"] == "dead_letters.redrive_started")
+            .count();
+        assert_eq!(started, times, "{id}: {trail:#?}");
         for r in redrives {
             assert_eq!(r["action"]["actor"], "ops-redrive", "{r:#}");
             assert_eq!(r["action"]["orderId"], id.as_str(), "{r:#}");

@@ -433,6 +433,14 @@ async fn an_operator_sends_a_dead_letter_back_from_the_page() {
         })
         .await;
     assert_eq!(redrives.len(), 1, "{redrives:#?}");
+    let (_, text) = stack
+        .orderctl(&["audit", "--order", &order, "--json"], &[])
+        .await;
+    assert_eq!(
+        text.matches("dead_letters.redrive_started").count(),
+        1,
+        "recorded before it was made: {text}"
+    );
     assert_eq!(redrives[0]["action"]["actor"], "ops-page");
     assert_eq!(redrives[0]["action"]["eventIds"], json!([paid]));
     assert_eq!(

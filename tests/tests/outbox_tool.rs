@@ -58,17 +58,27 @@ async fn a_set_aside_row_is_listed_and_sent_back() {
 
     let (ok, text) = outbox(&stack, &["outbox", "retry", "--id", &id.to_string()]).await;
     assert!(ok && text.contains("back in the outbox"), "{text}");
-    // The retry is on the audit trail, naming the event it sent back.
+    // The retry is on the audit trail before it is made (the row asked
+    // for) and after (the event it sent back).
     let event_id = rows[0]["eventId"].as_str().expect("eventId");
     let (ok, text) = stack
         .orderctl(&["audit", "--actor", "ops-outbox", "--json"], &[])
         .await;
     assert!(ok, "{text}");
     let trail: Vec<Value> = serde_json::from_str(&text).expect("the trail as JSON");
-    assert_eq!(trail.len(), 1, "{trail:#?}");
-    assert_eq!(trail[0]["action"]["action"], "outbox.retried", "{trail:#?}");
+    assert_eq!(trail.len(), 2, "{trail:#?}");
     assert_eq!(
-        trail[0]["action"]["eventIds"],
+        trail[0]["action"]["action"], "outbox.retry_started",
+        "{trail:#?}"
+    );
+    assert_eq!(
+        trail[0]["action"]["detail"]["rows"],
+        id.to_string(),
+        "{trail:#?}"
+    );
+    assert_eq!(trail[1]["action"]["action"], "outbox.retried", "{trail:#?}");
+    assert_eq!(
+        trail[1]["action"]["eventIds"],
         serde_json::json!([event_id]),
         "{trail:#?}"
     );

@@ -264,12 +264,19 @@ async fn the_order_journal_rebuilt_from_the_log_equals_the_live_one() {
     }
 
     // Six rebuilds on the audit trail, A's under A's order.
-    let rebuilt: Vec<Value> = actions(&stack)
-        .await
-        .into_iter()
+    let all = actions(&stack).await;
+    let rebuilt: Vec<Value> = all
+        .iter()
         .filter(|a| a["action"] == "projection.rebuilt")
+        .cloned()
         .collect();
     assert_eq!(rebuilt.len(), 6, "{rebuilt:#?}");
+    // Each recorded before its swap too.
+    let started = all
+        .iter()
+        .filter(|a| a["action"] == "projection.rebuild_started")
+        .count();
+    assert_eq!(started, 6, "{all:#?}");
     assert_eq!(
         rebuilt
             .iter()
@@ -373,11 +380,13 @@ async fn a_consumer_group_moved_back_reads_again_without_a_second_effect() {
         .await;
     assert!(!ok && out.contains("--topic"), "{out}");
 
-    let rewound: Vec<Value> = actions(&stack)
-        .await
-        .into_iter()
-        .filter(|a| a["action"] == "consumer_group.rewound")
+    let all = actions(&stack).await;
+    let stages: Vec<&Value> = all
+        .iter()
+        .filter(|a| a["subject"] == format!("group:{group}").as_str())
         .collect();
-    assert_eq!(rewound.len(), 1, "{rewound:#?}");
-    assert_eq!(rewound[0]["subject"], format!("group:{group}"));
+    assert_eq!(stages.len(), 2, "{all:#?}");
+    assert_eq!(stages[0]["action"], "consumer_group.rewind_started");
+    assert_eq!(stages[1]["action"], "consumer_group.rewound");
+    assert_eq!(stages[0]["detail"], stages[1]["detail"], "{stages:#?}");
 }

@@ -49,6 +49,19 @@ impl Recorder {
     }
 }
 
+/// `audit` renamed to `action`, with `error` in its detail when given:
+/// the record an action writes before it is taken (`…_started`, so that a
+/// crash in between still leaves a trace of it) or when it failed
+/// (`…_failed`); the action's own record follows a success.
+pub fn stage(audit: &AuditRecorded, action: &str, error: Option<&str>) -> AuditRecorded {
+    let mut out = audit.clone();
+    action.clone_into(&mut out.action);
+    if let Some(e) = error {
+        out.detail.insert("error".to_owned(), e.to_owned());
+    }
+    out
+}
+
 /// Publishes the audit records of actions taken through `orderctl`: one
 /// codec and one producer for all of them.
 pub struct AuditWriter {

@@ -14,7 +14,7 @@ use anyhow::Context;
 use chrono::SecondsFormat;
 use orderflow_events::codec::AvroCodec;
 use orderflow_events::dead_letters::{
-    originals, read_all, redrive as send_back, summarize, DeadLetter,
+    originals, read_all, redrive as send_back, summarize, DeadLetter, Redriven,
 };
 use orderflow_events::events::AuditRecorded;
 use orderflow_events::kafka::KafkaConfig;
@@ -22,7 +22,7 @@ use orderflow_events::registry::RegistryClient;
 use orderflow_events::topics::Stream;
 use orderflow_events::TopicCatalog;
 
-use crate::audit::{AuditWriter, Recorder};
+use crate::audit::{stage, AuditWriter, Recorder};
 
 /// How long reading the topics may take.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -213,15 +213,13 @@ pub struct RedriveBy<'a> {
     pub filters: BTreeMap<String, String>,
 }
 
-/// Records the redrive on the audit trail: one record per order whose
-/// events went back (so `orderctl audit --order` shows it), and one for
-/// records of no order.
-pub async fn record_redrive(
-    cfg: &KafkaConfig,
-    catalog: &TopicCatalog,
+/// The redrive's audit records, one per order whose events go back (so
+/// `orderctl audit --order` shows it) and one for records of no order,
+/// named `action`.
+fn redrive_records(
     by: &RedriveBy<'_>,
     back: &[&DeadLetter],
-) -> anyhow::Result<()> {
+) -> Vec<(Option<String>, AuditRecorded)> {
     let mut by_order: BTreeMap<Option<String>, Vec<&DeadLetter>> = BTreeMap::new();
     for d in back {
         by_order
@@ -230,23 +228,66 @@ pub async fn record_redrive(
             .push(d);
     }
     let actor = by.recorder.actor();
+    by_order
+        .into_iter()
+        .map(|(order, letters)| {
+            let topics: BTreeSet<&str> = letters.iter().map(|d| d.dlq_topic.as_str()).collect();
+            let mut detail = BTreeMap::from([("records".to_owned(), letters.len().to_string())]);
+            detail.extend(by.filters.clone());
+            let audit = AuditRecorded {
+                action: "dead_letters.redriven".to_owned(),
+                actor: actor.clone(),
+                actor_roles: by.roles.clone(),
+                subject: format!("topic:{}", topics.into_iter().collect::<Vec<_>>().join(",")),
+                order_id: order.clone(),
+                event_ids: letters.iter().filter_map(|d| d.event_id.clone()).collect(),
+                detail,
+            };
+            (order, audit)
+        })
+        .collect()
+}
+
+/// Sends `back` to their topics, recorded on the audit trail before
+/// (`dead_letters.redrive_started`: if that cannot be written, nothing is
+/// sent) and after (`dead_letters.redriven`, or
+/// `dead_letters.redrive_failed` with the error).
+pub async fn redrive_recorded(
+    cfg: &KafkaConfig,
+    catalog: &TopicCatalog,
+    by: &RedriveBy<'_>,
+    back: &[&DeadLetter],
+) -> anyhow::Result<Vec<Redriven>> {
     let writer = AuditWriter::new(cfg, catalog, by.recorder)?;
-    for (order, letters) in by_order {
-        let topics: BTreeSet<&str> = letters.iter().map(|d| d.dlq_topic.as_str()).collect();
-        let mut detail = BTreeMap::from([("records".to_owned(), letters.len().to_string())]);
-        detail.extend(by.filters.clone());
-        let audit = AuditRecorded {
-            action: "dead_letters.redriven".to_owned(),
-            actor: actor.clone(),
-            actor_roles: by.roles.clone(),
-            subject: format!("topic:{}", topics.into_iter().collect::<Vec<_>>().join(",")),
-            order_id: order.clone(),
-            event_ids: letters.iter().filter_map(|d| d.event_id.clone()).collect(),
-            detail,
-        };
-        writer.write(audit, order).await?;
+    let records = redrive_records(by, back);
+    for (order, audit) in &records {
+        writer
+            .write(
+                stage(audit, "dead_letters.redrive_started", None),
+                order.clone(),
+            )
+            .await
+            .context("recording the redrive before it: nothing was sent back")?;
     }
-    Ok(())
+    let landed = match send_back(cfg, back).await {
+        Ok(landed) => landed,
+        Err(e) => {
+            for (order, audit) in &records {
+                let failed = stage(audit, "dead_letters.redrive_failed", Some(&e));
+                if let Err(w) = writer.write(failed, order.clone()).await {
+                    tracing::warn!(error = %w, "could not record the failed redrive");
+                }
+            }
+            anyhow::bail!("sending the dead letters back: {e}");
+        }
+    };
+    for (order, audit) in records {
+        writer
+            .write(audit, order)
+            .await
+            .context("sent back, but the record that says so could not be written")?;
+    }
+    Ok(landed)
 }
 
 /// Sends the chosen dead letters back to their original topics (each
@@ -293,7 +334,6 @@ pub async fn redrive(catalog: &TopicCatalog, args: &RedriveArgs) -> anyhow::Resu
         let mut cfg = KafkaConfig::from_env("orderctl");
         cfg.bootstrap_servers
             .clone_from(&args.broker.bootstrap_servers);
-        let landed = send_back(&cfg, &back).await.map_err(anyhow::Error::msg)?;
         let filters = [
             ("eventIdFilter", &args.event_id),
             ("correlationIdFilter", &args.correlation_id),
@@ -308,8 +348,7 @@ pub async fn redrive(catalog: &TopicCatalog, args: &RedriveArgs) -> anyhow::Resu
             roles: vec!["operator".to_owned()],
             filters,
         };
-        record_redrive(&cfg, catalog, &by, &back).await?;
-        landed
+        redrive_recorded(&cfg, catalog, &by, &back).await?
     };
     for (i, d) in back.iter().enumerate() {
         let to = landed

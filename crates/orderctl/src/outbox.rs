@@ -14,7 +14,7 @@ use orderflow_events::outbox::failed;
 use orderflow_events::TopicCatalog;
 use sqlx::{Connection, PgConnection};
 
-use crate::audit::{AuditWriter, Recorder};
+use crate::audit::{stage, AuditWriter, Recorder};
 use crate::dlq::Broker;
 
 /// The service database.
@@ -87,28 +87,60 @@ pub async fn list(args: &FailedArgs) -> anyhow::Result<ExitCode> {
 /// 1 when none was moved.
 pub async fn retry(catalog: &TopicCatalog, args: &RetryArgs) -> anyhow::Result<ExitCode> {
     let ids = (!args.all).then_some(args.ids.as_slice());
-    let moved = failed::retry(&mut connect(&args.db).await?, ids).await?;
-    for id in &moved {
-        println!("back in the outbox: event {id}");
-    }
-    if moved.is_empty() {
-        eprintln!("orderctl: no set-aside row matched");
-        return Ok(ExitCode::from(1));
-    }
     let mut cfg = KafkaConfig::from_env("orderctl");
     cfg.bootstrap_servers
         .clone_from(&args.broker.bootstrap_servers);
-    let audit = AuditRecorded {
-        action: "outbox.retried".to_owned(),
+    let writer = AuditWriter::new(&cfg, catalog, &args.recorder)?;
+    let mut db = connect(&args.db).await?;
+    // Before: which rows were asked for (all of them, or these ids).
+    let asked = AuditRecorded {
+        action: "outbox.retry_started".to_owned(),
         actor: args.recorder.actor(),
         actor_roles: vec!["operator".to_owned()],
         subject: "outbox_failed".to_owned(),
         order_id: None,
+        event_ids: Vec::new(),
+        detail: [(
+            "rows".to_owned(),
+            if args.all {
+                "all".to_owned()
+            } else {
+                args.ids
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+        )]
+        .into(),
+    };
+    writer
+        .write(asked.clone(), None)
+        .await
+        .context("recording the retry before it: no row was moved")?;
+    let moved = match failed::retry(&mut db, ids).await {
+        Ok(moved) => moved,
+        Err(e) => {
+            let failed = stage(&asked, "outbox.retry_failed", Some(&e.to_string()));
+            if let Err(w) = writer.write(failed, None).await {
+                tracing::warn!(error = %w, "could not record the failed retry");
+            }
+            return Err(e.into());
+        }
+    };
+    for id in &moved {
+        println!("back in the outbox: event {id}");
+    }
+    let audit = AuditRecorded {
+        action: "outbox.retried".to_owned(),
         event_ids: moved.iter().map(ToString::to_string).collect(),
         detail: [("rows".to_owned(), moved.len().to_string())].into(),
+        ..asked
     };
-    AuditWriter::new(&cfg, catalog, &args.recorder)?
-        .write(audit, None)
-        .await?;
+    writer.write(audit, None).await?;
+    if moved.is_empty() {
+        eprintln!("orderctl: no set-aside row matched");
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }

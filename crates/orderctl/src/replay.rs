@@ -34,7 +34,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc;
 
-use crate::audit::{AuditWriter, Recorder};
+use crate::audit::{stage, AuditWriter, Recorder};
 use crate::dlq::Broker;
 
 /// How long the log read may take in all.
@@ -238,26 +238,15 @@ async fn rebuild_journal(
         println!("dry run: the journal is unchanged");
         return Ok(ExitCode::SUCCESS);
     }
-    let scope = Scope {
-        ranges,
-        correlation_id: args.correlation_id.clone(),
-    };
-    let swapped = journal::swap(&mut db, &scope).await.map_err(owner_hint)?;
-    println!(
-        "swapped in: order_journal has {} rows ({} carried over from the live journal)",
-        swapped.rows, swapped.kept
-    );
     let mut detail = BTreeMap::from([
         ("records".to_owned(), replayed.records.to_string()),
         ("events".to_owned(), replayed.events.to_string()),
-        ("rows".to_owned(), swapped.rows.to_string()),
-        ("kept".to_owned(), swapped.kept.to_string()),
     ]);
     if let Some(t) = args.from_timestamp {
         detail.insert("from".to_owned(), time(&t));
     }
-    let audit = AuditRecorded {
-        action: "projection.rebuilt".to_owned(),
+    let started = AuditRecorded {
+        action: "projection.rebuild_started".to_owned(),
         actor: args.recorder.actor(),
         actor_roles: vec!["operator".to_owned()],
         subject: "projection:order-journal".to_owned(),
@@ -266,9 +255,43 @@ async fn rebuild_journal(
         event_ids: Vec::new(),
         detail,
     };
-    AuditWriter::new(cfg, catalog, &args.recorder)?
-        .write(audit, args.correlation_id.clone())
-        .await?;
+    // Recorded before the swap, the one step the live journal sees.
+    let writer = AuditWriter::new(cfg, catalog, &args.recorder)?;
+    writer
+        .write(started.clone(), args.correlation_id.clone())
+        .await
+        .context("recording the rebuild before the swap: the live journal is unchanged")?;
+    let scope = Scope {
+        ranges,
+        correlation_id: args.correlation_id.clone(),
+    };
+    let swapped = match journal::swap(&mut db, &scope).await {
+        Ok(swapped) => swapped,
+        Err(e) => {
+            let e = owner_hint(e);
+            let failed = stage(
+                &started,
+                "projection.rebuild_failed",
+                Some(&format!("{e:#}")),
+            );
+            if let Err(w) = writer.write(failed, args.correlation_id.clone()).await {
+                tracing::warn!(error = %w, "could not record the failed rebuild");
+            }
+            return Err(e);
+        }
+    };
+    println!(
+        "swapped in: order_journal has {} rows ({} carried over from the live journal)",
+        swapped.rows, swapped.kept
+    );
+    let mut audit = stage(&started, "projection.rebuilt", None);
+    audit
+        .detail
+        .insert("rows".to_owned(), swapped.rows.to_string());
+    audit
+        .detail
+        .insert("kept".to_owned(), swapped.kept.to_string());
+    writer.write(audit, args.correlation_id.clone()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -405,24 +428,8 @@ async fn rewind(
         );
         return Ok(ExitCode::SUCCESS);
     }
-    {
-        let (cfg, group) = (cfg.clone(), group.to_owned());
-        let offsets: Vec<(String, i32, i64)> = moved
-            .iter()
-            .filter_map(|m| m.new_offset().map(|n| (m.topic.clone(), m.partition, n)))
-            .collect();
-        tokio::task::spawn_blocking(move || commit(&cfg, &group, &offsets))
-            .await
-            .context("the broker task")??;
-    }
-    println!(
-        "moved {group} back to {} on {} partitions: {again} records will be read again (the \
-         inbox skips the events already applied)",
-        time(&to),
-        moved.len()
-    );
-    let audit = AuditRecorded {
-        action: "consumer_group.rewound".to_owned(),
+    let started = AuditRecorded {
+        action: "consumer_group.rewind_started".to_owned(),
         actor: args.recorder.actor(),
         actor_roles: vec!["operator".to_owned()],
         subject: format!("group:{group}"),
@@ -434,8 +441,41 @@ async fn rewind(
             ("records".to_owned(), again.to_string()),
         ]),
     };
-    AuditWriter::new(cfg, catalog, &args.recorder)?
-        .write(audit, None)
+    let writer = AuditWriter::new(cfg, catalog, &args.recorder)?;
+    writer
+        .write(started.clone(), None)
+        .await
+        .context("recording the move before it: the group's offsets are unchanged")?;
+    let committed = {
+        let (cfg, group) = (cfg.clone(), group.to_owned());
+        let offsets: Vec<(String, i32, i64)> = moved
+            .iter()
+            .filter_map(|m| m.new_offset().map(|n| (m.topic.clone(), m.partition, n)))
+            .collect();
+        tokio::task::spawn_blocking(move || commit(&cfg, &group, &offsets))
+            .await
+            .context("the broker task")
+            .and_then(|r| r)
+    };
+    if let Err(e) = committed {
+        let failed = stage(
+            &started,
+            "consumer_group.rewind_failed",
+            Some(&format!("{e:#}")),
+        );
+        if let Err(w) = writer.write(failed, None).await {
+            tracing::warn!(error = %w, "could not record the failed move");
+        }
+        return Err(e);
+    }
+    println!(
+        "moved {group} back to {} on {} partitions: {again} records will be read again (the \
+         inbox skips the events already applied)",
+        time(&to),
+        moved.len()
+    );
+    writer
+        .write(stage(&started, "consumer_group.rewound", None), None)
         .await?;
     Ok(ExitCode::SUCCESS)
 }

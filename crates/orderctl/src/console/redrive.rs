@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use orderflow_events::dead_letters::{originals, read_all, redrive as send_back, DeadLetter};
+use orderflow_events::dead_letters::{originals, read_all, DeadLetter};
 use orderflow_service::auth::Claims;
 use orderflow_service::Role;
 use serde::Deserialize;
@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::{error, Console, DLQ_READ_TIMEOUT};
 use crate::audit::Recorder;
-use crate::dlq::{record_redrive, RedriveBy};
+use crate::dlq::{redrive_recorded, RedriveBy};
 
 /// The request: which event's dead letters to send back.
 #[derive(Debug, Deserialize)]
@@ -119,10 +119,6 @@ pub(super) async fn redrive(
     if back.is_empty() {
         return error(StatusCode::NOT_FOUND, "no dead letter has that event id");
     }
-    let landed = match send_back(&c.kafka, &back).await {
-        Ok(l) => l,
-        Err(e) => return error(StatusCode::BAD_GATEWAY, &e),
-    };
     let recorder = Recorder {
         actor: Some(claims.sub.clone()),
         registry: c.registry.clone(),
@@ -132,12 +128,10 @@ pub(super) async fn redrive(
         roles: claims.roles.iter().map(|r| r.as_str().to_owned()).collect(),
         filters: BTreeMap::from([("eventIdFilter".to_owned(), request.event_id.clone())]),
     };
-    if let Err(e) = record_redrive(&c.kafka, &c.catalog, &by, &back).await {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("sent back, but its audit record could not be written: {e:#}"),
-        );
-    }
+    let landed = match redrive_recorded(&c.kafka, &c.catalog, &by, &back).await {
+        Ok(landed) => landed,
+        Err(e) => return error(StatusCode::BAD_GATEWAY, &format!("{e:#}")),
+    };
     tracing::info!(actor = %claims.sub, event_id = %request.event_id, records = landed.len(), "dead letters sent back");
     Json(json!({ "eventId": request.event_id, "sentBack": landed })).into_response()
 }
