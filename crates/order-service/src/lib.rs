@@ -65,7 +65,7 @@ pub fn build(ctx: &Context, settings: &config::Settings) -> anyhow::Result<Parts
         interval: settings.deadline_check_interval,
     };
     let shutdown = ctx.shutdown.clone();
-    let journal = journal_consumer(ctx);
+    let journal = journal_consumer(ctx, settings.journal_fetch_interval());
     let journal_shutdown = ctx.shutdown.clone();
     Ok(Parts {
         router,
@@ -91,15 +91,27 @@ pub fn build(ctx: &Context, settings: &config::Settings) -> anyhow::Result<Parts
 /// `ON CONFLICT DO NOTHING`, so a redelivery writes nothing new and the
 /// inbox's row per event would only cost (measured in docs/benchmarks.md,
 /// "What the order journal costs").
-fn journal_consumer(ctx: &Context) -> EventConsumer {
+fn journal_consumer(ctx: &Context, fetch_interval: Option<std::time::Duration>) -> EventConsumer {
     let group = format!("{}.{}", ctx.consumer_group, ORDER_JOURNAL.name);
     let options = ConsumerOptions {
         quarantine: Vec::new(),
         use_inbox: false,
         ..ctx.consumer_options()
     };
+    let mut kafka = ctx.kafka.clone();
+    if let Some(every) = fetch_interval {
+        // librdkafka holds a partition's next fetch back this long while
+        // its queue holds at least `queued.min.messages` records.
+        kafka
+            .extra
+            .push(("queued.min.messages".to_owned(), "1".to_owned()));
+        kafka.extra.push((
+            "fetch.queue.backoff.ms".to_owned(),
+            every.as_millis().to_string(),
+        ));
+    }
     EventConsumer::new(
-        &ctx.kafka,
+        &kafka,
         &group,
         ctx.pool.clone(),
         ctx.codec.clone(),
