@@ -120,12 +120,34 @@ struct Console {
     /// Service name → base URL, in table order.
     services: Vec<(String, String)>,
     catalog: TopicCatalog,
-    token: String,
+    token: TokenSource,
     kafka: KafkaConfig,
     topology: RwLock<Topology>,
     /// Verifies the tokens of redrive requests; none: redrives are off.
     verifier: Option<Verifier>,
     registry: Registry,
+}
+
+/// Where the token for the order API comes from.
+enum TokenSource {
+    /// `--token`: used as given.
+    Given(String),
+    /// Signed with `--key-file` for each request (valid a few minutes), so
+    /// a console that runs for months never holds an expired one.
+    Signed(KeyArgs),
+}
+
+impl TokenSource {
+    fn token(&self) -> anyhow::Result<String> {
+        match self {
+            TokenSource::Given(t) => Ok(t.clone()),
+            TokenSource::Signed(key) => key.mint(
+                "orderctl-console",
+                &[Role::Operator],
+                Duration::from_secs(300),
+            ),
+        }
+    }
 }
 
 impl Console {
@@ -184,12 +206,14 @@ struct Edge {
 /// Serves the page until Ctrl-C or SIGTERM.
 pub async fn run(catalog: TopicCatalog, args: &ConsoleArgs) -> anyhow::Result<ExitCode> {
     let token = match &args.token {
-        Some(t) => t.clone(),
-        None => args.key.mint(
-            "orderctl-console",
-            &[Role::Operator],
-            Duration::from_secs(30 * 86_400),
-        )?,
+        Some(t) => TokenSource::Given(t.clone()),
+        None => {
+            let source = TokenSource::Signed(args.key.clone());
+            // Fail at start, not at the first request, when the key is
+            // missing or wrong.
+            source.token()?;
+            source
+        }
     };
     let mut kafka = KafkaConfig::from_env("orderctl-console");
     kafka
@@ -308,10 +332,14 @@ async fn order_saga(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Re
         return error(StatusCode::BAD_REQUEST, "the order id must be a UUID");
     };
     let order_url = &c.services[0].1;
+    let token = match c.token.token() {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}")),
+    };
     let answer = c
         .http
         .get(format!("{order_url}/orders/{id}/journal"))
-        .bearer_auth(&c.token)
+        .bearer_auth(token)
         .send()
         .await;
     let resp = match answer {
@@ -362,6 +390,8 @@ async fn dead_letters(State(c): State<Arc<Console>>) -> Response {
 async fn scrape_forever(c: Arc<Console>, interval: Duration) {
     let mut previous: Option<(Instant, BTreeMap<String, ServiceCounts>)> = None;
     let mut tick = tokio::time::interval(interval);
+    // A scrape slower than the interval delays the next one; no bursts.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let now = Instant::now();
@@ -505,7 +535,7 @@ mod tests {
                 .map(|(n, _)| ((*n).to_owned(), "http://127.0.0.1:9".to_owned()))
                 .collect(),
             catalog: TopicCatalog::default(),
-            token: "t".to_owned(),
+            token: TokenSource::Given("t".to_owned()),
             kafka: KafkaConfig::new("127.0.0.1:9", "test"),
             topology: RwLock::new(Topology::default()),
             verifier,
@@ -527,6 +557,25 @@ mod tests {
             .map(|v| v.to_str().unwrap().to_owned());
         let body = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
         (status, String::from_utf8_lossy(&body).into_owned(), csp)
+    }
+
+    #[test]
+    fn a_signed_token_is_fresh_for_each_request_and_a_missing_key_is_an_error() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let key = |file: &str| KeyArgs {
+            key_file: root.join(file),
+            issuer: "orderflow".into(),
+            audience: "orderflow".into(),
+        };
+        let source = TokenSource::Signed(key(crate::token::DEV_KEY));
+        let public = std::fs::read(root.join("deploy/dev-keys/jwt-dev.pub.pem")).expect("pub");
+        let v = Verifier::new(&public, "orderflow", "orderflow").expect("verifier");
+        let claims = v.verify(&source.token().expect("a token")).expect("valid");
+        assert_eq!(claims.roles, vec![Role::Operator]);
+        assert!(claims.exp <= claims.iat + 300, "short-lived: {claims:?}");
+        let missing = TokenSource::Signed(key("deploy/dev-keys/nope.pem"));
+        let e = missing.token().expect_err("no such key");
+        assert!(format!("{e:#}").contains("nope.pem"), "{e:#}");
     }
 
     #[tokio::test]
