@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use orderflow_e2e::client::send;
-use orderflow_e2e::{env, OrderBody, Service, Stack};
+use orderflow_e2e::{env, OrderBody, Service, Stack, StackOptions};
 use orderflow_service::auth::Role;
 use reqwest::Method;
 use serde_json::Value;
@@ -225,4 +225,89 @@ async fn an_orders_trail_is_its_timeline_plus_the_actions_taken_on_it() {
 
     // Somebody who did nothing has no trail.
     assert!(audit(&stack, &["--actor", "nobody"]).await.is_none());
+}
+
+/// The business events copied onto `audit-events` for saga `order`: the
+/// id each copy names, once per copy.
+async fn copied_ids(stack: &Stack, order: &str) -> Result<Vec<String>, String> {
+    use orderflow_events::events::Event;
+    let cfg =
+        orderflow_events::kafka::KafkaConfig::new(stack.kafka_bootstrap_servers(), "e2e-audit");
+    let topics = vec![format!("{}audit-events", stack.prefix)];
+    let records = tokio::task::spawn_blocking(move || {
+        orderflow_events::reader::read_to_end(
+            &cfg,
+            &topics,
+            "audit-events",
+            std::time::Duration::from_secs(30),
+        )
+    })
+    .await
+    .expect("the reader task")?;
+    let registry = orderflow_events::registry::RegistryClient::new(stack.registry_url())
+        .map_err(|e| e.to_string())?;
+    let codec =
+        orderflow_events::codec::AvroCodec::new(registry, false).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for r in records
+        .iter()
+        .filter(|r| r.header("correlationId") == Some(order))
+    {
+        let envelope = codec.decode(&r.payload).await.map_err(|e| e.to_string())?;
+        if let Event::AuditRecorded(a) = envelope.event {
+            if a.action == "event.recorded" {
+                out.extend(a.event_ids);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// With `ORDER_AUDIT_EVENT_COPIES`, every business event of an order is
+/// copied onto `audit-events` (kept 7 years, longer than any business
+/// topic), once, by the order journal: the order's trail then outlives its
+/// events' topics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_event_of_an_order_is_copied_onto_the_audit_trail_once() {
+    let stack = Stack::start(StackOptions {
+        env: vec![(
+            Service::Order,
+            "ORDER_AUDIT_EVENT_COPIES".into(),
+            "true".into(),
+        )],
+        ..StackOptions::default()
+    })
+    .await;
+    let sku = stack.sku("COPY");
+    stack.set_stock(&sku, 5).await;
+    let order = stack.create_order(&OrderBody::new(&sku, 1)).await;
+    stack.wait_status(&order, "SHIPPED").await;
+    let timeline = stack.timeline(&order).await;
+    let want = ids(&timeline, "eventId");
+    let copied = stack
+        .wait_for(
+            "a copy of every event of the order on the audit trail",
+            || async {
+                let copied = copied_ids(&stack, &order).await?;
+                let have: BTreeSet<String> = copied.iter().cloned().collect();
+                if want.is_subset(&have) {
+                    Ok(copied)
+                } else {
+                    Err(format!("copies of {have:?}, want {want:?}"))
+                }
+            },
+        )
+        .await;
+    let unique: BTreeSet<String> = copied.iter().cloned().collect();
+    assert_eq!(copied.len(), unique.len(), "one copy each: {copied:?}");
+    assert_eq!(unique, want, "the timeline's events: {copied:?}");
+    // The trail lists each event once, copies and all.
+    let trail = audit(&stack, &["--order", &order]).await.expect("a trail");
+    let listed: Vec<String> = trail
+        .iter()
+        .map(|e| e["eventId"].as_str().expect("an id").to_owned())
+        .collect();
+    let listed_once: BTreeSet<String> = listed.iter().cloned().collect();
+    assert_eq!(listed.len(), listed_once.len(), "each once: {trail:#?}");
+    assert_eq!(listed_once, want, "the timeline's events: {trail:#?}");
 }

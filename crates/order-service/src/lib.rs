@@ -65,7 +65,11 @@ pub fn build(ctx: &Context, settings: &config::Settings) -> anyhow::Result<Parts
         interval: settings.deadline_check_interval,
     };
     let shutdown = ctx.shutdown.clone();
-    let journal = journal_consumer(ctx, settings.journal_fetch_interval());
+    let journal = journal_consumer(
+        ctx,
+        settings.journal_fetch_interval(),
+        settings.audit_event_copies,
+    );
     let journal_shutdown = ctx.shutdown.clone();
     Ok(Parts {
         router,
@@ -91,7 +95,11 @@ pub fn build(ctx: &Context, settings: &config::Settings) -> anyhow::Result<Parts
 /// `ON CONFLICT DO NOTHING`, so a redelivery writes nothing new and the
 /// inbox's row per event would only cost (measured in docs/benchmarks.md,
 /// "What the order journal costs").
-fn journal_consumer(ctx: &Context, fetch_interval: Option<std::time::Duration>) -> EventConsumer {
+fn journal_consumer(
+    ctx: &Context,
+    fetch_interval: Option<std::time::Duration>,
+    audit_copies: bool,
+) -> EventConsumer {
     let group = format!("{}.{}", ctx.consumer_group, ORDER_JOURNAL.name);
     let options = ConsumerOptions {
         quarantine: Vec::new(),
@@ -118,5 +126,12 @@ fn journal_consumer(ctx: &Context, fetch_interval: Option<std::time::Duration>) 
         ctx.catalog.clone(),
     )
     .with_options(options)
-    .on_each(&handlers::journal_event_types(), handlers::OnJournalEvents)
+    .on_each(
+        &handlers::journal_event_types(),
+        handlers::OnJournalEvents {
+            topics: ctx.catalog.clone(),
+            source: SOURCE,
+            audit_copies,
+        },
+    )
 }

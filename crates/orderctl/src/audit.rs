@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
+use order_service::handlers::EVENT_RECORDED;
 use orderflow_events::codec::AvroCodec;
 use orderflow_events::events::{AuditRecorded, Event};
 use orderflow_events::kafka::{EventProducer, KafkaConfig, OutgoingRecord};
@@ -222,9 +223,40 @@ fn millis<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Err
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
+/// A business event's copy on the audit trail (the order journal writes
+/// one per event, [`order_service::handlers::audit_copy`]) as the event it
+/// copies: same id, type, source, time and place on the log, so the trail
+/// lists the event once, from its topic or, after the topic's retention,
+/// from the copy. `None` for any other record or a copy missing a field.
+fn copied_event(a: &AuditRecorded, correlation_id: &str) -> Option<Entry> {
+    if a.action != EVENT_RECORDED {
+        return None;
+    }
+    let d = &a.detail;
+    Some(Entry {
+        timestamp: DateTime::parse_from_rfc3339(d.get("occurredAt")?)
+            .ok()?
+            .with_timezone(&Utc),
+        event_type: d.get("eventType")?.clone(),
+        event_id: a.event_ids.first()?.clone(),
+        source: a.actor.clone(),
+        correlation_id: correlation_id.to_owned(),
+        causation_id: d.get("causationId").cloned(),
+        topic: d.get("topic")?.clone(),
+        partition: d.get("partition")?.parse().ok()?,
+        offset: d.get("offset")?.parse().ok()?,
+        action: None,
+    })
+}
+
 fn entry(r: &LoggedRecord, envelope: Envelope) -> Entry {
     let action = match &envelope.event {
-        Event::AuditRecorded(a) => Some(a.clone()),
+        Event::AuditRecorded(a) => {
+            if let Some(copied) = copied_event(a, &envelope.correlation_id) {
+                return copied;
+            }
+            Some(a.clone())
+        }
         _ => None,
     };
     Entry {

@@ -86,14 +86,14 @@ const COLUMNS: &str = "event_id, correlation_id, causation_id, event_type, event
                        source, occurred_at, topic, kafka_partition, kafka_offset, record_key";
 
 /// Writes `rows` to `table` in one statement; an event already there keeps
-/// its row. Returns how many rows were new.
+/// its row. Returns the ids of the rows that were new.
 pub async fn insert(
     conn: &mut PgConnection,
     table: Table,
     rows: &[JournalRow],
-) -> Result<u64, sqlx::Error> {
+) -> Result<Vec<Uuid>, sqlx::Error> {
     if rows.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let mut cols = Columns::default();
     for r in rows {
@@ -102,10 +102,10 @@ pub async fn insert(
     let sql = format!(
         "INSERT INTO {} ({COLUMNS}) SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::int[], \
          $6::text[], $7::timestamptz[], $8::text[], $9::int[], $10::bigint[], $11::text[]) \
-         ON CONFLICT (event_id) DO NOTHING",
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
         table.name()
     );
-    let done = sqlx::query(&sql)
+    sqlx::query_scalar(&sql)
         .bind(cols.event_ids)
         .bind(cols.correlation_ids)
         .bind(cols.causation_ids)
@@ -117,9 +117,8 @@ pub async fn insert(
         .bind(cols.partitions)
         .bind(cols.offsets)
         .bind(cols.keys)
-        .execute(conn)
-        .await?;
-    Ok(done.rows_affected())
+        .fetch_all(conn)
+        .await
 }
 
 /// Rows as one array per column, for `UNNEST`.
