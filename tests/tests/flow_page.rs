@@ -69,6 +69,20 @@ async fn browser(stack: &Stack) -> (Helper, Client) {
     (driver, client)
 }
 
+/// The stack's console, chromedriver, and a browser showing the page.
+async fn open_page(stack: &Stack) -> (Helper, Helper, Client) {
+    let console = stack
+        .spawn_console()
+        .await
+        .expect("starting orderctl console");
+    let (driver, client) = browser(stack).await;
+    client
+        .goto(&format!("{}/", console.url()))
+        .await
+        .expect("opening the page");
+    (console, driver, client)
+}
+
 /// Runs `script` in the page and returns its value.
 async fn page_value(client: &Client, script: &str) -> Value {
     client
@@ -92,15 +106,7 @@ async fn page_errors(client: &Client) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_event_flow_page_shows_the_services_and_an_orders_saga() {
     let stack = Stack::start_default().await;
-    let console = stack
-        .spawn_console()
-        .await
-        .expect("starting orderctl console");
-    let (_driver, client) = browser(&stack).await;
-    client
-        .goto(&format!("{}/", console.url()))
-        .await
-        .expect("opening the page");
+    let (_console, _driver, client) = open_page(&stack).await;
 
     // The topology: five services, each answering its scrape, and the
     // saga's topics with the audit trail's.
@@ -363,15 +369,7 @@ async fn an_operator_sends_a_dead_letter_back_from_the_page() {
         .wait_assigned(Service::Shipping, std::time::Duration::from_secs(60))
         .await;
 
-    let console = stack
-        .spawn_console()
-        .await
-        .expect("starting orderctl console");
-    let (_driver, client) = browser(&stack).await;
-    client
-        .goto(&format!("{}/", console.url()))
-        .await
-        .expect("opening the page");
+    let (_console, _driver, client) = open_page(&stack).await;
     stack
         .wait_for("the dead letter on the page", || async {
             let v = page_value(
