@@ -619,23 +619,58 @@ remove_stale_stack_postgres() {
 
 # ---------------------------------------------------------------- registry
 
-# start_registry PORT DB_NAME LOGFILE: run $BIN_DIR/schema-registry on
-# 127.0.0.1:PORT backed by database DB_NAME; wait until /subjects answers.
+# ensure_registry_users FILE: the registry's users file (crates/schema-registry
+# src/auth.rs), created once with random passwords and kept: orderflow-admin
+# (admin: registers schemas, changes levels) for orderctl and the tests,
+# orderflow-service (read) for the services.
+ensure_registry_users() {
+  local file="$1"
+  [[ -s "$file" ]] && return 0
+  mkdir -p "$(dirname "$file")"
+  (
+    umask 077
+    {
+      echo "# Schema registry users (name: password,role), made by scripts/lib.sh."
+      echo "orderflow-admin: $(od -An -tx1 -N16 /dev/urandom | tr -d ' \n'),admin"
+      echo "orderflow-service: $(od -An -tx1 -N16 /dev/urandom | tr -d ' \n'),read"
+    } >"$file.tmp"
+    mv "$file.tmp" "$file"
+  )
+}
+
+# registry_url_as FILE USER PORT: http://USER:PASSWORD@127.0.0.1:PORT, with
+# the password from the users FILE.
+registry_url_as() {
+  local file="$1" user="$2" port="$3" password
+  password="$(awk -v u="$user" -F'[:,]' '$1 == u { gsub(/ /, "", $2); print $2 }' "$file")"
+  [[ -n "$password" ]] || die "no password for $user in $file"
+  echo "http://$user:$password@127.0.0.1:$port"
+}
+
+# redact_url URL: URL with the password of its credentials replaced by ***.
+redact_url() {
+  sed -E 's#^([a-z]+://[^:/@]+):[^@]*@#\1:***@#' <<<"$1"
+}
+
+# start_registry PORT DB_NAME LOGFILE [USERS_FILE]: run $BIN_DIR/schema-registry
+# on 127.0.0.1:PORT backed by database DB_NAME, with HTTP Basic users from
+# USERS_FILE when given; wait until it is ready.
 start_registry() {
-  local port="$1" db="$2" logfile="$3"
+  local port="$1" db="$2" logfile="$3" users="${4:-}"
   [[ -x "${BIN_DIR:-}/schema-registry" ]] || die "schema-registry binary not found in ${BIN_DIR:-BIN_DIR (run build_bins first)}"
   require_free_port "$port" "the schema registry"
   start_bg "schema-registry:$port" "$logfile" "$ROOT" \
     env SCHEMA_REGISTRY_DATABASE_URL="$(pg_url_for_db "$db")" \
     SCHEMA_REGISTRY_LISTEN_ADDR="127.0.0.1:$port" \
+    ${users:+SCHEMA_REGISTRY_AUTH_FILE="$users"} \
     RUST_LOG="${RUST_LOG:-info}" \
     "$BIN_DIR/schema-registry"
   local pid="$LAST_PID"
-  if ! wait_for_http "http://127.0.0.1:$port/subjects" 30 "$pid"; then
+  if ! wait_for_http "http://127.0.0.1:$port/health/ready" 30 "$pid"; then
     tail_log "$logfile"
     die "the schema registry did not start on port $port"
   fi
-  log "schema registry listening on http://127.0.0.1:$port"
+  log "schema registry listening on http://127.0.0.1:$port${users:+ (users in $users)}"
 }
 
 # provision_kafka: create the topics and register the schemas with orderctl
@@ -644,7 +679,7 @@ provision_kafka() {
   [[ -x "${BIN_DIR:-}/orderctl" ]] || die "orderctl binary not found in ${BIN_DIR:-BIN_DIR (run build_bins first)}"
   log "creating topics on $KAFKA_BOOTSTRAP_SERVERS"
   (cd "$ROOT" && "$BIN_DIR/orderctl" topics create) || die "orderctl topics create failed"
-  log "registering schemas in $SCHEMA_REGISTRY_URL"
+  log "registering schemas in $(redact_url "$SCHEMA_REGISTRY_URL")"
   (cd "$ROOT" && "$BIN_DIR/orderctl" schemas register) || die "orderctl schemas register failed"
 }
 
@@ -666,11 +701,18 @@ start_test_infra() {
     export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$kafka_port"
   fi
   if [[ -n "${SCHEMA_REGISTRY_URL:-}" ]]; then
-    log "using the external schema registry at $SCHEMA_REGISTRY_URL"
+    log "using the external schema registry at $(redact_url "$SCHEMA_REGISTRY_URL")"
   else
     recreate_database "$registry_db"
-    start_registry "$registry_port" "$registry_db" "$log_dir/schema-registry.log"
-    export SCHEMA_REGISTRY_URL="http://127.0.0.1:$registry_port"
+    # With authentication, as scripts/up runs it: the tests and orderctl use
+    # the admin user (credentials in the URL), the services the read-only
+    # one (ORDERFLOW_SERVICES_REGISTRY_URL).
+    rm -f "$log_dir/registry-users.properties"
+    ensure_registry_users "$log_dir/registry-users.properties"
+    start_registry "$registry_port" "$registry_db" "$log_dir/schema-registry.log" "$log_dir/registry-users.properties"
+    SCHEMA_REGISTRY_URL="$(registry_url_as "$log_dir/registry-users.properties" orderflow-admin "$registry_port")"
+    ORDERFLOW_SERVICES_REGISTRY_URL="$(registry_url_as "$log_dir/registry-users.properties" orderflow-service "$registry_port")"
+    export SCHEMA_REGISTRY_URL ORDERFLOW_SERVICES_REGISTRY_URL
   fi
   export ORDERFLOW_TEST_DATABASE_URL="$ORDERFLOW_PG_URL"
   provision_kafka
@@ -767,7 +809,8 @@ drop_databases_like() {
 # (default 127.0.0.1):PORT, log in LOG_DIR/<NAME>-service.log, with its own
 # database `printf DB_FORMAT NAME` (e.g. '%s_service' -> order_service;
 # FRESH=1 drops and recreates it empty, 0 keeps it), KAFKA_BOOTSTRAP_SERVERS
-# and SCHEMA_REGISTRY_URL from the environment, SMTP on 127.0.0.1:SMTP_PORT
+# and SCHEMA_REGISTRY_URL (ORDERFLOW_SERVICES_REGISTRY_URL when set) from the
+# environment, SMTP on 127.0.0.1:SMTP_PORT
 # and RUST_LOG (default info). Starts them all, then waits up to 60 s for
 # each /health/ready and up to ORDERFLOW_ASSIGN_TIMEOUT (120) s for each
 # /health/consumers (its consumer holds partitions). Sets STARTED_SERVICES to "<NAME>-service:<PORT>:<PID>"
@@ -794,7 +837,7 @@ start_services() {
       env DATABASE_URL="$(pg_url_as "orderflow_${name}_app" "$db")" \
       MIGRATION_DATABASE_URL="$(pg_url_as "orderflow_${name}_owner" "$db")" \
       KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" \
-      SCHEMA_REGISTRY_URL="$SCHEMA_REGISTRY_URL" \
+      SCHEMA_REGISTRY_URL="${ORDERFLOW_SERVICES_REGISTRY_URL:-$SCHEMA_REGISTRY_URL}" \
       HTTP_HOST="${ORDERFLOW_HTTP_HOST:-127.0.0.1}" HTTP_PORT="$port" \
       AUTH_PUBLIC_KEY_FILE="${AUTH_PUBLIC_KEY_FILE:-$ROOT/deploy/dev-keys/jwt-dev.pub.pem}" \
       SMTP_HOST=127.0.0.1 SMTP_PORT="$smtp_port" \

@@ -7,6 +7,11 @@ schema from the registry by id.
     pip install 'confluent-kafka[avro]'
     python examples/python/consume_orders.py [--topic order-events] [--max 10] [--json]
 
+The registry asks who you are (HTTP Basic): give a user in the URL
+(http://user:password@host:8081) or in SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO
+(user:password); scripts/up writes its users to
+.orderflow/registry-users.properties.
+
 With --json, every record is printed as one JSON object per line (topic,
 partition, offset, key, headers and the decoded event), for scripts and tests.
 """
@@ -15,11 +20,28 @@ import argparse
 import json
 import os
 import sys
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from confluent_kafka import Consumer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+
+
+def registry_config(url: str, user_info: str | None) -> dict:
+    """The registry client's settings: credentials in the URL become
+    basic.auth.user.info, so they are sent as HTTP Basic authentication."""
+    parts = urlsplit(url)
+    if parts.username is not None:
+        user_info = user_info or f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        url = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    config = {"url": url}
+    if user_info:
+        config["basic.auth.user.info"] = user_info
+    return config
 
 
 def main() -> int:
@@ -38,7 +60,8 @@ def main() -> int:
                    help="CA certificate of the broker (PEM)")
     args = p.parse_args()
 
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": args.registry}))
+    registry = registry_config(args.registry, os.environ.get("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"))
+    deserialize = AvroDeserializer(SchemaRegistryClient(registry))
     config = {
         "bootstrap.servers": args.bootstrap,
         "group.id": args.group,

@@ -27,6 +27,14 @@ pub fn registry_url() -> String {
         .unwrap_or_else(|| "http://127.0.0.1:18081".into())
 }
 
+/// The shared registry's URL for the services, as its read-only user
+/// (`ORDERFLOW_SERVICES_REGISTRY_URL`, which `scripts/test` exports).
+pub fn services_registry_url() -> Option<String> {
+    std::env::var("ORDERFLOW_SERVICES_REGISTRY_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
 /// The broker binary for stacks with a broker of their own (`BROKER_BIN`,
 /// which `scripts/test` exports, else the link to the scripts' current
 /// nisshi build).

@@ -292,6 +292,11 @@ impl Stack {
                 ("LOG_FORMAT".into(), "text".into()),
                 ("NO_COLOR".into(), "1".into()),
             ]);
+            // The services read the shared registry as its read-only user,
+            // as under scripts/up (orderctl above registered as admin).
+            if let Some(url) = env::services_registry_url().filter(|_| !options.own_registry) {
+                vars.push(("SCHEMA_REGISTRY_URL".into(), url));
+            }
             if let Some(ms) = options.kafka_session_timeout_ms {
                 vars.push(("KAFKA_PROP_SESSION_TIMEOUT_MS".into(), ms.to_string()));
                 vars.push((

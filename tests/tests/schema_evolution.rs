@@ -188,3 +188,63 @@ fn data_field_default(schema: &mut Value) {
     let last = data_fields(schema).last_mut().expect("the added field");
     last["default"] = json!(false);
 }
+
+/// The services' registry user (`ORDERFLOW_SERVICES_REGISTRY_URL`, set by
+/// `scripts/test` as `scripts/up` sets it) may read schemas but not register
+/// or loosen them; the admin user (`SCHEMA_REGISTRY_URL`) may. Skipped with
+/// a message when the registry runs without users (an external one).
+#[tokio::test]
+async fn the_services_registry_user_reads_but_cannot_change_schemas() {
+    use orderflow_events::registry::RegistryClient;
+    let Ok(services_url) = std::env::var("ORDERFLOW_SERVICES_REGISTRY_URL") else {
+        eprintln!("ORDERFLOW_SERVICES_REGISTRY_URL is not set: the registry has no users to check");
+        return;
+    };
+    let services = RegistryClient::new(&services_url).expect("services' registry URL");
+    let admin = RegistryClient::new(&registry_url()).expect("admin registry URL");
+    assert!(services.user().is_some() && admin.user().is_some());
+    let subject = format!("auth-check-{}-value", uuid::Uuid::new_v4().simple());
+    let schema =
+        json!({"type": "record", "name": "AuthCheck", "fields": [{"name": "a", "type": "int"}]})
+            .to_string();
+
+    let refused = services
+        .register(&subject, &schema)
+        .await
+        .expect_err("read-only user");
+    assert_eq!(refused.error_code(), Some(40301), "{refused}");
+    assert!(
+        !refused.to_string().contains(&services_url),
+        "no credentials in errors"
+    );
+    let refused = services
+        .set_compatibility(&subject, "NONE")
+        .await
+        .expect_err("read-only user");
+    assert_eq!(refused.error_code(), Some(40301), "{refused}");
+    assert!(
+        services
+            .lookup(&subject, &schema)
+            .await
+            .expect("lookup")
+            .is_none(),
+        "the refused register left nothing behind"
+    );
+
+    let id = admin
+        .register(&subject, &schema)
+        .await
+        .expect("admin registers");
+    let found = services.lookup(&subject, &schema).await.expect("lookup");
+    assert_eq!(found.map(|v| v.id), Some(id), "the services' user reads it");
+    assert!(services.schema_by_id(id).await.expect("by id").is_some());
+
+    // Without credentials: refused.
+    let anonymous = RegistryClient::new(services.base_url()).expect("URL without credentials");
+    assert_eq!(anonymous.user(), None);
+    let refused = anonymous
+        .schema_by_id(id)
+        .await
+        .expect_err("no credentials");
+    assert_eq!(refused.error_code(), Some(40101), "{refused}");
+}

@@ -18,10 +18,22 @@ pub fn subject_name(topic: &str, full_record_name: &str) -> String {
 }
 
 /// Client for one registry.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RegistryClient {
     base: String,
     http: reqwest::Client,
+    /// HTTP Basic credentials (Confluent's `basic.auth.user.info`).
+    auth: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        f.debug_struct("RegistryClient")
+            .field("base", &self.base)
+            .field("user", &self.auth.as_ref().map(|(u, _)| u))
+            .finish()
+    }
 }
 
 /// A registered schema version.
@@ -65,19 +77,64 @@ struct ErrorBody {
 
 impl RegistryClient {
     /// A client for the registry at `base_url` (e.g. `http://127.0.0.1:8081`).
+    /// Credentials in the URL (`http://user:password@host:8081`, Confluent's
+    /// `basic.auth.credentials.source=URL`) are sent as HTTP Basic
+    /// authentication and kept out of [`base_url`](Self::base_url) and of
+    /// every error message.
     pub fn new(base_url: &str) -> Result<Self, RegistryError> {
+        let invalid = |message: String| RegistryError::Unavailable {
+            url: redact(base_url),
+            message,
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .connect_timeout(Duration::from_secs(3))
             .build()
-            .map_err(|e| RegistryError::Unavailable {
-                url: base_url.to_owned(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| invalid(e.to_string()))?;
+        let mut url =
+            reqwest::Url::parse(base_url.trim()).map_err(|e| invalid(format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(invalid("the scheme must be http or https".to_owned()));
+        }
+        let auth = if url.username().is_empty() {
+            None
+        } else {
+            let decode = |s: &str| {
+                percent_decode(s).ok_or_else(|| invalid("credentials are not UTF-8".to_owned()))
+            };
+            let user = decode(url.username())?;
+            let password = decode(url.password().unwrap_or_default())?;
+            // Both setters only fail for URLs that cannot have credentials,
+            // which http(s) URLs can.
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            Some((user, password))
+        };
         Ok(Self {
-            base: base_url.trim_end_matches('/').to_owned(),
+            base: url.as_str().trim_end_matches('/').to_owned(),
             http,
+            auth,
         })
+    }
+
+    /// Sends `user_info` (`user:password`, Confluent's
+    /// `basic.auth.user.info`) as HTTP Basic authentication, instead of
+    /// credentials given in the URL.
+    pub fn with_user_info(mut self, user_info: &str) -> Result<Self, RegistryError> {
+        let (user, password) =
+            user_info
+                .split_once(':')
+                .ok_or_else(|| RegistryError::Unavailable {
+                    url: self.base.clone(),
+                    message: "registry credentials must be user:password".to_owned(),
+                })?;
+        self.auth = Some((user.to_owned(), password.to_owned()));
+        Ok(self)
+    }
+
+    /// The user this client authenticates as, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.auth.as_ref().map(|(u, _)| u.as_str())
     }
 
     /// The registry's base URL.
@@ -150,8 +207,7 @@ impl RegistryClient {
     pub async fn set_compatibility(&self, subject: &str, level: &str) -> Result<(), RegistryError> {
         let url = format!("{}/config/{}", self.base, encode(subject));
         let resp = self
-            .http
-            .put(&url)
+            .authed(self.http.put(&url))
             .header("content-type", CONTENT_TYPE)
             .json(&json!({ "compatibility": level }))
             .send()
@@ -165,8 +221,7 @@ impl RegistryClient {
         body: &serde_json::Value,
     ) -> Result<T, RegistryError> {
         let resp = self
-            .http
-            .post(url)
+            .authed(self.http.post(url))
             .header("content-type", CONTENT_TYPE)
             .json(body)
             .send()
@@ -175,9 +230,37 @@ impl RegistryClient {
     }
 
     async fn get<T: for<'de> Deserialize<'de>>(&self, url: &str) -> Result<T, RegistryError> {
-        let resp = self.http.get(url).send().await;
+        let resp = self.authed(self.http.get(url)).send().await;
         handle(url, resp).await
     }
+
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.auth {
+            Some((user, password)) => req.basic_auth(user, Some(password)),
+            None => req,
+        }
+    }
+}
+
+/// `url` without the password of its credentials, for messages.
+fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url.trim()) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(invalid URL)".to_owned(),
+    }
+}
+
+/// Decodes `%XX` escapes (as in URL credentials); `None` when the result
+/// is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 async fn handle<T: for<'de> Deserialize<'de>>(
@@ -216,17 +299,17 @@ async fn handle<T: for<'de> Deserialize<'de>>(
     })
 }
 
+/// Everything but RFC 3986's unreserved characters is escaped in a
+/// subject's path segment.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Percent-encodes a subject for a URL path segment.
 fn encode(subject: &str) -> String {
-    let mut out = String::with_capacity(subject.len());
-    for b in subject.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(subject, SEGMENT).to_string()
 }
 
 #[cfg(test)]
@@ -240,5 +323,25 @@ mod tests {
             "order-events-com.orderflow.events.OrderCreated"
         );
         assert_eq!(encode("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_taken_out_of_it() {
+        let c = RegistryClient::new("http://svc:p%40ss%3Aw@127.0.0.1:8081/").expect("valid");
+        assert_eq!(c.base_url(), "http://127.0.0.1:8081");
+        assert_eq!(c.user(), Some("svc"));
+        assert_eq!(c.auth.as_ref().map(|(_, p)| p.as_str()), Some("p@ss:w"));
+        assert!(!format!("{c:?}").contains("p@ss"));
+        let plain = RegistryClient::new("http://127.0.0.1:8081").expect("valid");
+        assert_eq!(plain.user(), None);
+        let c = plain.with_user_info("ci:a:b").expect("user:password");
+        assert_eq!(c.auth, Some(("ci".into(), "a:b".into())));
+        assert!(RegistryClient::new("http://127.0.0.1:8081")
+            .expect("valid")
+            .with_user_info("no-colon")
+            .is_err());
+        let e = RegistryClient::new("ftp://u:secret@host/").expect_err("scheme");
+        assert!(!e.to_string().contains("secret"), "{e}");
+        assert!(RegistryClient::new("not a url").is_err());
     }
 }

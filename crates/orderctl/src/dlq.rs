@@ -49,16 +49,30 @@ pub struct Registry {
         default_value = "http://127.0.0.1:8081"
     )]
     pub registry_url: String,
+    /// HTTP Basic credentials for the registry, `user:password` (instead of
+    /// putting them in the URL).
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+        hide_env_values = true
+    )]
+    pub registry_user_info: Option<String>,
 }
 
 impl Registry {
+    /// A client of this registry, with its credentials.
+    pub fn client(&self) -> anyhow::Result<RegistryClient> {
+        let client = RegistryClient::new(&self.registry_url)?;
+        Ok(match &self.registry_user_info {
+            Some(info) => client.with_user_info(info)?,
+            None => client,
+        })
+    }
+
     /// An Avro codec on this registry; `register` lets it register the
     /// schemas it writes with.
     pub fn codec(&self, register: bool) -> anyhow::Result<AvroCodec> {
-        Ok(AvroCodec::new(
-            RegistryClient::new(&self.registry_url)?,
-            register,
-        )?)
+        Ok(AvroCodec::new(self.client()?, register)?)
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use orderflow_events::registry::{subject_name, RegistryClient};
+use orderflow_events::registry::subject_name;
 use orderflow_events::{EventType, TopicCatalog};
 
 use crate::dlq::Registry;
@@ -70,7 +70,7 @@ fn load(args: &Args) -> anyhow::Result<Vec<(EventType, String)>> {
 
 /// Registers every schema; fails (exit 1) on the first incompatible one.
 pub async fn register(catalog: &TopicCatalog, args: &Args) -> anyhow::Result<ExitCode> {
-    let client = RegistryClient::new(&args.registry.registry_url)?;
+    let client = args.registry.client()?;
     for (t, text) in load(args)? {
         let subject = subject_name(catalog.topic(t.stream()), &t.full_name());
         client
@@ -96,7 +96,7 @@ pub async fn register(catalog: &TopicCatalog, args: &Args) -> anyhow::Result<Exi
 
 /// Checks every schema; exit 1 when any is incompatible.
 pub async fn check(catalog: &TopicCatalog, args: &Args) -> anyhow::Result<ExitCode> {
-    let client = RegistryClient::new(&args.registry.registry_url)?;
+    let client = args.registry.client()?;
     let mut bad = 0;
     for (t, text) in load(args)? {
         let subject = subject_name(catalog.topic(t.stream()), &t.full_name());

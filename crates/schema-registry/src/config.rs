@@ -1,6 +1,7 @@
 //! Typed configuration, loaded from environment variables.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use sqlx::postgres::PgConnectOptions;
@@ -9,6 +10,13 @@ use sqlx::postgres::PgConnectOptions;
 pub const DATABASE_URL_VAR: &str = "SCHEMA_REGISTRY_DATABASE_URL";
 /// Environment variable holding the HTTP listen address (`host:port`).
 pub const LISTEN_ADDR_VAR: &str = "SCHEMA_REGISTRY_LISTEN_ADDR";
+/// Environment variable naming the users file ([`crate::auth`]); unset,
+/// the registry asks nobody who they are.
+pub const AUTH_FILE_VAR: &str = "SCHEMA_REGISTRY_AUTH_FILE";
+/// Environment variable that lets the registry listen on an address other
+/// than loopback without a users file (`true`): anyone who reaches it may
+/// then register, delete and change compatibility levels.
+pub const ANONYMOUS_VAR: &str = "SCHEMA_REGISTRY_ANONYMOUS";
 /// Database URL used when [`DATABASE_URL_VAR`] is not set.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/schema_registry";
 /// Listen address used when [`LISTEN_ADDR_VAR`] is not set.
@@ -22,6 +30,11 @@ pub struct Config {
     pub database: PgConnectOptions,
     /// Address the HTTP server binds to; port 0 picks a free port.
     pub listen_addr: SocketAddr,
+    /// The users file ([`crate::auth`]); `None`: no authentication.
+    pub auth_file: Option<PathBuf>,
+    /// Whether to serve without authentication on an address other than
+    /// loopback (refused otherwise).
+    pub anonymous: bool,
 }
 
 /// A configuration value that could not be used.
@@ -53,6 +66,20 @@ pub enum ConfigError {
         #[source]
         source: std::net::AddrParseError,
     },
+    /// A flag that is neither `true` nor `false`.
+    #[error("{var}={value:?} must be true or false")]
+    Flag {
+        /// The variable that held the value.
+        var: &'static str,
+        /// The rejected value.
+        value: String,
+    },
+    /// A variable set to an empty value.
+    #[error("{var} is set but empty")]
+    Empty {
+        /// The variable.
+        var: &'static str,
+    },
 }
 
 impl Config {
@@ -68,7 +95,26 @@ impl Config {
         let database_url =
             lookup(DATABASE_URL_VAR).unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         let listen_addr = lookup(LISTEN_ADDR_VAR).unwrap_or_else(|| DEFAULT_LISTEN_ADDR.to_owned());
-        Self::new(&database_url, &listen_addr)
+        let mut config = Self::new(&database_url, &listen_addr)?;
+        if let Some(path) = lookup(AUTH_FILE_VAR) {
+            if path.trim().is_empty() {
+                return Err(ConfigError::Empty { var: AUTH_FILE_VAR });
+            }
+            config.auth_file = Some(PathBuf::from(path.trim()));
+        }
+        if let Some(value) = lookup(ANONYMOUS_VAR) {
+            config.anonymous = match value.trim() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(ConfigError::Flag {
+                        var: ANONYMOUS_VAR,
+                        value,
+                    })
+                }
+            };
+        }
+        Ok(config)
     }
 
     /// Builds a configuration from raw values, validating both.
@@ -97,6 +143,8 @@ impl Config {
         Ok(Self {
             database,
             listen_addr,
+            auth_file: None,
+            anonymous: false,
         })
     }
 }
@@ -120,5 +168,24 @@ mod tests {
         assert!(matches!(bad_url, Err(ConfigError::DatabaseScheme { .. })));
         let bad_port = Config::new("postgres://u@host:notaport/db", DEFAULT_LISTEN_ADDR);
         assert!(matches!(bad_port, Err(ConfigError::DatabaseUrl { .. })));
+    }
+
+    #[test]
+    fn auth_settings() {
+        let config = Config::from_lookup(|_| None).expect("defaults");
+        assert_eq!(config.auth_file, None);
+        assert!(!config.anonymous);
+        let config = Config::from_lookup(|v| match v {
+            AUTH_FILE_VAR => Some("/etc/sr/users".into()),
+            ANONYMOUS_VAR => Some("true".into()),
+            _ => None,
+        })
+        .expect("valid");
+        assert_eq!(config.auth_file, Some(PathBuf::from("/etc/sr/users")));
+        assert!(config.anonymous);
+        let empty = Config::from_lookup(|v| (v == AUTH_FILE_VAR).then(|| " ".into()));
+        assert!(matches!(empty, Err(ConfigError::Empty { .. })));
+        let bad = Config::from_lookup(|v| (v == ANONYMOUS_VAR).then(|| "yes".into()));
+        assert!(matches!(bad, Err(ConfigError::Flag { .. })));
     }
 }

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod api;
+pub mod auth;
 pub mod avro;
 pub mod compatibility;
 pub mod config;

@@ -2,13 +2,15 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::auth::Users;
+use crate::config::{Config, ANONYMOUS_VAR, AUTH_FILE_VAR};
 use crate::db;
 
 /// A registry with its database ready and its port bound, not yet serving.
@@ -22,6 +24,25 @@ pub struct Application {
 /// Prepares the database (creating and migrating it) and binds the listener,
 /// so that a port of 0 is resolved before [`Application::run_until`].
 pub async fn build(config: Config) -> anyhow::Result<Application> {
+    let users = match &config.auth_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the users file {}", path.display()))?;
+            let users = Users::parse(&text)
+                .with_context(|| format!("the users file {}", path.display()))?;
+            Some(Arc::new(users))
+        }
+        None if !config.listen_addr.ip().is_loopback() && !config.anonymous => anyhow::bail!(
+            "listening on {} without {AUTH_FILE_VAR}: anyone who reaches it could register \
+             and delete schemas or change compatibility levels; set {AUTH_FILE_VAR}, listen \
+             on a loopback address, or set {ANONYMOUS_VAR}=true to accept that",
+            config.listen_addr
+        ),
+        None => None,
+    };
+    if users.is_none() {
+        tracing::warn!(addr = %config.listen_addr, "no {AUTH_FILE_VAR}: the registry asks nobody who they are");
+    }
     let pool = db::connect(&config.database).await?;
     let listener = TcpListener::bind(config.listen_addr)
         .await
@@ -30,7 +51,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
     Ok(Application {
         listener,
         local_addr,
-        router: api::router(AppState { pool }),
+        router: api::router(AppState { pool, users }),
     })
 }
 

@@ -125,6 +125,16 @@ pub struct CommonConfig {
     )]
     pub schema_registry_url: String,
 
+    /// HTTP Basic credentials for the schema registry, `user:password`
+    /// (Confluent's `basic.auth.user.info`); credentials in
+    /// `SCHEMA_REGISTRY_URL` work too.
+    #[arg(
+        long,
+        env = "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO",
+        hide_env_values = true
+    )]
+    pub schema_registry_user_info: Option<String>,
+
     /// Register schemas on first use instead of requiring them to be
     /// registered beforehand (`orderctl schemas register`).
     #[arg(long, env = "SCHEMA_AUTO_REGISTER", default_value_t = false, action = clap::ArgAction::Set)]

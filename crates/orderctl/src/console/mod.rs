@@ -363,6 +363,7 @@ mod tests {
             verifier,
             registry: Registry {
                 registry_url: "http://127.0.0.1:9".to_owned(),
+                registry_user_info: None,
             },
         })
     }

@@ -8,6 +8,8 @@ mod health;
 mod schemas;
 mod subjects;
 
+use std::sync::Arc;
+
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
@@ -15,6 +17,7 @@ use sqlx::{PgConnection, PgPool};
 
 use self::error::ApiError;
 use self::extract::{VersionSpec, BODY_LIMIT};
+use crate::auth::{self, Users};
 use crate::compatibility::{CompatibilityLevel, Existing, DEFAULT_LEVEL};
 use crate::db::store::{self, SubjectVersion, GLOBAL_SUBJECT};
 
@@ -23,11 +26,15 @@ use crate::db::store::{self, SubjectVersion, GLOBAL_SUBJECT};
 pub struct AppState {
     /// The registry's database.
     pub pool: PgPool,
+    /// Who may do what ([`crate::auth`]); `None`: everyone everything.
+    pub users: Option<Arc<Users>>,
 }
 
-/// All routes of the registry, independent of how they are served.
+/// All routes of the registry, independent of how they are served; behind
+/// HTTP Basic authentication when `state.users` is set.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let users = state.users.clone();
+    let routes = Router::new()
         .route("/", get(health::root))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
@@ -76,7 +83,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
+        .with_state(state);
+    match users {
+        Some(users) => routes.layer(axum::middleware::from_fn_with_state(users, auth::require)),
+        None => routes,
+    }
 }
 
 /// The level that applies to `subject`: its own, else the global one, else

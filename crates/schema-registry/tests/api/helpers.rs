@@ -108,11 +108,19 @@ impl Drop for TestApp {
 
 /// Builds the app against a fresh database and serves it in the background.
 pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// As [`spawn_app`], with the configuration changed by `adjust` first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     let db = TestDatabase::new();
-    let config = Config {
+    let mut config = Config {
         database: db.options(),
         listen_addr: "127.0.0.1:0".parse().expect("valid address"),
+        auth_file: None,
+        anonymous: false,
     };
+    adjust(&mut config);
     let app = build(config).await.expect("the registry builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let (tx, rx) = oneshot::channel::<()>();

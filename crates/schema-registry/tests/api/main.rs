@@ -1,6 +1,7 @@
 //! Integration tests: the real registry over HTTP against real PostgreSQL,
 //! one fresh database per test.
 
+mod auth;
 mod binary;
 mod compatibility;
 mod config;
