@@ -5,6 +5,14 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 /// Exact percentiles of a sample (nearest-rank on the sorted values).
+///
+/// Kept by hand instead of `hdrhistogram`: a run keeps every sample anyway
+/// (the plot draws each one), and sorting them is cheap at the sizes a run
+/// makes, while a histogram would round each figure to its bucket.
+/// Measured 2026-12-05 on the 2-core machine (`rustc -O`, sort with
+/// `f64::total_cmp` + nearest rank, another build running): 30,000 samples
+/// (a 60 s run at 500/s) 0.75 ms and 234 KiB; 120,000 3.2 ms; 1,000,000
+/// 42 ms and 7.8 MiB.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Percentiles {
     /// Number of values.
