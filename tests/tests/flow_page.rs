@@ -5,8 +5,9 @@
 //! its swimlane shows every event of the order's journal, each after the
 //! event that caused it and in the lane of the service that emitted it.
 //! A screenshot is left in the stack's log directory (`flow-page.png`).
-//! And its one button: a dead letter sent back, refused without a token
-//! and for a customer, done for an operator, applied once and audited.
+//! Without an operator's token it shows nothing of the system. And its one
+//! button: a dead letter sent back, refused without a token and for a
+//! customer, done for an operator, applied once and audited.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -69,7 +70,8 @@ async fn browser(stack: &Stack) -> (Helper, Client) {
     (driver, client)
 }
 
-/// The stack's console, chromedriver, and a browser showing the page.
+/// The stack's console, chromedriver, and a browser showing the page
+/// (with no token typed in yet).
 async fn open_page(stack: &Stack) -> (Helper, Helper, Client) {
     let console = stack
         .spawn_console()
@@ -81,6 +83,23 @@ async fn open_page(stack: &Stack) -> (Helper, Helper, Client) {
         .await
         .expect("opening the page");
     (console, driver, client)
+}
+
+/// Types `token` into the page's token field (replacing what is there).
+async fn type_token(client: &Client, token: &str) {
+    let field = client
+        .find(Locator::Id("operator-token"))
+        .await
+        .expect("the token field");
+    field.clear().await.expect("clearing the token field");
+    if !token.is_empty() {
+        field.send_keys(token).await.expect("typing the token");
+    }
+}
+
+/// An operator's token for the page.
+fn operator_token(sub: &str) -> String {
+    orderflow_e2e::env::token_for(sub, &[Role::Operator]).expect("a token")
 }
 
 /// Runs `script` in the page and returns its value.
@@ -107,6 +126,32 @@ async fn page_errors(client: &Client) -> Vec<String> {
 async fn the_event_flow_page_shows_the_services_and_an_orders_saga() {
     let stack = Stack::start_default().await;
     let (_console, _driver, client) = open_page(&stack).await;
+
+    // Without a token the page shows nothing of the system: it asks for
+    // one (its API answers 401).
+    let said = stack
+        .wait_for("the page to ask for a token", || async {
+            let v = page_value(
+                &client,
+                "return document.getElementById('scraped').textContent;",
+            )
+            .await;
+            let text = v.as_str().unwrap_or_default().to_owned();
+            if text.contains("operator's token") {
+                Ok(text)
+            } else {
+                Err(format!("header says {text:?}"))
+            }
+        })
+        .await;
+    assert!(said.starts_with("topology:"), "{said}");
+    let shown = page_value(
+        &client,
+        "return document.querySelectorAll('#topology [data-service], #dead-letters tbody tr').length;",
+    )
+    .await;
+    assert_eq!(shown, 0, "nothing shown without a token");
+    type_token(&client, &operator_token("ops-flow")).await;
 
     // The topology: five services, each answering its scrape, and the
     // saga's topics with the audit trail's.
@@ -285,14 +330,7 @@ async fn the_event_flow_page_shows_the_services_and_an_orders_saga() {
 /// Clicks the page's "Send back" button of `event_id` with `token` in the
 /// token field, and returns the status line it leaves.
 async fn send_back(stack: &Stack, client: &Client, event_id: &str, token: &str) -> String {
-    let field = client
-        .find(Locator::Id("operator-token"))
-        .await
-        .expect("the token field");
-    field.clear().await.expect("clearing the token field");
-    if !token.is_empty() {
-        field.send_keys(token).await.expect("typing the token");
-    }
+    type_token(client, token).await;
     page_value(
         client,
         "document.getElementById('dlq-action').textContent = ''; return null;",
@@ -370,6 +408,7 @@ async fn an_operator_sends_a_dead_letter_back_from_the_page() {
         .await;
 
     let (_console, _driver, client) = open_page(&stack).await;
+    type_token(&client, &operator_token("ops-page")).await;
     stack
         .wait_for("the dead letter on the page", || async {
             let v = page_value(
@@ -396,8 +435,7 @@ async fn an_operator_sends_a_dead_letter_back_from_the_page() {
     assert_eq!(stack.order(&order).await["status"], "PAID");
 
     // An operator's: back on its topic, applied once, the order ships.
-    let operator = orderflow_e2e::env::token_for("ops-page", &[Role::Operator]).expect("a token");
-    let said = send_back(&stack, &client, &paid, &operator).await;
+    let said = send_back(&stack, &client, &paid, &operator_token("ops-page")).await;
     assert!(said.starts_with(&format!("sent {paid} back to ")), "{said}");
     stack.wait_status(&order, "SHIPPED").await;
     let shipments = stack

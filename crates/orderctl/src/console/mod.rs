@@ -10,12 +10,16 @@
 //!   latency ([`saga`]);
 //! - the latest dead-lettered records (read from the dead-letter topics),
 //!   each with a button that sends it back ([`redrive`]): the one change
-//!   the page can make, for a bearer token with the operator role.
+//!   the page can make.
 //!
+//! Every `/api` route, reads included, needs a bearer token with the
+//! operator role ([`access`]), which the page asks for and keeps in the
+//! tab; the console does not start without the key to verify it with.
 //! The page, its script and its style are compiled into the binary: no
 //! CDN, nothing fetched at run time but this server's own JSON. It
 //! listens on 127.0.0.1 unless told otherwise.
 
+mod access;
 pub mod metrics;
 mod redrive;
 pub mod saga;
@@ -28,7 +32,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -67,8 +71,8 @@ pub struct ConsoleArgs {
     #[command(flatten)]
     pub key: KeyArgs,
     /// The Ed25519 public key (PEM) of the issuer of operators' tokens,
-    /// the services' key: with it the page can send dead letters back for
-    /// a bearer token with the operator role; without it, it cannot.
+    /// the services' key: the page's data and its button are for a bearer
+    /// token with the operator role, verified with it. Required.
     #[arg(long, env = "AUTH_PUBLIC_KEY_FILE")]
     pub auth_public_key_file: Option<std::path::PathBuf>,
     #[command(flatten)]
@@ -180,14 +184,15 @@ pub async fn run(catalog: TopicCatalog, args: &ConsoleArgs) -> anyhow::Result<Ex
             (name.to_owned(), url)
         })
         .collect();
-    let verifier = match &args.auth_public_key_file {
-        Some(path) => {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("reading --auth-public-key-file {}", path.display()))?;
-            Some(Verifier::new(&pem, &args.key.issuer, &args.key.audience)?)
-        }
-        None => None,
+    let Some(path) = &args.auth_public_key_file else {
+        anyhow::bail!(
+            "the page shows the system's data to operators only: give --auth-public-key-file \
+             (AUTH_PUBLIC_KEY_FILE), the key the services verify bearer tokens with"
+        );
     };
+    let pem = std::fs::read(path)
+        .with_context(|| format!("reading --auth-public-key-file {}", path.display()))?;
+    let verifier = Some(Verifier::new(&pem, &args.key.issuer, &args.key.audience)?);
     let console = Arc::new(Console {
         http: reqwest::Client::builder()
             .timeout(ORDER_API_TIMEOUT)
@@ -273,11 +278,21 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-async fn topology(State(c): State<Arc<Console>>) -> Json<Topology> {
-    Json(c.topology.read().await.clone())
+async fn topology(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    if let Err(refused) = access::operator(&c, &headers, "the topology") {
+        return *refused;
+    }
+    Json(c.topology.read().await.clone()).into_response()
 }
 
-async fn order_saga(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
+async fn order_saga(
+    State(c): State<Arc<Console>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(refused) = access::operator(&c, &headers, "an order's saga") {
+        return *refused;
+    }
     let Ok(id) = uuid::Uuid::parse_str(&id) else {
         return error(StatusCode::BAD_REQUEST, "the order id must be a UUID");
     };
@@ -320,7 +335,10 @@ async fn order_saga(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Re
     }
 }
 
-async fn dead_letters(State(c): State<Arc<Console>>) -> Response {
+async fn dead_letters(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
+    if let Err(refused) = access::operator(&c, &headers, "the dead letters") {
+        return *refused;
+    }
     let topics = c.dlq_topics();
     let kafka = c.kafka.clone();
     let read =
@@ -339,6 +357,7 @@ async fn dead_letters(State(c): State<Arc<Console>>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::console::access::testing::{token, verifier};
     use axum::body::Body;
     use axum::http::Request;
     use tower::ServiceExt as _;
@@ -369,8 +388,21 @@ mod tests {
     }
 
     async fn get(path: &str) -> (StatusCode, String, Option<String>) {
-        let r = router(console())
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        get_as(console(), path, None).await
+    }
+
+    /// `GET path` with `authorization` as the header's value, if any.
+    async fn get_as(
+        console: Arc<Console>,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> (StatusCode, String, Option<String>) {
+        let mut req = Request::get(path);
+        if let Some(a) = authorization {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let r = router(console)
+            .oneshot(req.body(Body::empty()).unwrap())
             .await
             .unwrap();
         let status = r.status();
@@ -419,10 +451,43 @@ mod tests {
 
     #[tokio::test]
     async fn a_saga_needs_a_uuid_and_says_when_the_order_service_is_down() {
+        let operator = format!("Bearer {}", token("ops", &[Role::Operator]));
+        let get = |path| get_as(console_with(Some(verifier())), path, Some(&operator));
         let (status, body, _) = get("/api/orders/not-a-uuid/saga").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert!(body.contains("must be a UUID"), "{body}");
         let (status, body, _) = get("/api/orders/01a24394-b902-7420-8184-3917bdac492e/saga").await;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    }
+
+    #[tokio::test]
+    async fn every_api_route_is_for_operators_only() {
+        let customer = format!("Bearer {}", token("c-1", &[Role::Customer]));
+        let operator = format!("Bearer {}", token("ops", &[Role::Operator]));
+        for path in [
+            "/api/topology",
+            "/api/dead-letters",
+            "/api/orders/01a24394-b902-7420-8184-3917bdac492e/saga",
+        ] {
+            let (status, body, _) = get_as(console_with(Some(verifier())), path, None).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+            let (status, _, _) =
+                get_as(console_with(Some(verifier())), path, Some("Bearer nope")).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+            let (status, body, _) =
+                get_as(console_with(Some(verifier())), path, Some(&customer)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+            assert!(body.contains("operator role"), "{path}: {body}");
+            let (status, body, _) = get_as(console(), path, Some(&operator)).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+        }
+        // The topology needs nothing else: an operator sees it.
+        let (status, body, _) = get_as(
+            console_with(Some(verifier())),
+            "/api/topology",
+            Some(&operator),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
 }

@@ -9,15 +9,14 @@ use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use orderflow_events::dead_letters::{originals, read_all, DeadLetter};
-use orderflow_service::auth::Claims;
-use orderflow_service::Role;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::access::operator;
 use super::{error, Console, DLQ_READ_TIMEOUT};
 use crate::audit::Recorder;
 use crate::dlq::{redrive_recorded, RedriveBy};
@@ -29,67 +28,12 @@ pub(super) struct RedriveRequest {
     event_id: String,
 }
 
-/// 401 with the challenge a bearer-token API answers with.
-fn unauthorized(message: &str, invalid: bool) -> Response {
-    let challenge = if invalid {
-        "Bearer realm=\"orderctl console\", error=\"invalid_token\""
-    } else {
-        "Bearer realm=\"orderctl console\""
-    };
-    let mut r = error(StatusCode::UNAUTHORIZED, message);
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(challenge),
-    );
-    r
-}
-
-/// The operator behind the request's bearer token, or the answer that
-/// refuses it.
-fn operator(c: &Console, headers: &HeaderMap) -> Result<Claims, Box<Response>> {
-    let Some(verifier) = &c.verifier else {
-        return Err(Box::new(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "sending dead letters back is off: start the console with --auth-public-key-file \
-             (AUTH_PUBLIC_KEY_FILE), the key the services verify tokens with",
-        )));
-    };
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
-        return Err(Box::new(unauthorized(
-            "an operator's bearer token is required",
-            false,
-        )));
-    };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| {
-            Box::new(unauthorized(
-                "the Authorization header must be `Bearer <token>`",
-                true,
-            ))
-        })?;
-    let claims = verifier
-        .verify(token)
-        .map_err(|e| Box::new(unauthorized(&format!("the token is not valid: {e}"), true)))?;
-    if !claims.roles.contains(&Role::Operator) {
-        return Err(Box::new(error(
-            StatusCode::FORBIDDEN,
-            "sending dead letters back needs the operator role",
-        )));
-    }
-    Ok(claims)
-}
-
 pub(super) async fn redrive(
     State(c): State<Arc<Console>>,
     headers: HeaderMap,
     body: Result<Json<RedriveRequest>, JsonRejection>,
 ) -> Response {
-    let claims = match operator(&c, &headers) {
+    let claims = match operator(&c, &headers, "sending dead letters back") {
         Ok(claims) => claims,
         Err(refused) => return *refused,
     };
@@ -138,35 +82,14 @@ pub(super) async fn redrive(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-    use std::time::Duration;
-
     use axum::body::Body;
-    use axum::http::Request;
+    use axum::http::{header, Request};
     use orderflow_service::auth::Verifier;
+    use orderflow_service::Role;
     use tower::ServiceExt as _;
 
     use super::*;
-    use crate::token::{KeyArgs, DEV_KEY};
-
-    fn root() -> std::path::PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-    }
-
-    fn token(sub: &str, roles: &[Role]) -> String {
-        KeyArgs {
-            key_file: root().join(DEV_KEY),
-            issuer: "orderflow".into(),
-            audience: "orderflow".into(),
-        }
-        .mint(sub, roles, Duration::from_secs(60))
-        .expect("a token")
-    }
-
-    fn verifier() -> Verifier {
-        let public = std::fs::read(root().join("deploy/dev-keys/jwt-dev.pub.pem")).expect("pub");
-        Verifier::new(&public, "orderflow", "orderflow").expect("verifier")
-    }
+    use crate::console::access::testing::{token, verifier};
 
     /// POSTs `body` with `token` to a console whose broker is unreachable
     /// (every refusal happens before the broker is asked).

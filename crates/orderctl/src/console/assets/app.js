@@ -13,10 +13,20 @@ function el(tag, attrs = {}, text) {
   return e;
 }
 
+// The operator token lives in this tab's sessionStorage only; every /api
+// call carries it (the page shows nothing without one).
+const tokenField = document.getElementById("operator-token");
+tokenField.value = sessionStorage.getItem("operatorToken") || "";
+const operatorToken = () => tokenField.value.trim();
+
+class NoToken extends Error {}
+
 async function getJson(url) {
-  const r = await fetch(url, { headers: { Accept: "application/json" } });
+  const token = operatorToken();
+  if (!token) throw new NoToken("paste an operator's token above to see it");
+  const r = await fetch(url, { headers: { Accept: "application/json", Authorization: `Bearer ${token}` } });
   const body = await r.json().catch(() => ({}));
-  if (!r.ok) throw new Error(body.error || `${url}: HTTP ${r.status}`);
+  if (!r.ok) throw new Error(`HTTP ${r.status}: ${body.error || url}`);
   return body;
 }
 
@@ -201,10 +211,13 @@ async function refreshDeadLetters() {
   }
 }
 
-// The operator token lives in this tab's sessionStorage only.
-const tokenField = document.getElementById("operator-token");
-tokenField.value = sessionStorage.getItem("operatorToken") || "";
-tokenField.addEventListener("input", () => sessionStorage.setItem("operatorToken", tokenField.value.trim()));
+// A new token shows what it may see at once.
+tokenField.addEventListener("input", () => {
+  sessionStorage.setItem("operatorToken", operatorToken());
+  if (!operatorToken()) return;
+  refreshTopology();
+  refreshDeadLetters();
+});
 document.getElementById("token-form").addEventListener("submit", (ev) => ev.preventDefault());
 
 async function sendBack(eventId) {
@@ -212,7 +225,7 @@ async function sendBack(eventId) {
   status.classList.remove("bad");
   status.textContent = `sending ${eventId} back…`;
   const headers = { "Content-Type": "application/json" };
-  const token = tokenField.value.trim();
+  const token = operatorToken();
   if (token) headers.Authorization = `Bearer ${token}`;
   try {
     const r = await fetch("/api/dead-letters/redrive", { method: "POST", headers, body: JSON.stringify({ eventId }) });
