@@ -8,6 +8,13 @@
 //! another host. Without `PIPELINING` every command waits for its reply.
 //!
 //! Plain TCP only (no STARTTLS, no SMTPS); `AUTH PLAIN` or `AUTH LOGIN`.
+//!
+//! Why not `lettre`'s transport, which the service used before: it waits
+//! for the reply to every command. Measured in one sitting (2026-11-24,
+//! `docs/benchmarks.md`, "SMTP pipelining"): 4.2–4.3 ms per e-mail with
+//! this client against 4.8–5.4 ms with lettre at 500 orders/s on
+//! loopback, the same CPU; against a relay on another host it saves two
+//! round trips per e-mail.
 
 use std::fmt;
 use std::net::SocketAddr;
