@@ -1,7 +1,9 @@
 //! Who may do what on the broker: one principal per service, each allowed
 //! to write only the stream it owns (and the dead-letter topics of what it
 //! reads) and to read only the streams it consumes, plus the schema
-//! registry's and a read-only `reader` for consumers outside orderflow.
+//! registry's, a read-only `reader` for consumers outside orderflow, and
+//! `console` for the event-flow page (`orderctl console`): it reads the
+//! dead letters and sends them back.
 //!
 //! This table is the one place the broker's ACLs come from:
 //! `orderctl acls` renders it as `kafka-acls.sh` commands
@@ -147,6 +149,12 @@ pub const SCHEMA_REGISTRY: &str = "schema-registry";
 /// Read-only principal for consumers outside orderflow (any group).
 pub const READER: &str = "reader";
 
+/// The event-flow page's principal (`orderctl console`): it reads every
+/// dead-letter topic (without a consumer group) and sends a dead letter
+/// back to the stream it came from, recording that on `audit-events`. It
+/// reads no stream and joins no group.
+pub const CONSOLE: &str = "console";
+
 /// What kind of resource an ACL is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Resource {
@@ -245,6 +253,18 @@ pub fn acls(catalog: &TopicCatalog, prefix: &str) -> Vec<Acl> {
         ));
     }
     out.push(Acl::new(READER, Resource::Group, "*", &["Read"]));
+    for stream in Stream::ALL {
+        let topic = catalog.topic(stream);
+        out.push(Acl::new(
+            CONSOLE,
+            Resource::Topic,
+            &catalog.dlq_topic(topic),
+            &["Read"],
+        ));
+        // A redrive puts the record back on its stream; the audit record of
+        // it goes to audit-events, one of these.
+        out.push(Acl::new(CONSOLE, Resource::Topic, topic, &["Write"]));
+    }
     out
 }
 
@@ -340,10 +360,13 @@ mod tests {
 
     #[test]
     fn every_event_is_written_by_the_one_service_whose_stream_it_is() {
-        // Each service owns a different stream, and nobody else may write
-        // it: a forged event of another service's stream is refused. The
-        // audit trail is the exception: every service whose callers act
-        // writes it, and no service reads it.
+        // Each service owns a different stream, and no other service may
+        // write it: a forged event of another service's stream is refused.
+        // The audit trail is the exception: every service whose callers act
+        // writes it, and no service reads it. Besides the owners, only the
+        // event-flow page's `console` writes a stream: it sends dead
+        // letters back where they came from (for an operator's token, and
+        // recorded on the audit trail).
         let rules = rules();
         let c = TopicCatalog::default();
         for t in EventType::ALL {
@@ -361,8 +384,9 @@ mod tests {
                     stream => s.owns == stream,
                 })
                 .map(|s| s.principal)
+                .chain([CONSOLE])
                 .collect();
-            assert!(!owners.is_empty(), "{t} has no writer");
+            assert!(owners.len() > 1, "{t} has no writer");
             assert_eq!(writers, owners, "{t}");
             assert!(
                 SERVICES
@@ -406,6 +430,29 @@ mod tests {
             allowed(&rules, SCHEMA_REGISTRY, "Write"),
             BTreeSet::from([(Resource::Topic, "_schemas".to_owned())])
         );
+    }
+
+    #[test]
+    fn the_console_reads_only_dead_letters_and_writes_only_the_streams() {
+        let c = TopicCatalog::default();
+        let rules = acls(&c, "");
+        let dlqs: BTreeSet<(Resource, String)> = Stream::ALL
+            .iter()
+            .map(|&s| (Resource::Topic, c.dlq_topic(c.topic(s))))
+            .collect();
+        let streams: BTreeSet<(Resource, String)> = Stream::ALL
+            .iter()
+            .map(|&s| (Resource::Topic, c.topic(s).to_owned()))
+            .collect();
+        assert_eq!(allowed(&rules, CONSOLE, "Read"), dlqs);
+        assert_eq!(allowed(&rules, CONSOLE, "Write"), streams);
+        assert!(streams.contains(&(Resource::Topic, "audit-events".to_owned())));
+        let others: Vec<&Acl> = rules
+            .iter()
+            .filter(|r| r.principal == CONSOLE)
+            .filter(|r| r.resource != Resource::Topic || r.prefixed)
+            .collect();
+        assert!(others.is_empty(), "no group, no prefix: {others:?}");
     }
 
     #[test]
