@@ -284,13 +284,19 @@ async fn handle<T: for<'de> Deserialize<'de>>(
             String::from_utf8_lossy(&bytes)
         )));
     }
-    let (error_code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+    let (error_code, mut message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
         Ok(b) => (b.error_code, b.message),
         Err(_) => (
             i64::from(status.as_u16()),
             String::from_utf8_lossy(&bytes).into_owned(),
         ),
     };
+    if status.as_u16() == 401 {
+        message.push_str(
+            " (the registry wants a user: SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO=user:password, \
+             or http://user:password@host:port as its URL)",
+        );
+    }
     Err(RegistryError::Rejected {
         url: url.to_owned(),
         status: status.as_u16(),
