@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::consumer::dlq_headers as h;
 use crate::kafka::KafkaConfig;
-use crate::reader::{read_to_end, LoggedRecord};
+use crate::reader::{read_to_end, LogReader, LoggedRecord, Start};
 
 /// One dead-lettered record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -92,6 +92,37 @@ pub fn read_all(
 ) -> Result<Vec<DeadLetter>, String> {
     let records = read_to_end(cfg, topics, "the dead letters", timeout)?;
     Ok(records.into_iter().map(DeadLetter::from).collect())
+}
+
+/// The newest dead letters of `topics`: up to `per_partition` from the
+/// end of each partition, newest first, at most `limit` of them, and how
+/// many records the topics hold in all. Its cost depends on `per_partition`
+/// and the number of partitions, not on how many dead letters there are
+/// (for the event-flow page, which asks every few seconds). Blocking.
+pub fn read_latest(
+    cfg: &KafkaConfig,
+    topics: &[String],
+    per_partition: u32,
+    limit: usize,
+    timeout: Duration,
+) -> Result<(u64, Vec<DeadLetter>), String> {
+    let reader = LogReader::open(cfg, topics, Start::Last(per_partition), timeout)?;
+    let total = reader.held();
+    let mut letters = Vec::new();
+    reader.for_each("the latest dead letters", timeout, |r| {
+        letters.push(DeadLetter::from(r));
+        Ok(())
+    })?;
+    letters.sort_by(|a, b| {
+        (b.timestamp, &b.dlq_topic, b.partition, b.offset).cmp(&(
+            a.timestamp,
+            &a.dlq_topic,
+            a.partition,
+            a.offset,
+        ))
+    });
+    letters.truncate(limit);
+    Ok((total, letters))
 }
 
 impl From<LoggedRecord> for DeadLetter {

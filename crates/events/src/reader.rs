@@ -47,6 +47,9 @@ pub enum Start {
     Beginning,
     /// The first record whose timestamp is at or after this time.
     Timestamp(DateTime<Utc>),
+    /// The last this many offsets of each partition: a read whose cost does
+    /// not grow with the topic.
+    Last(u32),
 }
 
 /// The offsets `start..end` of one partition a read covers.
@@ -60,6 +63,9 @@ pub struct PartitionRange {
     pub start: i64,
     /// The partition's end when the read started.
     pub end: i64,
+    /// The oldest offset the broker had then (`start`, unless the read
+    /// starts later).
+    pub oldest: i64,
 }
 
 /// A read of chosen topics from a [`Start`] to the end they had when it
@@ -101,7 +107,13 @@ impl LogReader {
                 partition,
                 start: lo,
                 end: hi,
+                oldest: lo,
             });
+        }
+        if let Start::Last(n) = start {
+            for r in &mut ranges {
+                r.start = (r.end - i64::from(n)).max(r.start);
+            }
         }
         if let Start::Timestamp(at) = start {
             let mut query = TopicPartitionList::new();
@@ -142,6 +154,16 @@ impl LogReader {
     /// Each partition's range, by topic and partition.
     pub fn ranges(&self) -> &[PartitionRange] {
         &self.ranges
+    }
+
+    /// How many offsets the partitions held when the read started, from
+    /// their oldest (records, unless some were deleted), whatever part of
+    /// them the read covers.
+    pub fn held(&self) -> u64 {
+        self.ranges
+            .iter()
+            .map(|r| u64::try_from(r.end - r.oldest).unwrap_or(0))
+            .sum()
     }
 
     /// How many offsets the ranges span (records, unless some were

@@ -12,6 +12,7 @@
 mod batching;
 mod broker_outage;
 mod broker_wake;
+mod dlq_tail;
 mod duplicates;
 mod helpers;
 mod lanes;
