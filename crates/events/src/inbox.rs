@@ -1,6 +1,13 @@
 //! The inbox: which events a consumer group has applied. A row is written in
 //! the same transaction as the handler's effect, so an event redelivered by
 //! Kafka (or replayed) is recognised and skipped.
+//!
+//! A row is needed while a copy of its event can still reach the group: as
+//! long as its topic keeps records (a consumer group moved back reads them
+//! again), and a while longer for a dead letter of the same event sent back
+//! late by `orderctl dlq redrive` (a dead-letter topic keeps its records as
+//! long as its source). [`prune`] deletes the rows older than their topic's
+//! retention plus a margin; rows of a topic kept forever stay forever.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -107,4 +114,57 @@ pub async fn forget(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Deletes the inbox rows of `topic` written more than `keep` ago, in
+/// batches of `batch` rows (each its own statement, so no long lock);
+/// returns how many were deleted.
+pub async fn prune_topic(
+    pool: &sqlx::PgPool,
+    topic: &str,
+    keep: std::time::Duration,
+    batch: i64,
+) -> Result<u64, sqlx::Error> {
+    let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
+    let mut deleted = 0;
+    loop {
+        let done = sqlx::query(
+            "DELETE FROM inbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM inbox \
+             WHERE topic = $1 AND processed_at < now() - make_interval(secs => $2::float8 / 1000) \
+             LIMIT $3))",
+        )
+        .bind(topic)
+        .bind(keep_ms as f64)
+        .bind(batch)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        deleted += done;
+        if done < u64::try_from(batch).unwrap_or(0) {
+            return Ok(deleted);
+        }
+    }
+}
+
+/// [`prune_topic`] for every stream topic of `catalog` that does not keep
+/// its records forever, each keeping its retention plus `margin`; returns
+/// the rows deleted per topic (topics with none left out).
+pub async fn prune(
+    pool: &sqlx::PgPool,
+    catalog: &crate::TopicCatalog,
+    margin: std::time::Duration,
+) -> Result<Vec<(String, u64)>, sqlx::Error> {
+    let mut out = Vec::new();
+    for stream in crate::Stream::ALL {
+        let spec = catalog.spec(stream);
+        let Ok(retention_ms) = u64::try_from(spec.retention_ms) else {
+            continue; // -1: kept forever, so are its rows
+        };
+        let keep = std::time::Duration::from_millis(retention_ms) + margin;
+        let n = prune_topic(pool, &spec.name, keep, 10_000).await?;
+        if n > 0 {
+            out.push((spec.name.clone(), n));
+        }
+    }
+    Ok(out)
 }

@@ -162,6 +162,18 @@ pub struct CommonConfig {
     #[arg(long, env = "HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub http_request_timeout: Duration,
 
+    /// How often the inbox's old rows are deleted (`off`: never): a row
+    /// older than its topic's retention plus `INBOX_RETENTION_MARGIN` can
+    /// no longer meet a copy of its event (see `orderflow_events::inbox`).
+    #[arg(long, env = "INBOX_PRUNE_INTERVAL", default_value = "1h", value_parser = parse_interval_or_off)]
+    pub inbox_prune_interval: PruneInterval,
+
+    /// How much longer than its topic's retention an inbox row is kept: the
+    /// time a dead letter of the same event may reach its dead-letter topic
+    /// after the row was written, and still be sent back.
+    #[arg(long, env = "INBOX_RETENTION_MARGIN", default_value = "7d", value_parser = parse_duration)]
+    pub inbox_retention_margin: Duration,
+
     /// Most HTTP requests handled at once; one more is answered at once
     /// with 503 `overloaded` and `Retry-After`, instead of queueing without
     /// bound.
@@ -260,9 +272,39 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// How often the inbox is pruned; `None`: never (`INBOX_PRUNE_INTERVAL=off`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneInterval(pub Option<Duration>);
+
+/// A duration as [`parse_duration`] takes it, or `off` for none.
+pub fn parse_interval_or_off(s: &str) -> Result<PruneInterval, String> {
+    match s.trim() {
+        "off" => Ok(PruneInterval(None)),
+        other => parse_duration(other)
+            .map(|d| PruneInterval(Some(d)))
+            .map_err(|e| format!("{e} (or `off`)")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_inbox_is_pruned_hourly_unless_told_otherwise() {
+        let c = config(&[]).expect("defaults");
+        assert_eq!(c.inbox_prune_interval.0, Some(Duration::from_secs(3600)));
+        assert_eq!(c.inbox_retention_margin, Duration::from_secs(7 * 86_400));
+        let c = config(&["--inbox-prune-interval", "off"]).expect("off");
+        assert_eq!(c.inbox_prune_interval.0, None);
+        let c = config(&["--inbox-prune-interval", "10m"]).expect("10m");
+        assert_eq!(c.inbox_prune_interval.0, Some(Duration::from_secs(600)));
+        for bad in ["0", "never", ""] {
+            let e = config(&["--inbox-prune-interval", bad]).expect_err(bad);
+            assert!(e.to_string().contains("off"), "{bad}: {e}");
+        }
+        assert!(config(&["--inbox-retention-margin", "0s"]).is_err());
+    }
 
     #[test]
     fn durations_parse_with_units() {

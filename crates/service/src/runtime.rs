@@ -285,6 +285,14 @@ where
     for (name, task) in parts.tasks {
         tasks.spawn(async move { (name, task.await) });
     }
+    if let Some(every) = config.inbox_prune_interval.0 {
+        let (pool, catalog, token) = (pool.clone(), ctx.catalog.clone(), shutdown.clone());
+        let margin = config.inbox_retention_margin;
+        tasks.spawn(async move {
+            prune_inbox(pool, catalog, every, margin, token).await;
+            ("inbox pruner", Ok(()))
+        });
+    }
 
     let mut failure: Option<anyhow::Error> = None;
     // Until shutdown is requested, any task ending is a failure. Checked
@@ -374,4 +382,33 @@ async fn signal_listener(token: CancellationToken) {
     }
     tracing::info!("shutdown signal received");
     token.cancel();
+}
+
+/// Deletes the inbox rows that can no longer meet a copy of their event
+/// ([`orderflow_events::inbox::prune`]): a minute after the start, then
+/// every `every`, until shutdown. A failure is logged and tried again at
+/// the next round: nothing depends on it but the table's size.
+async fn prune_inbox(
+    pool: sqlx::PgPool,
+    catalog: TopicCatalog,
+    every: std::time::Duration,
+    margin: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let mut wait = every.min(std::time::Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = every;
+        match orderflow_events::inbox::prune(&pool, &catalog, margin).await {
+            Ok(pruned) => {
+                for (topic, rows) in pruned {
+                    tracing::info!(%topic, rows, "pruned inbox rows past the topic's retention");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "pruning the inbox failed; trying again later"),
+        }
+    }
 }

@@ -15,6 +15,7 @@ mod broker_wake;
 mod dlq_tail;
 mod duplicates;
 mod helpers;
+mod inbox_prune;
 mod lanes;
 mod offsets;
 mod outbox_failed;
