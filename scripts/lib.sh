@@ -79,7 +79,10 @@ start_bg() {
   local name="$1" logfile="$2" workdir="$3"
   shift 3
   mkdir -p "$(dirname "$logfile")" "$workdir"
-  printf '\n===== %s: starting %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >>"$logfile"
+  # The command line, with the passwords of URLs in it (the registry's
+  # users, the databases' roles) replaced by ***.
+  printf '\n===== %s: starting %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+    "$(sed -E 's#(://[^:/@ ]+):[^@ ]*@#\1:***@#g' <<<"$*")" >>"$logfile"
   (cd "$workdir" && exec "$@") >>"$logfile" 2>&1 </dev/null &
   LAST_PID=$!
   ORDERFLOW_PIDS+=("$LAST_PID")
