@@ -119,8 +119,11 @@ impl RegistryClient {
 
     /// Sends `user_info` (`user:password`, Confluent's
     /// `basic.auth.user.info`) as HTTP Basic authentication, instead of
-    /// credentials given in the URL.
-    pub fn with_user_info(mut self, user_info: &str) -> Result<Self, RegistryError> {
+    /// credentials given in the URL; `None` changes nothing.
+    pub fn with_user_info(mut self, user_info: Option<&str>) -> Result<Self, RegistryError> {
+        let Some(user_info) = user_info else {
+            return Ok(self);
+        };
         let (user, password) =
             user_info
                 .split_once(':')
@@ -340,11 +343,11 @@ mod tests {
         assert!(!format!("{c:?}").contains("p@ss"));
         let plain = RegistryClient::new("http://127.0.0.1:8081").expect("valid");
         assert_eq!(plain.user(), None);
-        let c = plain.with_user_info("ci:a:b").expect("user:password");
+        let c = plain.with_user_info(Some("ci:a:b")).expect("user:password");
         assert_eq!(c.auth, Some(("ci".into(), "a:b".into())));
         assert!(RegistryClient::new("http://127.0.0.1:8081")
             .expect("valid")
-            .with_user_info("no-colon")
+            .with_user_info(Some("no-colon"))
             .is_err());
         let e = RegistryClient::new("ftp://u:secret@host/").expect_err("scheme");
         assert!(!e.to_string().contains("secret"), "{e}");

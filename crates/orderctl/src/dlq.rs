@@ -62,11 +62,8 @@ pub struct Registry {
 impl Registry {
     /// A client of this registry, with its credentials.
     pub fn client(&self) -> anyhow::Result<RegistryClient> {
-        let client = RegistryClient::new(&self.registry_url)?;
-        Ok(match &self.registry_user_info {
-            Some(info) => client.with_user_info(info)?,
-            None => client,
-        })
+        Ok(RegistryClient::new(&self.registry_url)?
+            .with_user_info(self.registry_user_info.as_deref())?)
     }
 
     /// An Avro codec on this registry; `register` lets it register the

@@ -193,13 +193,10 @@ where
     let mut kafka = KafkaConfig::from_env(spec.source);
     kafka.bootstrap_servers = config.kafka_bootstrap_servers.clone();
     let catalog = TopicCatalog::from_env().context("invalid topic configuration")?;
-    let mut registry =
-        RegistryClient::new(&config.schema_registry_url).context("invalid SCHEMA_REGISTRY_URL")?;
-    if let Some(info) = &config.schema_registry_user_info {
-        registry = registry
-            .with_user_info(info)
-            .context("invalid SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO")?;
-    }
+    let registry = RegistryClient::new(&config.schema_registry_url)
+        .context("invalid SCHEMA_REGISTRY_URL")?
+        .with_user_info(config.schema_registry_user_info.as_deref())
+        .context("invalid SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO")?;
     let codec = Arc::new(
         AvroCodec::new(registry.clone(), config.schema_auto_register)
             .context("loading the schemas")?,

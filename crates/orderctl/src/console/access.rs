@@ -3,7 +3,11 @@
 //! theirs with (`--auth-public-key-file`). The page and its assets carry no
 //! data and are served to anyone.
 
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::Response;
 use orderflow_service::auth::Claims;
 use orderflow_service::Role;
@@ -25,25 +29,39 @@ fn unauthorized(message: &str, invalid: bool) -> Response {
     r
 }
 
+/// The middleware in front of every `/api` route: lets a request through
+/// with its operator's [`Claims`] in its extensions, or answers 503 (no
+/// key to verify with), 401 or 403 without running the handler.
+pub(super) async fn require_operator(
+    State(c): State<Arc<Console>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    match operator(&c, req.headers()) {
+        Ok(claims) => {
+            req.extensions_mut().insert(claims);
+            next.run(req).await
+        }
+        Err(refused) => *refused,
+    }
+}
+
 /// The operator behind the request's bearer token, or the answer that
-/// refuses `what` (e.g. "sending dead letters back").
-pub(super) fn operator(
-    c: &Console,
-    headers: &HeaderMap,
-    what: &str,
-) -> Result<Claims, Box<Response>> {
+/// refuses the request.
+fn operator(c: &Console, headers: &HeaderMap) -> Result<Claims, Box<Response>> {
+    const WHAT: &str = "the event-flow page's API";
     let Some(verifier) = &c.verifier else {
         return Err(Box::new(error(
             StatusCode::SERVICE_UNAVAILABLE,
             &format!(
-                "{what} is off: start the console with --auth-public-key-file \
+                "{WHAT} is off: start the console with --auth-public-key-file \
                  (AUTH_PUBLIC_KEY_FILE), the key the services verify tokens with"
             ),
         )));
     };
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(Box::new(unauthorized(
-            &format!("{what} needs an operator's bearer token"),
+            &format!("{WHAT} needs an operator's bearer token"),
             false,
         )));
     };
@@ -65,7 +83,7 @@ pub(super) fn operator(
     if !claims.roles.contains(&Role::Operator) {
         return Err(Box::new(error(
             StatusCode::FORBIDDEN,
-            &format!("{what} needs the operator role"),
+            &format!("{WHAT} needs the operator role"),
         )));
     }
     Ok(claims)

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -245,12 +245,23 @@ fn router(console: Arc<Console>) -> Router {
         )
         // A page without an icon: the browser's request gets an empty answer.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .merge(api(console.clone()))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
+        .with_state(console)
+}
+
+/// The page's data and its one action, each for an operator only
+/// ([`access::require_operator`] runs before every handler).
+fn api(console: Arc<Console>) -> Router<Arc<Console>> {
+    Router::new()
         .route("/api/topology", get(topology))
         .route("/api/orders/{id}/saga", get(order_saga))
         .route("/api/dead-letters", get(dead_letters))
         .route("/api/dead-letters/redrive", post(redrive::redrive))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
-        .with_state(console)
+        .route_layer(axum::middleware::from_fn_with_state(
+            console,
+            access::require_operator,
+        ))
 }
 
 const INDEX_HTML: &str = include_str!("assets/index.html");
@@ -278,21 +289,11 @@ fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-async fn topology(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    if let Err(refused) = access::operator(&c, &headers, "the topology") {
-        return *refused;
-    }
-    Json(c.topology.read().await.clone()).into_response()
+async fn topology(State(c): State<Arc<Console>>) -> Json<Topology> {
+    Json(c.topology.read().await.clone())
 }
 
-async fn order_saga(
-    State(c): State<Arc<Console>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    if let Err(refused) = access::operator(&c, &headers, "an order's saga") {
-        return *refused;
-    }
+async fn order_saga(State(c): State<Arc<Console>>, Path(id): Path<String>) -> Response {
     let Ok(id) = uuid::Uuid::parse_str(&id) else {
         return error(StatusCode::BAD_REQUEST, "the order id must be a UUID");
     };
@@ -335,10 +336,7 @@ async fn order_saga(
     }
 }
 
-async fn dead_letters(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    if let Err(refused) = access::operator(&c, &headers, "the dead letters") {
-        return *refused;
-    }
+async fn dead_letters(State(c): State<Arc<Console>>) -> Response {
     let topics = c.dlq_topics();
     let kafka = c.kafka.clone();
     // The tail of each partition only: the page asks every 15 s, and a

@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use orderflow_events::dead_letters::{originals, read_all, DeadLetter};
+use orderflow_service::auth::Claims;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::access::operator;
 use super::{error, Console, DLQ_READ_TIMEOUT};
 use crate::audit::Recorder;
 use crate::dlq::{redrive_recorded, RedriveBy};
@@ -28,15 +28,13 @@ pub(super) struct RedriveRequest {
     event_id: String,
 }
 
+/// Sends the dead letters of one event back, for the operator whose token
+/// [`require_operator`](super::access::require_operator) let through.
 pub(super) async fn redrive(
     State(c): State<Arc<Console>>,
-    headers: HeaderMap,
+    Extension(claims): Extension<Claims>,
     body: Result<Json<RedriveRequest>, JsonRejection>,
 ) -> Response {
-    let claims = match operator(&c, &headers, "sending dead letters back") {
-        Ok(claims) => claims,
-        Err(refused) => return *refused,
-    };
     let request = match body {
         Ok(Json(r)) => r,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
