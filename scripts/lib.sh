@@ -81,8 +81,7 @@ start_bg() {
   mkdir -p "$(dirname "$logfile")" "$workdir"
   # The command line, with the passwords of URLs in it (the registry's
   # users, the databases' roles) replaced by ***.
-  printf '\n===== %s: starting %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-    "$(sed -E 's#(://[^:/@ ]+):[^@ ]*@#\1:***@#g' <<<"$*")" >>"$logfile"
+  printf '\n===== %s: starting %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(redact_url "$*")" >>"$logfile"
   (cd "$workdir" && exec "$@") >>"$logfile" 2>&1 </dev/null &
   LAST_PID=$!
   ORDERFLOW_PIDS+=("$LAST_PID")
@@ -650,9 +649,23 @@ registry_url_as() {
   echo "http://$user:$password@127.0.0.1:$port"
 }
 
-# redact_url URL: URL with the password of its credentials replaced by ***.
+# redact_url TEXT: TEXT with the password of every URL's credentials in it
+# replaced by ***.
 redact_url() {
-  sed -E 's#^([a-z]+://[^:/@]+):[^@]*@#\1:***@#' <<<"$1"
+  sed -E 's#(://[^:/@ ]+):[^@ ]*@#\1:***@#g' <<<"$1"
+}
+
+# start_registry_with_users PORT DB_NAME LOGFILE USERS_FILE: start_registry
+# with the users of USERS_FILE (made by ensure_registry_users if missing), and
+# export SCHEMA_REGISTRY_URL as its admin (orderctl, the tests) and
+# ORDERFLOW_SERVICES_REGISTRY_URL as its read-only user (the services).
+start_registry_with_users() {
+  local port="$1" db="$2" logfile="$3" users="$4"
+  ensure_registry_users "$users"
+  start_registry "$port" "$db" "$logfile" "$users"
+  SCHEMA_REGISTRY_URL="$(registry_url_as "$users" orderflow-admin "$port")"
+  ORDERFLOW_SERVICES_REGISTRY_URL="$(registry_url_as "$users" orderflow-service "$port")"
+  export SCHEMA_REGISTRY_URL ORDERFLOW_SERVICES_REGISTRY_URL
 }
 
 # start_registry PORT DB_NAME LOGFILE [USERS_FILE]: run $BIN_DIR/schema-registry
@@ -711,11 +724,7 @@ start_test_infra() {
     # the admin user (credentials in the URL), the services the read-only
     # one (ORDERFLOW_SERVICES_REGISTRY_URL).
     rm -f "$log_dir/registry-users.properties"
-    ensure_registry_users "$log_dir/registry-users.properties"
-    start_registry "$registry_port" "$registry_db" "$log_dir/schema-registry.log" "$log_dir/registry-users.properties"
-    SCHEMA_REGISTRY_URL="$(registry_url_as "$log_dir/registry-users.properties" orderflow-admin "$registry_port")"
-    ORDERFLOW_SERVICES_REGISTRY_URL="$(registry_url_as "$log_dir/registry-users.properties" orderflow-service "$registry_port")"
-    export SCHEMA_REGISTRY_URL ORDERFLOW_SERVICES_REGISTRY_URL
+    start_registry_with_users "$registry_port" "$registry_db" "$log_dir/schema-registry.log" "$log_dir/registry-users.properties"
   fi
   export ORDERFLOW_TEST_DATABASE_URL="$ORDERFLOW_PG_URL"
   provision_kafka
