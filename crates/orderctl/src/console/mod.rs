@@ -75,6 +75,10 @@ pub struct ConsoleArgs {
     /// token with the operator role, verified with it. Required.
     #[arg(long, env = "AUTH_PUBLIC_KEY_FILE")]
     pub auth_public_key_file: Option<std::path::PathBuf>,
+    /// The same key as PEM text, or the base64 line of its PEM (instead of
+    /// a file), as the services take it, e.g. from their ConfigMap.
+    #[arg(long, env = "AUTH_PUBLIC_KEY", conflicts_with = "auth_public_key_file")]
+    pub auth_public_key: Option<String>,
     #[command(flatten)]
     pub broker: Broker,
     /// Where the audit records of redrives are encoded.
@@ -184,14 +188,16 @@ pub async fn run(catalog: TopicCatalog, args: &ConsoleArgs) -> anyhow::Result<Ex
             (name.to_owned(), url)
         })
         .collect();
-    let Some(path) = &args.auth_public_key_file else {
-        anyhow::bail!(
+    let pem = match (&args.auth_public_key, &args.auth_public_key_file) {
+        (Some(text), _) => text.clone().into_bytes(),
+        (None, Some(path)) => std::fs::read(path)
+            .with_context(|| format!("reading --auth-public-key-file {}", path.display()))?,
+        (None, None) => anyhow::bail!(
             "the page shows the system's data to operators only: give --auth-public-key-file \
-             (AUTH_PUBLIC_KEY_FILE), the key the services verify bearer tokens with"
-        );
+             (AUTH_PUBLIC_KEY_FILE) or --auth-public-key (AUTH_PUBLIC_KEY), the key the \
+             services verify bearer tokens with"
+        ),
     };
-    let pem = std::fs::read(path)
-        .with_context(|| format!("reading --auth-public-key-file {}", path.display()))?;
     let verifier = Some(Verifier::new(&pem, &args.key.issuer, &args.key.audience)?);
     let console = Arc::new(Console {
         http: reqwest::Client::builder()
@@ -245,6 +251,9 @@ fn router(console: Arc<Console>) -> Router {
         )
         // A page without an icon: the browser's request gets an empty answer.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        // For a container's probes: the server answers. It says nothing of
+        // the system, so it needs no token.
+        .route("/health/live", get(|| async { "ok" }))
         .merge(api(console.clone()))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
         .with_state(console)
@@ -452,6 +461,13 @@ mod tests {
             "nothing loaded from elsewhere"
         );
         assert_eq!(get("/nope").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn the_liveness_probe_answers_without_a_token_and_says_nothing_of_the_system() {
+        let (status, body, _) = get("/health/live").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, "ok");
     }
 
     #[tokio::test]
