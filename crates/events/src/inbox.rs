@@ -32,16 +32,16 @@ pub async fn try_record(
     event_type: &str,
     origin: &Origin,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "INSERT INTO inbox (consumer_group, event_id, event_type, topic, kafka_partition, kafka_offset) \
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        group,
+        event_id,
+        event_type,
+        &origin.topic,
+        origin.partition,
+        origin.offset
     )
-    .bind(group)
-    .bind(event_id)
-    .bind(event_type)
-    .bind(&origin.topic)
-    .bind(origin.partition)
-    .bind(origin.offset)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -81,17 +81,17 @@ pub async fn record_new(
     if ids.is_empty() {
         return Ok(std::collections::HashSet::new());
     }
-    let fresh: Vec<Uuid> = sqlx::query_scalar(
+    let fresh: Vec<Uuid> = sqlx::query_scalar!(
         "INSERT INTO inbox (consumer_group, event_id, event_type, topic, kafka_partition, kafka_offset) \
          SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::int4[], $6::int8[]) \
          ON CONFLICT DO NOTHING RETURNING event_id",
+        group,
+        &ids,
+        &types as &[&str],
+        &topics as &[&str],
+        &partitions,
+        &offsets
     )
-    .bind(group)
-    .bind(&ids)
-    .bind(&types)
-    .bind(&topics)
-    .bind(&partitions)
-    .bind(&offsets)
     .fetch_all(conn)
     .await?;
     Ok(fresh.into_iter().collect())
@@ -107,12 +107,14 @@ pub async fn forget(
     if event_ids.is_empty() {
         return Ok(());
     }
-    sqlx::query("DELETE FROM inbox WHERE consumer_group = $1 AND event_id = ANY($2)")
-        .bind(group)
-        .bind(event_ids)
-        .persistent(false)
-        .execute(conn)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM inbox WHERE consumer_group = $1 AND event_id = ANY($2)",
+        group,
+        event_ids
+    )
+    .persistent(false)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -128,14 +130,14 @@ pub async fn prune_topic(
     let keep_ms = i64::try_from(keep.as_millis()).unwrap_or(i64::MAX);
     let mut deleted = 0;
     loop {
-        let done = sqlx::query(
+        let done = sqlx::query!(
             "DELETE FROM inbox WHERE ctid = ANY(ARRAY(SELECT ctid FROM inbox \
              WHERE topic = $1 AND processed_at < now() - make_interval(secs => $2::float8 / 1000) \
              LIMIT $3))",
+            topic,
+            keep_ms as f64,
+            batch
         )
-        .bind(topic)
-        .bind(keep_ms as f64)
-        .bind(batch)
         .execute(pool)
         .await?
         .rows_affected();

@@ -45,8 +45,8 @@ pub async fn enqueue(
 }
 
 /// Outbox rows to write as part of a larger statement, so a state change
-/// and its events take one round trip: put [`Rows::cte`] in the statement's
-/// `WITH` and bind the rows with [`Rows::bind`] where its parameters are.
+/// and its events take one round trip: [`query_queueing!`] puts them in the
+/// statement's `WITH` as parameters `$1` to `$6`.
 #[derive(Debug, Default)]
 pub struct Rows {
     event_ids: Vec<uuid::Uuid>,
@@ -56,9 +56,6 @@ pub struct Rows {
     envelopes: Vec<serde_json::Value>,
     headers: Vec<serde_json::Value>,
 }
-
-/// Parameters [`Rows::cte`] takes.
-pub const ROWS_PARAMS: usize = 6;
 
 impl Rows {
     /// Adds `envelope` keyed by `key`, as [`enqueue`] would.
@@ -98,61 +95,96 @@ impl Rows {
         &self.event_ids
     }
 
-    /// `name AS (INSERT INTO outbox …)`: a `WITH` item inserting the rows
-    /// bound as parameters `$first` to `$first + 5` ([`ROWS_PARAMS`]), in
-    /// order. With no rows it inserts nothing.
-    pub fn cte(name: &str, first: usize) -> String {
-        Self::cte_when(name, first, "true")
-    }
-
-    /// As [`Rows::cte`], inserting the rows only when the SQL `condition`
-    /// holds (e.g. `EXISTS (SELECT 1 FROM created)` after another `WITH`
-    /// item that may insert nothing). The condition may name the row's
-    /// columns as `e.event_id`, `e.event_type`, `e.topic`,
-    /// `e.partition_key`, `e.envelope` and `e.headers`, e.g.
-    /// `e.partition_key IN (SELECT order_id FROM created)`.
-    pub fn cte_when(name: &str, first: usize, condition: &str) -> String {
-        let p: Vec<String> = (first..first + ROWS_PARAMS)
-            .map(|i| format!("${i}"))
-            .collect();
-        format!(
-            "{name} AS (INSERT INTO outbox (event_id, event_type, topic, partition_key, envelope, headers) \
-             SELECT * FROM unnest({}::uuid[], {}::text[], {}::text[], {}::text[], {}::jsonb[], {}::jsonb[]) \
-             AS e(event_id, event_type, topic, partition_key, envelope, headers) WHERE {condition})",
-            p[0], p[1], p[2], p[3], p[4], p[5]
+    /// The rows' columns, in the order [`query_queueing!`] binds them as
+    /// `$1` to `$6`: event ids, event types, topics, keys, envelopes,
+    /// headers.
+    #[allow(clippy::type_complexity)]
+    pub fn columns(
+        &self,
+    ) -> (
+        &[uuid::Uuid],
+        &[&'static str],
+        &[String],
+        &[String],
+        &[serde_json::Value],
+        &[serde_json::Value],
+    ) {
+        (
+            &self.event_ids,
+            &self.event_types,
+            &self.topics,
+            &self.keys,
+            &self.envelopes,
+            &self.headers,
         )
     }
 
     /// Writes the rows to the outbox on their own (one statement).
     pub async fn insert(&self, conn: &mut PgConnection) -> Result<(), OutboxError> {
-        static SQL: std::sync::LazyLock<String> =
-            std::sync::LazyLock::new(|| format!("WITH {} SELECT 1", Rows::cte("queued", 1)));
-        self.bind(sqlx::query(SQL.as_str()))
+        crate::query_queueing!(when: "true", then: "SELECT", rows: self)
             .execute(&mut *conn)
             .await?;
         Ok(())
-    }
-
-    /// Binds the rows as the next [`ROWS_PARAMS`] parameters of `query`.
-    pub fn bind<'q>(
-        &'q self,
-        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        query
-            .bind(&self.event_ids)
-            .bind(&self.event_types)
-            .bind(&self.topics)
-            .bind(&self.keys)
-            .bind(&self.envelopes)
-            .bind(&self.headers)
     }
 }
 
 /// Number of events not yet published, and the age in seconds of the oldest.
 pub async fn backlog(conn: &mut PgConnection) -> Result<(i64, f64), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) FROM outbox",
+    let r = sqlx::query!(
+        r#"SELECT count(*) AS "count!",
+             COALESCE(EXTRACT(EPOCH FROM now() - min(created_at))::float8, 0) AS "age!"
+           FROM outbox"#
     )
     .fetch_one(conn)
-    .await
+    .await?;
+    Ok((r.count, r.age))
+}
+
+/// `sqlx::query!` of a statement that changes state and queues [`Rows`] in
+/// the same round trip, checked at compile time against the caller's
+/// database like any other `query!` (its data in the caller's `.sqlx/`).
+///
+/// ```ignore
+/// orderflow_events::query_queueing!(
+///     with: "paid AS (INSERT INTO payments … VALUES ($7, $8) … RETURNING order_id)",
+///     when: "e.partition_key IN (SELECT order_id FROM paid)",
+///     then: "SELECT order_id AS \"order_id!\" FROM paid",
+///     rows: &events,
+///     order_id, amount,
+/// )
+/// ```
+///
+/// The statement is `WITH <with>, queued AS (INSERT INTO outbox … WHERE
+/// <when>) <then>` (`with:` may be left out): `with` holds the statement's
+/// own `WITH` items, `when`
+/// says which rows are queued (it may name `e.event_id`, `e.event_type`,
+/// `e.topic`, `e.partition_key`, `e.envelope`, `e.headers` and the `with`
+/// items; `true` for all), and `then` is the final statement. The rows are
+/// parameters `$1` to `$6`; the statement's own arguments follow `rows`
+/// and are numbered from `$7`. Each of `with`, `when` and `then` must be a
+/// string literal (the macro needs the whole statement as text).
+#[macro_export]
+macro_rules! query_queueing {
+    (with: $with:tt, when: $when:tt, then: $then:tt, rows: $rows:expr $(, $arg:expr)* $(,)?) => {
+        $crate::query_queueing!(@sql ("WITH " + $with + ", "), $when, $then, $rows, [$(, $arg)*])
+    };
+    (when: $when:tt, then: $then:tt, rows: $rows:expr $(, $arg:expr)* $(,)?) => {
+        $crate::query_queueing!(@sql ("WITH "), $when, $then, $rows, [$(, $arg)*])
+    };
+    (@sql ($($head:tt)+), $when:tt, $then:tt, $rows:expr, [$($arg:tt)*]) => {{
+        let (ids, types, topics, keys, envelopes, headers) = $crate::outbox::Rows::columns($rows);
+        ::sqlx::query!(
+            $($head)+ + "queued AS (INSERT INTO outbox \
+             (event_id, event_type, topic, partition_key, envelope, headers) \
+             SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[]) \
+             AS e(event_id, event_type, topic, partition_key, envelope, headers) WHERE " + $when + ") " + $then,
+            ids,
+            types as &[&str],
+            topics,
+            keys,
+            envelopes,
+            headers
+            $($arg)*
+        )
+    }};
 }

@@ -13,6 +13,8 @@ pub type Applied = (i64, Vec<u8>, bool);
 /// Fails, naming what is wrong, unless every up migration of `migrators`
 /// is applied, successfully and with the same contents.
 pub async fn verify(pool: &PgPool, migrators: &[&Migrator]) -> anyhow::Result<()> {
+    // Not `query_as!`: `_sqlx_migrations` is sqlx's own table, which a
+    // database may not have yet (the error below).
     let applied: Vec<Applied> =
         match sqlx::query_as("SELECT version, checksum, success FROM _sqlx_migrations")
             .fetch_all(pool)

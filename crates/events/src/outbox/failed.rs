@@ -32,9 +32,10 @@ pub struct FailedRow {
 
 /// Every set-aside row, oldest first.
 pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<FailedRow>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        FailedRow,
         "SELECT id, event_id, event_type, topic, partition_key, created_at, failed_at, reason \
-         FROM outbox_failed ORDER BY id",
+         FROM outbox_failed ORDER BY id"
     )
     .fetch_all(conn)
     .await
@@ -45,6 +46,8 @@ pub async fn list(conn: &mut PgConnection) -> sqlx::Result<Vec<FailedRow>> {
 /// event ids moved. An event already back in the outbox is not added twice.
 /// A row that still cannot be encoded is set aside again by the relay.
 pub async fn retry(conn: &mut PgConnection, ids: Option<&[i64]>) -> sqlx::Result<Vec<Uuid>> {
+    // Not `query!`: planned on every call (`persistent(false)`), which
+    // sqlx's checked queries with a result cannot do.
     sqlx::query_scalar(
         "WITH moved AS (DELETE FROM outbox_failed WHERE $1::int8[] IS NULL OR id = ANY($1) \
            RETURNING id, event_id, event_type, topic, partition_key, envelope, headers, created_at) \

@@ -215,8 +215,7 @@ impl Relay {
 
     async fn try_lead(&self) -> Option<PoolConnection<Postgres>> {
         let mut conn = self.pool.acquire().await.ok()?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-            .bind(LEADER_LOCK)
+        let got = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "got!""#, LEADER_LOCK)
             .fetch_one(&mut *conn)
             .await
             .ok()?;

@@ -118,7 +118,8 @@ impl Relay {
         // Rows in flight are skipped by id, not by a cursor: a row whose
         // transaction committed late has a lower id than rows already sent
         // and must not wait until the pipeline drains. Planned on every call
-        // so the planner sees the array (a hashed lookup, not a scan of it).
+        // so the planner sees the array (a hashed lookup, not a scan of it):
+        // not `query!`, whose statements with a result are always prepared.
         let rows = sqlx::query(
             "SELECT id, event_id, topic, partition_key, envelope, headers FROM outbox \
              WHERE id <> ALL($2) ORDER BY id LIMIT $1",
@@ -236,20 +237,19 @@ impl Relay {
         // deletion, or the next attempt would insert it into outbox_failed
         // again and fail on its primary key, forever.
         for (id, reason) in broken.iter().filter(|(id, _)| done.contains(id)) {
-            sqlx::query(
+            sqlx::query!(
                 "INSERT INTO outbox_failed (id, event_id, event_type, topic, partition_key, envelope, headers, created_at, reason) \
                  SELECT id, event_id, event_type, topic, partition_key, envelope, headers, created_at, $2 FROM outbox WHERE id = $1",
+                id,
+                reason
             )
-            .bind(id)
-            .bind(reason)
             .execute(&mut *tx)
             .await?;
         }
         // Planned on every call: a generic plan for `= ANY($1)` made while
         // the outbox was nearly empty scans the whole table.
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+        sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", &done)
             .persistent(false)
-            .bind(&done)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -2,13 +2,12 @@
 //! connection, so the caller owns the transaction.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use orderflow_events::events::StockLine;
 use orderflow_events::outbox;
 use serde::Serialize;
 use sqlx::types::Json;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 use crate::domain::ledger::{Held, Writes};
 use crate::domain::reservation::Status;
@@ -49,10 +48,14 @@ pub async fn stock_for_update(
     conn: &mut PgConnection,
     sku: &str,
 ) -> sqlx::Result<Option<StockLevel>> {
-    sqlx::query_as("SELECT sku, available, reserved, shipped, price, currency FROM stock WHERE sku = $1 FOR UPDATE")
-        .bind(sku)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as!(
+        StockLevel,
+        "SELECT sku, available, reserved, shipped, price, currency FROM stock WHERE sku = $1 \
+         FOR UPDATE",
+        sku
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// Adds `delta` (signed) to the units available of `sku` in one statement,
@@ -66,26 +69,28 @@ pub async fn adjust_available(
     max: i32,
 ) -> sqlx::Result<Option<StockLevel>> {
     if delta >= 0 {
-        sqlx::query_as(
-            "INSERT INTO stock (sku, available) SELECT $1, $2 WHERE $2 <= $3 \
+        sqlx::query_as!(
+            StockLevel,
+            "INSERT INTO stock (sku, available) SELECT $1, $2::int WHERE $2::int <= $3::int \
              ON CONFLICT (sku) DO UPDATE SET available = stock.available + EXCLUDED.available, \
              updated_at = now() \
-             WHERE stock.available::bigint + EXCLUDED.available <= $3 \
+             WHERE stock.available::bigint + EXCLUDED.available <= $3::int \
              RETURNING sku, available, reserved, shipped, price, currency",
+            sku,
+            delta,
+            max
         )
-        .bind(sku)
-        .bind(delta)
-        .bind(max)
         .fetch_optional(conn)
         .await
     } else {
-        sqlx::query_as(
+        sqlx::query_as!(
+            StockLevel,
             "UPDATE stock SET available = available + $2, updated_at = now() \
              WHERE sku = $1 AND available + $2 >= 0 \
              RETURNING sku, available, reserved, shipped, price, currency",
+            sku,
+            delta
         )
-        .bind(sku)
-        .bind(delta)
         .fetch_optional(conn)
         .await
     }
@@ -93,10 +98,11 @@ pub async fn adjust_available(
 
 /// The stock of `sku`, if the SKU is known.
 pub async fn stock(conn: &mut PgConnection, sku: &str) -> sqlx::Result<Option<StockLevel>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        StockLevel,
         "SELECT sku, available, reserved, shipped, price, currency FROM stock WHERE sku = $1",
+        sku
     )
-    .bind(sku)
     .fetch_optional(conn)
     .await
 }
@@ -110,17 +116,18 @@ pub async fn set_available(
     available: i32,
     price: Option<(i64, &str)>,
 ) -> sqlx::Result<StockLevel> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        StockLevel,
         "INSERT INTO stock (sku, available, price, currency) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, \
          price = COALESCE(EXCLUDED.price, stock.price), \
          currency = COALESCE(EXCLUDED.currency, stock.currency), updated_at = now() \
          RETURNING sku, available, reserved, shipped, price, currency",
+        sku,
+        available,
+        price.map(|(amount, _)| amount),
+        price.map(|(_, currency)| currency)
     )
-    .bind(sku)
-    .bind(available)
-    .bind(price.map(|(amount, _)| amount))
-    .bind(price.map(|(_, currency)| currency))
     .fetch_one(conn)
     .await
 }
@@ -132,6 +139,8 @@ pub async fn lock_stock(
     conn: &mut PgConnection,
     skus: &[String],
 ) -> sqlx::Result<HashMap<String, i32>> {
+    // Not `query!`: planned on every call (`persistent(false)`), which sqlx's
+    // checked queries cannot do (they are always prepared and cached).
     let rows: Vec<(String, i32)> = sqlx::query_as(
         "SELECT sku, available FROM stock WHERE sku = ANY($1) ORDER BY sku FOR UPDATE",
     )
@@ -150,6 +159,8 @@ pub async fn lock_reservations(
     order_ids: &[&str],
 ) -> sqlx::Result<Vec<(String, Held)>> {
     type Row = (String, String, Json<Vec<StockLine>>, Option<String>);
+    // Not `query!`: planned on every call (`persistent(false)`), which sqlx's
+    // checked queries cannot do (they are always prepared and cached).
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT order_id, status, items, reason FROM reservations \
          WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE",
@@ -187,27 +198,6 @@ pub async fn write_batch(
     writes: Writes,
     events: outbox::Rows,
 ) -> sqlx::Result<()> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH created AS (\
-               INSERT INTO reservations (order_id, status, items, reason) \
-               SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[])), \
-             settled AS (\
-               UPDATE reservations r SET status = u.status, reason = u.reason, updated_at = now() \
-               FROM unnest($5::text[], $6::text[], $7::text[]) AS u(order_id, status, reason) \
-               WHERE r.order_id = u.order_id), \
-             moved AS (\
-               UPDATE stock SET available = stock.available + m.available, \
-                 reserved = stock.reserved + m.reserved, shipped = stock.shipped + m.shipped, \
-                 updated_at = now() \
-               FROM unnest($8::text[], $9::int[], $10::int[], $11::int[]) \
-                 AS m(sku, available, reserved, shipped) \
-               WHERE stock.sku = m.sku RETURNING stock.sku), \
-             {} \
-             SELECT count(*) FROM moved",
-            outbox::Rows::cte("queued", 12)
-        )
-    });
     let (mut ids, mut statuses, mut items, mut reasons) = (vec![], vec![], vec![], vec![]);
     for (id, held) in writes.created {
         ids.push(id);
@@ -233,25 +223,39 @@ pub async fn write_batch(
         shipped.push(units(sku, d.shipped)?);
         skus.push(sku.as_str());
     }
-    let moved: i64 = events
-        .bind(
-            sqlx::query(SQL.as_str())
-                .bind(&ids)
-                .bind(&statuses)
-                .bind(&items)
-                .bind(&reasons)
-                .bind(&s_ids)
-                .bind(&s_statuses)
-                .bind(&s_reasons)
-                .bind(&skus)
-                .bind(&available)
-                .bind(&reserved)
-                .bind(&shipped),
-        )
-        .persistent(false)
-        .try_map(|row: sqlx::postgres::PgRow| row.try_get(0))
-        .fetch_one(conn)
-        .await?;
+    let moved: i64 = orderflow_events::query_queueing!(
+        with: "created AS (\
+                 INSERT INTO reservations (order_id, status, items, reason) \
+                 SELECT * FROM unnest($7::text[], $8::text[], $9::jsonb[], $10::text[])), \
+               settled AS (\
+                 UPDATE reservations r SET status = u.status, reason = u.reason, updated_at = now() \
+                 FROM unnest($11::text[], $12::text[], $13::text[]) AS u(order_id, status, reason) \
+                 WHERE r.order_id = u.order_id), \
+               moved AS (\
+                 UPDATE stock SET available = stock.available + m.available, \
+                   reserved = stock.reserved + m.reserved, shipped = stock.shipped + m.shipped, \
+                   updated_at = now() \
+                 FROM unnest($14::text[], $15::int[], $16::int[], $17::int[]) \
+                   AS m(sku, available, reserved, shipped) \
+                 WHERE stock.sku = m.sku RETURNING stock.sku)",
+        when: "true",
+        then: "SELECT count(*) AS \"moved!\" FROM moved",
+        rows: &events,
+        &ids,
+        &statuses as &[&str],
+        &items,
+        &reasons as &[Option<String>],
+        &s_ids,
+        &s_statuses as &[&str],
+        &s_reasons as &[Option<String>],
+        &skus as &[&str],
+        &available,
+        &reserved,
+        &shipped,
+    )
+    .fetch_one(conn)
+    .await?
+    .moved;
     // The rows are locked, so a missing one means the stock row is gone.
     if usize::try_from(moved).ok() == Some(skus.len()) {
         Ok(())

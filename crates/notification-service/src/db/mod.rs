@@ -2,7 +2,6 @@
 //! caller owns the transaction.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use orderflow_events::outbox;
@@ -20,12 +19,12 @@ const ORDER_LOCK_CLASS: i32 = 0x4e4f_5449; // "NOTI"
 /// different partitions see each other's row. The locks are taken in one
 /// order (by hash), so two batches never wait for each other in a circle.
 pub async fn lock_orders(conn: &mut PgConnection, order_ids: &[&str]) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "SELECT pg_advisory_xact_lock($1, h) FROM \
          (SELECT DISTINCT hashtext(o) AS h FROM unnest($2::text[]) AS o ORDER BY h) AS locks",
+        ORDER_LOCK_CLASS,
+        order_ids as &[&str]
     )
-    .bind(ORDER_LOCK_CLASS)
-    .bind(order_ids)
     .execute(conn)
     .await?;
     Ok(())
@@ -38,6 +37,8 @@ pub async fn kinds(
     conn: &mut PgConnection,
     order_ids: &[&str],
 ) -> Result<HashMap<String, Vec<Kind>>, sqlx::Error> {
+    // Not `query!`: planned on every call (`persistent(false)`), which sqlx's
+    // checked queries cannot do (they are always prepared and cached).
     let rows: Vec<(String, String)> =
         sqlx::query_as("SELECT order_id, kind FROM notifications WHERE order_id = ANY($1)")
             .persistent(false)
@@ -104,18 +105,6 @@ pub async fn insert(
     notifications: &[NewNotification<'_>],
     events: &outbox::Rows,
 ) -> Result<(), sqlx::Error> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH recorded AS (\
-               INSERT INTO notifications (id, order_id, kind, recipient, subject, status, error, \
-               message_id, cause_event_id) \
-               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                 $6::text[], $7::text[], $8::text[], $9::uuid[])), \
-             {} \
-             SELECT 1",
-            outbox::Rows::cte("queued", 10)
-        )
-    });
     if notifications.is_empty() {
         return Ok(());
     }
@@ -125,27 +114,30 @@ pub async fn insert(
     ) -> Vec<&'a str> {
         notifications.iter().map(f).collect()
     }
-    let q = sqlx::query(SQL.as_str())
-        .bind(notifications.iter().map(|n| n.id).collect::<Vec<_>>())
-        .bind(column(notifications, |n| n.order_id))
-        .bind(column(notifications, |n| n.kind.as_str()))
-        .bind(column(notifications, |n| n.recipient))
-        .bind(column(notifications, |n| n.subject))
-        .bind(column(notifications, |n| n.status.as_str()))
-        .bind(
-            notifications
-                .iter()
-                .map(|n| n.error.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(column(notifications, |n| n.message_id))
-        .bind(
-            notifications
-                .iter()
-                .map(|n| n.cause_event_id)
-                .collect::<Vec<_>>(),
-        );
-    events.bind(q).execute(conn).await?;
+    let ids: Vec<Uuid> = notifications.iter().map(|n| n.id).collect();
+    let errors: Vec<Option<&str>> = notifications.iter().map(|n| n.error.as_deref()).collect();
+    let causes: Vec<Uuid> = notifications.iter().map(|n| n.cause_event_id).collect();
+    orderflow_events::query_queueing!(
+        with: "recorded AS (\
+               INSERT INTO notifications (id, order_id, kind, recipient, subject, status, error, \
+               message_id, cause_event_id) \
+               SELECT * FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[], $11::text[], \
+                 $12::text[], $13::text[], $14::text[], $15::uuid[]))",
+        when: "true",
+        then: "SELECT 1 AS one",
+        rows: events,
+        &ids,
+        &column(notifications, |n| n.order_id) as &[&str],
+        &column(notifications, |n| n.kind.as_str()) as &[&str],
+        &column(notifications, |n| n.recipient) as &[&str],
+        &column(notifications, |n| n.subject) as &[&str],
+        &column(notifications, |n| n.status.as_str()) as &[&str],
+        &errors as &[Option<&str>],
+        &column(notifications, |n| n.message_id) as &[&str],
+        &causes,
+    )
+    .fetch_one(conn)
+    .await?;
     Ok(())
 }
 
@@ -172,31 +164,31 @@ pub struct Notification {
     pub created_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str =
-    "id, order_id, kind, recipient, subject, status, error, message_id, created_at";
-
 /// An order's notifications, oldest first.
 pub async fn for_order(
     conn: &mut PgConnection,
     order_id: &str,
     limit: i64,
 ) -> Result<Vec<Notification>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM notifications WHERE order_id = $1 \
-         ORDER BY created_at, id LIMIT $2"
-    ))
-    .bind(order_id)
-    .bind(limit)
+    sqlx::query_as!(
+        Notification,
+        "SELECT id, order_id, kind, recipient, subject, status, error, message_id, created_at \
+         FROM notifications WHERE order_id = $1 ORDER BY created_at, id LIMIT $2",
+        order_id,
+        limit
+    )
     .fetch_all(conn)
     .await
 }
 
 /// The latest notifications, newest first.
 pub async fn latest(conn: &mut PgConnection, limit: i64) -> Result<Vec<Notification>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM notifications ORDER BY created_at DESC, id DESC LIMIT $1"
-    ))
-    .bind(limit)
+    sqlx::query_as!(
+        Notification,
+        "SELECT id, order_id, kind, recipient, subject, status, error, message_id, created_at \
+         FROM notifications ORDER BY created_at DESC, id DESC LIMIT $1",
+        limit
+    )
     .fetch_all(conn)
     .await
 }

@@ -21,28 +21,27 @@ pub async fn admission(
     key: Option<&str>,
     skus: &[String],
 ) -> Result<Admission, sqlx::Error> {
-    #[allow(clippy::type_complexity)]
-    let (existing, unknown_skus, known, amounts, currencies): (
-        Option<Uuid>,
-        Vec<String>,
-        Vec<String>,
-        Vec<Option<i64>>,
-        Vec<Option<String>>,
-    ) = sqlx::query_as(
-        "SELECT (SELECT id FROM orders WHERE idempotency_key = $1), \
-         ARRAY(SELECT s.sku FROM unnest($2::text[]) WITH ORDINALITY AS s (sku, n) \
-               WHERE NOT EXISTS (SELECT 1 FROM catalog c WHERE c.sku = s.sku) ORDER BY s.n), \
-         ARRAY(SELECT c.sku FROM catalog c WHERE c.sku = ANY($2) ORDER BY c.sku), \
-         ARRAY(SELECT c.price FROM catalog c WHERE c.sku = ANY($2) ORDER BY c.sku), \
-         ARRAY(SELECT c.currency FROM catalog c WHERE c.sku = ANY($2) ORDER BY c.sku)",
+    let row = sqlx::query!(
+        r#"SELECT (SELECT id FROM orders WHERE idempotency_key = $1) AS existing,
+         ARRAY(SELECT s.sku FROM unnest($2::text[]) WITH ORDINALITY AS s (sku, n)
+               WHERE NOT EXISTS (SELECT 1 FROM catalog c WHERE c.sku = s.sku) ORDER BY s.n)
+           AS "unknown!: Vec<String>",
+         ARRAY(SELECT c.sku FROM catalog c WHERE c.sku = ANY($2) ORDER BY c.sku)
+           AS "known!: Vec<String>",
+         ARRAY(SELECT c.price FROM catalog c WHERE c.sku = ANY($2) ORDER BY c.sku)
+           AS "amounts!: Vec<Option<i64>>",
+         ARRAY(SELECT c.currency FROM catalog c WHERE c.sku = ANY($2) ORDER BY c.sku)
+           AS "currencies!: Vec<Option<String>>""#,
+        key,
+        skus
     )
-    .bind(key)
-    .bind(skus)
     .fetch_one(conn)
     .await?;
-    let prices = known
+    let (existing, unknown_skus) = (row.existing, row.unknown);
+    let prices = row
+        .known
         .into_iter()
-        .zip(amounts.into_iter().zip(currencies))
+        .zip(row.amounts.into_iter().zip(row.currencies))
         .map(|(sku, (amount, currency))| (sku, amount.zip(currency)))
         .collect();
     Ok(Admission {
@@ -68,10 +67,13 @@ pub async fn catalog_entry(
     conn: &mut PgConnection,
     sku: &str,
 ) -> Result<Option<CatalogEntry>, sqlx::Error> {
-    sqlx::query_as("SELECT available, price, currency FROM catalog WHERE sku = $1")
-        .bind(sku)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as!(
+        CatalogEntry,
+        "SELECT available, price, currency FROM catalog WHERE sku = $1",
+        sku
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// Records `sku` as of an `InventoryAdjusted` of `adjusted_at` (its
@@ -83,19 +85,19 @@ pub async fn upsert_catalog(
     entry: &CatalogEntry,
     adjusted_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO catalog (sku, available, price, currency, adjusted_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, now()) \
          ON CONFLICT (sku) DO UPDATE SET available = EXCLUDED.available, \
          price = EXCLUDED.price, currency = EXCLUDED.currency, \
          adjusted_at = EXCLUDED.adjusted_at, updated_at = now() \
          WHERE catalog.adjusted_at <= EXCLUDED.adjusted_at",
+        sku,
+        entry.available,
+        entry.price,
+        entry.currency.as_deref(),
+        adjusted_at
     )
-    .bind(sku)
-    .bind(entry.available)
-    .bind(entry.price)
-    .bind(&entry.currency)
-    .bind(adjusted_at)
     .execute(conn)
     .await?;
     Ok(())

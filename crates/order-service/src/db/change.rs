@@ -151,9 +151,15 @@ impl<'a> Change<'a> {
     /// The saved orders must be locked by the caller's transaction. Planned
     /// on every call ([`UNNAMED`]).
     pub async fn write(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!(
-                "WITH {}, \
+        if self.timeline.event_ids.is_empty() && self.saved.ids.is_empty() {
+            return Ok(());
+        }
+        let (t, s) = (&self.timeline, &self.saved);
+        orderflow_events::query_queueing!(
+            with: "timeline AS (INSERT INTO order_timeline (event_id, order_id, event_type, source, \
+                   correlation_id, causation_id, occurred_at) \
+                   SELECT * FROM unnest($7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], \
+                   $12::uuid[], $13::timestamptz[]) ON CONFLICT (event_id) DO NOTHING), \
                  saved AS (UPDATE orders o SET status = u.status, reason = u.reason, \
                    reason_code = u.reason_code, reserved = u.reserved, paid = u.paid, \
                    payment_id = u.payment_id, shipping_created = u.shipping_created, \
@@ -161,42 +167,45 @@ impl<'a> Change<'a> {
                    dispatched = u.dispatched, delivered = u.delivered, \
                    updated_at = u.updated_at, deadline_at = u.deadline_at, stalled_at = NULL, \
                    cancel_from = u.cancel_from \
-                   FROM unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::bool[], \
-                     $13::bool[], $14::text[], $15::bool[], $16::text[], $17::bool[], \
-                     $18::bool[], $19::bool[], $20::timestamptz[], $21::timestamptz[], \
-                     $22::text[]) \
+                   FROM unnest($14::uuid[], $15::text[], $16::text[], $17::text[], $18::bool[], \
+                     $19::bool[], $20::text[], $21::bool[], $22::text[], $23::bool[], \
+                     $24::bool[], $25::bool[], $26::timestamptz[], $27::timestamptz[], \
+                     $28::text[]) \
                    AS u (id, status, reason, reason_code, reserved, paid, payment_id, \
                      shipping_created, tracking_number, notified, dispatched, delivered, \
                      updated_at, deadline_at, cancel_from) \
-                   WHERE o.id = u.id), \
-                 {} SELECT 1",
-                TimelineRows::cte("true"),
-                outbox::Rows::cte("queued", 23)
-            )
-        });
-        if self.timeline.event_ids.is_empty() && self.saved.ids.is_empty() {
-            return Ok(());
-        }
-        let s = &self.saved;
-        let q = self
-            .timeline
-            .bind(sqlx::query(SQL.as_str()).persistent(UNNAMED))
-            .bind(&s.ids)
-            .bind(&s.statuses)
-            .bind(&s.reasons)
-            .bind(&s.reason_codes)
-            .bind(&s.reserved)
-            .bind(&s.paid)
-            .bind(&s.payment_ids)
-            .bind(&s.shipping_created)
-            .bind(&s.tracking_numbers)
-            .bind(&s.notified)
-            .bind(&s.dispatched)
-            .bind(&s.delivered)
-            .bind(&s.updated_at)
-            .bind(&s.deadline_at)
-            .bind(&s.cancel_from);
-        self.events.bind(q).execute(conn).await?;
+                   WHERE o.id = u.id)",
+            when: "true",
+            // No columns: a statement without a result can be planned on
+            // every call (`persistent(UNNAMED)`).
+            then: "SELECT",
+            rows: &self.events,
+            &t.event_ids,
+            &t.order_ids,
+            &t.event_types as &[&str],
+            &t.sources,
+            &t.correlation_ids,
+            &t.causation_ids as &[Option<Uuid>],
+            &t.occurred_at,
+            &s.ids,
+            &s.statuses as &[&str],
+            &s.reasons as &[Option<String>],
+            &s.reason_codes as &[Option<String>],
+            &s.reserved,
+            &s.paid,
+            &s.payment_ids as &[Option<String>],
+            &s.shipping_created,
+            &s.tracking_numbers as &[Option<String>],
+            &s.notified,
+            &s.dispatched,
+            &s.delivered,
+            &s.updated_at,
+            &s.deadline_at,
+            &s.cancel_from as &[Option<String>],
+        )
+        .persistent(UNNAMED)
+        .execute(conn)
+        .await?;
         Ok(())
     }
 }

@@ -86,42 +86,53 @@ impl NewOrder {
     /// `false` when another order already holds its idempotency key
     /// (nothing is written then).
     pub async fn insert(&self, conn: &mut PgConnection) -> Result<bool, StoreError> {
-        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!(
-                "WITH created AS (INSERT INTO orders (id, status, reason, reason_code, customer_id, \
+        let o = &self.order;
+        let t = &self.timeline;
+        let created = orderflow_events::query_queueing!(
+            with: "created AS (INSERT INTO orders (id, status, reason, reason_code, customer_id, \
                    email, currency, items, total, shipping_address, payment_token, payment_method_id, \
                    metadata, idempotency_key, request_hash, created_at, updated_at, deadline_at) \
-                   VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
-                   $23, $24, $25) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
-                 {}, {} SELECT count(*) FROM created",
-                // The timeline row needs the order: it only goes in with it.
-                TimelineRows::cte("EXISTS (SELECT 1 FROM created)"),
-                outbox::Rows::cte_when("queued", 26, "EXISTS (SELECT 1 FROM created)")
-            )
-        });
-        let o = &self.order;
-        let q = self
-            .timeline
-            .bind(sqlx::query(SQL.as_str()))
-            .bind(o.id)
-            .bind(o.status.as_str())
-            .bind(&o.reason)
-            .bind(&o.reason_code)
-            .bind(&o.customer_id)
-            .bind(&o.email)
-            .bind(&o.currency)
-            .bind(&o.items)
-            .bind(o.total)
-            .bind(&o.shipping_address)
-            .bind(&o.payment_token)
-            .bind(&o.payment_method_id)
-            .bind(&o.metadata)
-            .bind(&o.idempotency_key)
-            .bind(&o.request_hash)
-            .bind(o.created_at)
-            .bind(o.updated_at)
-            .bind(o.deadline_at);
-        let row = self.events.bind(q).fetch_one(conn).await?;
-        Ok(sqlx::Row::try_get::<i64, _>(&row, 0)? == 1)
+                   VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, \
+                   $29, $30, $31) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
+                 timeline AS (INSERT INTO order_timeline (event_id, order_id, event_type, source, \
+                   correlation_id, causation_id, occurred_at) \
+                   SELECT * FROM unnest($7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], \
+                   $12::uuid[], $13::timestamptz[]) \
+                   WHERE EXISTS (SELECT 1 FROM created) ON CONFLICT (event_id) DO NOTHING)",
+            // The timeline row and the event need the order: they only go
+            // in with it.
+            when: "EXISTS (SELECT 1 FROM created)",
+            then: "SELECT count(*) AS \"created!\" FROM created",
+            rows: &self.events,
+            &t.event_ids,
+            &t.order_ids,
+            &t.event_types as &[&str],
+            &t.sources,
+            &t.correlation_ids,
+            &t.causation_ids as &[Option<Uuid>],
+            &t.occurred_at,
+            o.id,
+            o.status.as_str(),
+            o.reason.as_deref(),
+            o.reason_code.as_deref(),
+            &o.customer_id,
+            &o.email,
+            &o.currency,
+            &o.items as _,
+            o.total,
+            &o.shipping_address as _,
+            o.payment_token.as_deref(),
+            o.payment_method_id.as_deref(),
+            &o.metadata as _,
+            o.idempotency_key.as_deref(),
+            o.request_hash.as_deref(),
+            o.created_at,
+            o.updated_at,
+            o.deadline_at,
+        )
+        .fetch_one(conn)
+        .await?
+        .created;
+        Ok(created == 1)
     }
 }

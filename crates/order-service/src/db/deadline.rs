@@ -11,24 +11,26 @@ pub async fn mark_stalled(
     now: DateTime<Utc>,
     next_deadline: DateTime<Utc>,
 ) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "UPDATE orders SET stalled_at = COALESCE(stalled_at, $2), deadline_at = $3 \
-         WHERE id = $1 RETURNING stalled_at = $2",
+    sqlx::query_scalar!(
+        r#"UPDATE orders SET stalled_at = COALESCE(stalled_at, $2), deadline_at = $3
+           WHERE id = $1 RETURNING stalled_at = $2 AS "newly!""#,
+        id,
+        now,
+        next_deadline
     )
-    .bind(id)
-    .bind(now)
-    .bind(next_deadline)
     .fetch_one(conn)
     .await
 }
 
 /// Stalled sagas by the status they are stuck in.
 pub async fn stalled_by_status(conn: &mut PgConnection) -> Result<Vec<(String, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT status, count(*) FROM orders WHERE stalled_at IS NOT NULL GROUP BY status",
+    let rows = sqlx::query!(
+        r#"SELECT status, count(*) AS "count!" FROM orders WHERE stalled_at IS NOT NULL
+           GROUP BY status"#
     )
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.status, r.count)).collect())
 }
 
 /// Open orders whose deadline passed before `now`, locked, skipping rows

@@ -7,6 +7,10 @@
 //! A row is a function of its record alone (no "projected at" time), so a
 //! journal rebuilt from the log equals the live one, and writing a row
 //! twice keeps the first: a replay repeated changes nothing.
+//!
+//! Its statements are runtime `sqlx::query*`, not `query!`: they name the
+//! table a rebuild chose ([`Table`]) at run time, and [`swap`] renames the
+//! tables under them.
 
 use chrono::{DateTime, Utc};
 use orderflow_events::inbox::Origin;

@@ -192,6 +192,10 @@ impl OrderRow {
     }
 }
 
+// The statements that read whole `OrderRow`s are runtime `query_as`, not
+// `query_as!`: the row's `status` decodes through `try_from`, which the
+// checked macros do not apply.
+
 /// The order `id`, locked `FOR UPDATE` when `lock`.
 pub async fn fetch_order(
     conn: &mut PgConnection,
@@ -245,17 +249,6 @@ struct TimelineRows {
 }
 
 impl TimelineRows {
-    /// A `WITH` item adding the rows bound as `$1` to `$7` when the SQL
-    /// `condition` holds (an event already there is left alone).
-    fn cte(condition: &str) -> String {
-        format!(
-            "timeline AS (INSERT INTO order_timeline (event_id, order_id, event_type, source, \
-             correlation_id, causation_id, occurred_at) \
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
-             $6::uuid[], $7::timestamptz[]) WHERE {condition} ON CONFLICT (event_id) DO NOTHING)"
-        )
-    }
-
     fn push(&mut self, order_id: Uuid, envelope: &Envelope) {
         self.event_ids.push(envelope.event_id);
         self.order_ids.push(order_id);
@@ -264,18 +257,5 @@ impl TimelineRows {
         self.correlation_ids.push(envelope.correlation_id.clone());
         self.causation_ids.push(envelope.causation_id);
         self.occurred_at.push(envelope.timestamp);
-    }
-
-    fn bind<'q>(
-        &'q self,
-        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        q.bind(&self.event_ids)
-            .bind(&self.order_ids)
-            .bind(&self.event_types)
-            .bind(&self.sources)
-            .bind(&self.correlation_ids)
-            .bind(&self.causation_ids)
-            .bind(&self.occurred_at)
     }
 }

@@ -7,11 +7,12 @@ pub async fn timeline(
     conn: &mut PgConnection,
     order_id: Uuid,
 ) -> Result<Vec<TimelineEntry>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        TimelineEntry,
         "SELECT event_id, seq, event_type, source, correlation_id, causation_id, occurred_at \
          FROM order_timeline WHERE order_id = $1 ORDER BY seq",
+        order_id
     )
-    .bind(order_id)
     .fetch_all(conn)
     .await
 }
@@ -21,10 +22,10 @@ pub async fn last_event_id(
     conn: &mut PgConnection,
     order_id: Uuid,
 ) -> Result<Option<Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT event_id FROM order_timeline WHERE order_id = $1 ORDER BY seq DESC LIMIT 1",
+        order_id
     )
-    .bind(order_id)
     .fetch_optional(conn)
     .await
 }

@@ -14,13 +14,13 @@ pub async fn insert_method(
     customer_id: &str,
     token: &str,
 ) -> sqlx::Result<DateTime<Utc>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO payment_methods (id, customer_id, token) VALUES ($1, $2, $3) \
          RETURNING created_at",
+        id,
+        customer_id,
+        token
     )
-    .bind(id)
-    .bind(customer_id)
-    .bind(token)
     .fetch_one(conn)
     .await
 }
@@ -34,6 +34,8 @@ pub async fn find_methods(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
+    // Not `query!`: planned on every call (`persistent(false)`), which sqlx's
+    // checked queries cannot do (they are always prepared and cached).
     let rows: Vec<(String, String, String)> =
         sqlx::query_as("SELECT id, customer_id, token FROM payment_methods WHERE id = ANY($1)")
             .bind(ids)
@@ -59,8 +61,11 @@ pub struct MethodRow {
 
 /// The payment method `id`, if it exists.
 pub async fn find_method(conn: &mut PgConnection, id: &str) -> sqlx::Result<Option<MethodRow>> {
-    sqlx::query_as("SELECT id, customer_id, created_at FROM payment_methods WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as!(
+        MethodRow,
+        "SELECT id, customer_id, created_at FROM payment_methods WHERE id = $1",
+        id
+    )
+    .fetch_optional(conn)
+    .await
 }

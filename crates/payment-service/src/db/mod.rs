@@ -8,11 +8,10 @@ pub use methods::{find_method, find_methods, insert_method, MethodRow};
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use orderflow_events::outbox;
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// The state of an order's payment.
@@ -74,11 +73,12 @@ pub struct Payment {
 
 /// The payment of `order_id`, if any.
 pub async fn payment(conn: &mut PgConnection, order_id: &str) -> sqlx::Result<Option<Payment>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Payment,
         "SELECT order_id, payment_id, status, amount, currency, decline_code, reason, \
          created_at, updated_at, refunded_at FROM payments WHERE order_id = $1",
+        order_id
     )
-    .bind(order_id)
     .fetch_optional(conn)
     .await
 }
@@ -108,19 +108,19 @@ pub struct NewPayment<'a> {
 /// order already has one, charged or a tombstone. A concurrent insert for
 /// the same order waits on the primary key and then finds it.
 pub async fn insert(conn: &mut PgConnection, p: &NewPayment<'_>) -> sqlx::Result<bool> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "INSERT INTO payments \
          (order_id, payment_id, status, amount, currency, payment_token, decline_code, reason) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (order_id) DO NOTHING",
+        p.order_id,
+        p.payment_id,
+        p.status.as_str(),
+        p.amount,
+        p.currency,
+        p.payment_token,
+        p.decline_code,
+        p.reason
     )
-    .bind(p.order_id)
-    .bind(p.payment_id)
-    .bind(p.status.as_str())
-    .bind(p.amount)
-    .bind(p.currency)
-    .bind(p.payment_token)
-    .bind(p.decline_code)
-    .bind(p.reason)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -135,19 +135,6 @@ pub async fn insert_all(
     payments: &[NewPayment<'_>],
     events: &outbox::Rows,
 ) -> sqlx::Result<HashSet<String>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH paid AS (\
-               INSERT INTO payments \
-               (order_id, payment_id, status, amount, currency, payment_token, decline_code, reason) \
-               SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int8[], $5::text[], \
-                 $6::text[], $7::text[], $8::text[]) \
-               ON CONFLICT (order_id) DO NOTHING RETURNING order_id), \
-             {} \
-             SELECT order_id FROM paid",
-            outbox::Rows::cte_when("queued", 9, "e.partition_key IN (SELECT order_id FROM paid)")
-        )
-    });
     let column = |f: fn(&NewPayment<'_>) -> Option<String>| -> Vec<Option<String>> {
         payments.iter().map(f).collect()
     };
@@ -155,22 +142,30 @@ pub async fn insert_all(
     let payment_ids: Vec<Uuid> = payments.iter().map(|p| p.payment_id).collect();
     let statuses: Vec<&str> = payments.iter().map(|p| p.status.as_str()).collect();
     let amounts: Vec<i64> = payments.iter().map(|p| p.amount).collect();
-    let paid: Vec<String> = events
-        .bind(
-            sqlx::query(SQL.as_str())
-                .bind(&ids)
-                .bind(&payment_ids)
-                .bind(&statuses)
-                .bind(&amounts)
-                .bind(column(|p| p.currency.map(str::to_owned)))
-                .bind(column(|p| p.payment_token.map(str::to_owned)))
-                .bind(column(|p| p.decline_code.map(str::to_owned)))
-                .bind(column(|p| p.reason.map(str::to_owned))),
-        )
-        .persistent(false)
-        .try_map(|row: sqlx::postgres::PgRow| row.try_get(0))
-        .fetch_all(conn)
-        .await?;
+    let paid: Vec<String> = orderflow_events::query_queueing!(
+        with: "paid AS (\
+               INSERT INTO payments \
+               (order_id, payment_id, status, amount, currency, payment_token, decline_code, reason) \
+               SELECT * FROM unnest($7::text[], $8::uuid[], $9::text[], $10::int8[], $11::text[], \
+                 $12::text[], $13::text[], $14::text[]) \
+               ON CONFLICT (order_id) DO NOTHING RETURNING order_id)",
+        when: "e.partition_key IN (SELECT order_id FROM paid)",
+        then: "SELECT order_id AS \"order_id!\" FROM paid",
+        rows: events,
+        &ids as &[&str],
+        &payment_ids,
+        &statuses as &[&str],
+        &amounts,
+        &column(|p| p.currency.map(str::to_owned)) as &[Option<String>],
+        &column(|p| p.payment_token.map(str::to_owned)) as &[Option<String>],
+        &column(|p| p.decline_code.map(str::to_owned)) as &[Option<String>],
+        &column(|p| p.reason.map(str::to_owned)) as &[Option<String>],
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|r| r.order_id)
+    .collect();
     Ok(paid.into_iter().collect())
 }
 
@@ -192,13 +187,14 @@ pub async fn refund(
     order_id: &str,
     reason: &str,
 ) -> sqlx::Result<Option<Refund>> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Refund,
         "UPDATE payments SET status = 'REFUNDED', reason = $2, refunded_at = now(), \
          updated_at = now() WHERE order_id = $1 AND status = 'PROCESSED' \
          RETURNING payment_id, amount, currency",
+        order_id,
+        reason
     )
-    .bind(order_id)
-    .bind(reason)
     .fetch_optional(conn)
     .await
 }

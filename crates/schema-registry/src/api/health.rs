@@ -19,8 +19,8 @@ pub async fn live() -> SrJson<Value> {
 
 /// `GET /health/ready`: the database answers too.
 pub async fn ready(State(state): State<AppState>) -> Result<SrJson<Value>, ApiError> {
-    sqlx::query("SELECT 1")
-        .execute(&state.pool)
+    sqlx::query!("SELECT 1 AS one")
+        .fetch_one(&state.pool)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "readiness check failed");

@@ -44,13 +44,15 @@ async fn ensure_database(options: &PgConnectOptions, name: &str) -> anyhow::Resu
                 options.get_host()
             )
         })?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(name)
-            .fetch_one(&mut conn)
-            .await
-            .context("checking whether the registry database exists")?;
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#,
+        name
+    )
+    .fetch_one(&mut conn)
+    .await
+    .context("checking whether the registry database exists")?;
     if !exists {
+        // A name chosen at run time: not a checked query.
         let created = sqlx::query(&format!("CREATE DATABASE {}", quote_ident(name)))
             .execute(&mut conn)
             .await;

@@ -39,15 +39,23 @@ pub struct StoredSchema {
     pub schema_type: String,
 }
 
-const VERSION_COLUMNS: &str = "sv.subject, sv.version, sv.schema_id, s.schema_text, \
-                               s.schema_type, sv.deleted \
-                               FROM subject_versions sv JOIN schemas s ON s.id = sv.schema_id";
+/// `query_as!` of [`SubjectVersion`]s: `SELECT … FROM subject_versions sv
+/// JOIN schemas s` followed by `$tail`.
+macro_rules! select_versions {
+    ($tail:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            SubjectVersion,
+            "SELECT sv.subject, sv.version, sv.schema_id, s.schema_text, s.schema_type, sv.deleted \
+             FROM subject_versions sv JOIN schemas s ON s.id = sv.schema_id " + $tail
+            $(, $arg)*
+        )
+    };
+}
 
 /// Takes the registry-wide lock until the current transaction ends, so that
 /// concurrent registrations see each other's versions and ids.
 pub async fn lock_registry(conn: &mut PgConnection) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(REGISTRY_LOCK_KEY)
+    sqlx::query!("SELECT pg_advisory_xact_lock($1)", REGISTRY_LOCK_KEY)
         .execute(conn)
         .await?;
     Ok(())
@@ -61,13 +69,13 @@ pub async fn find_by_fingerprint(
     fingerprint: &str,
     include_deleted: bool,
 ) -> sqlx::Result<Option<SubjectVersion>> {
-    sqlx::query_as(&format!(
-        "SELECT {VERSION_COLUMNS} WHERE sv.subject = $1 AND s.fingerprint = $2 \
-         AND (NOT sv.deleted OR $3) ORDER BY sv.deleted, sv.version LIMIT 1"
-    ))
-    .bind(subject)
-    .bind(fingerprint)
-    .bind(include_deleted)
+    select_versions!(
+        "WHERE sv.subject = $1 AND s.fingerprint = $2 \
+         AND (NOT sv.deleted OR $3) ORDER BY sv.deleted, sv.version LIMIT 1",
+        subject,
+        fingerprint,
+        include_deleted
+    )
     .fetch_optional(conn)
     .await
 }
@@ -78,12 +86,11 @@ pub async fn versions(
     subject: &str,
     include_deleted: bool,
 ) -> sqlx::Result<Vec<SubjectVersion>> {
-    sqlx::query_as(&format!(
-        "SELECT {VERSION_COLUMNS} WHERE sv.subject = $1 AND (NOT sv.deleted OR $2) \
-         ORDER BY sv.version"
-    ))
-    .bind(subject)
-    .bind(include_deleted)
+    select_versions!(
+        "WHERE sv.subject = $1 AND (NOT sv.deleted OR $2) ORDER BY sv.version",
+        subject,
+        include_deleted
+    )
     .fetch_all(conn)
     .await
 }
@@ -94,11 +101,11 @@ pub async fn version(
     subject: &str,
     version: i32,
 ) -> sqlx::Result<Option<SubjectVersion>> {
-    sqlx::query_as(&format!(
-        "SELECT {VERSION_COLUMNS} WHERE sv.subject = $1 AND sv.version = $2"
-    ))
-    .bind(subject)
-    .bind(version)
+    select_versions!(
+        "WHERE sv.subject = $1 AND sv.version = $2",
+        subject,
+        version
+    )
     .fetch_optional(conn)
     .await
 }
@@ -108,11 +115,10 @@ pub async fn latest(
     conn: &mut PgConnection,
     subject: &str,
 ) -> sqlx::Result<Option<SubjectVersion>> {
-    sqlx::query_as(&format!(
-        "SELECT {VERSION_COLUMNS} WHERE sv.subject = $1 AND NOT sv.deleted \
-         ORDER BY sv.version DESC LIMIT 1"
-    ))
-    .bind(subject)
+    select_versions!(
+        "WHERE sv.subject = $1 AND NOT sv.deleted ORDER BY sv.version DESC LIMIT 1",
+        subject
+    )
     .fetch_optional(conn)
     .await
 }
@@ -123,22 +129,22 @@ pub async fn subject_exists(
     subject: &str,
     include_deleted: bool,
 ) -> sqlx::Result<bool> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM subject_versions \
-         WHERE subject = $1 AND (NOT deleted OR $2))",
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM subject_versions
+           WHERE subject = $1 AND (NOT deleted OR $2)) AS "exists!""#,
+        subject,
+        include_deleted
     )
-    .bind(subject)
-    .bind(include_deleted)
     .fetch_one(conn)
     .await
 }
 
 /// Subject names, sorted.
 pub async fn subjects(conn: &mut PgConnection, include_deleted: bool) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "SELECT DISTINCT subject FROM subject_versions WHERE NOT deleted OR $1 ORDER BY subject",
+        include_deleted
     )
-    .bind(include_deleted)
     .fetch_all(conn)
     .await
 }
@@ -151,20 +157,19 @@ pub async fn upsert_schema(
     text: &str,
     schema_type: &str,
 ) -> sqlx::Result<i32> {
-    let inserted: Option<i32> = sqlx::query_scalar(
+    let inserted: Option<i32> = sqlx::query_scalar!(
         "INSERT INTO schemas (fingerprint, schema_text, schema_type) VALUES ($1, $2, $3) \
          ON CONFLICT (fingerprint) DO NOTHING RETURNING id",
+        fingerprint,
+        text,
+        schema_type
     )
-    .bind(fingerprint)
-    .bind(text)
-    .bind(schema_type)
     .fetch_optional(&mut *conn)
     .await?;
     match inserted {
         Some(id) => Ok(id),
         None => {
-            sqlx::query_scalar("SELECT id FROM schemas WHERE fingerprint = $1")
-                .bind(fingerprint)
+            sqlx::query_scalar!("SELECT id FROM schemas WHERE fingerprint = $1", fingerprint)
                 .fetch_one(conn)
                 .await
         }
@@ -178,43 +183,47 @@ pub async fn add_version(
     subject: &str,
     schema_id: i32,
 ) -> sqlx::Result<i32> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO subject_versions (subject, version, schema_id) \
          SELECT $1, COALESCE(MAX(version), 0) + 1, $2 FROM subject_versions WHERE subject = $1 \
          RETURNING version",
+        subject,
+        schema_id
     )
-    .bind(subject)
-    .bind(schema_id)
     .fetch_one(conn)
     .await
 }
 
 /// A schema by global id.
 pub async fn schema_by_id(conn: &mut PgConnection, id: i32) -> sqlx::Result<Option<StoredSchema>> {
-    sqlx::query_as("SELECT id, schema_text, schema_type FROM schemas WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_as!(
+        StoredSchema,
+        "SELECT id, schema_text, schema_type FROM schemas WHERE id = $1",
+        id
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// Live (subject, version) pairs that use schema `id`.
 pub async fn usages(conn: &mut PgConnection, id: i32) -> sqlx::Result<Vec<(String, i32)>> {
-    sqlx::query_as(
+    let rows = sqlx::query!(
         "SELECT subject, version FROM subject_versions WHERE schema_id = $1 AND NOT deleted \
          ORDER BY subject, version",
+        id
     )
-    .bind(id)
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.subject, r.version)).collect())
 }
 
 /// Soft-deletes every live version of `subject`; returns their numbers.
 pub async fn soft_delete_subject(conn: &mut PgConnection, subject: &str) -> sqlx::Result<Vec<i32>> {
-    let mut deleted: Vec<i32> = sqlx::query_scalar(
+    let mut deleted: Vec<i32> = sqlx::query_scalar!(
         "UPDATE subject_versions SET deleted = TRUE WHERE subject = $1 AND NOT deleted \
          RETURNING version",
+        subject
     )
-    .bind(subject)
     .fetch_all(conn)
     .await?;
     deleted.sort_unstable();
@@ -223,11 +232,12 @@ pub async fn soft_delete_subject(conn: &mut PgConnection, subject: &str) -> sqlx
 
 /// Removes every version of `subject`; returns their numbers.
 pub async fn hard_delete_subject(conn: &mut PgConnection, subject: &str) -> sqlx::Result<Vec<i32>> {
-    let mut deleted: Vec<i32> =
-        sqlx::query_scalar("DELETE FROM subject_versions WHERE subject = $1 RETURNING version")
-            .bind(subject)
-            .fetch_all(conn)
-            .await?;
+    let mut deleted: Vec<i32> = sqlx::query_scalar!(
+        "DELETE FROM subject_versions WHERE subject = $1 RETURNING version",
+        subject
+    )
+    .fetch_all(conn)
+    .await?;
     deleted.sort_unstable();
     Ok(deleted)
 }
@@ -239,25 +249,34 @@ pub async fn delete_version(
     version: i32,
     permanent: bool,
 ) -> sqlx::Result<()> {
-    let sql = if permanent {
-        "DELETE FROM subject_versions WHERE subject = $1 AND version = $2"
-    } else {
-        "UPDATE subject_versions SET deleted = TRUE WHERE subject = $1 AND version = $2"
-    };
-    sqlx::query(sql)
-        .bind(subject)
-        .bind(version)
+    if permanent {
+        sqlx::query!(
+            "DELETE FROM subject_versions WHERE subject = $1 AND version = $2",
+            subject,
+            version
+        )
         .execute(conn)
         .await?;
+    } else {
+        sqlx::query!(
+            "UPDATE subject_versions SET deleted = TRUE WHERE subject = $1 AND version = $2",
+            subject,
+            version
+        )
+        .execute(conn)
+        .await?;
+    }
     Ok(())
 }
 
 /// The compatibility level stored for `subject` (or [`GLOBAL_SUBJECT`]).
 pub async fn config(conn: &mut PgConnection, subject: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT compatibility FROM config WHERE subject = $1")
-        .bind(subject)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_scalar!(
+        "SELECT compatibility FROM config WHERE subject = $1",
+        subject
+    )
+    .fetch_optional(conn)
+    .await
 }
 
 /// Stores the compatibility level for `subject` (or [`GLOBAL_SUBJECT`]).
@@ -266,12 +285,12 @@ pub async fn set_config(
     subject: &str,
     compatibility: &str,
 ) -> sqlx::Result<()> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO config (subject, compatibility) VALUES ($1, $2) \
          ON CONFLICT (subject) DO UPDATE SET compatibility = EXCLUDED.compatibility",
+        subject,
+        compatibility
     )
-    .bind(subject)
-    .bind(compatibility)
     .execute(conn)
     .await?;
     Ok(())
@@ -279,8 +298,10 @@ pub async fn set_config(
 
 /// Removes the level for `subject`; returns the removed value, if any.
 pub async fn delete_config(conn: &mut PgConnection, subject: &str) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("DELETE FROM config WHERE subject = $1 RETURNING compatibility")
-        .bind(subject)
-        .fetch_optional(conn)
-        .await
+    sqlx::query_scalar!(
+        "DELETE FROM config WHERE subject = $1 RETURNING compatibility",
+        subject
+    )
+    .fetch_optional(conn)
+    .await
 }

@@ -2,12 +2,11 @@
 //! owns the transaction.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use orderflow_events::events::{Address, StockLine};
 use orderflow_events::outbox;
-use sqlx::{PgConnection, Row as _};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::Status;
@@ -31,10 +30,6 @@ struct Row {
     dispatched_at: Option<DateTime<Utc>>,
     delivered_at: Option<DateTime<Utc>>,
 }
-
-const COLUMNS: &str = "order_id, shipment_id, tracking_number, carrier, label_url, status, \
-     recipient, items, correlation_id, last_event_id, metadata, created_at, updated_at, \
-     dispatched_at, delivered_at";
 
 /// A real shipment (not a tombstone).
 #[derive(Debug, Clone)]
@@ -194,23 +189,6 @@ pub async fn insert_created_all(
     shipments: &[NewShipment<'_>],
     events: &outbox::Rows,
 ) -> Result<HashSet<String>, sqlx::Error> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "WITH created AS (\
-               INSERT INTO shipments (order_id, shipment_id, tracking_number, carrier, label_url, \
-               status, recipient, email, items, correlation_id, last_event_id, metadata) \
-               SELECT s.order_id, s.shipment_id, s.tracking_number, s.carrier, s.label_url, \
-                 'CREATED', s.recipient, s.email, s.items, s.correlation_id, s.last_event_id, s.metadata \
-               FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], \
-                 $7::text[], $8::jsonb[], $9::text[], $10::uuid[], $11::jsonb[]) \
-                 AS s(order_id, shipment_id, tracking_number, carrier, label_url, recipient, email, \
-                   items, correlation_id, last_event_id, metadata) \
-               ON CONFLICT DO NOTHING RETURNING order_id), \
-             {} \
-             SELECT order_id FROM created",
-            outbox::Rows::cte_when("queued", 12, "e.partition_key IN (SELECT order_id FROM created)")
-        )
-    });
     let mut recipients = Vec::with_capacity(shipments.len());
     let mut items = Vec::with_capacity(shipments.len());
     let mut metadata = Vec::with_capacity(shipments.len());
@@ -219,28 +197,42 @@ pub async fn insert_created_all(
         items.push(json(s.items)?);
         metadata.push(json(s.metadata)?);
     }
-    let column = |f: for<'a> fn(&NewShipment<'a>) -> &'a str| -> Vec<String> {
-        shipments.iter().map(|s| f(s).to_owned()).collect()
+    let column = |f: for<'a> fn(&NewShipment<'a>) -> &'a str| -> Vec<&str> {
+        shipments.iter().map(f).collect()
     };
-    let created: Vec<String> = events
-        .bind(
-            sqlx::query(SQL.as_str())
-                .bind(column(|s| s.order_id))
-                .bind(shipments.iter().map(|s| s.shipment_id).collect::<Vec<_>>())
-                .bind(column(|s| s.tracking_number))
-                .bind(column(|s| s.carrier))
-                .bind(column(|s| s.label_url))
-                .bind(recipients)
-                .bind(column(|s| s.email))
-                .bind(items)
-                .bind(column(|s| s.correlation_id))
-                .bind(shipments.iter().map(|s| s.event_id).collect::<Vec<_>>())
-                .bind(metadata),
-        )
-        .persistent(false)
-        .try_map(|row: sqlx::postgres::PgRow| row.try_get(0))
-        .fetch_all(conn)
-        .await?;
+    let shipment_ids: Vec<Uuid> = shipments.iter().map(|s| s.shipment_id).collect();
+    let event_ids: Vec<Uuid> = shipments.iter().map(|s| s.event_id).collect();
+    let created: Vec<String> = orderflow_events::query_queueing!(
+        with: "created AS (\
+               INSERT INTO shipments (order_id, shipment_id, tracking_number, carrier, label_url, \
+               status, recipient, email, items, correlation_id, last_event_id, metadata) \
+               SELECT s.order_id, s.shipment_id, s.tracking_number, s.carrier, s.label_url, \
+                 'CREATED', s.recipient, s.email, s.items, s.correlation_id, s.last_event_id, s.metadata \
+               FROM unnest($7::text[], $8::uuid[], $9::text[], $10::text[], $11::text[], $12::jsonb[], \
+                 $13::text[], $14::jsonb[], $15::text[], $16::uuid[], $17::jsonb[]) \
+                 AS s(order_id, shipment_id, tracking_number, carrier, label_url, recipient, email, \
+                   items, correlation_id, last_event_id, metadata) \
+               ON CONFLICT DO NOTHING RETURNING order_id)",
+        when: "e.partition_key IN (SELECT order_id FROM created)",
+        then: "SELECT order_id AS \"order_id!\" FROM created",
+        rows: events,
+        &column(|s| s.order_id) as &[&str],
+        &shipment_ids,
+        &column(|s| s.tracking_number) as &[&str],
+        &column(|s| s.carrier) as &[&str],
+        &column(|s| s.label_url) as &[&str],
+        &recipients,
+        &column(|s| s.email) as &[&str],
+        &items,
+        &column(|s| s.correlation_id) as &[&str],
+        &event_ids,
+        &metadata,
+    )
+    .fetch_all(conn)
+    .await?
+    .into_iter()
+    .map(|r| r.order_id)
+    .collect();
     Ok(created.into_iter().collect())
 }
 
@@ -249,6 +241,8 @@ pub async fn existing(
     conn: &mut PgConnection,
     order_ids: &[&str],
 ) -> Result<HashSet<String>, sqlx::Error> {
+    // Not `query!`: planned on every call (`persistent(false)`), which sqlx's
+    // checked queries cannot do (they are always prepared and cached).
     let found: Vec<String> =
         sqlx::query_scalar("SELECT order_id FROM shipments WHERE order_id = ANY($1)")
             .bind(order_ids)
@@ -268,14 +262,14 @@ pub async fn insert_tombstone(
 ) -> Result<bool, sqlx::Error> {
     let (correlation_id, event_id, metadata) =
         (&cause.correlation_id, cause.event_id, &cause.metadata);
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "INSERT INTO shipments (order_id, status, correlation_id, last_event_id, metadata) \
          VALUES ($1, 'VOIDED', $2, $3, $4) ON CONFLICT (order_id) DO NOTHING",
+        order_id,
+        correlation_id,
+        event_id,
+        json(metadata)?
     )
-    .bind(order_id)
-    .bind(correlation_id)
-    .bind(event_id)
-    .bind(json(metadata)?)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -283,23 +277,27 @@ pub async fn insert_tombstone(
 
 /// The order's row, if any.
 pub async fn get(conn: &mut PgConnection, order_id: &str) -> Result<Option<Record>, DbError> {
-    fetch(conn, order_id, "").await
+    let row = sqlx::query_as!(
+        Row,
+        "SELECT order_id, shipment_id, tracking_number, carrier, label_url, status, recipient, \
+         items, correlation_id, last_event_id, metadata, created_at, updated_at, dispatched_at, \
+         delivered_at FROM shipments WHERE order_id = $1",
+        order_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(Record::try_from).transpose()?)
 }
 
 /// The order's row, if any, locked until the transaction ends.
 pub async fn lock(conn: &mut PgConnection, order_id: &str) -> Result<Option<Record>, DbError> {
-    fetch(conn, order_id, " FOR UPDATE").await
-}
-
-async fn fetch(
-    conn: &mut PgConnection,
-    order_id: &str,
-    suffix: &str,
-) -> Result<Option<Record>, DbError> {
-    let row: Option<Row> = sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM shipments WHERE order_id = $1{suffix}"
-    ))
-    .bind(order_id)
+    let row = sqlx::query_as!(
+        Row,
+        "SELECT order_id, shipment_id, tracking_number, carrier, label_url, status, recipient, \
+         items, correlation_id, last_event_id, metadata, created_at, updated_at, dispatched_at, \
+         delivered_at FROM shipments WHERE order_id = $1 FOR UPDATE",
+        order_id
+    )
     .fetch_optional(conn)
     .await?;
     Ok(row.map(Record::try_from).transpose()?)
@@ -315,16 +313,19 @@ pub async fn set_status(
     at: DateTime<Utc>,
     event_id: Uuid,
 ) -> Result<Option<Record>, DbError> {
-    let row: Option<Row> = sqlx::query_as(&format!(
+    let row = sqlx::query_as!(
+        Row,
         "UPDATE shipments SET status = $2, last_event_id = $4, updated_at = $3, \
          dispatched_at = CASE WHEN $2 = 'DISPATCHED' THEN $3 ELSE dispatched_at END, \
          delivered_at = CASE WHEN $2 = 'DELIVERED' THEN $3 ELSE delivered_at END \
-         WHERE order_id = $1 RETURNING {COLUMNS}"
-    ))
-    .bind(order_id)
-    .bind(status.as_str())
-    .bind(at)
-    .bind(event_id)
+         WHERE order_id = $1 RETURNING order_id, shipment_id, tracking_number, carrier, \
+         label_url, status, recipient, items, correlation_id, last_event_id, metadata, \
+         created_at, updated_at, dispatched_at, delivered_at",
+        order_id,
+        status.as_str(),
+        at,
+        event_id
+    )
     .fetch_optional(conn)
     .await?;
     Ok(row.map(Record::try_from).transpose()?)
