@@ -40,15 +40,14 @@ pub async fn overdue_orders(
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<OrderRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT * FROM orders \
-         WHERE status IN ('PENDING', 'INVENTORY_RESERVED', 'PAID', 'SHIPPING_CREATED', \
+    super::select_orders!(
+        "WHERE status IN ('PENDING', 'INVENTORY_RESERVED', 'PAID', 'SHIPPING_CREATED', \
              'CANCELLING') \
            AND deadline_at < $1 AND NOT dispatched \
          ORDER BY deadline_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now,
+        limit
     )
-    .bind(now)
-    .bind(limit)
     .fetch_all(conn)
     .await
 }

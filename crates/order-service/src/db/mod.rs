@@ -99,7 +99,6 @@ pub struct OrderRow {
     /// Order id (also the saga's correlation id).
     pub id: Uuid,
     /// Status.
-    #[sqlx(try_from = "String")]
     pub status: Status,
     /// Why it was cancelled.
     pub reason: Option<String>,
@@ -192,9 +191,43 @@ impl OrderRow {
     }
 }
 
-// The statements that read whole `OrderRow`s are runtime `query_as`, not
-// `query_as!`: the row's `status` decodes through `try_from`, which the
-// checked macros do not apply.
+/// A stored status is its text ([`Status::as_str`]); one the code does not
+/// know fails the read.
+impl sqlx::Type<sqlx::Postgres> for Status {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        <String as sqlx::Type<sqlx::Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::postgres::PgTypeInfo) -> bool {
+        <String as sqlx::Type<sqlx::Postgres>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, sqlx::Postgres> for Status {
+    fn decode(value: sqlx::postgres::PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        let text = <&str as sqlx::Decode<sqlx::Postgres>>::decode(value)?;
+        Ok(Status::try_from(text.to_owned())?)
+    }
+}
+
+/// `query_as!` of [`OrderRow`]s: every column of `orders`, then `$tail`.
+macro_rules! select_orders {
+    ($tail:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            OrderRow,
+            r#"SELECT id, status AS "status: Status", reason, reason_code, customer_id, email,
+                 currency, items AS "items: Json<Vec<OrderLine>>", total,
+                 shipping_address AS "shipping_address: Json<Address>", payment_token,
+                 payment_method_id, reserved, paid, payment_id, shipping_created,
+                 tracking_number, notified, dispatched, delivered,
+                 metadata AS "metadata: Json<BTreeMap<String, String>>", idempotency_key,
+                 request_hash, created_at, updated_at, deadline_at, stalled_at, cancel_from
+               FROM orders "# + $tail
+            $(, $arg)*
+        )
+    };
+}
+use select_orders;
 
 /// The order `id`, locked `FOR UPDATE` when `lock`.
 pub async fn fetch_order(
@@ -202,19 +235,23 @@ pub async fn fetch_order(
     id: Uuid,
     lock: bool,
 ) -> Result<Option<OrderRow>, sqlx::Error> {
-    let sql = if lock {
-        "SELECT * FROM orders WHERE id = $1 FOR UPDATE"
+    if lock {
+        select_orders!("WHERE id = $1 FOR UPDATE", id)
+            .fetch_optional(conn)
+            .await
     } else {
-        "SELECT * FROM orders WHERE id = $1"
-    };
-    sqlx::query_as(sql).bind(id).fetch_optional(conn).await
+        select_orders!("WHERE id = $1", id)
+            .fetch_optional(conn)
+            .await
+    }
 }
 
 /// The orders `ids` that exist, locked `FOR UPDATE` in id order (so two
 /// transactions locking overlapping sets cannot deadlock each other).
 ///
 /// Planned on every call ([`UNNAMED`]): a plan for `id = ANY($1)` made while
-/// the table was small scans it whole, and would be kept as it grows.
+/// the table was small scans it whole, and would be kept as it grows. So a
+/// runtime query: sqlx's checked ones with a result are always prepared.
 pub async fn lock_orders(
     conn: &mut PgConnection,
     ids: &[Uuid],

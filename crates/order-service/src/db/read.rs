@@ -48,6 +48,8 @@ pub async fn list_orders(
     f: &ListFilter<'_>,
 ) -> Result<Vec<OrderRow>, sqlx::Error> {
     let (after_ts, after_id) = f.after.unzip();
+    // Optional filters, planned on every call ([`UNNAMED`]): a runtime
+    // query, as sqlx's checked ones with a result are always prepared.
     sqlx::query_as(
         "SELECT * FROM orders \
          WHERE ($1::text IS NULL OR status = $1) \
