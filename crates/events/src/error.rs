@@ -82,7 +82,7 @@ pub enum CodecError {
         context: String,
         /// Parser error.
         #[source]
-        source: Box<apache_avro::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The writer's record type is not an event this build knows.
     #[error("unknown event type {0:?}")]
@@ -94,7 +94,7 @@ pub enum CodecError {
         context: String,
         /// Avro error.
         #[source]
-        source: Box<apache_avro::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The envelope decoded but a field is invalid (e.g. a malformed UUID).
     #[error("invalid envelope: {0}")]

@@ -140,6 +140,11 @@ impl RegistryClient {
         self.auth.as_ref().map(|(u, _)| u.as_str())
     }
 
+    /// The user and password this client authenticates with, if any.
+    pub(crate) fn credentials(&self) -> Option<(&str, &str)> {
+        self.auth.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
+    }
+
     /// The registry's base URL.
     pub fn base_url(&self) -> &str {
         &self.base

@@ -176,6 +176,13 @@ async fn records_that_are_not_what_their_frame_says_are_refused() {
         "{e}"
     );
     assert!(!e.is_transient());
+    // Beyond the registry's ids (Java ints): unknown without asking.
+    unknown[1..5].copy_from_slice(&(u32::MAX - 7).to_be_bytes());
+    let e = codec.decode(&unknown).await.expect_err("impossible id");
+    assert!(
+        matches!(e, CodecError::UnknownSchemaId(4_294_967_288)),
+        "{e}"
+    );
 }
 
 #[tokio::test]
