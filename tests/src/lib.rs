@@ -41,7 +41,7 @@ pub mod stack;
 pub mod wait;
 
 pub use body::OrderBody;
-pub use client::{Resp, TERMINAL};
+pub use client::{OrderJson, Resp, Status, TimelineEventJson, TERMINAL};
 pub use mail::Mail;
 pub use process::Stop;
 pub use stack::{Service, Stack, StackOptions};

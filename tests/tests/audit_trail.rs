@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use orderflow_e2e::client::send;
-use orderflow_e2e::{env, OrderBody, Service, Stack, StackOptions};
+use orderflow_e2e::{env, OrderBody, Service, Stack, StackOptions, TimelineEventJson};
 use orderflow_service::auth::Role;
 use reqwest::Method;
 use serde_json::Value;
@@ -40,6 +40,10 @@ fn ids(events: &[Value], key: &str) -> BTreeSet<String> {
         .collect()
 }
 
+fn timeline_ids(timeline: &[TimelineEventJson]) -> BTreeSet<String> {
+    timeline.iter().map(|e| e.event_id.to_string()).collect()
+}
+
 /// The trail's business events (not actions) and its actions.
 fn split(trail: &[Value]) -> (Vec<&Value>, Vec<&Value>) {
     trail.iter().partition(|e| e["action"].is_null())
@@ -47,7 +51,11 @@ fn split(trail: &[Value]) -> (Vec<&Value>, Vec<&Value>) {
 
 /// Waits until the trail of `order` holds exactly its timeline's events and
 /// `actions` actions, and returns it with the timeline.
-async fn complete_trail(stack: &Stack, order: &str, actions: usize) -> (Vec<Value>, Vec<Value>) {
+async fn complete_trail(
+    stack: &Stack,
+    order: &str,
+    actions: usize,
+) -> (Vec<Value>, Vec<TimelineEventJson>) {
     stack
         .wait_for(
             &format!("the audit trail of {order} to match its timeline"),
@@ -58,7 +66,7 @@ async fn complete_trail(stack: &Stack, order: &str, actions: usize) -> (Vec<Valu
                     .ok_or("no trail yet")?;
                 let (events, acts) = split(&trail);
                 let recorded: Vec<Value> = events.into_iter().cloned().collect();
-                let (want, got) = (ids(&timeline, "eventId"), ids(&recorded, "eventId"));
+                let (want, got) = (timeline_ids(&timeline), ids(&recorded, "eventId"));
                 if want == got && acts.len() == actions {
                     Ok((trail, timeline))
                 } else {
@@ -83,13 +91,13 @@ fn action<'a>(trail: &'a [Value], name: &str) -> &'a Value {
 }
 
 /// The id of the one event of `type` in `timeline`.
-fn event_id(timeline: &[Value], event_type: &str) -> String {
-    let found: Vec<&Value> = timeline
+fn event_id(timeline: &[TimelineEventJson], event_type: &str) -> String {
+    let found: Vec<&TimelineEventJson> = timeline
         .iter()
-        .filter(|e| e["eventType"] == event_type)
+        .filter(|e| e.event_type == event_type)
         .collect();
     assert_eq!(found.len(), 1, "one {event_type} in {timeline:#?}");
-    found[0]["eventId"].as_str().expect("id").to_owned()
+    found[0].event_id.to_string()
 }
 
 fn assert_oldest_first(trail: &[Value]) {
@@ -185,7 +193,7 @@ async fn an_orders_trail_is_its_timeline_plus_the_actions_taken_on_it() {
         produced.contains(&event_id(&timeline, "OrderCancellationRequested")),
         "{e:#}"
     );
-    assert!(produced.is_subset(&ids(&timeline, "eventId")), "{e:#}");
+    assert!(produced.is_subset(&timeline_ids(&timeline)), "{e:#}");
 
     // By actor: the operator's two actions, nobody else's; the harness's
     // stock change with what it set.
@@ -283,7 +291,7 @@ async fn every_event_of_an_order_is_copied_onto_the_audit_trail_once() {
     let order = stack.create_order(&OrderBody::new(&sku, 1)).await;
     stack.wait_status(&order, "SHIPPED").await;
     let timeline = stack.timeline(&order).await;
-    let want = ids(&timeline, "eventId");
+    let want = timeline_ids(&timeline);
     let copied = stack
         .wait_for(
             "a copy of every event of the order on the audit trail",

@@ -4,7 +4,7 @@
 //! OpenAPI documents stay open.
 
 use orderflow_e2e::client::send;
-use orderflow_e2e::{env, OrderBody, Resp, Service, Stack};
+use orderflow_e2e::{env, OrderBody, Resp, Service, Stack, Status};
 use orderflow_service::auth::{self, Claims, Role};
 use reqwest::Method;
 use serde_json::json;
@@ -261,7 +261,7 @@ async fn callers_are_authenticated_and_see_only_what_their_roles_allow() {
         assert_eq!(r.status, 404, "{}", r.describe());
         assert_eq!(r.code(), "not_found", "{}", r.describe());
     }
-    assert_ne!(stack.order(&id).await["status"], "CANCELLING");
+    assert_ne!(stack.order(&id).await.status, Status::Cancelling);
 
     // The operator sees it and lists orders; Ann may cancel her own.
     let r = call(&stack, Some(&ops), Method::GET, Service::Order, &path, None).await;

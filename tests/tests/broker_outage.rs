@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use orderflow_e2e::{OrderBody, Service, Stack, StackOptions, Stop};
+use orderflow_e2e::{OrderBody, Service, Stack, StackOptions, Status, Stop};
 
 /// How long a restarted broker's consumers may take to hold partitions
 /// again (each member rejoins its group).
@@ -55,7 +55,7 @@ async fn services_stay_ready_and_accept_orders_while_the_broker_is_down() {
     // An order is accepted and waits in the outbox.
     let id = stack.create_order(&OrderBody::new(&sku, 2)).await;
     let order = stack.order(&id).await;
-    assert_eq!(order["status"], "PENDING", "{order}");
+    assert_eq!(order.status, Status::Pending, "{order:?}");
     stack
         .wait_for_json(
             Service::Order,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use orderflow_e2e::client::parse_metrics;
-use orderflow_e2e::{OrderBody, Service, Stack, TERMINAL};
+use orderflow_e2e::{OrderBody, Service, Stack, Status, TERMINAL};
 use tokio::sync::Semaphore;
 
 const ORDERS: usize = 200;
@@ -135,7 +135,7 @@ async fn concurrent_orders_never_oversell() {
                 }
                 let terminal = orders
                     .iter()
-                    .filter(|o| TERMINAL.contains(&o["status"].as_str().unwrap_or("")))
+                    .filter(|o| TERMINAL.iter().any(|t| o["status"] == t.as_str()))
                     .count();
                 if terminal == ORDERS {
                     Ok(orders)
@@ -256,14 +256,14 @@ async fn requests_are_answered_while_the_consumers_hold_every_other_connection()
     // The pool of the consumers and the relay is exhausted, and stays so
     // while the lock is held; requests still get a connection.
     let late = stack.create_order(&OrderBody::new(&sku, 1)).await;
-    assert_eq!(stack.order(&late).await["status"], "PENDING");
+    assert_eq!(stack.order(&late).await.status, Status::Pending);
     stack.get(Service::Order, "/health/ready").await.expect(200);
 
     lock.rollback().await.expect("ROLLBACK");
     ids.push(late);
     for id in &ids {
         let order = stack.wait_terminal(id).await;
-        assert_eq!(order["status"], "SHIPPED", "order {id}: {order}");
+        assert_eq!(order.status, Status::Shipped, "order {id}: {order:?}");
     }
     // 1 + 6 × 1 + 6 × 2 + 1 units, each reserved once (SHIPPED is before
     // dispatch: the units stay reserved).

@@ -145,7 +145,7 @@ async fn sigkilled_services_recover_without_double_effects() {
             || async {
                 let s = statuses(&stack, &ids).await;
                 if s.iter()
-                    .all(|o| TERMINAL.contains(&o["status"].as_str().unwrap_or("")))
+                    .all(|o| TERMINAL.iter().any(|t| o["status"] == t.as_str()))
                 {
                     Ok(s)
                 } else {
@@ -210,7 +210,7 @@ async fn sigkilled_services_recover_without_double_effects() {
         if outcomes != 1 {
             failures.push(format!(
                 "{id}: {outcomes} PaymentProcessed/PaymentFailed events: {:?}",
-                events.iter().map(|e| &e["eventType"]).collect::<Vec<_>>()
+                events.iter().map(|e| &e.event_type).collect::<Vec<_>>()
             ));
         }
         if order["status"] == "SHIPPED" {

@@ -5,7 +5,7 @@
 //! payment and shipment, and ships once the server is back.
 
 use orderflow_e2e::client::count_events;
-use orderflow_e2e::{OrderBody, Service, Stack, StackOptions};
+use orderflow_e2e::{OrderBody, Service, Stack, StackOptions, Status};
 
 fn short_deadline() -> StackOptions {
     StackOptions {
@@ -28,10 +28,10 @@ async fn an_e_mail_outage_past_the_deadline_stalls_the_saga_and_refunds_nothing(
     // cancelling it (which it did before, refunding the payment).
     let order = stack
         .wait_for_order(&id, "the paid order to be marked stalled", |o| {
-            o["status"] == "SHIPPING_CREATED" && o["stalledSince"].is_string()
+            o.status == Status::ShippingCreated && o.stalled_since.is_some()
         })
         .await;
-    assert!(order.get("reason").is_none(), "{order}");
+    assert!(order.reason.is_none(), "{order:?}");
     let payment = stack.payment(&id).await.expect(200);
     assert_eq!(payment.json["status"], "PROCESSED", "{}", payment.text);
     let shipment = stack.shipment(&id).await.expect(200);
@@ -51,7 +51,7 @@ async fn an_e_mail_outage_past_the_deadline_stalls_the_saga_and_refunds_nothing(
     // the stalled mark is gone. Nothing was refunded or cancelled.
     stack.start_smtp().await;
     let order = stack.wait_status(&id, "SHIPPED").await;
-    assert!(order.get("stalledSince").is_none(), "{order}");
+    assert!(order.stalled_since.is_none(), "{order:?}");
     let payment = stack.payment(&id).await.expect(200);
     assert_eq!(payment.json["status"], "PROCESSED", "{}", payment.text);
     let events = stack.timeline(&id).await;
@@ -81,8 +81,12 @@ async fn a_saga_stuck_before_payment_is_cancelled_and_compensated() {
 
     let id = stack.create_order(&body).await;
     let order = stack.wait_status(&id, "CANCELLED").await;
-    assert_eq!(order["reasonCode"], "SAGA_TIMEOUT", "{order}");
-    assert!(order.get("stalledSince").is_none(), "{order}");
+    assert_eq!(
+        order.reason_code.as_deref(),
+        Some("SAGA_TIMEOUT"),
+        "{order:?}"
+    );
+    assert!(order.stalled_since.is_none(), "{order:?}");
     // The reservation is released.
     stack.wait_for_stock(&sku, 5, 0, Some(0)).await;
 

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use orderflow_e2e::client::{count_events, parse_metrics};
-use orderflow_e2e::{OrderBody, Service, Stack, StackOptions};
+use orderflow_e2e::{OrderBody, Service, Stack, StackOptions, Status};
 use serde_json::Value;
 
 /// A series of shipping's `/metrics` (0 when absent).
@@ -65,7 +65,7 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
     let depth = format!(r#"orderflow_dlq_records{{topic="{dlq}"}}"#);
     assert_eq!(shipping_metric(&stack, &depth).await, 2.0, "{depth}");
     for id in [&a, &b] {
-        assert_eq!(stack.order(id).await["status"], "PAID");
+        assert_eq!(stack.order(id).await.status, Status::Paid);
         assert_eq!(shipments(&stack, id).await, 0);
     }
 
@@ -101,8 +101,8 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
     assert!(ok && text.matches("sent back").count() == 1, "{text}");
     stack.wait_status(&a, "SHIPPED").await;
     assert_eq!(
-        stack.order(&b).await["status"],
-        "PAID",
+        stack.order(&b).await.status,
+        Status::Paid,
         "B was not sent back"
     );
     assert_eq!(shipments(&stack, &b).await, 0);

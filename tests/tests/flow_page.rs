@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use orderflow_e2e::stack::Helper;
-use orderflow_e2e::{OrderBody, Service, Stack, StackOptions};
+use orderflow_e2e::{OrderBody, Service, Stack, StackOptions, Status};
 use orderflow_service::auth::Role;
 use serde_json::{json, Value};
 
@@ -202,7 +202,7 @@ async fn the_event_flow_page_shows_the_services_and_an_orders_saga() {
                 .timeline(&order)
                 .await
                 .iter()
-                .map(|e| e["eventId"].as_str().unwrap_or_default().to_owned())
+                .map(|e| e.event_id.to_string())
                 .collect();
             let r = stack
                 .get(Service::Order, &format!("/orders/{order}/journal"))
@@ -391,8 +391,8 @@ async fn an_operator_sends_a_dead_letter_back_from_the_page() {
                 .timeline(&order)
                 .await
                 .iter()
-                .find(|e| e["eventType"] == "PaymentProcessed")
-                .and_then(|e| e["eventId"].as_str().map(str::to_owned))
+                .find(|e| e.event_type == "PaymentProcessed")
+                .map(|e| e.event_id.to_string())
                 .ok_or_else(|| "no PaymentProcessed yet".to_owned())
         })
         .await;
@@ -432,7 +432,7 @@ async fn an_operator_sends_a_dead_letter_back_from_the_page() {
     let customer = orderflow_e2e::env::token_for("c-flow", &[Role::Customer]).expect("a token");
     let said = send_back(&stack, &client, &paid, &customer).await;
     assert!(said.contains("HTTP 403"), "{said}");
-    assert_eq!(stack.order(&order).await["status"], "PAID");
+    assert_eq!(stack.order(&order).await.status, Status::Paid);
 
     // An operator's: back on its topic, applied once, the order ships.
     let said = send_back(&stack, &client, &paid, &operator_token("ops-page")).await;

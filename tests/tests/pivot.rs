@@ -20,7 +20,7 @@
 
 use futures::future::join_all;
 use orderflow_e2e::client::count_events;
-use orderflow_e2e::{OrderBody, Resp, Service, Stack};
+use orderflow_e2e::{OrderBody, Resp, Service, Stack, Status};
 
 const PER_GROUP: usize = 30;
 const STOCK: i64 = 200;
@@ -61,10 +61,10 @@ async fn dispatch_once_shipment_exists(stack: &Stack, id: &str) -> Option<Resp> 
                     return Ok(true);
                 }
                 let o = stack.order(id).await;
-                if o["status"] == "CANCELLED" {
+                if o.status == Status::Cancelled {
                     return Ok(false);
                 }
-                Err(format!("shipment: {}; order: {o}", s.describe()))
+                Err(format!("shipment: {}; order: {o:?}", s.describe()))
             },
         )
         .await;
@@ -129,11 +129,11 @@ async fn check_outcome(stack: &Stack, r: &Race) -> bool {
     let id = &r.id;
     let order = stack
         .wait_for_order(id, "cancelled or shipped", |o| {
-            o["status"] == "CANCELLED" || o["status"] == "SHIPPED"
+            o.status == Status::Cancelled || o.status == Status::Shipped
         })
         .await;
-    let shipped = order["status"] == "SHIPPED";
-    let ctx = format!("order {id} ({:?}), order {order}", r.when);
+    let shipped = order.status == Status::Shipped;
+    let ctx = format!("order {id} ({:?}), order {order:?}", r.when);
     // The compensations follow the cancellation: wait until the payment
     // has had its answer and the order's timeline has heard of it.
     let payment = if shipped {
@@ -176,7 +176,11 @@ async fn check_outcome(stack: &Stack, r: &Race) -> bool {
         }
     } else {
         assert_eq!(r.cancel.status, 202, "{ctx}: {}", r.cancel.describe());
-        assert_eq!(order["reasonCode"], "CUSTOMER_REQUEST", "{ctx}");
+        assert_eq!(
+            order.reason_code.as_deref(),
+            Some("CUSTOMER_REQUEST"),
+            "{ctx}"
+        );
         let refunded = payment["status"] == "REFUNDED";
         assert_eq!(
             count_events(&events, "PaymentRefunded"),

@@ -75,8 +75,8 @@ async fn the_catalog_sets_the_price_and_a_client_price_cannot_change_it() {
     assert_eq!(r.status, 202, "{}", r.describe());
     let id = r.json["orderId"].as_str().expect("orderId").to_owned();
     let order = stack.wait_status(&id, "SHIPPED").await;
-    assert_eq!(order["total"], 2 * 1999, "{order}");
-    assert_eq!(order["items"][0]["unitPrice"], 1999, "{order}");
+    assert_eq!(order.total, 2 * 1999, "{order:?}");
+    assert_eq!(order.items[0].unit_price, 1999, "{order:?}");
     let payment = stack.payment(&id).await.expect(200);
     assert_eq!(payment.json["amount"], 2 * 1999, "{}", payment.text);
     assert_eq!(payment.json["currency"], "EUR", "{}", payment.text);
@@ -108,7 +108,7 @@ async fn the_catalog_sets_the_price_and_a_client_price_cannot_change_it() {
         .create_order(&OrderBody::new(&sku, 1).price(2500))
         .await;
     let order = stack.wait_status(&id, "SHIPPED").await;
-    assert_eq!(order["total"], 2500, "{order}");
+    assert_eq!(order.total, 2500, "{order:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -21,7 +21,7 @@ async fn python_avro_consumer_decodes_order_created() {
     let timeline = stack.timeline(&id).await;
     let created = timeline
         .iter()
-        .find(|e| e["eventType"] == "OrderCreated")
+        .find(|e| e.event_type == "OrderCreated")
         .expect("OrderCreated in the timeline")
         .clone();
 
@@ -69,9 +69,14 @@ async fn python_avro_consumer_decodes_order_created() {
         id.as_str(),
         "partition key is the order id: {rec}"
     );
-    assert_eq!(rec["event"]["eventId"], created["eventId"], "{rec}");
     assert_eq!(
-        rec["event"]["correlationId"], created["correlationId"],
+        rec["event"]["eventId"],
+        created.event_id.to_string().as_str(),
+        "{rec}"
+    );
+    assert_eq!(
+        rec["event"]["correlationId"],
+        created.correlation_id.as_str(),
         "{rec}"
     );
     assert_eq!(rec["event"]["correlationId"], id.as_str(), "{rec}");

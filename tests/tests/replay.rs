@@ -47,7 +47,7 @@ async fn journaled(stack: &Stack, pool: &PgPool, order: &str) {
                     .timeline(order)
                     .await
                     .iter()
-                    .map(|e| e["eventId"].as_str().expect("an id").to_owned())
+                    .map(|e| e.event_id.to_string())
                     .collect();
                 let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
                 let have: BTreeSet<String> = journal::of_correlation(&mut conn, order)

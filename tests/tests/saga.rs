@@ -3,15 +3,14 @@
 //! customer cancellation before shipping.
 
 use orderflow_e2e::client::{assert_causal_chain, count_events};
-use orderflow_e2e::{OrderBody, Service, Stack};
-use serde_json::Value;
+use orderflow_e2e::{OrderBody, Service, Stack, Status, TimelineEventJson};
 
 fn is_2xx(status: u16) -> bool {
     (200..300).contains(&status)
 }
 
-fn non_empty_str(v: &Value) -> bool {
-    v.as_str().is_some_and(|s| !s.is_empty())
+fn filled(v: &Option<String>) -> bool {
+    v.as_deref().is_some_and(|s| !s.is_empty())
 }
 
 fn strip_angle(s: &str) -> &str {
@@ -27,17 +26,18 @@ async fn happy_path_ships_then_delivers_with_a_complete_causal_timeline() {
     let body = OrderBody::new(&sku, 3);
     let id = stack.create_order(&body).await;
     let order = stack.wait_status(&id, "SHIPPED").await;
-    assert_eq!(order["orderId"], id.as_str(), "{order}");
-    assert_eq!(order["total"], body.total(), "total of 3 x 1999: {order}");
-    assert!(non_empty_str(&order["trackingNumber"]), "{order}");
-    assert!(non_empty_str(&order["paymentId"]), "{order}");
+    assert_eq!(order.order_id.to_string(), id, "{order:?}");
+    assert_eq!(order.total, body.total(), "total of 3 x 1999: {order:?}");
+    assert!(filled(&order.tracking_number), "{order:?}");
+    assert!(filled(&order.payment_id), "{order:?}");
 
     // Reserved, not yet shipped.
     stack.wait_for_stock(&sku, 7, 3, Some(0)).await;
     let shipment = stack.shipment(&id).await.expect(200);
     assert_eq!(shipment.json["status"], "CREATED", "{}", shipment.text);
     assert_eq!(
-        shipment.json["trackingNumber"], order["trackingNumber"],
+        shipment.json["trackingNumber"].as_str(),
+        order.tracking_number.as_deref(),
         "{}",
         shipment.text
     );
@@ -53,7 +53,10 @@ async fn happy_path_ships_then_delivers_with_a_complete_causal_timeline() {
     assert!(is_2xx(r.status), "{}", r.describe());
     assert_eq!(stack.shipment(&id).await.json["status"], "DELIVERED");
     let order = stack.wait_status(&id, "DELIVERED").await;
-    assert_eq!(order["trackingNumber"], shipment.json["trackingNumber"]);
+    assert_eq!(
+        order.tracking_number.as_deref(),
+        shipment.json["trackingNumber"].as_str()
+    );
 
     let events = stack
         .wait_for_events(
@@ -72,13 +75,13 @@ async fn happy_path_ships_then_delivers_with_a_complete_causal_timeline() {
             ],
         )
         .await;
-    assert_eq!(events[0]["eventType"], "OrderCreated", "{events:#?}");
+    assert_eq!(events[0].event_type, "OrderCreated", "{events:#?}");
     assert_causal_chain(&id, &events);
     assert_eq!(count_events(&events, "PaymentProcessed"), 1, "{events:#?}");
     for e in &events {
         assert!(
-            non_empty_str(&e["source"]) && non_empty_str(&e["timestamp"]),
-            "event without source/timestamp: {e}"
+            !e.source.is_empty() && !e.timestamp.is_empty(),
+            "event without source/timestamp: {e:?}"
         );
     }
 
@@ -86,7 +89,8 @@ async fn happy_path_ships_then_delivers_with_a_complete_causal_timeline() {
     let payment = stack.payment(&id).await.expect(200);
     assert_eq!(payment.json["status"], "PROCESSED", "{}", payment.text);
     assert_eq!(
-        payment.json["paymentId"], order["paymentId"],
+        payment.json["paymentId"].as_str(),
+        order.payment_id.as_deref(),
         "{}",
         payment.text
     );
@@ -152,8 +156,12 @@ async fn out_of_stock_cancels_without_payment_and_leaves_stock_alone() {
 
     let id = stack.create_order(&OrderBody::new(&sku, 2)).await;
     let order = stack.wait_status(&id, "CANCELLED").await;
-    assert_eq!(order["reasonCode"], "OUT_OF_STOCK", "{order}");
-    assert!(non_empty_str(&order["reason"]), "{order}");
+    assert_eq!(
+        order.reason_code.as_deref(),
+        Some("OUT_OF_STOCK"),
+        "{order:?}"
+    );
+    assert!(filled(&order.reason), "{order:?}");
 
     let events = stack
         .wait_for_events(
@@ -202,8 +210,12 @@ async fn declined_payment_cancels_releases_stock_and_mails_the_customer() {
     let body = OrderBody::new(&sku, 2).token("tok_chargeDeclined");
     let id = stack.create_order(&body).await;
     let order = stack.wait_status(&id, "CANCELLED").await;
-    assert_eq!(order["reasonCode"], "PAYMENT_DECLINED", "{order}");
-    assert!(non_empty_str(&order["reason"]), "{order}");
+    assert_eq!(
+        order.reason_code.as_deref(),
+        Some("PAYMENT_DECLINED"),
+        "{order:?}"
+    );
+    assert!(filled(&order.reason), "{order:?}");
 
     stack.wait_for_stock(&sku, 5, 0, Some(0)).await;
     let events = stack
@@ -269,8 +281,12 @@ async fn customer_cancel_before_shipping_refunds_releases_and_mails() {
     // confirms that the parcel will not leave.
     assert_eq!(r.json["status"], "CANCELLING", "{}", r.describe());
     let order = stack.wait_status(&id, "CANCELLED").await;
-    assert_eq!(order["reasonCode"], "CUSTOMER_REQUEST", "{order}");
-    assert!(non_empty_str(&order["reason"]), "{order}");
+    assert_eq!(
+        order.reason_code.as_deref(),
+        Some("CUSTOMER_REQUEST"),
+        "{order:?}"
+    );
+    assert!(filled(&order.reason), "{order:?}");
 
     // Compensations: refund, release, shipment cancelled.
     stack
@@ -329,10 +345,10 @@ async fn customer_cancel_before_shipping_refunds_releases_and_mails() {
     assert!(mail.subject.contains(&id), "{}", mail.describe());
 
     // A second cancel is accepted and changes nothing.
-    let emitted = |events: &[Value]| {
+    let emitted = |events: &[TimelineEventJson]| {
         events
             .iter()
-            .filter(|e| e["source"] == "order-service")
+            .filter(|e| e.source == "order-service")
             .count()
     };
     let before = emitted(&stack.timeline(&id).await);
@@ -345,7 +361,10 @@ async fn customer_cancel_before_shipping_refunds_releases_and_mails() {
         "the repeated cancel emitted something: {after_events:#?}"
     );
     assert_eq!(count_events(&after_events, "OrderCancelled"), 1);
-    assert_eq!(stack.order(&id).await["reasonCode"], "CUSTOMER_REQUEST");
+    assert_eq!(
+        stack.order(&id).await.reason_code.as_deref(),
+        Some("CUSTOMER_REQUEST")
+    );
 
     // A shipped order cannot be cancelled.
     let shipped = stack.create_order(&OrderBody::new(&sku, 1)).await;
@@ -354,5 +373,5 @@ async fn customer_cancel_before_shipping_refunds_releases_and_mails() {
     assert_eq!(r.status, 409, "{}", r.describe());
     r.expect_json_error();
     assert_eq!(r.code(), "not_cancellable", "{}", r.describe());
-    assert_eq!(stack.order(&shipped).await["status"], "SHIPPED");
+    assert_eq!(stack.order(&shipped).await.status, Status::Shipped);
 }

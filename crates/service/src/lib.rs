@@ -44,6 +44,6 @@ pub mod testing;
 
 pub use auth::{Principal, Role};
 pub use config::CommonConfig;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 pub use runtime::{run, Context, Parts, ServiceSpec};

@@ -3,71 +3,61 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
+use order_service::api::view::TimelineEventJson;
+use uuid::Uuid;
 
 /// Asserts the saga's causal chain over a timeline: every event carries the
 /// first event's `correlationId` (which is the order id), the first has no
 /// `causationId`, every other one names an event that appears earlier.
 #[track_caller]
-pub fn assert_causal_chain(order_id: &str, events: &[Value]) {
+pub fn assert_causal_chain(order_id: &str, events: &[TimelineEventJson]) {
     assert!(!events.is_empty(), "empty timeline of {order_id}");
     let dump = || serde_json::to_string_pretty(events).unwrap_or_default();
     let first = &events[0];
-    let correlation = first["correlationId"].as_str().unwrap_or_default();
-    assert!(
-        !correlation.is_empty(),
-        "first event has no correlationId:\n{}",
-        dump()
-    );
+    let correlation = first.correlation_id.as_str();
     assert_eq!(
         correlation,
         order_id,
         "correlationId is not the order id (docs/saga.md):\n{}",
         dump()
     );
-    let causation = &first["causationId"];
     assert!(
-        causation.is_null() || causation.as_str() == Some(""),
-        "the first event ({}) has a causationId {causation}:\n{}",
-        first["eventType"],
+        first.causation_id.is_none(),
+        "the first event ({}) has a causationId:\n{}",
+        first.event_type,
         dump()
     );
-    let mut seen: HashSet<&str> = HashSet::new();
-    let mut ids: HashSet<&str> = HashSet::new();
+    let mut seen: HashSet<Uuid> = HashSet::new();
     for (i, e) in events.iter().enumerate() {
-        let id = e["eventId"].as_str().unwrap_or_default();
         assert!(
-            uuid::Uuid::parse_str(id).is_ok(),
-            "event {i} has no UUID eventId:\n{}",
+            !seen.contains(&e.event_id),
+            "eventId {} appears twice:\n{}",
+            e.event_id,
             dump()
         );
-        assert!(ids.insert(id), "eventId {id} appears twice:\n{}", dump());
         assert_eq!(
-            e["correlationId"].as_str(),
-            Some(correlation),
+            e.correlation_id,
+            correlation,
             "event {i} ({}) has another correlationId:\n{}",
-            e["eventType"],
+            e.event_type,
             dump()
         );
         if i > 0 {
-            let cause = e["causationId"].as_str().unwrap_or_default();
             assert!(
-                seen.contains(cause),
-                "event {i} ({}) has causationId {cause:?}, which is not an earlier event of the timeline:\n{}",
-                e["eventType"],
+                e.causation_id.is_some_and(|c| seen.contains(&c)),
+                "event {i} ({}) has causationId {:?}, which is not an earlier event of the timeline:\n{}",
+                e.event_type,
+                e.causation_id,
                 dump()
             );
         }
-        seen.insert(id);
+        seen.insert(e.event_id);
     }
 }
 
 /// How many events of `event_type` a timeline holds.
-pub fn count_events(events: &[Value], event_type: &str) -> usize {
-    events
-        .iter()
-        .filter(|e| e["eventType"] == event_type)
-        .count()
+pub fn count_events(events: &[TimelineEventJson], event_type: &str) -> usize {
+    events.iter().filter(|e| e.event_type == event_type).count()
 }
 
 /// The samples of an OpenMetrics text page: `name{labels}` -> value.

@@ -10,8 +10,11 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
+pub use order_service::api::view::{AcceptedJson, OrderJson, TimelineEventJson, TimelineJson};
+pub use order_service::domain::saga::Status;
 use reqwest::header::{HeaderMap, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, RequestBuilder};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::body::OrderBody;
@@ -20,7 +23,7 @@ use crate::stack::{Service, Stack};
 use crate::wait::eventually;
 
 /// Statuses that end the automatic saga.
-pub const TERMINAL: [&str; 3] = ["SHIPPED", "DELIVERED", "CANCELLED"];
+pub const TERMINAL: [Status; 3] = [Status::Shipped, Status::Delivered, Status::Cancelled];
 
 /// An HTTP answer (status 0: the request itself failed, `text` says why).
 #[derive(Debug, Clone)]
@@ -41,6 +44,12 @@ impl Resp {
     /// The error `code` of a JSON error body ("" if none).
     pub fn code(&self) -> &str {
         self.json["code"].as_str().unwrap_or("")
+    }
+
+    /// The body as the API's own type (`order_service::api::view`, ...).
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
+        serde_json::from_value(self.json.clone())
+            .map_err(|e| format!("{e} in the answer of {}", self.describe()))
     }
 
     /// A header as text.
@@ -131,10 +140,6 @@ pub async fn send(request: RequestBuilder) -> Resp {
             json: Value::Null,
         },
     }
-}
-
-fn status_of(order: &Value) -> &str {
-    order["status"].as_str().unwrap_or("")
 }
 
 impl Stack {
@@ -237,16 +242,9 @@ impl Stack {
         async move {
             let r = self.post_order(&self.order_json(body).await).await;
             assert_eq!(r.status, 202, "POST /orders ({caller}): {}", r.describe());
-            let id = r.json["orderId"]
-                .as_str()
-                .unwrap_or_else(|| panic!("no orderId: {}", r.describe()))
-                .to_owned();
-            assert!(
-                uuid::Uuid::parse_str(&id).is_ok(),
-                "orderId is not a UUID: {}",
-                r.describe()
-            );
-            assert_eq!(r.json["status"], "PENDING", "{}", r.describe());
+            let accepted: AcceptedJson = r.parse().unwrap_or_else(|e| panic!("{e}"));
+            let id = accepted.order_id.to_string();
+            assert_eq!(accepted.status, Status::Pending, "{}", r.describe());
             let location = r.header(LOCATION.as_str()).unwrap_or_default();
             assert!(
                 location.ends_with(&format!("/orders/{id}")),
@@ -258,36 +256,36 @@ impl Stack {
     }
 
     /// `GET /orders/{id}` (must answer 200).
-    pub async fn order(&self, id: &str) -> Value {
+    pub async fn order(&self, id: &str) -> OrderJson {
         self.get(Service::Order, &format!("/orders/{id}"))
             .await
             .expect(200)
-            .json
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// The events of `GET /orders/{id}/timeline` (must answer 200).
-    pub async fn timeline(&self, id: &str) -> Vec<Value> {
+    pub async fn timeline(&self, id: &str) -> Vec<TimelineEventJson> {
         let r = self
             .get(Service::Order, &format!("/orders/{id}/timeline"))
             .await
             .expect(200);
+        let timeline: TimelineJson = r.parse().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            r.json["orderId"], id,
+            timeline.order_id.to_string(),
+            id,
             "timeline of another order: {}",
             r.text
         );
-        r.json["events"]
-            .as_array()
-            .unwrap_or_else(|| panic!("timeline without events: {}", r.text))
-            .clone()
+        timeline.events
     }
 
     /// Event types of the timeline, in order.
     pub async fn event_types(&self, id: &str) -> Vec<String> {
         self.timeline(id)
             .await
-            .iter()
-            .map(|e| e["eventType"].as_str().unwrap_or("").to_owned())
+            .into_iter()
+            .map(|e| e.event_type)
             .collect()
     }
 

@@ -48,17 +48,16 @@ impl Stack {
 
     /// Polls `GET /orders/{id}` until `pred` holds; returns that order. On
     /// timeout panics with the last order seen, its timeline and the logs.
-    pub async fn wait_for_order<P>(&self, id: &str, what: &str, pred: P) -> Value
+    pub async fn wait_for_order<P>(&self, id: &str, what: &str, pred: P) -> OrderJson
     where
-        P: Fn(&Value) -> bool,
+        P: Fn(&OrderJson) -> bool,
     {
         let path = format!("/orders/{id}");
         let result = crate::wait::poll_until(self.timeout, || async {
             let r = self.get(Service::Order, &path).await;
-            if r.status == 200 && pred(&r.json) {
-                Ok(r.json)
-            } else {
-                Err(r.describe())
+            match r.parse::<OrderJson>() {
+                Ok(order) if r.status == 200 && pred(&order) => Ok(order),
+                _ => Err(r.describe()),
             }
         })
         .await;
@@ -79,30 +78,35 @@ impl Stack {
         }
     }
 
-    /// Waits until the order has `status`.
-    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
-        self.wait_for_order(id, &format!("status {status}"), |o| status_of(o) == status)
+    /// Waits until the order has `status` (a wire name, e.g. `SHIPPED`).
+    pub async fn wait_status(&self, id: &str, status: &str) -> OrderJson {
+        let wanted =
+            Status::parse(status).unwrap_or_else(|| panic!("{status:?} is not an order status"));
+        self.wait_for_order(id, &format!("status {status}"), |o| o.status == wanted)
             .await
     }
 
     /// Waits until the order is SHIPPED, DELIVERED or CANCELLED.
-    pub async fn wait_terminal(&self, id: &str) -> Value {
-        self.wait_for_order(id, "a terminal status", |o| {
-            TERMINAL.contains(&status_of(o))
-        })
-        .await
+    pub async fn wait_terminal(&self, id: &str) -> OrderJson {
+        self.wait_for_order(id, "a terminal status", |o| TERMINAL.contains(&o.status))
+            .await
     }
 
     /// Waits until the timeline satisfies `pred`; returns it.
-    pub async fn wait_for_timeline<P>(&self, id: &str, what: &str, pred: P) -> Vec<Value>
+    pub async fn wait_for_timeline<P>(
+        &self,
+        id: &str,
+        what: &str,
+        pred: P,
+    ) -> Vec<TimelineEventJson>
     where
-        P: Fn(&[Value]) -> bool,
+        P: Fn(&[TimelineEventJson]) -> bool,
     {
         let path = format!("/orders/{id}/timeline");
         self.wait_for(&format!("the timeline of {id}: {what}"), || async {
             let r = self.get(Service::Order, &path).await;
-            match r.json["events"].as_array() {
-                Some(events) if r.status == 200 && pred(events) => Ok(events.clone()),
+            match r.parse::<TimelineJson>() {
+                Ok(t) if r.status == 200 && pred(&t.events) => Ok(t.events),
                 _ => Err(r.describe()),
             }
         })
@@ -110,12 +114,9 @@ impl Stack {
     }
 
     /// Waits until the timeline holds every event type in `types`.
-    pub async fn wait_for_events(&self, id: &str, types: &[&str]) -> Vec<Value> {
+    pub async fn wait_for_events(&self, id: &str, types: &[&str]) -> Vec<TimelineEventJson> {
         self.wait_for_timeline(id, &format!("contains {types:?}"), |events| {
-            let have: HashSet<&str> = events
-                .iter()
-                .filter_map(|e| e["eventType"].as_str())
-                .collect();
+            let have: HashSet<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
             types.iter().all(|t| have.contains(t))
         })
         .await

@@ -70,7 +70,7 @@ fn accepted(order_id: Uuid, status: Status, replayed: bool) -> Response {
     (
         StatusCode::ACCEPTED,
         headers,
-        Json(json!({"orderId": order_id, "status": status.as_str()})),
+        Json(AcceptedJson { order_id, status }),
     )
         .into_response()
 }

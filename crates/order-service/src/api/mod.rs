@@ -5,10 +5,11 @@
 mod create;
 mod list;
 pub mod request;
-mod view;
+pub mod view;
 
 use create::create_order;
 use list::list_orders;
+pub use view::AcceptedJson;
 use view::{rfc3339, JournalJson, OrderJson, OrderPageJson, TimelineEventJson, TimelineJson};
 
 use std::sync::Arc;

@@ -1,6 +1,31 @@
-//! The JSON shapes the order API answers with.
+//! The JSON shapes the order API answers with. They are also how clients
+//! read those answers (`orderctl load`, the end-to-end tests), so each
+//! derives `Deserialize` too and has public fields.
 
 use super::*;
+use crate::domain::saga::Status;
+
+impl Serialize for Status {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Status::try_from(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The answer to `POST /orders` (202), also to a replay of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AcceptedJson {
+    /// The order's id.
+    pub order_id: Uuid,
+    /// Its status: `PENDING` when new, where it stands for a replay.
+    pub status: Status,
+}
 
 /// An RFC 3339 UTC timestamp with millisecond precision.
 pub fn rfc3339(t: &DateTime<Utc>) -> String {
@@ -8,52 +33,75 @@ pub fn rfc3339(t: &DateTime<Utc>) -> String {
 }
 
 /// One order line in responses.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct LineJson {
-    pub(crate) sku: String,
-    pub(crate) quantity: i32,
-    pub(crate) unit_price: i64,
+pub struct LineJson {
+    /// Stock keeping unit.
+    pub sku: String,
+    /// Units ordered.
+    pub quantity: i32,
+    /// Price of one unit in minor units.
+    pub unit_price: i64,
 }
 
 /// The shipping address in responses (`line2` only when present).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct AddressJson {
-    pub(crate) name: String,
-    line1: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    line2: Option<String>,
-    pub(crate) city: String,
-    pub(crate) postal_code: String,
-    pub(crate) country: String,
+pub struct AddressJson {
+    /// Recipient.
+    pub name: String,
+    /// First address line.
+    pub line1: String,
+    /// Second address line, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    /// City.
+    pub city: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: String,
 }
 
 /// An order as `GET /orders/{id}` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderJson {
-    pub(crate) order_id: Uuid,
-    pub(crate) status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) reason_code: Option<String>,
-    pub(crate) customer_id: String,
-    pub(crate) email: String,
-    pub(crate) items: Vec<LineJson>,
-    pub(crate) total: i64,
-    pub(crate) currency: String,
-    pub(crate) shipping_address: AddressJson,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) payment_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) tracking_number: Option<String>,
+    /// The order id.
+    pub order_id: Uuid,
+    /// Where its saga stands.
+    pub status: Status,
+    /// Why it was cancelled (for people).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Why it was cancelled (for programs), e.g. `out_of_stock`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<String>,
+    /// Who ordered.
+    pub customer_id: String,
+    /// Where its e-mails go.
+    pub email: String,
+    /// Its lines.
+    pub items: Vec<LineJson>,
+    /// Total in minor units.
+    pub total: i64,
+    /// ISO 4217 currency.
+    pub currency: String,
+    /// Where it ships.
+    pub shipping_address: AddressJson,
+    /// The payment, once paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_id: Option<String>,
+    /// The carrier's tracking number, once shipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_number: Option<String>,
     /// Set while a paid saga waits past its deadline for its next step.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) stalled_since: Option<String>,
-    pub(crate) created_at: String,
-    pub(crate) updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_since: Option<String>,
+    /// When it was accepted (RFC 3339).
+    pub created_at: String,
+    /// When its status last changed (RFC 3339).
+    pub updated_at: String,
 }
 
 impl From<&OrderRow> for OrderJson {
@@ -61,7 +109,7 @@ impl From<&OrderRow> for OrderJson {
         let a: &Address = &o.shipping_address.0;
         OrderJson {
             order_id: o.id,
-            status: o.status.as_str(),
+            status: o.status,
             reason: o.reason.clone(),
             reason_code: o.reason_code.clone(),
             customer_id: o.customer_id.clone(),
@@ -95,38 +143,59 @@ impl From<&OrderRow> for OrderJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One event of `GET /orders/{id}/timeline`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct TimelineEventJson {
-    pub(crate) event_id: Uuid,
-    pub(crate) event_type: String,
-    pub(crate) source: String,
-    pub(crate) correlation_id: String,
-    pub(crate) causation_id: Option<Uuid>,
-    pub(crate) timestamp: String,
+pub struct TimelineEventJson {
+    /// The event id.
+    pub event_id: Uuid,
+    /// Its type, e.g. `OrderCreated`.
+    pub event_type: String,
+    /// The service that published it.
+    pub source: String,
+    /// The saga it belongs to (the order id).
+    pub correlation_id: String,
+    /// The event that caused it.
+    pub causation_id: Option<Uuid>,
+    /// When it happened (RFC 3339).
+    pub timestamp: String,
 }
 
-#[derive(Debug, Serialize)]
+/// `GET /orders/{id}/timeline`: what happened to an order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct TimelineJson {
-    pub(crate) order_id: Uuid,
-    pub(crate) events: Vec<TimelineEventJson>,
+pub struct TimelineJson {
+    /// The order.
+    pub order_id: Uuid,
+    /// Its events in the order they happened.
+    pub events: Vec<TimelineEventJson>,
 }
+
 /// One event of an order's journal: the envelope and where the log holds
 /// it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct JournalEventJson {
-    pub(crate) event_id: Uuid,
-    pub(crate) event_type: String,
-    pub(crate) event_version: i32,
-    pub(crate) source: String,
-    pub(crate) correlation_id: String,
-    pub(crate) causation_id: Option<Uuid>,
-    pub(crate) timestamp: String,
-    pub(crate) topic: String,
-    pub(crate) partition: i32,
-    pub(crate) offset: i64,
+pub struct JournalEventJson {
+    /// The event id.
+    pub event_id: Uuid,
+    /// Its type.
+    pub event_type: String,
+    /// Its schema version.
+    pub event_version: i32,
+    /// The service that published it.
+    pub source: String,
+    /// The saga it belongs to.
+    pub correlation_id: String,
+    /// The event that caused it.
+    pub causation_id: Option<Uuid>,
+    /// When it happened (RFC 3339).
+    pub timestamp: String,
+    /// The topic that holds it.
+    pub topic: String,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
 }
 
 impl From<crate::db::journal::JournalRow> for JournalEventJson {
@@ -146,16 +215,60 @@ impl From<crate::db::journal::JournalRow> for JournalEventJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// `GET /orders/{id}/journal`: an order's events as the log holds them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct JournalJson {
-    pub(crate) order_id: Uuid,
-    pub(crate) events: Vec<JournalEventJson>,
+pub struct JournalJson {
+    /// The order.
+    pub order_id: Uuid,
+    /// Its events in log order.
+    pub events: Vec<JournalEventJson>,
 }
 
-#[derive(Debug, Serialize)]
+/// One page of `GET /orders`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct OrderPageJson {
-    pub(crate) orders: Vec<OrderJson>,
-    pub(crate) next_cursor: Option<String>,
+pub struct OrderPageJson {
+    /// The orders of this page.
+    pub orders: Vec<OrderJson>,
+    /// The cursor of the next page, when there is one.
+    pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_api_writes_its_clients_read_back() {
+        let json = serde_json::json!({
+            "orderId": "0190f3b2-1c4d-7a8e-9f00-0123456789ab",
+            "status": "SHIPPING_CREATED",
+            "customerId": "c-1",
+            "email": "c1@example.com",
+            "items": [{"sku": "SKU-1", "quantity": 2, "unitPrice": 1250}],
+            "total": 2500,
+            "currency": "EUR",
+            "shippingAddress": {
+                "name": "Ada", "line1": "1 Main St", "city": "Berlin",
+                "postalCode": "10115", "country": "DE"
+            },
+            "paymentId": "pay-1",
+            "createdAt": "2026-01-01T00:00:00.000Z",
+            "updatedAt": "2026-01-01T00:00:01.000Z"
+        });
+        let order: OrderJson = serde_json::from_value(json.clone()).expect("an order");
+        assert_eq!(order.status, Status::ShippingCreated);
+        assert_eq!(order.shipping_address.line2, None);
+        assert_eq!(
+            serde_json::to_value(&order).expect("json"),
+            json,
+            "absent stays absent"
+        );
+
+        let mut unknown = json;
+        unknown["status"] = "LOST".into();
+        let e = serde_json::from_value::<OrderJson>(unknown).expect_err("no such status");
+        assert!(e.to_string().contains("LOST"), "{e}");
+    }
 }

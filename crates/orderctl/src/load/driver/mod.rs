@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use futures::stream::{self, StreamExt};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -36,7 +35,7 @@ use send::{progress_bar, send_phase, BodyTemplate, Record, Shared};
 use view::*;
 
 /// Statuses that end the automatic saga.
-const TERMINAL: [&str; 3] = ["SHIPPED", "DELIVERED", "CANCELLED"];
+const TERMINAL: [Status; 3] = [Status::Shipped, Status::Delivered, Status::Cancelled];
 /// The payment service's default PAYMENT_MAX_AMOUNT: larger totals are
 /// declined even with `tok_visa`.
 const DEFAULT_MAX_AMOUNT: i64 = 1_000_000;
@@ -56,11 +55,11 @@ fn parse_ts_us(s: &str) -> Option<i64> {
 }
 
 /// Whether an order ended as its payment method says it should.
-fn expected_outcome(rec: &Record, view: &OrderView) -> bool {
+fn expected_outcome(rec: &Record, view: &OrderJson) -> bool {
     let declined = rec.declined || rec.total > DEFAULT_MAX_AMOUNT;
-    match view.status.as_str() {
-        "SHIPPED" | "DELIVERED" => !rec.declined,
-        "CANCELLED" => declined && view.reason_code.as_deref() == Some("PAYMENT_DECLINED"),
+    match view.status {
+        Status::Shipped | Status::Delivered => !rec.declined,
+        Status::Cancelled => declined && view.reason_code.as_deref() == Some("PAYMENT_DECLINED"),
         _ => false,
     }
 }
@@ -194,11 +193,11 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Summary> {
             continue;
         };
         let key = match &view.reason_code {
-            Some(code) if view.status == "CANCELLED" => format!("CANCELLED/{code}"),
-            _ => view.status.clone(),
+            Some(code) if view.status == Status::Cancelled => format!("CANCELLED/{code}"),
+            _ => view.status.to_string(),
         };
         *outcomes.entry(key.clone()).or_default() += 1;
-        if !TERMINAL.contains(&view.status.as_str()) {
+        if !TERMINAL.contains(&view.status) {
             errors.add(&format!("not_terminal_{}", view.status));
             continue;
         }
@@ -220,8 +219,8 @@ pub(super) async fn run(args: &Args) -> anyhow::Result<Summary> {
         completed += 1;
         last_terminal = last_terminal.max(updated);
         let latency = (updated - r.sent_unix_us) as f64 / 1000.0;
-        let cancelled = view.status == "CANCELLED";
-        if view.status == "SHIPPED" {
+        let cancelled = view.status == Status::Cancelled;
+        if view.status == Status::Shipped {
             saga.push(latency);
             shipped.push((r, id.as_str(), updated));
         } else if cancelled {

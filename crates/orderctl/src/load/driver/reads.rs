@@ -33,7 +33,7 @@ pub(super) async fn list_orders(
     client: &reqwest::Client,
     order_url: &str,
     customer_id: &str,
-) -> anyhow::Result<Vec<OrderView>> {
+) -> anyhow::Result<Vec<OrderJson>> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -41,7 +41,7 @@ pub(super) async fn list_orders(
         if let Some(c) = &cursor {
             let _ = write!(url, "&cursor={c}");
         }
-        let page: OrderPage = get_with_retry(client, &url).await?;
+        let page: OrderPageJson = get_with_retry(client, &url).await?;
         out.extend(page.orders);
         match page.next_cursor {
             Some(c) => cursor = Some(c),
@@ -61,7 +61,7 @@ pub(super) async fn settle(
     client: &reqwest::Client,
     customer_id: &str,
     accepted_ids: &[String],
-) -> anyhow::Result<(HashMap<String, OrderView>, bool)> {
+) -> anyhow::Result<(HashMap<String, OrderJson>, bool)> {
     const PROBES: usize = 20;
     const PROBE_ALL_BELOW: usize = 200;
     let accepted = accepted_ids.len();
@@ -73,9 +73,9 @@ pub(super) async fn settle(
     );
     let started = Instant::now();
     let mut last_line = Instant::now();
-    let mut known: HashMap<String, OrderView> = HashMap::new();
+    let mut known: HashMap<String, OrderJson> = HashMap::new();
     let mut pending: Vec<String> = accepted_ids.to_vec();
-    let is_terminal = |v: &OrderView| TERMINAL.contains(&v.status.as_str());
+    let is_terminal = |v: &OrderJson| TERMINAL.contains(&v.status);
     loop {
         if pending.is_empty() {
             pb.finish_and_clear();
@@ -87,7 +87,7 @@ pub(super) async fn settle(
                 .await
                 .context("reading the run's orders")?;
             for o in all {
-                known.insert(o.order_id.clone(), o);
+                known.insert(o.order_id.to_string(), o);
             }
             pb.finish_and_clear();
             return Ok((known, false));
@@ -99,10 +99,10 @@ pub(super) async fn settle(
                 .map(|i| i * (pending.len() - 1) / (PROBES - 1))
                 .collect()
         };
-        let probed: Vec<Option<OrderView>> = stream::iter(probe.iter().map(|&i| &pending[i]))
+        let probed: Vec<Option<OrderJson>> = stream::iter(probe.iter().map(|&i| &pending[i]))
             .map(|id| async move {
                 let url = format!("{}/orders/{id}", args.order_url);
-                get_with_retry::<OrderView>(client, &url).await.ok()
+                get_with_retry::<OrderJson>(client, &url).await.ok()
             })
             .buffered(8)
             .collect()
@@ -113,7 +113,7 @@ pub(super) async fn settle(
             .count();
         for v in probed.into_iter().flatten() {
             if is_terminal(&v) {
-                known.insert(v.order_id.clone(), v);
+                known.insert(v.order_id.to_string(), v);
             }
         }
         if open_probes == 0 && pending.len() > PROBE_ALL_BELOW {
@@ -123,7 +123,7 @@ pub(super) async fn settle(
                 .context("reading the run's orders")?;
             for o in all {
                 if is_terminal(&o) {
-                    known.insert(o.order_id.clone(), o);
+                    known.insert(o.order_id.to_string(), o);
                 }
             }
         }
@@ -261,7 +261,7 @@ pub(super) async fn timeline_hops(
     let fetched: Vec<Option<SampledTimeline>> = stream::iter(sample)
         .map(|&(rec, id, updated)| async move {
             let url = format!("{}/orders/{id}/timeline", args.order_url);
-            let t: Timeline = get_with_retry(client, &url).await.ok()?;
+            let t: TimelineJson = get_with_retry(client, &url).await.ok()?;
             let events = t
                 .events
                 .into_iter()

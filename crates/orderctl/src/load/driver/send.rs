@@ -118,8 +118,8 @@ pub(super) async fn send_one(shared: &Shared, seq: u64, scheduled: Option<Instan
         .await
     {
         Ok(resp) if resp.status() == reqwest::StatusCode::ACCEPTED => {
-            match resp.json::<Accepted>().await {
-                Ok(a) => Ok(a.order_id),
+            match resp.json::<AcceptedJson>().await {
+                Ok(a) => Ok(a.order_id.to_string()),
                 Err(e) => Err(classify(&e)),
             }
         }

@@ -44,13 +44,25 @@ fn bodies_are_deterministic_valid_and_use_distinct_skus() {
     }
 }
 
-fn view(status: &str, code: Option<&str>) -> OrderView {
-    OrderView {
-        order_id: "o".into(),
-        status: status.into(),
-        reason_code: code.map(Into::into),
-        updated_at: "2026-01-01T00:00:00.000Z".into(),
-    }
+/// An order as the API shows it, read with the API's own type.
+fn view(status: &str, code: Option<&str>) -> OrderJson {
+    serde_json::from_value(json!({
+        "orderId": "0190f3b2-1c4d-7a8e-9f00-0123456789ab",
+        "status": status,
+        "reasonCode": code,
+        "customerId": "load-x",
+        "email": "load-x@example.com",
+        "items": [{"sku": "SKU-1", "quantity": 1, "unitPrice": 100}],
+        "total": 100,
+        "currency": "EUR",
+        "shippingAddress": {
+            "name": "A", "line1": "1 Main St", "city": "Berlin",
+            "postalCode": "10115", "country": "DE"
+        },
+        "createdAt": "2026-01-01T00:00:00.000Z",
+        "updatedAt": "2026-01-01T00:00:00.000Z"
+    }))
+    .expect("an order as the API shows it")
 }
 
 #[test]
