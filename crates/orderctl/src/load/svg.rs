@@ -1,8 +1,8 @@
-//! The latency plot: a hand-written SVG with two panels, saga latency over
-//! the run (one dot per order, SHIPPED blue, CANCELLED orange, dashed
-//! p50/p99 lines) and the latency CDF of the SHIPPED orders.
+//! The latency plot, drawn with plotters' SVG backend: two panels, saga
+//! latency over the run (one dot per order, SHIPPED blue, CANCELLED orange,
+//! dashed p50/p99 lines) and the latency CDF of the SHIPPED orders.
 
-use std::fmt::Write as _;
+use plotters::prelude::*;
 
 use super::stats::{nearest_rank, Percentiles};
 
@@ -17,201 +17,113 @@ pub struct Point {
     pub cancelled: bool,
 }
 
-const WIDTH: f64 = 960.0;
-const PANEL_H: f64 = 330.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
-const TOP: f64 = 50.0;
-const GAP: f64 = 70.0;
+const SIZE: (u32, u32) = (960, 860);
 /// At most this many dots are drawn (evenly strided) to keep the file small.
 pub const MAX_DOTS: usize = 6000;
+const SHIPPED: RGBColor = RGBColor(0x2e, 0x86, 0xde);
+const CANCELLED: RGBColor = RGBColor(0xe6, 0x7e, 0x22);
+const PERCENTILE: RGBColor = RGBColor(0xc0, 0x39, 0x2b);
+const GRID: RGBColor = RGBColor(0xe4, 0xe4, 0xe4);
 
-/// "Nice" axis ticks (1, 2, 2.5 or 5 × 10^k steps) covering `0..=max`,
-/// about `target` of them. Returns the ticks, the last one ≥ `max`.
-pub fn nice_ticks(max: f64, target: usize) -> Vec<f64> {
-    let max = if max.is_finite() && max > 0.0 {
-        max
-    } else {
-        1.0
-    };
-    let raw = max / target.max(1) as f64;
+/// The end of an axis that starts at 0 and covers `max`: the next
+/// 1, 2, 2.5 or 5 × 10^k multiple of a step that gives about `ticks`
+/// ticks, so the last tick is labelled. 1 for an empty or invalid range.
+pub fn nice_max(max: f64, ticks: usize) -> f64 {
+    if !(max.is_finite() && max > 0.0) {
+        return 1.0;
+    }
+    let raw = max / ticks.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
     let step = [1.0, 2.0, 2.5, 5.0, 10.0]
         .iter()
         .map(|m| m * mag)
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * mag);
-    let n = (max / step).ceil() as usize;
-    (0..=n).map(|i| i as f64 * step).collect()
+    (max / step).ceil() * step
 }
 
-fn fmt_num(x: f64) -> String {
-    if x == x.trunc() && x.abs() < 1e15 {
-        format!("{}", x as i64)
+/// A tick label: whole numbers without decimals.
+fn label(v: &f64) -> String {
+    if *v == v.trunc() {
+        format!("{v:.0}")
     } else {
-        format!("{x:.1}")
-    }
-}
-
-/// Escapes text for SVG content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-struct Panel {
-    top: f64,
-    x_max: f64,
-    y_max: f64,
-    x_ticks: Vec<f64>,
-    y_ticks: Vec<f64>,
-}
-
-impl Panel {
-    fn new(top: f64, x_max: f64, y_max: f64) -> Self {
-        let x_ticks = nice_ticks(x_max, 10);
-        let y_ticks = nice_ticks(y_max, 6);
-        Panel {
-            top,
-            x_max: x_ticks
-                .last()
-                .copied()
-                .unwrap_or(1.0)
-                .max(f64::MIN_POSITIVE),
-            y_max: y_ticks
-                .last()
-                .copied()
-                .unwrap_or(1.0)
-                .max(f64::MIN_POSITIVE),
-            x_ticks,
-            y_ticks,
-        }
-    }
-
-    fn x(&self, v: f64) -> f64 {
-        LEFT + (v / self.x_max).clamp(0.0, 1.0) * (WIDTH - LEFT - RIGHT)
-    }
-
-    fn y(&self, v: f64) -> f64 {
-        self.top + PANEL_H - (v / self.y_max).clamp(0.0, 1.0) * PANEL_H
-    }
-
-    fn axes(&self, out: &mut String, title: &str, x_label: &str, y_label: &str) {
-        let bottom = self.top + PANEL_H;
-        let _ = writeln!(
-            out,
-            r#"<text x="{LEFT}" y="{:.1}" font-size="14" font-weight="bold">{}</text>"#,
-            self.top - 12.0,
-            escape(title)
-        );
-        for &t in &self.y_ticks {
-            let y = self.y(t);
-            let _ = writeln!(
-                out,
-                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e4e4e4"/><text x="{:.1}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"##,
-                WIDTH - RIGHT,
-                LEFT - 6.0,
-                y + 4.0,
-                fmt_num(t)
-            );
-        }
-        for &t in &self.x_ticks {
-            let x = self.x(t);
-            let _ = writeln!(
-                out,
-                r##"<line x1="{x:.1}" y1="{bottom:.1}" x2="{x:.1}" y2="{:.1}" stroke="#999"/><text x="{x:.1}" y="{:.1}" font-size="11" text-anchor="middle">{}</text>"##,
-                bottom + 5.0,
-                bottom + 18.0,
-                fmt_num(t)
-            );
-        }
-        let _ = writeln!(
-            out,
-            r##"<rect x="{LEFT}" y="{:.1}" width="{:.1}" height="{PANEL_H}" fill="none" stroke="#666"/>"##,
-            self.top,
-            WIDTH - LEFT - RIGHT
-        );
-        let _ = writeln!(
-            out,
-            r#"<text x="{:.1}" y="{:.1}" font-size="12" text-anchor="middle">{}</text>"#,
-            LEFT + (WIDTH - LEFT - RIGHT) / 2.0,
-            bottom + 36.0,
-            escape(x_label)
-        );
-        let _ = writeln!(
-            out,
-            r#"<text x="16" y="{:.1}" font-size="12" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
-            self.top + PANEL_H / 2.0,
-            self.top + PANEL_H / 2.0,
-            escape(y_label)
-        );
+        format!("{v:.1}")
     }
 }
 
 /// Renders the plot. `saga` are the percentiles of the SHIPPED orders'
 /// latency (drawn as reference lines); `title` goes on top.
 pub fn render(points: &[Point], saga: Option<&Percentiles>, title: &str) -> String {
-    let height = TOP + 2.0 * PANEL_H + GAP + 60.0;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" font-family="sans-serif">"#
-    );
-    let _ = writeln!(out, "<title>{}</title>", escape(title));
-    let _ = writeln!(
-        out,
-        r#"<rect x="0" y="0" width="{WIDTH}" height="{height}" fill="white"/>"#
-    );
-    let _ = writeln!(
-        out,
-        r#"<text x="{LEFT}" y="20" font-size="15">{}</text>"#,
-        escape(title)
-    );
-
-    // Panel 1: latency over time.
-    let x_max = points.iter().map(|p| p.at_s).fold(0.0, f64::max);
-    let y_max = points.iter().map(|p| p.latency_ms).fold(0.0, f64::max);
-    let scatter = Panel::new(TOP + 20.0, x_max, y_max);
-    scatter.axes(
-        &mut out,
-        "saga latency per order (blue: SHIPPED, orange: CANCELLED)",
-        "send time since start (s)",
-        "latency (ms)",
-    );
-    let stride = points.len().div_ceil(MAX_DOTS).max(1);
-    let _ = writeln!(out, r#"<g fill-opacity="0.5">"#);
-    for p in points.iter().step_by(stride) {
-        let color = if p.cancelled { "#e67e22" } else { "#2e86de" };
-        let _ = writeln!(
-            out,
-            r#"<circle cx="{:.1}" cy="{:.1}" r="1.6" fill="{color}"/>"#,
-            scatter.x(p.at_s),
-            scatter.y(p.latency_ms)
+    if let Err(e) = draw(&mut out, points, saga, title) {
+        // Drawing into a string does no I/O; a layout error still leaves a
+        // readable file.
+        out = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\"><text y=\"20\">the plot failed: {}</text></svg>\n",
+            e.to_string().replace('&', "&amp;").replace('<', "&lt;")
         );
     }
-    let _ = writeln!(out, "</g>");
+    out
+}
+
+fn draw(
+    out: &mut String,
+    points: &[Point],
+    saga: Option<&Percentiles>,
+    title: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let root = SVGBackend::with_string(out, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(title, ("sans-serif", 15))?;
+    let (over_time, distribution) = root.split_vertically(SIZE.1 / 2 - 20);
+
+    // Panel 1: latency over time.
+    let x_max = nice_max(points.iter().map(|p| p.at_s).fold(0.0, f64::max), 10);
+    let y_max = nice_max(points.iter().map(|p| p.latency_ms).fold(0.0, f64::max), 6);
+    let mut chart = ChartBuilder::on(&over_time)
+        .caption(
+            "saga latency per order (blue: SHIPPED, orange: CANCELLED)",
+            ("sans-serif", 14),
+        )
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(GRID)
+        .x_labels(11)
+        .y_labels(7)
+        .x_label_formatter(&label)
+        .y_label_formatter(&label)
+        .x_desc("send time since start (s)")
+        .y_desc("latency (ms)")
+        .draw()?;
+    let stride = points.len().div_ceil(MAX_DOTS).max(1);
+    chart.draw_series(points.iter().step_by(stride).map(|p| {
+        let color = if p.cancelled { CANCELLED } else { SHIPPED };
+        Circle::new((p.at_s, p.latency_ms), 2, color.mix(0.5).filled())
+    }))?;
     if let Some(s) = saga {
-        for (label, v) in [("p50", s.p50), ("p99", s.p99)] {
-            let y = scatter.y(v);
-            let _ = writeln!(
-                out,
-                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#c0392b" stroke-dasharray="5,4"/><text x="{:.1}" y="{:.1}" font-size="11" fill="#c0392b" text-anchor="end">{label} {} ms</text>"##,
-                WIDTH - RIGHT,
-                WIDTH - RIGHT - 4.0,
-                y - 4.0,
-                fmt_num(v)
-            );
+        for (name, v) in [("p50", s.p50), ("p99", s.p99)] {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(0.0, v), (x_max, v)],
+                    5,
+                    4,
+                    PERCENTILE.into(),
+                ))?
+                .label(format!("{name} {} ms", label(&v)))
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], PERCENTILE));
         }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.8))
+            .border_style(RGBColor(0x99, 0x99, 0x99))
+            .draw()?;
     }
 
     // Panel 2: CDF of the SHIPPED orders' latency.
@@ -221,34 +133,38 @@ pub fn render(points: &[Point], saga: Option<&Percentiles>, title: &str) -> Stri
         .map(|p| p.latency_ms)
         .collect();
     shipped.sort_by(f64::total_cmp);
-    let cdf = Panel::new(
-        TOP + 20.0 + PANEL_H + GAP,
-        shipped.last().copied().unwrap_or(1.0),
-        100.0,
-    );
-    cdf.axes(
-        &mut out,
-        "CDF of saga latency (SHIPPED orders)",
-        "latency (ms)",
-        "orders at or below (%)",
-    );
+    let mut cdf = ChartBuilder::on(&distribution)
+        .caption("CDF of saga latency (SHIPPED orders)", ("sans-serif", 14))
+        .margin(10)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(
+            0.0..nice_max(shipped.last().copied().unwrap_or(0.0), 10),
+            0.0..100.0,
+        )?;
+    cdf.configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(GRID)
+        .x_labels(11)
+        .y_labels(6)
+        .x_label_formatter(&label)
+        .y_label_formatter(&label)
+        .x_desc("latency (ms)")
+        .y_desc("orders at or below (%)")
+        .draw()?;
     if !shipped.is_empty() {
-        let mut path = String::new();
         let steps = 400.min(shipped.len());
-        for i in 0..=steps {
-            let q = i as f64 / steps as f64;
-            let v = nearest_rank(&shipped, q).unwrap_or(0.0);
-            let cmd = if i == 0 { 'M' } else { 'L' };
-            let _ = write!(path, "{cmd}{:.1},{:.1} ", cdf.x(v), cdf.y(q * 100.0));
-        }
-        let _ = writeln!(
-            out,
-            r##"<path d="{}" fill="none" stroke="#2e86de" stroke-width="2"/>"##,
-            path.trim_end()
-        );
+        cdf.draw_series(LineSeries::new(
+            (0..=steps).map(|i| {
+                let q = i as f64 / steps as f64;
+                (nearest_rank(&shipped, q).unwrap_or(0.0), q * 100.0)
+            }),
+            SHIPPED.stroke_width(2),
+        ))?;
     }
-    out.push_str("</svg>\n");
-    out
+    root.present()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -260,17 +176,14 @@ mod tests {
     }
 
     #[test]
-    fn ticks_are_nice_and_cover_the_range() {
-        assert_eq!(nice_ticks(100.0, 5), [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
-        assert_eq!(
-            nice_ticks(60.0, 10),
-            [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0]
-        );
-        let t = nice_ticks(237.0, 6);
-        assert_eq!(t[1], 50.0);
-        assert!(*t.last().expect("ticks") >= 237.0);
-        assert_eq!(nice_ticks(0.0, 5).last().copied(), Some(1.0));
-        assert_eq!(nice_ticks(f64::NAN, 5).last().copied(), Some(1.0));
+    fn axes_end_on_a_round_number_past_the_data() {
+        assert_eq!(nice_max(100.0, 5), 100.0);
+        assert_eq!(nice_max(59.9, 10), 60.0);
+        assert_eq!(nice_max(237.0, 6), 250.0);
+        assert_eq!(nice_max(1_850.0, 10), 2_000.0);
+        assert_eq!(nice_max(0.0, 5), 1.0);
+        assert_eq!(nice_max(f64::NAN, 5), 1.0);
+        assert_eq!(nice_max(f64::INFINITY, 5), 1.0);
     }
 
     #[test]
@@ -292,7 +205,8 @@ mod tests {
             max: 199.0,
         };
         let svg = render(&points, Some(&p), "rate 500/s <&> test");
-        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
+        assert!(svg.starts_with("<svg"), "{svg:.200}");
+        assert!(svg.contains("xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(svg.trim_end().ends_with("</svg>"));
         assert_eq!(count(&svg, "<svg"), 1);
         assert_eq!(count(&svg, "<circle"), 100);
@@ -300,8 +214,8 @@ mod tests {
         assert_eq!(count(&svg, "<text"), count(&svg, "</text>"));
         assert!(svg.contains("rate 500/s &lt;&amp;&gt; test"));
         assert!(!svg.contains("<&>"));
-        assert!(svg.contains("p99 199 ms"));
-        assert!(svg.contains("<path d=\"M"));
+        assert!(svg.contains("p50 150 ms") && svg.contains("p99 199 ms"));
+        assert!(svg.contains("<polyline"), "the CDF");
         assert!(!svg.contains("NaN"));
         // Every attribute quote is closed.
         assert_eq!(count(&svg, "\"") % 2, 0);
@@ -311,6 +225,7 @@ mod tests {
     fn empty_and_huge_inputs_stay_valid() {
         let svg = render(&[], None, "nothing");
         assert!(svg.trim_end().ends_with("</svg>"));
+        assert!(!svg.contains("the plot failed"), "{svg}");
         assert_eq!(count(&svg, "<circle"), 0);
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
         let many: Vec<Point> = (0..30_000)
