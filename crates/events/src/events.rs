@@ -12,6 +12,7 @@ pub const SCHEMA_NAMESPACE: &str = "com.orderflow.events";
 
 /// A postal address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Address {
     /// Recipient name.
@@ -31,6 +32,7 @@ pub struct Address {
 
 /// One line of an order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OrderLine {
     /// Stock keeping unit.
@@ -43,6 +45,7 @@ pub struct OrderLine {
 
 /// A quantity of one SKU.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct StockLine {
     /// Stock keeping unit.

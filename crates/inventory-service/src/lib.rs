@@ -26,7 +26,7 @@ pub const SOURCE: &str = "inventory-service";
 /// outbox and inbox).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-/// Name, port, migrations and OpenAPI document, for
+/// Name, port and migrations, for
 /// [`orderflow_service::run`].
 pub fn spec() -> ServiceSpec {
     ServiceSpec {
@@ -34,7 +34,6 @@ pub fn spec() -> ServiceSpec {
         source: SOURCE,
         default_port: 8082,
         migrator: &MIGRATOR,
-        openapi: include_str!("../openapi.json"),
     }
 }
 

@@ -30,7 +30,7 @@ pub const SOURCE: &str = "notification-service";
 /// outbox and inbox).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-/// Name, port, migrations and OpenAPI document, for
+/// Name, port and migrations, for
 /// [`orderflow_service::run`].
 pub fn spec() -> ServiceSpec {
     ServiceSpec {
@@ -38,7 +38,6 @@ pub fn spec() -> ServiceSpec {
         source: SOURCE,
         default_port: 8085,
         migrator: &MIGRATOR,
-        openapi: include_str!("../openapi.json"),
     }
 }
 

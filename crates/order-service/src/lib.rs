@@ -22,7 +22,7 @@ pub const SOURCE: &str = "order-service";
 /// outbox and inbox).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-/// Name, port, migrations and OpenAPI document, for
+/// Name, port and migrations, for
 /// [`orderflow_service::run`].
 pub fn spec() -> ServiceSpec {
     ServiceSpec {
@@ -30,7 +30,6 @@ pub fn spec() -> ServiceSpec {
         source: SOURCE,
         default_port: 8080,
         migrator: &MIGRATOR,
-        openapi: include_str!("../openapi.json"),
     }
 }
 

@@ -21,9 +21,11 @@ pub struct ApiError {
 
 /// The body of every error answer, as the services write it and clients
 /// (`orderctl`, the tests) read it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = Error)]
 pub struct ErrorBody {
     /// Stable machine-readable code, e.g. `validation_failed`.
+    #[schema(example = "not_found")]
     pub code: String,
     /// Human-readable explanation.
     pub message: String,

@@ -13,15 +13,21 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use orderflow_events::consumer::assignment::GroupAssignment;
 use orderflow_events::kafka::BrokerProbe;
 use orderflow_events::metrics::prometheus_client::encoding::EncodeLabelSet;
 use orderflow_events::metrics::prometheus_client::metrics::family::Family;
 use orderflow_events::metrics::prometheus_client::metrics::gauge::Gauge;
 use orderflow_events::registry::RegistryClient;
-use serde_json::{json, Value};
+use serde::Serialize;
 use sqlx::PgPool;
+use utoipa::openapi::OpenApi;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
+
+use crate::openapi::ApiRouter;
 
 /// What readiness checks.
 #[derive(Clone)]
@@ -33,7 +39,7 @@ pub struct Probes {
     /// The schema registry.
     pub registry: RegistryClient,
     /// The service's OpenAPI document (JSON text).
-    pub openapi: &'static str,
+    pub openapi: Arc<str>,
     /// The service name.
     pub service: &'static str,
     /// The consumer group of the service's consumer, if it has one.
@@ -45,20 +51,202 @@ pub struct Probes {
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Prefixes of the paths [`routes`] serves in every service, beside the
-/// service's own API.
-pub const RUNTIME_PATHS: [&str; 3] = ["/health/", "/metrics", "/openapi.json"];
+/// The health, metrics and OpenAPI routes, with their document.
+pub fn routes() -> ApiRouter<Probes> {
+    ApiRouter::new(OpenApi::default())
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .routes(routes!(detail))
+        .routes(routes!(consumers))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
+}
 
-/// The health, metrics and OpenAPI routes.
-pub fn routes(probes: Probes) -> Router {
-    Router::new()
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-        .route("/health/detail", get(detail))
-        .route("/health/consumers", get(consumers))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        .with_state(probes)
+/// The document of [`routes`].
+pub fn api() -> OpenApi {
+    routes().openapi().clone()
+}
+
+/// `GET /health/live`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Live {
+    /// Always `live`.
+    pub status: LiveStatus,
+    /// The service, e.g. `order-service`.
+    pub service: String,
+}
+
+/// Always `live`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveStatus {
+    /// The process runs.
+    Live,
+}
+
+/// One dependency check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Check {
+    /// `up` when it answered.
+    pub status: CheckStatus,
+    /// What it answered, or why it did not.
+    pub detail: String,
+}
+
+/// `up` or `down`.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// It answered.
+    Up,
+    /// It failed or did not answer in time.
+    Down,
+}
+
+/// `GET /health/ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready` when the database answers.
+    pub status: ReadyStatus,
+    /// The service.
+    pub service: String,
+    /// The database check.
+    pub checks: ReadyChecks,
+}
+
+/// `ready` or `not_ready`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadyStatus {
+    /// The database answers.
+    Ready,
+    /// It does not.
+    NotReady,
+}
+
+/// What readiness checks: the database only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyChecks {
+    /// The database.
+    pub database: Check,
+}
+
+/// `GET /health/detail`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Detail {
+    /// `degraded` when any check is down.
+    pub status: DetailStatus,
+    /// The service.
+    pub service: String,
+    /// The database, the brokers and the schema registry.
+    pub checks: Checks,
+    /// The service's consumer group members in this process, as in
+    /// `GET /health/consumers`.
+    pub consumers: Vec<Member>,
+    /// The outbox: unpublished rows, or why they could not be counted.
+    pub outbox: OutboxState,
+}
+
+/// `ok` or `degraded`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DetailStatus {
+    /// Every check is up.
+    Ok,
+    /// At least one is down.
+    Degraded,
+}
+
+/// Every dependency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Checks {
+    /// The service's database.
+    pub database: Check,
+    /// The Kafka brokers.
+    pub broker: Check,
+    /// The schema registry.
+    pub registry: Check,
+}
+
+/// The outbox backlog, or why it could not be read.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum OutboxState {
+    /// Read.
+    #[serde(rename_all = "camelCase")]
+    Backlog {
+        /// Unpublished outbox rows.
+        backlog: i64,
+        /// Age of the oldest, in seconds.
+        oldest_age_seconds: f64,
+    },
+    /// Not read (the database failed or did not answer in 2 s).
+    Error {
+        /// Why.
+        error: String,
+    },
+}
+
+/// One consumer group member of this process.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    /// The consumer group: the service's, or one of its projections'
+    /// (`<group>.<projection>`).
+    pub group: String,
+    /// The topics it subscribed to.
+    pub topics: Vec<String>,
+    /// Partitions held now, by topic.
+    pub partitions: std::collections::BTreeMap<String, std::collections::BTreeSet<i32>>,
+    /// Partitions held now, all topics.
+    pub assigned: usize,
+    /// Rebalances seen since it subscribed.
+    pub rebalances: u64,
+    /// When the assignment last changed.
+    pub changed_at: Option<DateTime<Utc>>,
+    /// The last rebalance error, cleared by the next assignment.
+    pub last_error: Option<String>,
+}
+
+impl From<GroupAssignment> for Member {
+    fn from(a: GroupAssignment) -> Self {
+        Self {
+            group: a.group,
+            topics: a.topics,
+            partitions: a.partitions,
+            assigned: a.assigned,
+            rebalances: a.rebalances,
+            changed_at: a.changed_at,
+            last_error: a.last_error,
+        }
+    }
+}
+
+/// `GET /health/consumers`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Consumers {
+    /// `assigned` once every group of the service holds a partition,
+    /// `waiting` before, `none` for a service that consumes nothing.
+    pub status: ConsumersStatus,
+    /// The service.
+    pub service: String,
+    /// The service's consumer group (absent when it has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Its members in this process, and its projections'.
+    pub consumers: Vec<Member>,
+}
+
+/// Where the service's consumer groups stand.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsumersStatus {
+    /// Every group holds at least one partition.
+    Assigned,
+    /// One holds none yet.
+    Waiting,
+    /// The service has no consumer.
+    None,
 }
 
 /// `dependency`.
@@ -106,7 +294,7 @@ async fn check_database(p: &Probes) -> Result<String, String> {
 
 /// Checks every dependency at once (2 s each at most), records the
 /// `orderflow_dependency_up` gauges and returns the checks as JSON.
-async fn check_dependencies(p: &Probes) -> (bool, Value) {
+async fn check_dependencies(p: &Probes) -> (bool, Checks) {
     let broker = async {
         p.broker
             .check(CHECK_TIMEOUT)
@@ -120,31 +308,52 @@ async fn check_dependencies(p: &Probes) -> (bool, Value) {
     };
     let (database, broker, registry) = tokio::join!(check_database(p), broker, registry);
     let mut all_up = true;
-    let mut checks = serde_json::Map::new();
     for (name, result) in [
-        ("database", database),
-        ("broker", broker),
-        ("registry", registry),
+        ("database", &database),
+        ("broker", &broker),
+        ("registry", &registry),
     ] {
         all_up &= result.is_ok();
         dependency_up()
             .get_or_create(&DependencyLabels { dependency: name })
             .set(i64::from(result.is_ok()));
-        checks.insert(name.to_owned(), show(result));
     }
-    (all_up, Value::Object(checks))
+    let checks = Checks {
+        database: show(database),
+        broker: show(broker),
+        registry: show(registry),
+    };
+    (all_up, checks)
 }
 
-fn show(r: Result<String, String>) -> Value {
+fn show(r: Result<String, String>) -> Check {
     match r {
-        Ok(s) => json!({"status": "up", "detail": s}),
-        Err(e) => json!({"status": "down", "detail": e}),
+        Ok(detail) => Check {
+            status: CheckStatus::Up,
+            detail,
+        },
+        Err(detail) => Check {
+            status: CheckStatus::Down,
+            detail,
+        },
     }
 }
 
 /// Every metric of the process in OpenMetrics text format; the outbox
 /// gauges are read from the database and the dependencies checked now
 /// (each kept from the last scrape when it does not answer within 2 s).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "health",
+    summary = "Prometheus metrics",
+    description = "Every metric of the process in OpenMetrics text format (Prometheus scrapes it natively): the event pipeline (`orderflow_events_published_total`, `orderflow_events_consumed_total{outcome}`, `orderflow_events_failed_total{error}`, `orderflow_events_dead_lettered_total{reason}`, `orderflow_handler_duration_seconds`, `orderflow_outbox_backlog`, `orderflow_outbox_oldest_age_seconds` (read from the outbox at scrape time), `orderflow_consumer_lag{topic,partition}`, `orderflow_dlq_records{topic}`), HTTP requests (`orderflow_http_requests_total{method,route,status}`, `orderflow_http_request_duration_seconds`) and the dependency checks (`orderflow_dependency_up{dependency}`).",
+    responses(
+        (status = 200, description = "The metrics.", body = String, content_type = "application/openmetrics-text",
+         example = "# HELP orderflow_events_published Events the outbox relay published (acknowledged by the broker).\n# TYPE orderflow_events_published counter\norderflow_events_published_total{topic=\"order-events\",event_type=\"OrderCreated\"} 3\n# EOF\n")
+    )
+)]
 async fn metrics(State(p): State<Probes>) -> Response {
     let outbox = async {
         let mut conn = p.pool.acquire().await?;
@@ -185,21 +394,50 @@ async fn metrics(State(p): State<Probes>) -> Response {
         .into_response()
 }
 
-async fn live(State(p): State<Probes>) -> Json<serde_json::Value> {
-    Json(json!({"status": "live", "service": p.service}))
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    operation_id = "live",
+    tag = "health",
+    summary = "Liveness",
+    responses((status = 200, description = "The process is running.", body = Live))
+)]
+async fn live(State(p): State<Probes>) -> Json<Live> {
+    Json(Live {
+        status: LiveStatus::Live,
+        service: p.service.to_owned(),
+    })
 }
 
 /// Ready when the database answers. The broker and the registry are not
 /// asked: without them requests still succeed and their events wait in the
 /// outbox (see the module docs and `/health/detail`).
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    operation_id = "ready",
+    tag = "health",
+    summary = "Readiness: the database answers",
+    description = "The database only. With the broker or the schema registry down the service still takes requests and its outbox holds their events until they are back, so it stays ready; `GET /health/detail` shows them.",
+    responses(
+        (status = 200, description = "The database answers.", body = Ready),
+        (status = 503, description = "Not ready: the database does not answer (`status`: `not_ready`).", body = Ready)
+    )
+)]
 async fn ready(State(p): State<Probes>) -> Response {
     let database = check_database(&p).await;
     let ok = database.is_ok();
-    let body = json!({
-        "status": if ok { "ready" } else { "not_ready" },
-        "service": p.service,
-        "checks": { "database": show(database) },
-    });
+    let body = Ready {
+        status: if ok {
+            ReadyStatus::Ready
+        } else {
+            ReadyStatus::NotReady
+        },
+        service: p.service.to_owned(),
+        checks: ReadyChecks {
+            database: show(database),
+        },
+    };
     let status = if ok {
         StatusCode::OK
     } else {
@@ -211,7 +449,16 @@ async fn ready(State(p): State<Probes>) -> Response {
 /// Every dependency, the consumer's partitions and the outbox backlog;
 /// always 200 (`status` says `ok` or `degraded`): a page for people and
 /// dashboards, not a probe.
-async fn detail(State(p): State<Probes>) -> Json<Value> {
+#[utoipa::path(
+    get,
+    path = "/health/detail",
+    operation_id = "detail",
+    tag = "health",
+    summary = "Every dependency, the consumer's partitions and the outbox backlog",
+    description = "Checks the database, the Kafka brokers and the schema registry (2 s each at most) and sets the `orderflow_dependency_up{dependency}` gauges. Always 200: for people and dashboards, not a probe.",
+    responses((status = 200, description = "The checks.", body = Detail))
+)]
+async fn detail(State(p): State<Probes>) -> Json<Detail> {
     let (all_up, checks) = check_dependencies(&p).await;
     let outbox = async {
         let mut conn = p.pool.acquire().await.map_err(|e| e.to_string())?;
@@ -220,8 +467,11 @@ async fn detail(State(p): State<Probes>) -> Json<Value> {
             .map_err(|e| e.to_string())
     };
     let outbox = match time_out(tokio::time::timeout(CHECK_TIMEOUT, outbox).await) {
-        Ok((backlog, age)) => json!({"backlog": backlog, "oldestAgeSeconds": age}),
-        Err(e) => json!({"error": e}),
+        Ok((backlog, age)) => OutboxState::Backlog {
+            backlog,
+            oldest_age_seconds: age,
+        },
+        Err(error) => OutboxState::Error { error },
     };
     let consumers: Vec<_> = orderflow_events::consumer::assignment::snapshot()
         .into_iter()
@@ -230,14 +480,19 @@ async fn detail(State(p): State<Probes>) -> Json<Value> {
                 .as_ref()
                 .is_some_and(|g| of_service(g, &a.group))
         })
+        .map(Member::from)
         .collect();
-    Json(json!({
-        "status": if all_up { "ok" } else { "degraded" },
-        "service": p.service,
-        "checks": checks,
-        "consumers": consumers,
-        "outbox": outbox,
-    }))
+    Json(Detail {
+        status: if all_up {
+            DetailStatus::Ok
+        } else {
+            DetailStatus::Degraded
+        },
+        service: p.service.to_owned(),
+        checks,
+        consumers,
+        outbox,
+    })
 }
 
 /// Whether `member_group` is the service's group `group` or one of its
@@ -254,10 +509,27 @@ fn of_service(group: &str, member_group: &str) -> bool {
 /// waiting for the group's rebalance, or left without partitions). Not a
 /// readiness probe: with more replicas than partitions a spare member
 /// rightly holds none.
+#[utoipa::path(
+    get,
+    path = "/health/consumers",
+    operation_id = "consumers",
+    tag = "health",
+    summary = "Consumer assignment: the partitions this process's consumer group members hold",
+    description = "200 once each of the service's consumer groups (its own and its projections', `<group>.<projection>`) holds at least one partition, or when the service consumes nothing (`none`); 503 while one holds none (not yet subscribed, waiting for its group's rebalance). `scripts/up` waits for it before it reports the stack up. Not a readiness probe: with more replicas than partitions, a spare member rightly holds none.",
+    responses(
+        (status = 200, description = "Every group holds partitions, or the service has no consumer.", body = Consumers),
+        (status = 503, description = "A group holds no partition yet.", body = Consumers)
+    )
+)]
 async fn consumers(State(p): State<Probes>) -> Response {
     let Some(group) = p.consumer_group else {
-        return Json(json!({"status": "none", "service": p.service, "consumers": []}))
-            .into_response();
+        return Json(Consumers {
+            status: ConsumersStatus::None,
+            service: p.service.to_owned(),
+            group: None,
+            consumers: Vec::new(),
+        })
+        .into_response();
     };
     let members: Vec<_> = orderflow_events::consumer::assignment::snapshot()
         .into_iter()
@@ -269,12 +541,16 @@ async fn consumers(State(p): State<Probes>) -> Response {
         && groups
             .iter()
             .all(|g| members.iter().any(|a| a.group == *g && a.assigned > 0));
-    let body = json!({
-        "status": if assigned { "assigned" } else { "waiting" },
-        "service": p.service,
-        "group": group,
-        "consumers": members,
-    });
+    let body = Consumers {
+        status: if assigned {
+            ConsumersStatus::Assigned
+        } else {
+            ConsumersStatus::Waiting
+        },
+        service: p.service.to_owned(),
+        group: Some(group),
+        consumers: members.into_iter().map(Member::from).collect(),
+    };
     let status = if assigned {
         StatusCode::OK
     } else {
@@ -283,10 +559,18 @@ async fn consumers(State(p): State<Probes>) -> Response {
     (status, Json(body)).into_response()
 }
 
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "health",
+    summary = "This document",
+    responses((status = 200, description = "The OpenAPI document.", body = Object))
+)]
 async fn openapi(State(p): State<Probes>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        p.openapi.to_owned(),
+        p.openapi.to_string(),
     )
         .into_response()
 }

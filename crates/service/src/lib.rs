@@ -37,6 +37,7 @@ pub mod extract;
 pub mod health;
 pub mod limits;
 pub mod migrations;
+pub mod openapi;
 pub mod runtime;
 pub mod telemetry;
 #[cfg(feature = "testing")]
@@ -46,4 +47,8 @@ pub use auth::{Principal, Role};
 pub use config::CommonConfig;
 pub use error::{ApiError, ErrorBody};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
+pub use openapi::ApiRouter;
 pub use runtime::{run, Context, Parts, ServiceSpec};
+/// `routes!(handler, …)`: the documented routes of annotated handlers, for
+/// [`ApiRouter::routes`].
+pub use utoipa_axum::routes;

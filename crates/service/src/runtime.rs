@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
+
+use crate::openapi::ApiRouter;
 use orderflow_events::codec::AvroCodec;
 use orderflow_events::consumer::{ConsumerOptions, EventConsumer};
 use orderflow_events::kafka::{BrokerProbe, KafkaConfig};
@@ -42,8 +44,6 @@ pub struct ServiceSpec {
     /// The service's own migrations (versions must not collide with the
     /// shared outbox/inbox ones, 1 and 2).
     pub migrator: &'static Migrator,
-    /// The OpenAPI document served at `/openapi.json`.
-    pub openapi: &'static str,
 }
 
 /// What a service's build function gets.
@@ -110,8 +110,9 @@ pub type Task = Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
 
 /// What a service is made of.
 pub struct Parts {
-    /// Its HTTP API (health and OpenAPI routes are added).
-    pub router: Router,
+    /// Its HTTP API, documented (health, metrics and OpenAPI routes are
+    /// added; see [`crate::openapi`]).
+    pub router: ApiRouter,
     /// Its event consumer, if it consumes.
     pub consumer: Option<EventConsumer>,
     /// Other long-running tasks (e.g. a deadline sweeper).
@@ -232,7 +233,7 @@ where
         pool: api_pool.clone(),
         broker: Arc::new(BrokerProbe::new(&kafka).context("creating the broker probe")?),
         registry,
-        openapi: spec.openapi,
+        openapi: Arc::from(""),
         service: spec.source,
         consumer_group: parts.consumer.as_ref().map(|_| ctx.consumer_group.clone()),
         dlq_topics: parts
@@ -246,8 +247,16 @@ where
             })
             .unwrap_or_default(),
     };
+    let (service_routes, api) = parts.router.split();
+    let runtime_routes = health::routes();
+    let doc = crate::openapi::document(&spec, api);
+    let probes = Probes {
+        openapi: Arc::from(crate::openapi::to_text(&doc)),
+        ..probes
+    };
+    let (runtime_routes, _) = runtime_routes.with_state(probes).split();
     let app = app(
-        parts.router.merge(health::routes(probes)),
+        service_routes.merge(runtime_routes),
         verifier.context("the token verifier is made before serving")?,
     );
     let app = crate::limits::apply(

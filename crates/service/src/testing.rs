@@ -18,6 +18,7 @@ use axum::Router;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tower::ServiceExt as _;
+use utoipa::openapi::OpenApi;
 
 use crate::auth::{claims, mint, Role, Verifier};
 
@@ -45,6 +46,8 @@ pub fn unreachable_pool() -> PgPool {
 #[derive(Clone)]
 pub struct TestApp {
     app: Router,
+    /// The document of the service's own routes.
+    doc: OpenApi,
 }
 
 /// One request to send.
@@ -148,12 +151,20 @@ impl Call {
 }
 
 impl TestApp {
-    /// `router` behind the runtime's layers, verifying development tokens.
-    pub fn new(router: Router) -> Self {
+    /// `api` (a service's `router()`) behind the runtime's layers,
+    /// verifying development tokens.
+    pub fn new(api: crate::ApiRouter) -> Self {
         let verifier = Verifier::new(DEV_PUBLIC, ISSUER, AUDIENCE).expect("the dev public key");
+        let (router, doc) = api.split();
         Self {
             app: crate::runtime::app(router, Arc::new(verifier)),
+            doc,
         }
+    }
+
+    /// The document of the service's own routes (without the runtime's).
+    pub fn document(&self) -> &OpenApi {
+        &self.doc
     }
 
     /// Sends `call` and reads the whole answer.
@@ -215,23 +226,25 @@ impl TestApp {
         }
     }
 
-    /// Checks that every operation `openapi` (an OpenAPI document) lists is
-    /// routed: none is answered by the fallback for unknown routes or
-    /// methods. The runtime's own health, metrics and document routes
-    /// ([`crate::health::RUNTIME_PATHS`]), which the service router does
-    /// not hold, are skipped. Path parameters get a UUID when named like an
-    /// id, else `x1`; a route that refuses the value (400) is still routed.
-    pub async fn assert_documented_operations_are_routed(&self, openapi: &str) {
-        let doc: serde_json::Value = serde_json::from_str(openapi).expect("the OpenAPI document");
+    /// Checks that the routes are the document's, as far as requests can
+    /// tell: every documented operation is routed (not answered by the
+    /// fallback for unknown routes or methods), and every other method on
+    /// a documented path is 405. Path parameters get a UUID when named like
+    /// an id, else `x1`; a route that refuses the value (400) is still
+    /// routed. (A route on a path the document lacks cannot be added:
+    /// [`crate::ApiRouter`] takes documented handlers only.)
+    pub async fn assert_routes_match_document(&self) {
+        const METHODS: [Method; 5] = [
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+        ];
+        let doc = serde_json::to_value(&self.doc).expect("the document as JSON");
         let paths = doc["paths"].as_object().expect("paths");
         let mut checked = 0;
         for (path, item) in paths {
-            if crate::health::RUNTIME_PATHS
-                .iter()
-                .any(|p| path.starts_with(p))
-            {
-                continue;
-            }
             let concrete: String = path
                 .split('/')
                 .map(
@@ -246,34 +259,82 @@ impl TestApp {
                 )
                 .collect::<Vec<_>>()
                 .join("/");
-            for method in item.as_object().expect("a path item").keys() {
-                let Ok(m) = method.to_ascii_uppercase().parse::<Method>() else {
-                    continue;
-                };
+            let item = item.as_object().expect("a path item");
+            for m in METHODS {
+                let documented = item.contains_key(&m.as_str().to_ascii_lowercase());
                 let r = self
                     .send(
-                        Call::new(m, &concrete)
+                        Call::new(m.clone(), &concrete)
                             .as_("probe", &[Role::Operator, Role::Service])
                             .json(serde_json::json!({})),
                     )
                     .await;
-                let fallback = r.code() == "method_not_allowed"
-                    || (r.code() == "not_found"
-                        && r.json["message"]
-                            .as_str()
-                            .is_some_and(|m| m.starts_with("no route for")));
-                assert!(
-                    !fallback,
-                    "{method} {path} is documented but not routed: {} {}",
-                    r.status, r.json
-                );
-                checked += 1;
+                let not_allowed = r.code() == "method_not_allowed";
+                let unknown = r.code() == "not_found"
+                    && r.json["message"]
+                        .as_str()
+                        .is_some_and(|m| m.starts_with("no route for"));
+                if documented {
+                    assert!(
+                        !not_allowed && !unknown,
+                        "{m} {path} is documented but not routed: {} {}",
+                        r.status,
+                        r.json
+                    );
+                    checked += 1;
+                } else {
+                    assert!(
+                        not_allowed && r.status == StatusCode::METHOD_NOT_ALLOWED,
+                        "{m} {path} is not documented but answered {} {}",
+                        r.status,
+                        r.json
+                    );
+                }
             }
         }
         assert!(
             checked > 0,
             "the document lists no operation of the service"
         );
+    }
+
+    /// Checks that `committed` (the text of the service's committed
+    /// `openapi.json`, at `path`) is the document generated from the code
+    /// for `spec`; with `ORDERFLOW_WRITE_OPENAPI=1` it writes the file
+    /// instead.
+    pub fn assert_committed_document(
+        &self,
+        spec: &crate::ServiceSpec,
+        committed: &str,
+        path: &str,
+    ) {
+        let doc = crate::openapi::document(spec, self.doc.clone());
+        let json = serde_json::to_value(&doc).expect("the document as JSON");
+        let mut refs = Vec::new();
+        collect_refs(&json, &mut refs);
+        for r in refs {
+            let target = r
+                .strip_prefix('#')
+                .and_then(|pointer| json.pointer(pointer));
+            assert!(target.is_some(), "{r} names nothing in the document");
+        }
+        let text = crate::openapi::to_text(&doc);
+        if std::env::var_os("ORDERFLOW_WRITE_OPENAPI").is_some_and(|v| v == "1") {
+            std::fs::write(path, &text).unwrap_or_else(|e| panic!("writing {path}: {e}"));
+            return;
+        }
+        if committed != text {
+            let line = committed
+                .lines()
+                .zip(text.lines())
+                .position(|(a, b)| a != b)
+                .unwrap_or(committed.lines().count().min(text.lines().count()));
+            panic!(
+                "{path} is not the document the code generates (first difference at line {}); \
+                 rewrite it with ORDERFLOW_WRITE_OPENAPI=1 cargo nextest run -E 'test(committed_openapi)'",
+                line + 1
+            );
+        }
     }
 
     /// Checks the JSON answers of the runtime's fallbacks, as an operator:
@@ -312,5 +373,21 @@ impl TestApp {
         let r = self.send(call).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.json);
         assert_eq!(r.code(), "forbidden");
+    }
+}
+
+/// Every `$ref` in `v`.
+fn collect_refs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("$ref", serde_json::Value::String(r)) => out.push(r.clone()),
+                    _ => collect_refs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
     }
 }

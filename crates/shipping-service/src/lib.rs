@@ -25,7 +25,7 @@ pub const SOURCE: &str = "shipping-service";
 /// outbox and inbox).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
-/// Name, port, migrations and OpenAPI document, for
+/// Name, port and migrations, for
 /// [`orderflow_service::run`].
 pub fn spec() -> ServiceSpec {
     ServiceSpec {
@@ -33,7 +33,6 @@ pub fn spec() -> ServiceSpec {
         source: SOURCE,
         default_port: 8084,
         migrator: &MIGRATOR,
-        openapi: include_str!("../openapi.json"),
     }
 }
 

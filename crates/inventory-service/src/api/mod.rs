@@ -12,12 +12,10 @@ mod routes;
 
 pub use request::*;
 
-use axum::routing::{get, post};
-use axum::Router;
 use orderflow_events::TopicCatalog;
+use orderflow_service::{routes, ApiRouter};
 use sqlx::PgPool;
-
-use routes::{adjust_stock, get_stock, put_stock};
+use utoipa::OpenApi;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -28,10 +26,22 @@ pub struct AppState {
     pub catalog: TopicCatalog,
 }
 
-/// The inventory routes.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/inventory/{sku}", get(get_stock).put(put_stock))
-        .route("/inventory/{sku}/adjustments", post(adjust_stock))
+/// The document's title, description and tags; the operations come from
+/// the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "orderflow inventory service",
+        description = "Stock per SKU. `PUT` sets the units available (absolute) and emits `InventoryAdjusted` (key: the SKU) in the same transaction. The saga moves units between the columns: `OrderCreated` reserves every line or none (`InventoryReserved` / `InventoryReservationFailed`), `PaymentFailed` and `OrderCancelled` release a held reservation (`InventoryReleased`), `ShippingDispatched` ships it. `available + reserved + shipped` only changes through `PUT`. Every error body is `{\"code\",\"message\",\"details\"?}`."
+    ),
+    tags((name = "inventory"), (name = "health"))
+)]
+struct Doc;
+
+/// The inventory routes, documented.
+pub fn router(state: AppState) -> ApiRouter {
+    ApiRouter::new(Doc::openapi())
+        .routes(routes!(routes::get_stock, routes::put_stock))
+        .routes(routes!(routes::adjust_stock))
         .with_state(state)
 }

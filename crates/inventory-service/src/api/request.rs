@@ -4,6 +4,7 @@ use axum::http::{header, HeaderMap};
 use orderflow_service::error::FieldProblem;
 use orderflow_service::ApiError;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use crate::db::StockLevel;
 
@@ -13,17 +14,21 @@ pub const MAX_SKU_LEN: usize = 64;
 pub const MAX_AVAILABLE: i64 = 1_000_000_000;
 
 /// Body of `PUT /inventory/{sku}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SetStock {
     /// Units available to reserve (absolute, not a delta).
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub available: i64,
-    /// Catalog price of one unit in minor units of `currency` (with
-    /// `currency`; the price stays as it was when both are absent).
+    /// Catalog price of one unit in minor units of `currency`, with
+    /// `currency`; the order service prices order lines from it. Left as it
+    /// was when both are absent.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100_000_000, nullable = false)]
     pub price: Option<i64>,
     /// ISO 4217 code of `price`.
     #[serde(default)]
+    #[schema(pattern = "^[A-Z]{3}$", nullable = false)]
     pub currency: Option<String>,
 }
 
@@ -32,10 +37,11 @@ pub struct SetStock {
 pub const MAX_PRICE: i64 = 100_000_000;
 
 /// Body of `POST /inventory/{sku}/adjustments`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdjustStock {
-    /// Units to add to `available` (negative: to take away).
+    /// Units to add to `available` (negative: to take away); not 0.
+    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
     pub delta: i64,
 }
 

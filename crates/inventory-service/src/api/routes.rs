@@ -8,7 +8,10 @@ use orderflow_events::events::InventoryAdjusted;
 use orderflow_events::{outbox, Envelope};
 use orderflow_service::audit::{self, Action};
 use orderflow_service::error::FieldProblem;
-use orderflow_service::{ApiError, ApiJson, ApiPath, Principal, Role};
+use orderflow_service::openapi::{
+    DATABASE_UNAVAILABLE, FORBIDDEN, PAYLOAD_TOO_LARGE, UNAUTHORIZED,
+};
+use orderflow_service::{ApiError, ApiJson, ApiPath, ErrorBody, Principal, Role};
 
 use super::request::{
     sku_problem, validate_adjust, validate_put, AdjustStock, IfMatch, SetStock, MAX_AVAILABLE,
@@ -26,6 +29,32 @@ fn with_etag(level: StockLevel) -> impl IntoResponse {
 /// Sets the stock of a SKU and emits `InventoryAdjusted` in the same
 /// transaction. With `If-Match`, only if the level is still the one the
 /// client read (412 `precondition_failed` otherwise, changing nothing).
+#[utoipa::path(
+    put,
+    path = "/inventory/{sku}",
+    operation_id = "setStock",
+    tag = "inventory",
+    summary = "Set the units available of a SKU",
+    description = "Creates the SKU if it is new. Sets `available` to the given value; `reserved` and `shipped` are untouched. Emits `InventoryAdjusted {sku, available, reserved, price, currency}` on the inventory topic with the SKU as key, a new correlation id and the trace context of the request's `traceparent` header (or a new trace). Nothing is written when the request is rejected. Reservations move units out of `available` at any moment, so an absolute `PUT` built from an earlier read can undo one: send `If-Match` with the `ETag` you read (412 when the level changed meanwhile, nothing written), or use `POST /inventory/{sku}/adjustments`.\n\nRoles: operator.",
+    params(
+        ("sku" = String, Path, description = "Stock keeping unit: 1 to 64 characters of `A-Z a-z 0-9 . _ -`.", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context continued by the emitted event."),
+        ("If-Match" = Option<String>, Header, description = "`*` (the SKU must exist) or one or more entity tags from `ETag`; strong comparison, weak tags never match.")
+    ),
+    request_body(content = SetStock, content_type = "application/json", example = json!({"available": 50})),
+    responses(
+        (status = 200, description = "The stock after the change.", body = StockLevel, headers(("ETag" = String, description = "Entity tag of the stock level (`\"available.reserved.shipped\"`); send it back in `If-Match` for a conditional `PUT`."))),
+        (status = 400, description = "`malformed_json`: the body is not JSON; `bad_request`: `If-Match` is empty or not text.", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 412, description = "`precondition_failed`: `If-Match` names another level than the current one (or the SKU is unknown); `details` holds the current `etag` and level. Nothing is written.", body = ErrorBody),
+        (status = 413, description = PAYLOAD_TOO_LARGE, body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`.", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: wrong shape (missing `available`, unknown field, not an integer); `validation_failed`: the SKU is malformed and/or `available` is outside 0..=1000000000, each listed in `details`.", body = ErrorBody),
+        (status = 503, description = DATABASE_UNAVAILABLE, body = ErrorBody)
+    ),
+    security(("bearerAuth" = []))
+)]
 pub(super) async fn put_stock(
     State(state): State<AppState>,
     principal: Principal,
@@ -69,6 +98,32 @@ pub(super) async fn put_stock(
 /// a negative delta would take more than is available (reserved units are
 /// not touched), 404 for a negative delta on an unknown SKU, 422 when the
 /// result would pass the largest stock level.
+#[utoipa::path(
+    post,
+    path = "/inventory/{sku}/adjustments",
+    operation_id = "adjustStock",
+    tag = "inventory",
+    summary = "Add to or take from the units available of a SKU",
+    description = "Adds the signed `delta` to `available` in one statement, so it composes with reservations made at the same time. A positive delta creates an unknown SKU. Emits `InventoryAdjusted` as `PUT` does. Nothing is written when the request is rejected.\n\nRoles: operator.",
+    params(
+        ("sku" = String, Path, description = "Stock keeping unit: 1 to 64 characters of `A-Z a-z 0-9 . _ -`.", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context continued by the emitted event.")
+    ),
+    request_body(content = AdjustStock, content_type = "application/json", example = json!({"delta": 10})),
+    responses(
+        (status = 200, description = "The stock after the change.", body = StockLevel, headers(("ETag" = String, description = "Entity tag of the stock level (`\"available.reserved.shipped\"`); send it back in `If-Match` for a conditional `PUT`."))),
+        (status = 400, description = "`malformed_json`: the body is not JSON.", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "`not_found`: a negative delta for a SKU nobody stocked.", body = ErrorBody),
+        (status = 409, description = "`insufficient_stock`: a negative delta larger than `available` (reserved units are never taken); `details.current` holds the level.", body = ErrorBody),
+        (status = 413, description = PAYLOAD_TOO_LARGE, body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`.", body = ErrorBody),
+        (status = 422, description = "`invalid_body`: wrong shape (missing `delta`, unknown field, not an integer); `validation_failed`: the SKU is malformed, `delta` is 0 or outside ±1000000000, or the result would pass 1000000000 units.", body = ErrorBody),
+        (status = 503, description = DATABASE_UNAVAILABLE, body = ErrorBody)
+    ),
+    security(("bearerAuth" = []))
+)]
 pub(super) async fn adjust_stock(
     State(state): State<AppState>,
     principal: Principal,
@@ -145,6 +200,25 @@ async fn commit_adjusted(
 }
 
 /// The stock of a SKU.
+#[utoipa::path(
+    get,
+    path = "/inventory/{sku}",
+    operation_id = "getStock",
+    tag = "inventory",
+    summary = "The stock of a SKU",
+    description = "Roles: any role.",
+    params(
+        ("sku" = String, Path, description = "Stock keeping unit: 1 to 64 characters of `A-Z a-z 0-9 . _ -`.", min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]{1,64}$")
+    ),
+    responses(
+        (status = 200, description = "The stock.", body = StockLevel, headers(("ETag" = String, description = "Entity tag of the stock level (`\"available.reserved.shipped\"`); send it back in `If-Match` for a conditional `PUT`."))),
+        (status = 400, description = "`invalid_path`: the SKU is malformed.", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 404, description = "`not_found`: the SKU has never been stocked.", body = ErrorBody),
+        (status = 503, description = DATABASE_UNAVAILABLE, body = ErrorBody)
+    ),
+    security(("bearerAuth" = []))
+)]
 pub(super) async fn get_stock(
     State(state): State<AppState>,
     _caller: Principal,

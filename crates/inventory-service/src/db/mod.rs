@@ -13,22 +13,29 @@ use crate::domain::ledger::{Held, Writes};
 use crate::domain::reservation::Status;
 
 /// The stock of one SKU.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = Stock)]
 #[serde(rename_all = "camelCase")]
 pub struct StockLevel {
     /// Stock keeping unit.
     pub sku: String,
     /// Units free to reserve.
+    #[schema(minimum = 0)]
     pub available: i32,
-    /// Units held for orders.
+    /// Units held for orders awaiting payment or dispatch.
+    #[schema(minimum = 0)]
     pub reserved: i32,
     /// Units that left the warehouse.
+    #[schema(minimum = 0)]
     pub shipped: i32,
-    /// Catalog price of one unit, in minor units of `currency`.
+    /// Catalog price of one unit, in minor units of `currency`; absent
+    /// while the SKU is unpriced.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub price: Option<i64>,
     /// ISO 4217 code of `price`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub currency: Option<String>,
 }
 

@@ -2,12 +2,13 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use chrono::SecondsFormat;
-use orderflow_service::{ApiError, ApiQuery, Principal, Role};
+use orderflow_service::openapi::{DATABASE_UNAVAILABLE, FORBIDDEN, UNAUTHORIZED};
+use orderflow_service::{routes, ApiError, ApiQuery, ApiRouter, ErrorBody, Principal, Role};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::db::{self, Notification};
@@ -24,36 +25,66 @@ pub struct AppState {
     pub pool: PgPool,
 }
 
-/// The notification routes.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/notifications", get(list))
+/// The document's title, description and tags; the operations come from
+/// the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "orderflow notification service",
+        description = "E-mails customers over plain SMTP (no TLS yet): an `ORDER_CONFIRMATION` on `ShippingCreated` (unless the order's cancellation was seen first) and an `ORDER_CANCELLED` notice on `OrderCancelled`, at most one of each per order. Each outcome is recorded here and announced as `NotificationSent` or `NotificationFailed` (permanent SMTP rejection or invalid recipient). An e-mail that cannot be sent yet (server unreachable, timeout, 4xx) is retried and not listed until it is sent. Every error body is `{\"code\",\"message\",\"details\"?}`."
+    ),
+    tags((name = "notifications"), (name = "health"))
+)]
+struct Doc;
+
+/// The notification routes, documented.
+pub fn router(state: AppState) -> ApiRouter {
+    ApiRouter::new(Doc::openapi())
+        .routes(routes!(list))
         .with_state(state)
 }
 
 /// Query of `GET /notifications`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ListQuery {
     /// Only this order's notifications, oldest first.
+    #[param(nullable = false)]
     order_id: Option<Uuid>,
     /// At most this many (1..=500, default 100).
+    #[param(minimum = 1, maximum = 500, nullable = false)]
     limit: Option<u32>,
 }
 
-/// One notification in the API.
-#[derive(Debug, Serialize)]
+/// One notification.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Notification)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationView {
+    #[schema(format = Uuid)]
     notification_id: String,
+    #[schema(format = Uuid)]
     order_id: String,
+    /// `ORDER_CONFIRMATION` or `ORDER_CANCELLED`.
+    #[schema(pattern = "^(ORDER_CONFIRMATION|ORDER_CANCELLED)$")]
     kind: String,
+    /// The customer's e-mail address.
     recipient: String,
     subject: String,
+    /// `SENT`: the SMTP server accepted the e-mail. `FAILED`: it can never
+    /// be sent (permanent 5xx rejection or invalid address).
+    #[schema(pattern = "^(SENT|FAILED)$")]
     status: String,
+    /// Why it failed; only when `FAILED`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     error: Option<String>,
+    /// The deterministic Message-ID header,
+    /// `<order-confirmation.<orderId>@orderflow>` or
+    /// `<order-cancelled.<orderId>@orderflow>`.
     message_id: String,
+    #[schema(format = DateTime)]
     created_at: String,
 }
 
@@ -74,7 +105,8 @@ impl From<Notification> for NotificationView {
 }
 
 /// `GET /notifications` body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = NotificationList)]
 pub struct ListResponse {
     notifications: Vec<NotificationView>,
 }
@@ -93,6 +125,23 @@ fn limit(q: &ListQuery) -> Result<i64, ApiError> {
 
 /// `GET /notifications?orderId=&limit=`: one order's notifications oldest
 /// first, or without `orderId` the latest ones newest first.
+#[utoipa::path(
+    get,
+    path = "/notifications",
+    operation_id = "listNotifications",
+    tag = "notifications",
+    summary = "Notifications of one order, or the latest ones",
+    description = "With `orderId`: that order's notifications, oldest first. Without: the latest notifications of all orders, newest first. Unknown query parameters are rejected.\n\nRoles: operator.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The notifications.", body = ListResponse),
+        (status = 400, description = "`invalid_query`: `orderId` is not a UUID, `limit` is outside 1..500 or not a number, or an unknown parameter was given.", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 503, description = DATABASE_UNAVAILABLE, body = ErrorBody)
+    ),
+    security(("bearerAuth" = []))
+)]
 async fn list(
     State(state): State<AppState>,
     principal: Principal,

@@ -90,6 +90,35 @@ fn replay(existing: &OrderRow, hash: &str) -> Result<Response, ApiError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/orders",
+    operation_id = "createOrder",
+    tag = "orders",
+    summary = "Place an order",
+    description = "Validates the body (every problem is listed), checks that every SKU is known, stores the order as `PENDING` and enqueues `OrderCreated`. With `Idempotency-Key`, the same key and body answer the same order again (`Idempotent-Replayed: true`, nothing new is created); the same key with another body is refused.\n\nRoles: customer (for themself: `customerId` is the token subject and may be omitted) or service (for the customer the body names).",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Client-chosen key, 1 to 200 visible ASCII characters.", min_length = 1, max_length = 200),
+        ("X-User-Id" = Option<String>, Header, description = "Copied into the events' metadata as `userId` (at most 200 characters; empty is ignored).", max_length = 200),
+        ("X-Session-Id" = Option<String>, Header, description = "Copied into the events' metadata as `sessionId` (at most 200 characters; empty is ignored).", max_length = 200),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context; the emitted events continue this trace (a new trace when absent or invalid)."),
+        ("tracestate" = Option<String>, Header, description = "W3C vendor trace state, passed through.")
+    ),
+    request_body(content = CreateOrderRequest, content_type = "application/json", example = json!({"customerId": "c-1", "email": "ann@example.com", "currency": "EUR", "items": [{"sku": "SKU-1", "quantity": 2, "unitPrice": 1999}], "shippingAddress": {"name": "Ann", "line1": "Main St 1", "city": "Berlin", "postalCode": "10115", "country": "DE"}, "paymentMethodId": "pm_0123456789abcdef0123456789abcdef"})),
+    responses(
+        (status = 202, description = "Accepted (or, with `Idempotent-Replayed: true`, the order an earlier request with the same key created; `status` is then its current status).", body = AcceptedJson, headers(("Location" = String, description = "`/orders/{orderId}`"), ("Idempotent-Replayed" = String, description = "`true` when this answers an earlier request with the same Idempotency-Key."))),
+        (status = 400, description = "`malformed_json`: the body is not JSON; `invalid_idempotency_key`: the Idempotency-Key header is empty, too long or not ASCII; `invalid_header`: X-User-Id / X-Session-Id is too long or not ASCII.", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 409, description = "`price_mismatch`: a line's `unitPrice` is not the catalog price; `details.lines` lists `{sku, unitPrice, catalogPrice}`. Nothing is created.", body = ErrorBody),
+        (status = 413, description = PAYLOAD_TOO_LARGE, body = ErrorBody),
+        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = ErrorBody),
+        (status = 422, description = "`invalid_body`: JSON of the wrong shape (unknown or missing field, wrong type); `validation_failed`: `details` lists every invalid field with its JSON path; `unknown_sku`: `details.skus` lists the SKUs never seen in `InventoryAdjusted`; `idempotency_key_reused`: the key was used with a different body (`details.orderId`).; `unpriced_sku`: `details.skus` have no catalog price yet; `currency_mismatch`: `details.skus` are priced in another currency than the order's.", body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+        (status = 503, description = DATABASE_UNAVAILABLE, body = ErrorBody)
+    ),
+    security(("bearerAuth" = []))
+)]
 pub(super) async fn create_order(
     State(state): State<AppState>,
     principal: Principal,

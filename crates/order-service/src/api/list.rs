@@ -82,6 +82,29 @@ pub fn parse_list_query(q: &ListQuery) -> Result<ListFilter<'_>, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/orders",
+    operation_id = "listOrders",
+    tag = "orders",
+    summary = "List orders, newest first",
+    description = "Orders by creation time, newest first (ties by id). Pass `nextCursor` as `cursor` for the next page; it is `null` on the last page.\n\nRoles: operator or service.",
+    params(
+        ("status" = Option<Status>, Query, description = "Only orders in this status."),
+        ("customerId" = Option<String>, Query, description = "Only orders of this customer."),
+        ("limit" = Option<i64>, Query, description = "Page size.", minimum = 1, maximum = 100),
+        ("cursor" = Option<String>, Query, description = "Opaque `nextCursor` of the previous page.")
+    ),
+    responses(
+        (status = 200, description = "A page of orders.", body = OrderPageJson),
+        (status = 400, description = "`invalid_status`, `invalid_limit` or `invalid_cursor`: a query parameter is invalid; `invalid_query`: the query string cannot be parsed.", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 500, description = INTERNAL, body = ErrorBody),
+        (status = 503, description = DATABASE_UNAVAILABLE, body = ErrorBody)
+    ),
+    security(("bearerAuth" = []))
+)]
 pub(super) async fn list_orders(
     State(state): State<AppState>,
     principal: Principal,

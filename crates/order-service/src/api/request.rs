@@ -9,6 +9,7 @@ use orderflow_service::error::FieldProblem;
 pub use crate::domain::acceptance::ValidatedOrder;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 /// Most lines in one order.
 pub const MAX_LINES: usize = 50;
@@ -26,64 +27,90 @@ pub const MAX_EMAIL_LEN: usize = 254;
 pub const MAX_ADDRESS_FIELD_LEN: usize = 200;
 
 /// Body of `POST /orders`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(as = CreateOrder)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateOrderRequest {
-    /// Customer id: a customer's token names it (the body may repeat it);
-    /// a service places orders for the customer the body names.
+    /// The customer the order is for. A customer's token names it (the
+    /// body may repeat it; another id is 403); a service token must name
+    /// it here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 100, nullable = false)]
     pub customer_id: Option<String>,
-    /// Customer e-mail.
+    /// Shape `local@domain.tld`.
+    #[schema(max_length = 254)]
     pub email: String,
-    /// ISO 4217 currency code.
+    /// ISO 4217 code.
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
-    /// Order lines.
+    /// One line per SKU (no duplicate SKUs).
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<ItemRequest>,
     /// Where to ship.
     pub shipping_address: AddressRequest,
-    /// The payment method to charge (`pm_…`, from the payment service's
-    /// `POST /payment-methods`). Required; optional here so that its
-    /// absence is a validation problem listed with the others.
+    /// The payment method to charge: the `paymentMethodId` that `POST
+    /// /payment-methods` on the payment service returned for the customer's
+    /// card. Card tokens are not accepted here (a `paymentToken` field is
+    /// refused with 422 naming it), so no card data reaches the order
+    /// service or the topics. Whether the method exists and is the
+    /// customer's is checked when the payment service charges: if not, the
+    /// order is cancelled (`PAYMENT_DECLINED`, decline code
+    /// `invalid_payment_method`). (Optional in the code so that its absence
+    /// is a validation problem listed with the others.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(required = true, nullable = false, pattern = "^pm_[0-9a-fA-F]{32}$")]
     pub payment_method_id: Option<String>,
     /// Refused: card tokens go to the payment service, not into orders and
-    /// events. Read only to say so clearly.
+    /// events. Read only to say so clearly (not in the document).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
     pub payment_token: Option<String>,
 }
 
-/// One line of [`CreateOrderRequest`]. Numbers are `i64` so that negative
-/// or huge values are validation errors naming the field, not parse errors.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// One order line of `POST /orders`. (Numbers are `i64` so that negative
+/// or huge values are validation errors naming the field, not parse
+/// errors.)
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(as = OrderLineRequest)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ItemRequest {
     /// SKU.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub sku: String,
     /// Units.
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
     /// The unit price the client showed, in minor units. Optional: lines
-    /// are priced from the catalog, and a different price here refuses the
-    /// order (409 `price_mismatch`).
+    /// are priced from the catalog (inventory's price of the SKU), and a
+    /// different price here refuses the order (409 `price_mismatch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 100_000_000, nullable = false)]
     pub unit_price: Option<i64>,
 }
 
-/// Shipping address of [`CreateOrderRequest`].
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// The shipping address of `POST /orders`.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[schema(as = Address)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AddressRequest {
     /// Recipient name.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// First line.
+    #[schema(min_length = 1, max_length = 200)]
     pub line1: String,
-    /// Optional second line.
+    /// Optional second line; omitted in responses when absent or empty.
     #[serde(default)]
+    #[schema(max_length = 200, nullable = false)]
     pub line2: Option<String>,
     /// City.
+    #[schema(min_length = 1, max_length = 200)]
     pub city: String,
     /// Postal code.
+    #[schema(min_length = 1, max_length = 200)]
     pub postal_code: String,
     /// ISO 3166-1 alpha-2 country code.
+    #[schema(pattern = "^[A-Z]{2}$")]
     pub country: String,
 }
 

@@ -17,8 +17,42 @@ impl<'de> Deserialize<'de> for Status {
     }
 }
 
+impl utoipa::PartialSchema for Status {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("Where the order's saga stands."))
+            .enum_values(Some(Status::ALL.map(Status::as_str)))
+            .into()
+    }
+}
+
+impl ToSchema for Status {}
+
+/// `GET /catalog/{sku}`: what the order service knows of a SKU from
+/// `InventoryAdjusted`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = CatalogEntry)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogJson {
+    /// Stock keeping unit.
+    pub sku: String,
+    /// Units available as last adjusted.
+    pub available: i32,
+    /// Catalog price of one unit in minor units; absent while the SKU is
+    /// unpriced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub price: Option<i64>,
+    /// ISO 4217 code of `price`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub currency: Option<String>,
+}
+
 /// The answer to `POST /orders` (202), also to a replay of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = OrderAccepted)]
 #[serde(rename_all = "camelCase")]
 pub struct AcceptedJson {
     /// The order's id.
@@ -33,7 +67,8 @@ pub fn rfc3339(t: &DateTime<Utc>) -> String {
 }
 
 /// One order line in responses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = OrderLine)]
 #[serde(rename_all = "camelCase")]
 pub struct LineJson {
     /// Stock keeping unit.
@@ -45,7 +80,8 @@ pub struct LineJson {
 }
 
 /// The shipping address in responses (`line2` only when present).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = ShippingAddress)]
 #[serde(rename_all = "camelCase")]
 pub struct AddressJson {
     /// Recipient.
@@ -54,6 +90,7 @@ pub struct AddressJson {
     pub line1: String,
     /// Second address line, when there is one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub line2: Option<String>,
     /// City.
     pub city: String,
@@ -64,7 +101,8 @@ pub struct AddressJson {
 }
 
 /// An order as `GET /orders/{id}` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Order)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderJson {
     /// The order id.
@@ -73,9 +111,11 @@ pub struct OrderJson {
     pub status: Status,
     /// Why it was cancelled (for people).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reason: Option<String>,
     /// Why it was cancelled (for programs), e.g. `out_of_stock`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reason_code: Option<String>,
     /// Who ordered.
     pub customer_id: String,
@@ -91,16 +131,21 @@ pub struct OrderJson {
     pub shipping_address: AddressJson,
     /// The payment, once paid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub payment_id: Option<String>,
     /// The carrier's tracking number, once shipped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub tracking_number: Option<String>,
     /// Set while a paid saga waits past its deadline for its next step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = DateTime)]
     pub stalled_since: Option<String>,
     /// When it was accepted (RFC 3339).
+    #[schema(format = DateTime)]
     pub created_at: String,
     /// When its status last changed (RFC 3339).
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 
@@ -144,7 +189,8 @@ impl From<&OrderRow> for OrderJson {
 }
 
 /// One event of `GET /orders/{id}/timeline`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = TimelineEvent)]
 #[serde(rename_all = "camelCase")]
 pub struct TimelineEventJson {
     /// The event id.
@@ -158,11 +204,13 @@ pub struct TimelineEventJson {
     /// The event that caused it.
     pub causation_id: Option<Uuid>,
     /// When it happened (RFC 3339).
+    #[schema(format = DateTime)]
     pub timestamp: String,
 }
 
 /// `GET /orders/{id}/timeline`: what happened to an order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Timeline)]
 #[serde(rename_all = "camelCase")]
 pub struct TimelineJson {
     /// The order.
@@ -173,7 +221,8 @@ pub struct TimelineJson {
 
 /// One event of an order's journal: the envelope and where the log holds
 /// it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = JournalEvent)]
 #[serde(rename_all = "camelCase")]
 pub struct JournalEventJson {
     /// The event id.
@@ -189,6 +238,7 @@ pub struct JournalEventJson {
     /// The event that caused it.
     pub causation_id: Option<Uuid>,
     /// When it happened (RFC 3339).
+    #[schema(format = DateTime)]
     pub timestamp: String,
     /// The topic that holds it.
     pub topic: String,
@@ -216,7 +266,8 @@ impl From<crate::db::journal::JournalRow> for JournalEventJson {
 }
 
 /// `GET /orders/{id}/journal`: an order's events as the log holds them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = Journal)]
 #[serde(rename_all = "camelCase")]
 pub struct JournalJson {
     /// The order.
@@ -226,7 +277,8 @@ pub struct JournalJson {
 }
 
 /// One page of `GET /orders`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(as = OrderPage)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderPageJson {
     /// The orders of this page.

@@ -10,8 +10,12 @@ use axum::Json;
 use chrono::SecondsFormat;
 use orderflow_service::audit::{self, Action};
 use orderflow_service::error::FieldProblem;
-use orderflow_service::{ApiError, ApiJson, ApiPath, Principal, Role};
+use orderflow_service::openapi::{
+    DATABASE_UNAVAILABLE, FORBIDDEN, PAYLOAD_TOO_LARGE, UNAUTHORIZED, UNSUPPORTED_MEDIA_TYPE,
+};
+use orderflow_service::{ApiError, ApiJson, ApiPath, ErrorBody, Principal, Role};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::AppState;
 use crate::db;
@@ -20,26 +24,34 @@ use crate::domain::methods::{is_id, new_id, token_problem};
 use crate::SOURCE;
 
 /// Body of `POST /payment-methods`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = NewPaymentMethod)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NewMethod {
-    /// The card token from the card form, e.g. `tok_visa`.
+    /// The card token from the card form, e.g. `tok_visa` (approved),
+    /// `tok_chargeDeclined` (declined): see the gateway table in the
+    /// README. Stored by the payment service only, and never shown again.
+    #[schema(min_length = 1, max_length = 100, pattern = "^[!-~]+$")]
     pub token: String,
-    /// Whose method it is: a customer's own (may be left out), or the one a
-    /// service registers for.
+    /// Whose card it is. A customer's token names it (the body may repeat
+    /// it; another id is 403); a service token must name it here.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 100, nullable = false)]
     pub customer_id: Option<String>,
 }
 
 /// A registered payment method; the token is never shown again.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PaymentMethod)]
 #[serde(rename_all = "camelCase")]
 pub struct MethodView {
-    /// `pm_…`: what an order's `paymentMethodId` names.
+    /// What an order's `paymentMethodId` names.
+    #[schema(pattern = "^pm_[0-9a-fA-F]{32}$")]
     pub payment_method_id: String,
     /// The customer it belongs to.
     pub customer_id: String,
     /// RFC 3339, UTC, milliseconds.
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -47,6 +59,26 @@ pub struct MethodView {
 const MAX_CUSTOMER_ID_LEN: usize = 100;
 
 /// Registers a payment method: 201 with its id.
+#[utoipa::path(
+    post,
+    path = "/payment-methods",
+    operation_id = "createPaymentMethod",
+    tag = "payment methods",
+    summary = "Register a card",
+    description = "Stores the card token and answers the id an order names (`paymentMethodId` in `POST /orders`). The token stays in the payment service's database: orders and events carry only the id. Each call registers a new method.\n\nRoles: customer (their own card: `customerId` is the token subject and may be omitted) or service (for the customer the body names).",
+    request_body(content = NewMethod, content_type = "application/json", example = json!({"token": "tok_visa"})),
+    responses(
+        (status = 201, description = "Registered; `Location: /payment-methods/{id}`.", body = MethodView, headers(("Location" = String, description = "`/payment-methods/{id}`"))),
+        (status = 400, description = "`malformed_json`: the body is not JSON.", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = "`forbidden`: the token lacks the role this needs (`details.roles`), or a customer named another customer.", body = ErrorBody),
+        (status = 413, description = PAYLOAD_TOO_LARGE, body = ErrorBody),
+        (status = 415, description = UNSUPPORTED_MEDIA_TYPE, body = ErrorBody),
+        (status = 422, description = "`invalid_body`: JSON of the wrong shape (unknown or missing field, wrong type); `validation_failed`: `details` lists every invalid field (`token`, `customerId`).", body = ErrorBody),
+        (status = 503, description = DATABASE_UNAVAILABLE, body = ErrorBody)
+    ),
+    security(("bearerAuth" = []))
+)]
 pub(super) async fn register(
     State(state): State<AppState>,
     principal: Principal,
@@ -108,6 +140,26 @@ impl From<MethodRow> for MethodView {
 
 /// One payment method: its customer's or, for an operator, anyone's;
 /// someone else's answers 404 as if it did not exist.
+#[utoipa::path(
+    get,
+    path = "/payment-methods/{id}",
+    operation_id = "getPaymentMethod",
+    tag = "payment methods",
+    summary = "One payment method",
+    description = "The method without its token.\n\nRoles: customer (their own; another customer's answers 404), operator, service.",
+    params(
+        ("id" = String, Path, description = "`pm_` and 32 hex digits.")
+    ),
+    responses(
+        (status = 200, description = "The payment method.", body = MethodView),
+        (status = 400, description = "`invalid_path`: not a payment method id.", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "`not_found`: no such payment method (or another customer's).", body = ErrorBody),
+        (status = 503, description = DATABASE_UNAVAILABLE, body = ErrorBody)
+    ),
+    security(("bearerAuth" = []))
+)]
 pub(super) async fn get_method(
     State(state): State<AppState>,
     principal: Principal,

@@ -5,13 +5,14 @@ mod methods;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use orderflow_events::TopicCatalog;
-use orderflow_service::{ApiError, ApiPath, Principal, Role};
+use orderflow_service::openapi::{DATABASE_UNAVAILABLE, FORBIDDEN, UNAUTHORIZED};
+use orderflow_service::{routes, ApiError, ApiPath, ApiRouter, ErrorBody, Principal, Role};
 use serde::Serialize;
 use sqlx::PgPool;
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use crate::db::{self, Payment};
@@ -25,41 +26,75 @@ pub struct AppState {
     pub catalog: TopicCatalog,
 }
 
-/// The payment routes.
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/payments/{order_id}", get(get_payment))
-        .route("/payment-methods", post(methods::register))
-        .route("/payment-methods/{id}", get(methods::get_method))
+/// The document's title, description and tags; the operations come from
+/// the handlers.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "orderflow payment service",
+        description = "Payments of orders, made through a simulated, deterministic gateway when `InventoryReserved` arrives (`PaymentProcessed` / `PaymentFailed`), at most once per order and never after a cancellation was seen. `OrderCancelled` refunds a processed payment (`PaymentRefunded`) or, with no payment yet, leaves a `VOIDED` tombstone.\n\nGateway (payment token → outcome, decline code): `tok_visa`, `tok_mastercard`, `tok_amex` → approved; `tok_chargeDeclined` → `card_declined`; `tok_chargeDeclinedInsufficientFunds` → `insufficient_funds`; `tok_chargeDeclinedExpiredCard` → `expired_card`; any other token → `invalid_token`; any token with an amount over `PAYMENT_MAX_AMOUNT` (default 1000000 minor units) → `amount_too_large`.\n\nEvery error body is `{\"code\",\"message\",\"details\"?}`."
+    ),
+    tags(
+        (name = "payments"),
+        (name = "payment methods", description = "Cards registered by customers; orders name them by id."),
+        (name = "health")
+    )
+)]
+struct Doc;
+
+/// The payment routes, documented.
+pub fn router(state: AppState) -> ApiRouter {
+    ApiRouter::new(Doc::openapi())
+        .routes(routes!(get_payment))
+        .routes(routes!(methods::register))
+        .routes(routes!(methods::get_method))
         .with_state(state)
 }
 
 /// A payment as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = Payment)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentView {
     /// Order id.
+    #[schema(format = Uuid)]
     pub order_id: String,
     /// Payment id.
+    #[schema(format = Uuid)]
     pub payment_id: String,
-    /// `PROCESSED`, `DECLINED`, `REFUNDED` or `VOIDED`.
+    /// `PROCESSED`: charged. `DECLINED`: the gateway refused. `REFUNDED`:
+    /// charged, then refunded on cancellation. `VOIDED`: the order was
+    /// cancelled before any charge; none will be made.
+    #[schema(
+        pattern = "^(PROCESSED|DECLINED|REFUNDED|VOIDED)$",
+        example = "PROCESSED"
+    )]
     pub status: String,
-    /// Amount in minor units (0 when voided).
+    /// Minor units; 0 when voided.
     pub amount: i64,
-    /// ISO 4217 currency (`null` when voided: nothing was ever charged).
+    /// ISO 4217; null when voided (nothing was ever charged).
+    #[schema(example = "EUR")]
     pub currency: Option<String>,
-    /// Gateway decline code, when declined.
+    /// The gateway's decline code (`card_declined`, `insufficient_funds`,
+    /// `expired_card`, `invalid_token`, `amount_too_large`,
+    /// `invalid_amount`); present when declined.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub decline_code: Option<String>,
-    /// Why it was declined, refunded or voided.
+    /// Present when declined (the gateway's message), refunded or voided
+    /// (`order cancelled: <reason>`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reason: Option<String>,
     /// RFC 3339, UTC, milliseconds.
+    #[schema(format = DateTime, example = "2025-01-31T12:00:00.123Z")]
     pub created_at: String,
     /// RFC 3339, UTC, milliseconds.
+    #[schema(format = DateTime, example = "2025-01-31T12:00:00.123Z")]
     pub updated_at: String,
-    /// RFC 3339, UTC, milliseconds; when refunded.
+    /// RFC 3339, UTC, milliseconds; present when refunded.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false, example = "2025-01-31T12:00:00.123Z")]
     pub refunded_at: Option<String>,
 }
 
@@ -99,6 +134,26 @@ pub fn parse_order_id(raw: &str) -> Result<String, ApiError> {
 }
 
 /// The payment of an order.
+#[utoipa::path(
+    get,
+    path = "/payments/{orderId}",
+    operation_id = "getPayment",
+    tag = "payments",
+    summary = "The payment of an order",
+    description = "Roles: operator.",
+    params(
+        ("orderId" = Uuid, Path, description = "The order id (a UUID).")
+    ),
+    responses(
+        (status = 200, description = "The payment.", body = PaymentView),
+        (status = 400, description = "`invalid_path`: the order id is not a UUID.", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "`not_found`: no payment for this order (inventory not reserved yet, or reservation failed).", body = ErrorBody),
+        (status = 503, description = DATABASE_UNAVAILABLE, body = ErrorBody)
+    ),
+    security(("bearerAuth" = []))
+)]
 async fn get_payment(
     State(state): State<AppState>,
     principal: Principal,

@@ -9,7 +9,8 @@ use orderflow_events::error::OutboxError;
 use orderflow_events::events::{Event, ShippingDelivered, ShippingDispatched};
 use orderflow_events::{outbox, Envelope};
 use orderflow_service::audit::{self, Action};
-use orderflow_service::{ApiError, ApiPath, Principal, Role};
+use orderflow_service::openapi::{DATABASE_UNAVAILABLE, FORBIDDEN, TRACEPARENT, UNAUTHORIZED};
+use orderflow_service::{ApiError, ApiPath, ErrorBody, Principal, Role};
 use uuid::Uuid;
 
 use super::view::ShipmentView;
@@ -47,6 +48,26 @@ async fn load(state: &AppState, order_id: &str) -> Result<Shipment, ApiError> {
 }
 
 /// `GET /shipments/{orderId}`.
+#[utoipa::path(
+    get,
+    path = "/shipments/{orderId}",
+    operation_id = "getShipment",
+    tag = "shipments",
+    summary = "The shipment of an order",
+    description = "Roles: operator.",
+    params(
+        ("orderId" = Uuid, Path, description = "The order id (a UUID).")
+    ),
+    responses(
+        (status = 200, description = "The shipment.", body = ShipmentView),
+        (status = 400, description = "`invalid_path`: the order id is not a UUID.", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "`not_found`: no shipment for this order (none created yet, or the order was cancelled before one was).", body = ErrorBody),
+        (status = 503, description = DATABASE_UNAVAILABLE, body = ErrorBody)
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_shipment(
     State(state): State<AppState>,
     principal: Principal,
@@ -58,6 +79,26 @@ pub async fn get_shipment(
 }
 
 /// `GET /shipments/{orderId}/label`: the label as plain text.
+#[utoipa::path(
+    get,
+    path = "/shipments/{orderId}/label",
+    operation_id = "getLabel",
+    tag = "shipments",
+    summary = "The shipping label as plain text",
+    description = "Carrier, tracking number, order and shipment id, status, recipient address and contents.\n\nRoles: operator.",
+    params(
+        ("orderId" = Uuid, Path, description = "The order id (a UUID).")
+    ),
+    responses(
+        (status = 200, description = "The label.", body = String, content_type = "text/plain"),
+        (status = 400, description = "`invalid_path`: the order id is not a UUID.", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "`not_found`: no shipment for this order.", body = ErrorBody),
+        (status = 503, description = DATABASE_UNAVAILABLE, body = ErrorBody)
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn get_label(
     State(state): State<AppState>,
     principal: Principal,
@@ -79,6 +120,28 @@ pub async fn get_label(
 }
 
 /// `POST /shipments/{orderId}/dispatch`.
+#[utoipa::path(
+    post,
+    path = "/shipments/{orderId}/dispatch",
+    operation_id = "dispatchShipment",
+    tag = "shipments",
+    summary = "Hand the shipment to the carrier (CREATED → DISPATCHED)",
+    description = "Emits `ShippingDispatched` (cause: the last event applied or emitted for the order). Concurrent calls are serialised by a row lock; only the first emits. No request body.\n\nRoles: operator.",
+    params(
+        ("orderId" = Uuid, Path, description = "The order id (a UUID)."),
+        ("traceparent" = Option<String>, Header, description = TRACEPARENT)
+    ),
+    responses(
+        (status = 200, description = "The shipment, now (or already) DISPATCHED.", body = ShipmentView),
+        (status = 400, description = "`invalid_path`: the order id is not a UUID.", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "`not_found`: no shipment for this order.", body = ErrorBody),
+        (status = 409, description = "`shipment_cancelled`: the shipment was cancelled; `invalid_transition`: it was delivered already.", body = ErrorBody),
+        (status = 503, description = DATABASE_UNAVAILABLE, body = ErrorBody)
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn dispatch(
     State(state): State<AppState>,
     principal: Principal,
@@ -90,6 +153,28 @@ pub async fn dispatch(
 }
 
 /// `POST /shipments/{orderId}/deliver`.
+#[utoipa::path(
+    post,
+    path = "/shipments/{orderId}/deliver",
+    operation_id = "deliverShipment",
+    tag = "shipments",
+    summary = "Record delivery (DISPATCHED → DELIVERED)",
+    description = "Emits `ShippingDelivered`. Concurrent calls are serialised by a row lock; only the first emits. No request body.\n\nRoles: operator.",
+    params(
+        ("orderId" = Uuid, Path, description = "The order id (a UUID)."),
+        ("traceparent" = Option<String>, Header, description = TRACEPARENT)
+    ),
+    responses(
+        (status = 200, description = "The shipment, now (or already) DELIVERED.", body = ShipmentView),
+        (status = 400, description = "`invalid_path`: the order id is not a UUID.", body = ErrorBody),
+        (status = 401, description = UNAUTHORIZED, body = ErrorBody),
+        (status = 403, description = FORBIDDEN, body = ErrorBody),
+        (status = 404, description = "`not_found`: no shipment for this order.", body = ErrorBody),
+        (status = 409, description = "`not_dispatched`: the shipment has not been dispatched yet; `shipment_cancelled`: it was cancelled.", body = ErrorBody),
+        (status = 503, description = DATABASE_UNAVAILABLE, body = ErrorBody)
+    ),
+    security(("bearerAuth" = []))
+)]
 pub async fn deliver(
     State(state): State<AppState>,
     principal: Principal,

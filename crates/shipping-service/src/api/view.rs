@@ -3,27 +3,69 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use orderflow_events::events::{Address, StockLine};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::db::Shipment;
+use crate::domain::Status;
 
-/// `GET /shipments/{orderId}` body.
-#[derive(Debug, Serialize)]
+/// A shipment.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Shipment)]
 #[serde(rename_all = "camelCase")]
 pub struct ShipmentView {
+    #[schema(format = Uuid)]
     order_id: String,
+    #[schema(format = Uuid)]
     shipment_id: String,
+    #[schema(pattern = "^OF[0-9]{12}$", example = "OF123456789012")]
     tracking_number: String,
+    #[schema(example = "OrderFlow Post")]
     carrier: String,
+    /// Path of the label, relative to this service.
+    #[schema(example = "/shipments/0b3c1c1e-5d8e-4b7a-9c1f-2a6f1d0e9b11/label")]
     label_url: String,
-    status: &'static str,
+    status: ShipmentStatus,
     recipient: Address,
     items: Vec<StockLine>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
+    /// Present once dispatched.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
     dispatched_at: Option<String>,
+    /// Present once delivered.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, nullable = false)]
     delivered_at: Option<String>,
+}
+
+/// Where a shipment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ShipmentStatus {
+    /// Waiting to leave the warehouse.
+    Created,
+    /// Handed to the carrier.
+    Dispatched,
+    /// Arrived.
+    Delivered,
+    /// The order was cancelled before dispatch.
+    Cancelled,
+}
+
+impl From<Status> for ShipmentStatus {
+    fn from(s: Status) -> Self {
+        match s {
+            Status::Created => Self::Created,
+            Status::Dispatched => Self::Dispatched,
+            Status::Delivered => Self::Delivered,
+            // A tombstone is never shown as a shipment; were it, it is
+            // an order cancelled before one existed.
+            Status::Cancelled | Status::Voided => Self::Cancelled,
+        }
+    }
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -38,7 +80,7 @@ impl From<Shipment> for ShipmentView {
             tracking_number: s.tracking_number,
             carrier: s.carrier,
             label_url: s.label_url,
-            status: s.status.as_str(),
+            status: s.status.into(),
             recipient: s.recipient,
             items: s.items,
             created_at: ts(s.created_at),
