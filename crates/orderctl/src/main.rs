@@ -9,6 +9,8 @@
 //! - `orderctl load` drives `POST /orders` at a rate or concurrency, waits
 //!   for every saga to finish and reports throughput and latencies (see
 //!   `docs/benchmarks.md`);
+//! - `orderctl bench` takes the process snapshots, pipeline samples and
+//!   report of `scripts/bench`;
 //! - `orderctl smtp-sink` is an SMTP server that stores every message in a
 //!   Maildir, for local runs and benchmarks;
 //! - `orderctl token` signs a bearer token for the HTTP APIs (by default
@@ -37,6 +39,7 @@
 //! `ORDERFLOW_TOPIC_*`), overridable with flags.
 
 mod audit;
+mod bench;
 mod console;
 mod dlq;
 mod load;
@@ -80,6 +83,12 @@ enum Command {
     /// Generate load: POST /orders at a rate or concurrency, wait for every
     /// saga to finish, report throughput and latencies (JSON + SVG).
     Load(Box<load::Args>),
+    /// The measuring parts of scripts/bench: process snapshots, the
+    /// pipeline sampler, the run's report.
+    Bench {
+        #[command(subcommand)]
+        action: bench::Action,
+    },
     /// Run an SMTP server that accepts every message and stores it in a
     /// Maildir (DIR/new), until Ctrl-C or SIGTERM.
     SmtpSink(smtp_sink::Args),
@@ -188,6 +197,7 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = match cli.command {
         Command::Load(args) => return load::run(*args).await,
+        Command::Bench { action } => return bench::run(action).await,
         Command::SmtpSink(args) => return smtp_sink::run(args).await,
         Command::Token(args) => return token::run(&args),
         other => other,
@@ -259,7 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", orderflow_events::access::render_kafka_acls(&rules));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Load(_) | Command::SmtpSink(_) | Command::Token(_) => {
+        Command::Load(_) | Command::Bench { .. } | Command::SmtpSink(_) | Command::Token(_) => {
             unreachable!("handled above")
         }
     }

@@ -1,0 +1,93 @@
+//! `orderctl bench`: the parts of `scripts/bench` that measure, in Rust.
+//! The script starts the stack and runs `orderctl load`; these subcommands
+//! take the process snapshots before and after (`snap`), sample the
+//! pipeline while the load runs (`sample`), read one value of a JSON file
+//! (`get`) and join everything into the run's summary (`report`).
+
+mod procfs;
+mod report;
+mod sample;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+/// What `orderctl bench` does.
+#[derive(Subcommand)]
+pub enum Action {
+    /// Write a snapshot of processes (CPU ticks, RSS, peak RSS), of
+    /// PostgreSQL's processes by database and of the machine's busy time.
+    Snap {
+        /// Where the snapshot (JSON) goes.
+        out: PathBuf,
+        /// The processes, `name=pid` each.
+        procs: Vec<String>,
+    },
+    /// Every INTERVAL, append each service's outbox backlog and consumer
+    /// lag per topic (from its /metrics) to OUT as one JSON line, until
+    /// stopped.
+    Sample {
+        /// The JSON-lines file.
+        out: PathBuf,
+        /// The services, `name=port` each.
+        targets: Vec<String>,
+        /// Time between samples.
+        #[arg(long, default_value = "5s", value_parser = nonzero_duration)]
+        interval: Duration,
+    },
+    /// Print one value of a JSON file, by a dotted path (`config.skus`).
+    Get {
+        /// The file.
+        file: PathBuf,
+        /// The path.
+        key: String,
+    },
+    /// Join the load's summary, the snapshots, the samples, the final
+    /// /metrics and the invariants into summary.json and print it; exits 1
+    /// when an invariant is violated.
+    Report(report::Files),
+}
+
+/// A duration of at least a millisecond.
+fn nonzero_duration(s: &str) -> Result<Duration, String> {
+    let d = orderflow_service::config::parse_duration(s)?;
+    if d < Duration::from_millis(1) {
+        return Err(format!("{s:?}: must be at least 1ms"));
+    }
+    Ok(d)
+}
+
+/// Runs `action`.
+pub async fn run(action: Action) -> anyhow::Result<ExitCode> {
+    match action {
+        Action::Snap { out, procs } => procfs::write_snap(&out, &procs)?,
+        Action::Sample {
+            out,
+            targets,
+            interval,
+        } => sample::run(&out, &targets, interval).await?,
+        Action::Get { file, key } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let v: serde_json::Value = serde_json::from_slice(&bytes)
+                .with_context(|| format!("parsing {}", file.display()))?;
+            let found = key
+                .split('.')
+                .try_fold(&v, |v, k| v.get(k))
+                .with_context(|| format!("{} has no {key}", file.display()))?;
+            match found {
+                serde_json::Value::String(s) => println!("{s}"),
+                other => println!("{other}"),
+            }
+        }
+        Action::Report(files) => {
+            if !report::run(&files)? {
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
