@@ -38,6 +38,13 @@ pub enum Stop {
 }
 
 impl Proc {
+    /// Whether it was started and has exited since.
+    pub(crate) fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
     /// Stops the process with `how` and waits until it has exited; panics if it is
     /// not running or does not stop within 30 s of SIGTERM.
     pub(crate) async fn stop(&mut self, how: Stop, pid_dir: &Path, stack_id: &str) -> ExitStatus {
@@ -133,6 +140,81 @@ pub(crate) fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
+/// Whether process `pid` or one of its descendants listens on TCP `port`,
+/// as `/proc` tells (`None` where it does not).
+fn listens(pid: u32, port: u16) -> Option<bool> {
+    let inodes = listening_inodes(port)?;
+    if inodes.is_empty() {
+        return Some(false);
+    }
+    Some(family(pid).into_iter().any(|p| owns_socket(p, &inodes)))
+}
+
+/// The inodes of the sockets listening on TCP `port` (any address).
+fn listening_inodes(port: u16) -> Option<Vec<String>> {
+    let mut read_any = false;
+    let mut inodes = Vec::new();
+    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        read_any = true;
+        for line in text.lines().skip(1) {
+            // sl local_address rem_address st … uid timeout inode
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if f.len() > 9 && f[3] == "0A" && local_port == Some(port) {
+                inodes.push(f[9].to_owned());
+            }
+        }
+    }
+    read_any.then_some(inodes)
+}
+
+/// `root` and every process descended from it.
+fn family(root: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let mut out = vec![root];
+    let mut i = 0;
+    while let Some(&p) = out.get(i) {
+        out.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out
+}
+
+/// Whether `pid` holds one of the sockets `inodes`.
+fn owns_socket(pid: u32, inodes: &[String]) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    fds.flatten().any(|fd| {
+        std::fs::read_link(fd.path()).is_ok_and(|target| {
+            let target = target.to_string_lossy();
+            inodes.iter().any(|i| target == format!("socket:[{i}]"))
+        })
+    })
+}
+
 /// The last `n` lines of a log file.
 pub fn tail(path: &Path, n: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -224,7 +306,13 @@ pub(crate) async fn wait_for_tcp(p: &mut Proc, port: u16, timeout: Duration) -> 
             .await
             .is_ok()
         {
-            return Ok(());
+            // The port was picked free a while ago; another process may
+            // have taken it since. Only `p`'s own listener counts: with a
+            // stranger's, `p` fails to bind and exits (checked below).
+            let pid = p.child.as_ref().and_then(Child::id);
+            if pid.and_then(|pid| listens(pid, port)) != Some(false) {
+                return Ok(());
+            }
         }
         if let Some(child) = p.child.as_mut() {
             if let Some(status) = child.try_wait()? {
@@ -285,4 +373,26 @@ pub(crate) async fn run_logged(
         bail!("exited with {}:\n{text}", out.status);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listener_is_told_apart_from_a_strangers() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        let port = listener.local_addr().expect("its address").port();
+        assert_eq!(listens(std::process::id(), port), Some(true));
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawning sleep");
+        let verdict = listens(other.id(), port);
+        other.kill().ok();
+        other.wait().ok();
+        assert_eq!(verdict, Some(false), "sleep listens on nothing");
+        drop(listener);
+        assert_eq!(listens(std::process::id(), port), Some(false));
+    }
 }

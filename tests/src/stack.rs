@@ -194,11 +194,24 @@ impl Stack {
         conn.close().await.ok();
 
         // The broker of the stack's own, if it has one.
-        let broker_port = free.next().context("no port for the broker")?;
+        let mut broker_port = free.next().context("no port for the broker")?;
         let (kafka, broker) = if options.own_broker {
-            let mut broker = broker_proc(&log_dir, broker_port)?;
-            spawn_proc(&mut broker, &pid_dir)?;
-            wait_for_tcp(&mut broker, broker_port, Duration::from_secs(60)).await?;
+            // The port was free when picked, seconds ago; if another
+            // process took it meanwhile the broker exits, and gets another.
+            let mut attempt = 1;
+            let broker = loop {
+                let mut broker = broker_proc(&log_dir, broker_port)?;
+                spawn_proc(&mut broker, &pid_dir)?;
+                match wait_for_tcp(&mut broker, broker_port, Duration::from_secs(60)).await {
+                    Ok(()) => break broker,
+                    Err(e) if attempt < 3 && broker.exited() => {
+                        eprintln!("e2e stack {id}: the broker did not start on port {broker_port} ({e:#}); trying another");
+                        broker_port = free_ports(1)?[0];
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             (format!("127.0.0.1:{broker_port}"), Some(Mutex::new(broker)))
         } else {
             (env::kafka_bootstrap_servers(), None)
