@@ -1,9 +1,11 @@
-//! `orderctl bench`: the parts of `scripts/bench` that measure, in Rust.
-//! The script starts the stack and runs `orderctl load`; these subcommands
-//! take the process snapshots before and after (`snap`), sample the
-//! pipeline while the load runs (`sample`), read one value of a JSON file
-//! (`get`) and join everything into the run's summary (`report`).
+//! `orderctl bench`: the parts of `scripts/bench` that measure and check,
+//! in Rust. The script starts the stack and runs `orderctl load`; these
+//! subcommands take the process snapshots before and after (`snap`),
+//! sample the pipeline while the load runs (`sample`), read one value of a
+//! JSON file (`get`), check the invariants in the service databases
+//! (`invariants`) and join everything into the run's summary (`report`).
 
+mod invariants;
 mod procfs;
 mod report;
 mod sample;
@@ -45,6 +47,10 @@ pub enum Action {
         /// The path.
         key: String,
     },
+    /// Check what must hold in the five service databases once a load has
+    /// settled: one `name count` line per check (count = violations; `info_`
+    /// lines only inform).
+    Invariants(Box<invariants::Args>),
     /// Join the load's summary, the snapshots, the samples, the final
     /// /metrics and the invariants into summary.json and print it; exits 1
     /// when an invariant is violated.
@@ -81,6 +87,11 @@ pub async fn run(action: Action) -> anyhow::Result<ExitCode> {
             match found {
                 serde_json::Value::String(s) => println!("{s}"),
                 other => println!("{other}"),
+            }
+        }
+        Action::Invariants(args) => {
+            for (name, n) in invariants::run(&args).await? {
+                println!("{name} {n}");
             }
         }
         Action::Report(files) => {
