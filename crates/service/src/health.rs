@@ -14,7 +14,6 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
 use orderflow_events::consumer::assignment::GroupAssignment;
 use orderflow_events::kafka::BrokerProbe;
 use orderflow_events::metrics::prometheus_client::encoding::EncodeLabelSet;
@@ -142,7 +141,7 @@ pub struct Detail {
     pub checks: Checks,
     /// The service's consumer group members in this process, as in
     /// `GET /health/consumers`.
-    pub consumers: Vec<Member>,
+    pub consumers: Vec<GroupAssignment>,
     /// The outbox: unpublished rows, or why they could not be counted.
     pub outbox: OutboxState,
 }
@@ -187,41 +186,6 @@ pub enum OutboxState {
     },
 }
 
-/// One consumer group member of this process.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Member {
-    /// The consumer group: the service's, or one of its projections'
-    /// (`<group>.<projection>`).
-    pub group: String,
-    /// The topics it subscribed to.
-    pub topics: Vec<String>,
-    /// Partitions held now, by topic.
-    pub partitions: std::collections::BTreeMap<String, std::collections::BTreeSet<i32>>,
-    /// Partitions held now, all topics.
-    pub assigned: usize,
-    /// Rebalances seen since it subscribed.
-    pub rebalances: u64,
-    /// When the assignment last changed.
-    pub changed_at: Option<DateTime<Utc>>,
-    /// The last rebalance error, cleared by the next assignment.
-    pub last_error: Option<String>,
-}
-
-impl From<GroupAssignment> for Member {
-    fn from(a: GroupAssignment) -> Self {
-        Self {
-            group: a.group,
-            topics: a.topics,
-            partitions: a.partitions,
-            assigned: a.assigned,
-            rebalances: a.rebalances,
-            changed_at: a.changed_at,
-            last_error: a.last_error,
-        }
-    }
-}
-
 /// `GET /health/consumers`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Consumers {
@@ -234,7 +198,7 @@ pub struct Consumers {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// Its members in this process, and its projections'.
-    pub consumers: Vec<Member>,
+    pub consumers: Vec<GroupAssignment>,
 }
 
 /// Where the service's consumer groups stand.
@@ -480,7 +444,6 @@ async fn detail(State(p): State<Probes>) -> Json<Detail> {
                 .as_ref()
                 .is_some_and(|g| of_service(g, &a.group))
         })
-        .map(Member::from)
         .collect();
     Json(Detail {
         status: if all_up {
@@ -549,7 +512,7 @@ async fn consumers(State(p): State<Probes>) -> Response {
         },
         service: p.service.to_owned(),
         group: Some(group),
-        consumers: members.into_iter().map(Member::from).collect(),
+        consumers: members,
     };
     let status = if assigned {
         StatusCode::OK

@@ -8,8 +8,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-
-use crate::openapi::ApiRouter;
 use orderflow_events::codec::AvroCodec;
 use orderflow_events::consumer::{ConsumerOptions, EventConsumer};
 use orderflow_events::kafka::{BrokerProbe, KafkaConfig};
@@ -27,6 +25,7 @@ use crate::database::{apply_migrations, connect};
 use crate::error::{method_not_allowed_fallback, not_found_fallback};
 use crate::extract::BODY_LIMIT;
 use crate::health::{self, Probes};
+use crate::openapi::ApiRouter;
 use crate::telemetry::{self, Telemetry};
 
 /// Longest wait for buffered spans to be exported on shutdown.
@@ -229,11 +228,14 @@ where
     health::register_metrics();
     let parts = build(&ctx)?;
 
+    let (service_routes, api) = parts.router.split();
     let probes = Probes {
         pool: api_pool.clone(),
         broker: Arc::new(BrokerProbe::new(&kafka).context("creating the broker probe")?),
         registry,
-        openapi: Arc::from(""),
+        openapi: Arc::from(crate::openapi::to_text(&crate::openapi::document(
+            &spec, api,
+        ))),
         service: spec.source,
         consumer_group: parts.consumer.as_ref().map(|_| ctx.consumer_group.clone()),
         dlq_topics: parts
@@ -247,14 +249,7 @@ where
             })
             .unwrap_or_default(),
     };
-    let (service_routes, api) = parts.router.split();
-    let runtime_routes = health::routes();
-    let doc = crate::openapi::document(&spec, api);
-    let probes = Probes {
-        openapi: Arc::from(crate::openapi::to_text(&doc)),
-        ..probes
-    };
-    let (runtime_routes, _) = runtime_routes.with_state(probes).split();
+    let (runtime_routes, _) = health::routes().with_state(probes).split();
     let app = app(
         service_routes.merge(runtime_routes),
         verifier.context("the token verifier is made before serving")?,

@@ -17,9 +17,11 @@ use serde::Serialize;
 
 /// The assignment of one consumer group member of this process.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GroupAssignment {
-    /// The consumer group.
+    /// The consumer group: a service's, or one of its projections'
+    /// (`<group>.<projection>`).
     pub group: String,
     /// The topics it subscribed to.
     pub topics: Vec<String>,
