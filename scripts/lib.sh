@@ -1,5 +1,8 @@
 # shellcheck shell=bash
-# Shared helpers for scripts/test, scripts/up, scripts/bench-events and .ci/run.
+# Shared helpers for scripts/test, scripts/up, scripts/bench-events and .ci/run:
+# installing and starting the infrastructure. The five services themselves
+# are started by the stack library (crates/stack) through `orderctl stack`
+# (scripts/up), `orderctl bench run` (scripts/bench) and the tests.
 #
 # Source it from a script that has `set -euo pipefail`:
 #   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -386,37 +389,6 @@ recreate_database() {
     die "could not drop database $name"
   _psql -v name="$name" <<<'CREATE DATABASE :"name";' ||
     die "could not create database $name"
-}
-
-# grant_service_roles SERVICE DB: the least-privilege roles of SERVICE
-# (orderflow_SERVICE_owner runs the migrations, orderflow_SERVICE_app runs
-# the service and may only read and write rows) for database DB, made by
-# deploy/postgres/service-roles.sql, the same SQL compose and the end-to-end
-# tests use. Their development passwords are their names. Stacks starting
-# at once share the roles, so a concurrent change is retried.
-grant_service_roles() {
-  local svc="$1" db="$2" owner="orderflow_$1_owner" app="orderflow_$1_app" attempt out
-  _pg_check_name "$db"
-  _pg_check_name "$owner"
-  for attempt in 1 2 3 4 5; do
-    if out="$(PGOPTIONS="-c client_min_messages=warning" psql "$(pg_url_for_db "$db")" -X -q \
-      -v ON_ERROR_STOP=1 -v db="$db" -v owner="$owner" -v app="$app" \
-      -v owner_password="$owner" -v app_password="$app" \
-      -f "$ROOT/deploy/postgres/service-roles.sql" 2>&1)"; then
-      return 0
-    fi
-    [[ "$out" == *"already exists"* || "$out" == *"concurrently updated"* || "$out" == *"duplicate key"* ]] || break
-    sleep "0.$attempt"
-  done
-  die "could not set up the roles of $svc on $db: $out"
-}
-
-# pg_url_as ROLE DB: ORDERFLOW_PG_URL's server and options, database DB,
-# as ROLE with its development password (its name).
-pg_url_as() {
-  pg_url_parts "$ORDERFLOW_PG_URL"
-  local hostport="${PG_AUTHORITY##*@}"
-  printf '%s://%s:%s@%s/%s%s\n' "$PG_SCHEME" "$1" "$1" "$hostport" "$2" "$PG_QUERY"
 }
 
 # ---------------------------------------------------------------- broker
@@ -812,71 +784,6 @@ drop_databases_like() {
     _pg_check_name "$db"
     _psql -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null || warn "could not drop database $db"
   done < <(_psql -Atc "SELECT datname FROM pg_database WHERE datname LIKE '$pattern'")
-}
-
-# ---------------------------------------------------------------- services
-
-# start_services LOG_DIR SMTP_PORT DB_FORMAT FRESH NAME:PORT...: start
-# $BIN_DIR/<NAME>-service for each NAME:PORT on ORDERFLOW_HTTP_HOST
-# (default 127.0.0.1):PORT, log in LOG_DIR/<NAME>-service.log, with its own
-# database `printf DB_FORMAT NAME` (e.g. '%s_service' -> order_service;
-# FRESH=1 drops and recreates it empty, 0 keeps it), KAFKA_BOOTSTRAP_SERVERS
-# and SCHEMA_REGISTRY_URL (ORDERFLOW_SERVICES_REGISTRY_URL when set) from the
-# environment, SMTP on 127.0.0.1:SMTP_PORT
-# and RUST_LOG (default info). Starts them all, then waits up to 60 s for
-# each /health/ready and up to ORDERFLOW_ASSIGN_TIMEOUT (120) s for each
-# /health/consumers (its consumer holds partitions). Sets STARTED_SERVICES to "<NAME>-service:<PORT>:<PID>"
-# entries (the PID is the service process itself).
-start_services() {
-  local log_dir="$1" smtp_port="$2" db_format="$3" fresh="$4"
-  shift 4
-  local svc name port bin db entry pid
-  STARTED_SERVICES=()
-  for svc in "$@"; do
-    name="${svc%%:*}"
-    port="${svc#*:}"
-    bin="$BIN_DIR/$name-service"
-    [[ -x "$bin" ]] || die "$bin is missing after the build"
-    # shellcheck disable=SC2059 # the format is the point
-    db="$(printf "$db_format" "$name")"
-    if [[ "$fresh" == 1 ]]; then
-      recreate_database "$db"
-    else
-      ensure_database "$db"
-    fi
-    grant_service_roles "$name" "$db"
-    start_bg "$name-service" "$log_dir/$name-service.log" "$ROOT" \
-      env DATABASE_URL="$(pg_url_as "orderflow_${name}_app" "$db")" \
-      MIGRATION_DATABASE_URL="$(pg_url_as "orderflow_${name}_owner" "$db")" \
-      KAFKA_BOOTSTRAP_SERVERS="$KAFKA_BOOTSTRAP_SERVERS" \
-      SCHEMA_REGISTRY_URL="${ORDERFLOW_SERVICES_REGISTRY_URL:-$SCHEMA_REGISTRY_URL}" \
-      HTTP_HOST="${ORDERFLOW_HTTP_HOST:-127.0.0.1}" HTTP_PORT="$port" \
-      AUTH_PUBLIC_KEY_FILE="${AUTH_PUBLIC_KEY_FILE:-$ROOT/deploy/dev-keys/jwt-dev.pub.pem}" \
-      SMTP_HOST=127.0.0.1 SMTP_PORT="$smtp_port" \
-      RUST_LOG="${RUST_LOG:-info}" \
-      "$bin"
-    STARTED_SERVICES+=("$name-service:$port:$LAST_PID")
-  done
-  for entry in "${STARTED_SERVICES[@]+"${STARTED_SERVICES[@]}"}"; do
-    IFS=: read -r name port pid <<<"$entry"
-    if ! wait_for_http "http://127.0.0.1:$port/health/ready" 60 "$pid"; then
-      tail_log "$log_dir/$name.log"
-      die "$name did not become ready on port $port"
-    fi
-  done
-  # Ready is not yet consuming: a consumer holds partitions only once its
-  # group has rebalanced (a few seconds; after a crash, until the broker
-  # expires the dead member's session). Until then the saga would not move.
-  log "waiting for every service's consumer to be assigned its partitions"
-  for entry in "${STARTED_SERVICES[@]+"${STARTED_SERVICES[@]}"}"; do
-    IFS=: read -r name port pid <<<"$entry"
-    if ! wait_for_http "http://127.0.0.1:$port/health/consumers" "${ORDERFLOW_ASSIGN_TIMEOUT:-120}" "$pid"; then
-      curl -sS --max-time 2 "http://127.0.0.1:$port/health/consumers" >&2 || true
-      echo >&2
-      tail_log "$log_dir/$name.log"
-      die "the consumer of $name holds no partition (GET /health/consumers above); its group did not rebalance"
-    fi
-  done
 }
 
 # ---------------------------------------------------------------- browser

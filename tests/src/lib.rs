@@ -1,12 +1,13 @@
 //! Cross-service end-to-end suite for orderflow; the tests live in `tests/`.
 //!
 //! This library is the harness they share: [`Stack::start`] brings up a
-//! fully isolated copy of the system for one test — five fresh databases
-//! (`<id>_<service>`), its own Kafka topics (prefix `<id>.`, created and
-//! provisioned with the real `orderctl`), a real SMTP listener (aiosmtpd
-//! writing a Maildir) and the five service binaries as child processes on
-//! free ports — and offers HTTP client helpers, condition polling with
-//! deadlines, database access and the e-mails received.
+//! fully isolated copy of the system for one test with the stack library
+//! (`crates/stack`, which `orderctl bench run` uses too) — five fresh
+//! databases (`<id>_<service>`), its own Kafka topics (prefix `<id>.`,
+//! created and provisioned with the real `orderctl`), a real SMTP listener
+//! (aiosmtpd writing a Maildir) and the five service binaries as child
+//! processes on free ports — and adds HTTP client helpers, condition
+//! polling with deadlines, database access and the e-mails received.
 //!
 //! Environment (all optional; `scripts/test` exports them):
 //!
@@ -36,13 +37,13 @@ pub mod chaos;
 pub mod client;
 pub mod env;
 pub mod mail;
-mod process;
 pub mod stack;
-pub mod wait;
+
+pub use orderflow_stack::wait;
 
 pub use body::OrderBody;
 pub use client::{OrderJson, Resp, Status, TimelineEventJson, TERMINAL};
 pub use mail::Mail;
-pub use process::Stop;
-pub use stack::{Service, Stack, StackOptions};
+pub use orderflow_stack::Stop;
+pub use stack::{Service, Smtp, Stack, StackOptions};
 pub use wait::{eventually, poll_until};

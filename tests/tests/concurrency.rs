@@ -212,8 +212,8 @@ async fn requests_are_answered_while_the_consumers_hold_every_other_connection()
         // More consumer workers than connections: the order service has
         // one per consumed topic (four), plus its relay.
         partitions: Some(8),
-        database_max_connections: 4,
-        database_api_connections: 1,
+        database_max_connections: Some(4),
+        database_api_connections: Some(1),
         ..Default::default()
     })
     .await;

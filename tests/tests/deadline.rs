@@ -9,8 +9,8 @@ use orderflow_e2e::{OrderBody, Service, Stack, StackOptions, Status};
 
 fn short_deadline() -> StackOptions {
     StackOptions {
-        saga_timeout: "3s".into(),
-        deadline_check_interval: "500ms".into(),
+        saga_timeout: Some("3s".into()),
+        deadline_check_interval: Some("500ms".into()),
         ..StackOptions::default()
     }
 }

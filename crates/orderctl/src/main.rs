@@ -9,10 +9,16 @@
 //! - `orderctl load` drives `POST /orders` at a rate or concurrency, waits
 //!   for every saga to finish and reports throughput and latencies (see
 //!   `docs/benchmarks.md`);
-//! - `orderctl bench` takes the process snapshots, pipeline samples and
-//!   report of `scripts/bench`;
+//! - `orderctl bench run` is one benchmark run of `scripts/bench`: it
+//!   starts the services (with the stack library the end-to-end tests
+//!   use), runs the load, measures, checks the invariants and reports; its
+//!   steps are `orderctl bench snap|sample|invariants|report`;
 //! - `orderctl smtp-sink` is an SMTP server that stores every message in a
 //!   Maildir, for local runs and benchmarks;
+//! - `orderctl stack` runs the five services, an SMTP sink and the
+//!   event-flow page in the foreground on the environment's
+//!   infrastructure, with the stack library the end-to-end tests use
+//!   (`scripts/up` runs it);
 //! - `orderctl token` signs a bearer token for the HTTP APIs (by default
 //!   with the development key);
 //! - `orderctl dlq list` summarises the dead-letter topics (count, oldest,
@@ -47,6 +53,7 @@ mod outbox;
 mod replay;
 mod schemas;
 mod smtp_sink;
+mod stack_run;
 mod token;
 
 use std::process::ExitCode;
@@ -83,8 +90,9 @@ enum Command {
     /// Generate load: POST /orders at a rate or concurrency, wait for every
     /// saga to finish, report throughput and latencies (JSON + SVG).
     Load(Box<load::Args>),
-    /// The measuring parts of scripts/bench: process snapshots, the
-    /// pipeline sampler, the run's report.
+    /// The saga benchmark (scripts/bench): `run` starts the services,
+    /// loads, measures, checks the invariants and reports; its steps are
+    /// subcommands of their own.
     Bench {
         #[command(subcommand)]
         action: bench::Action,
@@ -92,6 +100,13 @@ enum Command {
     /// Run an SMTP server that accepts every message and stores it in a
     /// Maildir (DIR/new), until Ctrl-C or SIGTERM.
     SmtpSink(smtp_sink::Args),
+    /// Run the five services, an SMTP sink and the event-flow page in the
+    /// foreground on the infrastructure of the environment (what scripts/up
+    /// runs after starting it): topics and schemas created, databases kept
+    /// between runs, every consumer assigned before it says the services
+    /// are up; until Ctrl-C or SIGTERM (exit 0) or until one of them dies
+    /// (exit 1).
+    Stack(Box<stack_run::Args>),
     /// Print a bearer token for the HTTP APIs, signed by default with the
     /// development key (deploy/dev-keys/).
     Token(token::Args),
@@ -199,6 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => return load::run(*args).await,
         Command::Bench { action } => return bench::run(action).await,
         Command::SmtpSink(args) => return smtp_sink::run(args).await,
+        Command::Stack(args) => return stack_run::run(*args).await,
         Command::Token(args) => return token::run(&args),
         other => other,
     };
@@ -269,7 +285,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", orderflow_events::access::render_kafka_acls(&rules));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Load(_) | Command::Bench { .. } | Command::SmtpSink(_) | Command::Token(_) => {
+        Command::Load(_)
+        | Command::Bench { .. }
+        | Command::SmtpSink(_)
+        | Command::Stack(_)
+        | Command::Token(_) => {
             unreachable!("handled above")
         }
     }

@@ -91,8 +91,8 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
             own_broker: true,
             own_postgres: true,
             own_registry: true,
-            saga_timeout: format!("{}ms", opts.saga_timeout.as_millis()),
-            deadline_check_interval: "500ms".into(),
+            saga_timeout: Some(format!("{}ms", opts.saga_timeout.as_millis())),
+            deadline_check_interval: Some("500ms".into()),
             ..StackOptions::default()
         })
         .await,

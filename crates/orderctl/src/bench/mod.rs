@@ -1,14 +1,19 @@
-//! `orderctl bench`: the parts of `scripts/bench` that measure and check,
-//! in Rust. The script starts the stack and runs `orderctl load`; these
-//! subcommands take the process snapshots before and after (`snap`),
-//! sample the pipeline while the load runs (`sample`), read one value of a
-//! JSON file (`get`), check the invariants in the service databases
-//! (`invariants`) and join everything into the run's summary (`report`).
+//! `orderctl bench`: the saga benchmark. `run` is a whole run: it starts
+//! the services with the stack library the end-to-end tests use, loads
+//! them and reports (`scripts/bench` installs and starts the broker and
+//! the registry, then calls it). Its parts are subcommands of their own,
+//! to re-take one step by hand: the process snapshots (`snap`), the
+//! pipeline sampler (`sample`), one value of a JSON file (`get`), the
+//! invariants in the service databases (`invariants`) and the summary of a
+//! run's files (`report`).
 
 mod invariants;
 mod procfs;
 mod report;
+mod run;
 mod sample;
+
+pub(crate) use run::parse_smtp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +25,13 @@ use clap::Subcommand;
 /// What `orderctl bench` does.
 #[derive(Subcommand)]
 pub enum Action {
+    /// One benchmark run: start the five services (fresh databases
+    /// `bench_<service>`) on the broker and registry of the environment,
+    /// load them with `orderctl load`'s flags, measure, check the
+    /// invariants and write `summary.json`. Exits 0 when the invariants
+    /// hold and the load saw no errors, 1 when an invariant is violated, 3
+    /// when only the load reported errors.
+    Run(Box<run::Args>),
     /// Write a snapshot of processes (CPU ticks, RSS, peak RSS), of
     /// PostgreSQL's processes by database and of the machine's busy time.
     Snap {
@@ -69,6 +81,7 @@ fn nonzero_duration(s: &str) -> Result<Duration, String> {
 /// Runs `action`.
 pub async fn run(action: Action) -> anyhow::Result<ExitCode> {
     match action {
+        Action::Run(args) => return run::run(*args).await,
         Action::Snap { out, procs } => procfs::write_snap(&out, &procs)?,
         Action::Sample {
             out,

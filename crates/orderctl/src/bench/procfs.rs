@@ -1,6 +1,7 @@
 //! What `/proc` says of the stack's processes: CPU ticks, resident memory,
 //! the PostgreSQL server processes grouped by database, the machine's busy
-//! time. `orderctl bench snap` writes one snapshot as JSON.
+//! time (`orderctl bench snap` writes one snapshot as JSON); and what the
+//! machine is, and `top`'s view of it, for a run's record.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -192,6 +193,75 @@ pub fn write_snap(path: &Path, named: &[String]) -> anyhow::Result<()> {
     let s = snap(named)?;
     std::fs::write(path, serde_json::to_vec(&s)?)
         .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The first `lines` lines of one `top -b -n1 -w 200` (empty when top is
+/// missing).
+pub async fn top(lines: usize) -> String {
+    let out = tokio::process::Command::new("top")
+        .args(["-b", "-n1", "-w", "200"])
+        .output()
+        .await;
+    out.map(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .take(lines)
+            .map(|l| format!("{l}\n"))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// What the machine is and what ran: date, cores, CPU model, memory, load
+/// average, commit, build profile, the load's flags.
+pub fn machine(label: &str) -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let loadavg: Vec<String> = std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .map(str::to_owned)
+        .collect();
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(orderflow_stack::env::workspace_root())
+            .output()
+            .ok()
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"])
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let dirty = git(&["diff", "--quiet"]).is_some_and(|o| o.status.code() == Some(1));
+    let profile = std::env::var("ORDERFLOW_PROFILE").unwrap_or_else(|_| {
+        orderflow_stack::env::bin_dir()
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    serde_json::json!({
+        "date": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "nproc": std::thread::available_parallelism().map(usize::from).unwrap_or(1),
+        "cpu": cpu,
+        "mem_total_gib": mem_kib / (1024 * 1024),
+        "loadavg_before": loadavg.join(" "),
+        "git": format!("{commit}{}", if dirty { "+dirty" } else { "" }),
+        "profile": profile,
+        "args": label,
+    })
 }
 
 #[cfg(test)]

@@ -129,6 +129,16 @@ pub fn plot_path(out: &std::path::Path) -> PathBuf {
 /// Runs the load; exit 0 when every order was accepted and ended as
 /// expected, 1 otherwise.
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    Ok(if run_summary(args).await? {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs the load, prints and writes its summary and plot: whether every
+/// order was accepted and ended as expected.
+pub async fn run_summary(args: Args) -> anyhow::Result<bool> {
     let summary = driver::run(&args).await?;
     let text = driver::render_text(&summary);
     println!("{text}");
@@ -142,11 +152,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(plot) = &summary.plot {
         println!("latency plot written to {plot}");
     }
-    Ok(if summary.errors.total == 0 && summary.settled {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(summary.errors.total == 0 && summary.settled)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Processes a test starts beside its stack (the event-flow console, a
-//! browser driver): logged in the stack's log directory and stopped with
+//! Processes started beside a stack (the event-flow console, a browser
+//! driver): logged in the stack's log directory and stopped with
 //! the stack, by the same watchdog.
 
 use super::*;
@@ -26,9 +26,25 @@ impl Helper {
     pub fn log_tail(&self) -> String {
         tail(&self.proc.log, 40)
     }
+
+    /// How it exited, once it has exited on its own.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.proc.child.as_mut()?.try_wait().ok().flatten()
+    }
 }
 
 impl Stack {
+    /// Stops a helper (SIGTERM, waiting until it has exited), unless it
+    /// has exited already.
+    pub async fn stop_helper(&self, helper: &mut Helper) {
+        if !helper.proc.reap(&self.pid_dir) && helper.proc.child.is_some() {
+            helper
+                .proc
+                .stop(crate::Stop::Term, &self.pid_dir, &self.id)
+                .await;
+        }
+    }
+
     /// A TCP port nobody listens on right now.
     pub fn free_port() -> u16 {
         free_ports(1).expect("a free port")[0]
@@ -57,41 +73,5 @@ impl Stack {
         spawn_proc(&mut proc, &self.pid_dir)?;
         wait_for_tcp(&mut proc, port, Duration::from_secs(60)).await?;
         Ok(Helper { proc, port })
-    }
-
-    /// Starts `orderctl console` on this stack (its five services, its
-    /// broker and topic prefix, the harness's operator token, the
-    /// development key's public half for the tokens of redrives).
-    pub async fn spawn_console(&self) -> anyhow::Result<Helper> {
-        let port = Self::free_port();
-        let mut args = vec![
-            "console".to_owned(),
-            "--listen".to_owned(),
-            format!("127.0.0.1:{port}"),
-            "--interval".to_owned(),
-            "1s".to_owned(),
-        ];
-        for svc in Service::ALL {
-            args.push("--service".to_owned());
-            args.push(format!("{}={}", svc.binary(), self.url(svc)));
-        }
-        let env = vec![
-            ("KAFKA_BOOTSTRAP_SERVERS".to_owned(), self.kafka.clone()),
-            ("SCHEMA_REGISTRY_URL".to_owned(), self.registry_url.clone()),
-            ("ORDERFLOW_TOPIC_PREFIX".to_owned(), self.prefix.clone()),
-            ("ORDERFLOW_TOKEN".to_owned(), env::harness_token()?),
-            (
-                "AUTH_PUBLIC_KEY_FILE".to_owned(),
-                env::dev_key("jwt-dev.pub.pem").display().to_string(),
-            ),
-        ];
-        self.spawn_helper(
-            "console",
-            &env::bin_dir().join("orderctl"),
-            &args,
-            &env,
-            port,
-        )
-        .await
     }
 }

@@ -9,11 +9,6 @@ impl Stack {
         format!("http://127.0.0.1:{}", self.ports[&svc])
     }
 
-    /// The shared HTTP client.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
     /// Directory of this stack's logs.
     pub fn log_dir(&self) -> &Path {
         &self.log_dir

@@ -13,10 +13,17 @@ use anyhow::{bail, Context as _};
 use tokio::process::Command;
 use tokio::sync::Mutex;
 
-use super::{Service, Stack};
+use super::{Service, Smtp, Stack};
+use crate::env;
 use crate::process::{spawn_proc, wait_for_tcp, Proc, Stop};
 
 impl Stack {
+    fn own_smtp(&self) -> &Mutex<Proc> {
+        self.smtp
+            .as_ref()
+            .expect("the stack's SMTP listener is not its own (Smtp::External)")
+    }
+
     fn own_broker(&self) -> &Mutex<Proc> {
         self.broker
             .as_ref()
@@ -26,19 +33,25 @@ impl Stack {
     /// Stops the SMTP listener (SIGTERM): the notification service then
     /// cannot send, as when a mail server is down.
     pub async fn stop_smtp(&self) {
-        let mut p = self.smtp.lock().await;
+        let mut p = self.own_smtp().lock().await;
         p.stop(Stop::Term, &self.pid_dir, &self.id).await;
+    }
+
+    /// Process id of the SMTP listener, while it runs.
+    pub async fn smtp_pid(&self) -> Option<u32> {
+        let p = self.smtp.as_ref()?.lock().await;
+        p.child.as_ref().and_then(tokio::process::Child::id)
     }
 
     /// Starts the SMTP listener again on its port and Maildir.
     pub async fn start_smtp(&self) {
-        let mut p = self.smtp.lock().await;
+        let mut p = self.own_smtp().lock().await;
         assert!(p.child.is_none(), "start_smtp: already running");
         spawn_proc(&mut p, &self.pid_dir).unwrap_or_else(|e| panic!("starting SMTP: {e:#}"));
         wait_for_tcp(&mut p, self.smtp_port, Duration::from_secs(30))
             .await
             .unwrap_or_else(|e| panic!("starting SMTP: {e:#}"));
-        eprintln!("e2e stack {}: SMTP listener started", self.id);
+        eprintln!("stack {}: SMTP listener started", self.id);
     }
 
     /// Stops the stack's own broker with `how`.
@@ -62,18 +75,25 @@ impl Stack {
         wait_for_tcp(&mut p, port, Duration::from_secs(60))
             .await
             .unwrap_or_else(|e| panic!("starting the broker: {e:#}"));
-        eprintln!("e2e stack {}: broker started", self.id);
+        eprintln!("stack {}: broker started", self.id);
     }
 
     /// Waits until the service's consumer holds partitions
     /// (`GET /health/consumers` answers 200): until then it consumes
     /// nothing. After a clean stop of every member this takes the broker's
     /// initial rebalance delay; after a crash, until the broker expires the
-    /// dead member.
+    /// dead member. Panics after `timeout`.
     pub async fn wait_assigned(&self, svc: Service, timeout: Duration) {
+        if let Err(e) = self.assigned_within(svc, timeout).await {
+            panic!("{e:#}\n{}", self.diagnostics());
+        }
+    }
+
+    /// [`Stack::wait_assigned`], failing after `timeout` with the last
+    /// answer.
+    pub async fn assigned_within(&self, svc: Service, timeout: Duration) -> anyhow::Result<()> {
         let url = format!("{}/health/consumers", self.url(svc));
-        let what = format!("{svc}'s consumer to hold partitions (GET {url})");
-        crate::wait::eventually(&what, &self.diagnostics(), timeout, || async {
+        crate::wait::poll_until(timeout, || async {
             match self.http.get(&url).send().await {
                 Ok(r) if r.status().is_success() => Ok(()),
                 Ok(r) => Err(format!(
@@ -84,7 +104,12 @@ impl Stack {
                 Err(e) => Err(e.to_string()),
             }
         })
-        .await;
+        .await
+        .map_err(|last| {
+            anyhow::anyhow!(
+                "{svc}'s consumer held no partition within {timeout:?} (GET {url}: {last}); its group did not rebalance"
+            )
+        })
     }
 
     fn own(&self, p: &'static str) -> &Mutex<Proc> {
@@ -107,7 +132,7 @@ impl Stack {
     pub async fn start_postgres(&self) {
         let mut p = self.own("postgres").lock().await;
         restart(&mut p, &self.pid_dir, port_of(&self.admin_url)).await;
-        eprintln!("e2e stack {}: PostgreSQL started", self.id);
+        eprintln!("stack {}: PostgreSQL started", self.id);
     }
 
     /// Stops the stack's own schema registry.
@@ -120,7 +145,7 @@ impl Stack {
     pub async fn start_registry(&self) {
         let mut p = self.own("registry").lock().await;
         restart(&mut p, &self.pid_dir, port_of(&self.registry_url)).await;
-        eprintln!("e2e stack {}: schema registry started", self.id);
+        eprintln!("stack {}: schema registry started", self.id);
     }
 
     /// The admin URL of the stack's PostgreSQL server.
@@ -286,6 +311,54 @@ pub(crate) async fn postgres_proc(data: &Path, log: PathBuf, port: u16) -> anyho
         env: Vec::new(),
         log,
         cwd: Some(std::env::temp_dir()),
+        child: None,
+    })
+}
+
+/// The SMTP listener `which` on `127.0.0.1:port`, storing in the Maildir
+/// `maildir` (not started); none for [`Smtp::External`].
+pub(crate) fn smtp_proc(
+    which: Smtp,
+    bin_dir: &Path,
+    maildir: &Path,
+    log: PathBuf,
+    port: u16,
+) -> Option<Proc> {
+    let listen = format!("127.0.0.1:{port}");
+    let maildir = maildir.display().to_string();
+    let (program, args) = match which {
+        Smtp::Aiosmtpd => (
+            env::python(),
+            vec![
+                "-m".into(),
+                "aiosmtpd".into(),
+                "-n".into(),
+                "-l".into(),
+                listen,
+                "-c".into(),
+                "aiosmtpd.handlers.Mailbox".into(),
+                maildir,
+            ],
+        ),
+        Smtp::Orderctl => (
+            bin_dir.join("orderctl"),
+            vec![
+                "smtp-sink".into(),
+                "--listen".into(),
+                listen,
+                "--maildir".into(),
+                maildir,
+            ],
+        ),
+        Smtp::External => return None,
+    };
+    Some(Proc {
+        name: "smtp".into(),
+        program,
+        args,
+        env: Vec::new(),
+        log,
+        cwd: None,
         child: None,
     })
 }

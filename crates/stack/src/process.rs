@@ -1,4 +1,4 @@
-//! The child processes of an e2e stack: how they are spawned, logged,
+//! The child processes of a stack: how they are spawned, logged,
 //! waited for, stopped, and cleaned up by the watchdog if the test process
 //! dies.
 
@@ -45,6 +45,17 @@ impl Proc {
             .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
     }
 
+    /// Forgets a process that has exited on its own (and its pid file, so
+    /// the watchdog does not signal the pid later); whether it had.
+    pub(crate) fn reap(&mut self, pid_dir: &Path) -> bool {
+        if !self.exited() {
+            return false;
+        }
+        self.child = None;
+        let _ = std::fs::remove_file(pid_dir.join(format!("{}.pid", self.name)));
+        true
+    }
+
     /// Stops the process with `how` and waits until it has exited; panics if it is
     /// not running or does not stop within 30 s of SIGTERM.
     pub(crate) async fn stop(&mut self, how: Stop, pid_dir: &Path, stack_id: &str) -> ExitStatus {
@@ -55,7 +66,7 @@ impl Proc {
             .unwrap_or_else(|| panic!("stopping {name}: it is not running"));
         let status = match how {
             Stop::Kill => {
-                append_log(&self.log, &format!("===== {} e2e: SIGKILL", now_stamp()));
+                append_log(&self.log, &format!("===== {} stack: SIGKILL", now_stamp()));
                 child.start_kill().expect("sending SIGKILL");
                 child.wait().await.expect("waiting for the killed process")
             }
@@ -64,7 +75,7 @@ impl Proc {
                 let signal = if how == Stop::Term { "TERM" } else { "QUIT" };
                 append_log(
                     &self.log,
-                    &format!("===== {} e2e: SIG{signal}", now_stamp()),
+                    &format!("===== {} stack: SIG{signal}", now_stamp()),
                 );
                 let out = Command::new("kill")
                     .arg(format!("-{signal}"))
@@ -95,7 +106,7 @@ impl Proc {
             Stop::Term => "terminated",
             Stop::Quit => "stopped at once",
         };
-        eprintln!("e2e stack {stack_id}: {name} {verb} ({status})");
+        eprintln!("stack {stack_id}: {name} {verb} ({status})");
         status
     }
 }
@@ -272,7 +283,7 @@ pub(crate) fn spawn_proc(p: &mut Proc, pid_dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("opening {}", p.log.display()))?;
     writeln!(
         log,
-        "\n===== {} e2e: starting {} {}",
+        "\n===== {} stack: starting {} {}",
         now_stamp(),
         p.program.display(),
         p.args.join(" ")
@@ -363,7 +374,7 @@ pub(crate) async fn run_logged(
     append_log(
         log,
         &format!(
-            "===== {} e2e: {} {}\n{text}",
+            "===== {} stack: {} {}\n{text}",
             now_stamp(),
             program.display(),
             args.join(" ")
