@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use orderflow_e2e::client::parse_metrics;
 use orderflow_e2e::{OrderBody, Service, Stack, Status, TERMINAL};
+use orderflow_stack::check::{Accepted, Expected};
 use tokio::sync::Semaphore;
 
 const ORDERS: usize = 200;
@@ -147,6 +148,16 @@ async fn concurrent_orders_never_oversell() {
         .await;
     stop.store(true, Ordering::Relaxed);
     let samples = sampler.await.expect("sampler");
+    // And every other promise of the saga, with the checker of the fault
+    // campaign and the benchmark.
+    stack
+        .wait_for_invariants(&Expected {
+            accepted: Accepted::Ids(ids.iter().cloned().collect()),
+            initial: BTreeMap::from([(sku.clone(), STOCK)]),
+            poison: Vec::new(),
+            groups: BTreeMap::new(),
+        })
+        .await;
     eprintln!(
         "all terminal after {:.1}s; sampler: {} samples, min available http {:?} db {:?}",
         submitted.elapsed().as_secs_f64(),

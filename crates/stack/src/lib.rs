@@ -13,6 +13,10 @@
 //! process it started (SIGTERM, SIGKILL after 10 s), through a watchdog
 //! that also acts when the owning process dies.
 //!
+//! [`check`] reads a settled stack's five databases, topics and Maildir
+//! and says which promise of the saga is broken: the one checker of the
+//! fault campaign, the concurrency test and the benchmark.
+//!
 //! `scripts/lib.sh` keeps what is installing and starting the shared
 //! infrastructure (PostgreSQL, the broker, the registry); everything a
 //! stack of services is made of is started here.
@@ -32,6 +36,7 @@
 //! | `ORDERFLOW_E2E_RUST_LOG` | `info`: `RUST_LOG` of the services |
 //! | `BROKER_BIN` | `~/.cache/orderflow/broker/nisshi`: the broker of stacks with one of their own |
 
+pub mod check;
 pub mod env;
 mod process;
 pub mod stack;

@@ -153,7 +153,7 @@ pub(crate) fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
 
 /// Whether process `pid` or one of its descendants listens on TCP `port`,
 /// as `/proc` tells (`None` where it does not).
-fn listens(pid: u32, port: u16) -> Option<bool> {
+pub(crate) fn listens(pid: u32, port: u16) -> Option<bool> {
     let inodes = listening_inodes(port)?;
     if inodes.is_empty() {
         return Some(false);

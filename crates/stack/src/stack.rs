@@ -1,10 +1,11 @@
 //! One isolated orderflow stack: databases, topics, SMTP listener and the
 //! five services as child processes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::AtomicU16;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -50,7 +51,10 @@ pub struct Stack {
     maildir: PathBuf,
     pid_dir: PathBuf,
     smtp_port: u16,
-    ports: BTreeMap<Service, u16>,
+    /// Each service's port (moved when a picked port was taken meanwhile).
+    ports: BTreeMap<Service, AtomicU16>,
+    /// Whether a service's port was fixed by the caller.
+    fixed_ports: BTreeSet<Service>,
     database_urls: BTreeMap<Service, String>,
     procs: BTreeMap<Service, Mutex<Proc>>,
     broker: Option<Mutex<Proc>>,
@@ -283,7 +287,7 @@ impl Stack {
                 Some(p) => *p,
                 None => free.next().context("no port for a service")?,
             };
-            ports.insert(svc, port);
+            ports.insert(svc, AtomicU16::new(port));
             let vars = services::env_of(
                 svc,
                 &options,
@@ -318,6 +322,7 @@ impl Stack {
             pid_dir,
             smtp_port,
             ports,
+            fixed_ports: options.ports.keys().copied().collect(),
             database_urls,
             procs,
             broker,
@@ -332,7 +337,7 @@ impl Stack {
             pools: Mutex::new(HashMap::new()),
             ready_timeout: options.ready_timeout,
         };
-        let waits = Service::ALL.map(|svc| stack.wait_ready(svc));
+        let waits = Service::ALL.map(|svc| stack.ready_or_moved(svc));
         for r in futures::future::join_all(waits).await {
             r?;
         }

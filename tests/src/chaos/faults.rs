@@ -67,16 +67,7 @@ impl fmt::Display for Kind {
     }
 }
 
-/// A record published as poison: where it landed.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Poisoned {
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// Offset.
-    pub offset: i64,
-}
+pub use orderflow_stack::check::Poisoned;
 
 /// What was injected.
 #[derive(Debug, Default)]

@@ -8,7 +8,6 @@
 //! `scripts/chaos` runs it (`orderflow-chaos --help`); `tests/chaos.rs`
 //! runs a short campaign as part of `scripts/test`.
 
-pub mod check;
 pub mod faults;
 pub mod load;
 
@@ -23,8 +22,8 @@ use rand::SeedableRng;
 use tokio::time::Instant;
 
 use crate::{Service, Stack, StackOptions};
-use check::Invariant;
 use faults::Kind;
+use orderflow_stack::check::{self, Accepted, Expected, Invariant};
 
 /// How a campaign runs.
 #[derive(Debug, Clone)]
@@ -162,10 +161,12 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     let state = check::read_state(&stack).await?;
     let invariants = check::check(
         &state,
-        &traffic.accepted,
-        &initial,
-        &injected.poison,
-        &groups,
+        &Expected {
+            accepted: Accepted::Ids(traffic.accepted.keys().cloned().collect()),
+            initial,
+            poison: injected.poison.clone(),
+            groups,
+        },
     );
 
     let mut t = String::new();
@@ -210,12 +211,12 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
     for id in traffic.accepted.keys() {
         let label = match state.orders.get(id) {
             None => "missing".to_owned(),
-            Some((status, code, stalled)) => {
-                let mut l = status.clone();
-                if let Some(c) = code.as_ref().filter(|_| status == "CANCELLED") {
+            Some(o) => {
+                let mut l = o.status.clone();
+                if let Some(c) = o.reason.as_ref().filter(|_| o.status == "CANCELLED") {
                     l = format!("{l} {c}");
                 }
-                if *stalled {
+                if o.stalled {
                     l.push_str(" (stalled)");
                 }
                 l
@@ -239,15 +240,15 @@ pub async fn run(opts: &Options) -> anyhow::Result<Report> {
         answers(&traffic.dispatches),
         traffic.deliveries
     );
-    let repeats: usize = state
-        .mails
+    let mails = state.mails();
+    let repeats: usize = mails
         .values()
         .map(|ids| ids.len() - ids.iter().collect::<std::collections::BTreeSet<_>>().len())
         .sum();
     let _ = writeln!(
         t,
         "  e-mails received {}, of which repeats of one Message-ID {repeats} (SMTP is at-least-once)",
-        state.mails.values().map(Vec::len).sum::<usize>()
+        mails.values().map(Vec::len).sum::<usize>()
     );
     let _ = writeln!(t, "\ninvariants");
     for i in &invariants {

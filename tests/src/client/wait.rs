@@ -29,6 +29,39 @@ impl Stack {
         .await
     }
 
+    /// Waits until every invariant of the saga holds against `expected`
+    /// and every outbox is empty (`orderflow_stack::check`, the checker of
+    /// the fault campaign and `orderctl bench run`); panics with what is
+    /// still broken after the saga deadline.
+    pub async fn wait_for_invariants(&self, expected: &orderflow_stack::check::Expected) {
+        use orderflow_stack::check;
+        self.wait_for("every invariant to hold", || async {
+            let state = check::read_state(self)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let broken: Vec<String> = check::check(&state, expected)
+                .into_iter()
+                .filter(|i| !i.violations.is_empty())
+                .map(|i| {
+                    format!(
+                        "{}: {:?}",
+                        i.name,
+                        &i.violations[..i.violations.len().min(5)]
+                    )
+                })
+                .collect();
+            if broken.is_empty() && state.pending() == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} outbox rows pending; broken: {broken:?}",
+                    state.pending()
+                ))
+            }
+        })
+        .await;
+    }
+
     /// Polls `GET path` on `service` until it answers 200 with a body for
     /// which `pred` holds; returns that body.
     pub async fn wait_for_json<P>(&self, service: Service, path: &str, what: &str, pred: P) -> Value

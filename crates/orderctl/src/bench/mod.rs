@@ -3,11 +3,11 @@
 //! them and reports (`scripts/bench` installs and starts the broker and
 //! the registry, then calls it). Its parts are subcommands of their own,
 //! to re-take one step by hand: the process snapshots (`snap`), the
-//! pipeline sampler (`sample`), one value of a JSON file (`get`), the
-//! invariants in the service databases (`invariants`) and the summary of a
-//! run's files (`report`).
+//! pipeline sampler (`sample`), one value of a JSON file (`get`) and the
+//! summary of a run's files (`report`). The invariants are checked by
+//! `orderflow_stack::check`, the checker of the fault campaign and the
+//! end-to-end tests.
 
-mod invariants;
 mod procfs;
 mod report;
 mod run;
@@ -59,10 +59,6 @@ pub enum Action {
         /// The path.
         key: String,
     },
-    /// Check what must hold in the five service databases once a load has
-    /// settled: one `name count` line per check (count = violations; `info_`
-    /// lines only inform).
-    Invariants(Box<invariants::Args>),
     /// Join the load's summary, the snapshots, the samples, the final
     /// /metrics and the invariants into summary.json and print it; exits 1
     /// when an invariant is violated.
@@ -100,11 +96,6 @@ pub async fn run(action: Action) -> anyhow::Result<ExitCode> {
             match found {
                 serde_json::Value::String(s) => println!("{s}"),
                 other => println!("{other}"),
-            }
-        }
-        Action::Invariants(args) => {
-            for (name, n) in invariants::run(&args).await? {
-                println!("{name} {n}");
             }
         }
         Action::Report(files) => {

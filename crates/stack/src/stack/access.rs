@@ -6,7 +6,7 @@ use super::*;
 impl Stack {
     /// Base URL of a service (`http://127.0.0.1:<port>`).
     pub fn url(&self, svc: Service) -> String {
-        format!("http://127.0.0.1:{}", self.ports[&svc])
+        format!("http://127.0.0.1:{}", self.port(svc))
     }
 
     /// Directory of this stack's logs.

@@ -2,6 +2,7 @@
 //! waiting until they are ready.
 
 use std::process::ExitStatus;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -10,7 +11,7 @@ use tokio::process::Child;
 
 use super::{roles, Service, Stack, StackOptions};
 use crate::env;
-use crate::process::{spawn_proc, tail, Stop};
+use crate::process::{listens, spawn_proc, tail, Stop};
 
 impl Stack {
     /// Process id of a running service.
@@ -112,13 +113,50 @@ impl Stack {
         }
     }
 
-    /// Polls `/health/ready` until 200; fails early if the process exits.
+    /// The port `svc` listens on.
+    pub fn port(&self, svc: Service) -> u16 {
+        self.ports[&svc].load(Ordering::Relaxed)
+    }
+
+    /// [`Stack::wait_ready`] for a first start: a service whose picked
+    /// port another process took meanwhile (it exits, unable to bind) is
+    /// started again on another free port, up to twice.
+    pub(super) async fn ready_or_moved(&self, svc: Service) -> anyhow::Result<()> {
+        let mut attempt = 1;
+        loop {
+            let Err(e) = self.wait_ready(svc).await else {
+                return Ok(());
+            };
+            let mut p = self.procs[&svc].lock().await;
+            let port = self.port(svc);
+            let lost_port = !self.fixed_ports.contains(&svc)
+                && p.exited()
+                && tail(&p.log, 40).contains(&format!("binding 127.0.0.1:{port}"));
+            if !lost_port || attempt == 3 {
+                return Err(e);
+            }
+            let new = crate::process::free_ports(1)?[0];
+            eprintln!(
+                "stack {}: port {port} of {svc} was taken by another process; moving it to {new}",
+                self.id
+            );
+            self.ports[&svc].store(new, Ordering::Relaxed);
+            p.env.retain(|(k, _)| k != "HTTP_PORT");
+            p.env.push(("HTTP_PORT".into(), new.to_string()));
+            p.reap(&self.pid_dir);
+            spawn_proc(&mut p, &self.pid_dir)?;
+            attempt += 1;
+        }
+    }
+
+    /// Polls `/health/ready` until 200 from the service's own process;
+    /// fails early if the process exits.
     pub(super) async fn wait_ready(&self, svc: Service) -> anyhow::Result<()> {
         let url = format!("{}/health/ready", self.url(svc));
         let deadline = Instant::now() + self.ready_timeout;
         let mut last;
         loop {
-            {
+            let pid = {
                 let mut p = self.procs[&svc].lock().await;
                 let log = p.log.clone();
                 if let Some(child) = p.child.as_mut() {
@@ -132,7 +170,8 @@ impl Stack {
                 } else {
                     bail!("{svc}-service is not running");
                 }
-            }
+                p.child.as_ref().and_then(Child::id)
+            };
             match self
                 .http
                 .get(&url)
@@ -140,7 +179,15 @@ impl Stack {
                 .send()
                 .await
             {
-                Ok(r) if r.status().is_success() => return Ok(()),
+                // The port was picked free a while ago; only the
+                // service's own answer counts (with a stranger's, the
+                // service fails to bind and exits, seen above).
+                Ok(r) if r.status().is_success() => {
+                    if pid.and_then(|pid| listens(pid, self.port(svc))) != Some(false) {
+                        return Ok(());
+                    }
+                    last = format!("port {} is another process's", self.port(svc));
+                }
                 Ok(r) => {
                     last = format!("{} {}", r.status(), r.text().await.unwrap_or_default());
                 }
