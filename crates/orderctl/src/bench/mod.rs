@@ -12,6 +12,7 @@ mod procfs;
 mod report;
 mod run;
 mod sample;
+mod settle;
 
 pub(crate) use run::parse_smtp;
 

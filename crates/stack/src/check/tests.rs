@@ -1,3 +1,4 @@
+use super::read::message_id;
 use super::*;
 
 fn count(invariants: &[Invariant], id: &str) -> usize {

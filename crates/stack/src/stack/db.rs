@@ -1,4 +1,7 @@
 //! The stack's PostgreSQL side: its admin connection and its databases.
+//! Its statements are runtime `sqlx::query`: `CREATE`/`DROP DATABASE`
+//! take the database's name spliced in (quoted), which a checked query
+//! cannot.
 
 use std::time::{Duration, Instant};
 
