@@ -294,3 +294,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// A command's flags alone, for the unit tests of each command's flags.
+#[cfg(test)]
+#[derive(Parser)]
+struct FlagsOnly<A: clap::Args> {
+    #[command(flatten)]
+    args: A,
+}
+
+/// Parses `argv` as the flags `A` of command `name`; the error is clap's
+/// message.
+#[cfg(test)]
+fn parse_flags<A: clap::Args>(name: &str, argv: &[&str]) -> Result<A, String> {
+    FlagsOnly::<A>::try_parse_from(std::iter::once(name).chain(argv.iter().copied()))
+        .map(|c| c.args)
+        .map_err(|e| e.to_string())
+}

@@ -204,17 +204,12 @@ async fn console(stack: &Stack, port: u16, args: &Args) -> anyhow::Result<orderf
         "--listen".to_owned(),
         format!("127.0.0.1:{port}"),
     ];
-    if let Some(key) = &args.auth_public_key_file {
-        argv.push("--auth-public-key-file".to_owned());
-        argv.push(key.display().to_string());
-    } else {
-        argv.push("--auth-public-key-file".to_owned());
-        argv.push(
-            orderflow_stack::env::dev_key("jwt-dev.pub.pem")
-                .display()
-                .to_string(),
-        );
-    }
+    let key = args
+        .auth_public_key_file
+        .clone()
+        .unwrap_or_else(|| orderflow_stack::env::dev_key("jwt-dev.pub.pem"));
+    argv.push("--auth-public-key-file".to_owned());
+    argv.push(key.display().to_string());
     for svc in Service::ALL {
         argv.push("--service".to_owned());
         argv.push(format!("{}={}", svc.binary(), stack.url(svc)));
@@ -234,18 +229,9 @@ async fn console(stack: &Stack, port: u16, args: &Args) -> anyhow::Result<orderf
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
 
     fn parse(argv: &[&str]) -> Result<Args, String> {
-        Cli::try_parse_from(std::iter::once("stack").chain(argv.iter().copied()))
-            .map(|c| c.args)
-            .map_err(|e| e.to_string())
+        crate::parse_flags("stack", argv)
     }
 
     #[test]

@@ -357,18 +357,9 @@ fn copy_run(out: &Path, run_dir: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
 
     fn parse(argv: &[&str]) -> Result<Args, String> {
-        Cli::try_parse_from(std::iter::once("run").chain(argv.iter().copied()))
-            .map(|c| c.args)
-            .map_err(|e| e.to_string())
+        crate::parse_flags("run", argv)
     }
 
     #[test]

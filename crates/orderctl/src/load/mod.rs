@@ -158,18 +158,9 @@ pub async fn run_summary(args: Args) -> anyhow::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: Args,
-    }
 
     fn parse(argv: &[&str]) -> Result<Args, String> {
-        Cli::try_parse_from(std::iter::once("load").chain(argv.iter().copied()))
-            .map(|c| c.args)
-            .map_err(|e| e.to_string())
+        crate::parse_flags("load", argv)
     }
 
     #[test]
