@@ -38,10 +38,12 @@
 
 pub mod check;
 pub mod env;
+mod ports;
 mod process;
 pub mod stack;
 pub mod wait;
 
+pub use ports::free_ports;
 pub use process::{tail, Stop};
 pub use stack::{Helper, Service, Smtp, Stack, StackOptions};
 pub use wait::{eventually, poll_until};

@@ -137,20 +137,6 @@ pub(crate) fn now_stamp() -> String {
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
 
-/// `n` distinct TCP ports nobody listens on right now. Every listener is
-/// held until all are picked: a port released at once can be handed out
-/// again by the next bind to port 0, and two processes of one stack would
-/// then be given the same port.
-pub(crate) fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    listeners
-        .iter()
-        .map(|l| Ok(l.local_addr()?.port()))
-        .collect()
-}
-
 /// Whether process `pid` or one of its descendants listens on TCP `port`,
 /// as `/proc` tells (`None` where it does not).
 pub(crate) fn listens(pid: u32, port: u16) -> Option<bool> {

@@ -28,10 +28,9 @@ pub use helpers::Helper;
 pub use options::{Service, Smtp, StackOptions};
 
 use crate::env;
+use crate::free_ports;
 pub use crate::process::tail;
-use crate::process::{
-    broker_proc, free_ports, run_logged, spawn_proc, wait_for_tcp, Proc, WATCHDOG_SCRIPT,
-};
+use crate::process::{broker_proc, run_logged, spawn_proc, wait_for_tcp, Proc, WATCHDOG_SCRIPT};
 
 /// A fully isolated orderflow stack. Dropping it stops every process it
 /// started (SIGTERM, SIGKILL after 10 s, done by a watchdog that also acts

@@ -1,7 +1,6 @@
 //! A broker of one test, on durable storage, that the test can kill and
 //! start again.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -28,10 +27,9 @@ impl OwnBroker {
     /// Starts a broker on `storage` (a `sqlite://` URL relative to its
     /// directory, with the broker's options as its query).
     pub async fn start_on(storage: &str) -> Self {
-        let port = {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-            l.local_addr().expect("addr").port()
-        };
+        // Reserved below the kernel's range for outgoing connections, so
+        // that nothing takes it while the broker is stopped.
+        let port = orderflow_stack::free_ports(1).expect("a free port")[0];
         let dir =
             std::env::temp_dir().join(format!("orderflow-broker-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("broker dir");

@@ -45,7 +45,8 @@ impl Stack {
         }
     }
 
-    /// A TCP port nobody listens on right now.
+    /// A TCP port nobody listens on, reserved for this process
+    /// ([`crate::free_ports`]).
     pub fn free_port() -> u16 {
         free_ports(1).expect("a free port")[0]
     }

@@ -135,7 +135,7 @@ impl Stack {
             if !lost_port || attempt == 3 {
                 return Err(e);
             }
-            let new = crate::process::free_ports(1)?[0];
+            let new = crate::free_ports(1)?[0];
             eprintln!(
                 "stack {}: port {port} of {svc} was taken by another process; moving it to {new}",
                 self.id
