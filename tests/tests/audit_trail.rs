@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 
 use orderflow_e2e::client::send;
-use orderflow_e2e::{env, OrderBody, Service, Stack, StackOptions, TimelineEventJson};
+use orderflow_e2e::{env, OrderBody, Service, Stack, TimelineEventJson};
 use orderflow_service::auth::Role;
 use reqwest::Method;
 use serde_json::Value;
@@ -235,8 +235,9 @@ async fn an_orders_trail_is_its_timeline_plus_the_actions_taken_on_it() {
     assert!(audit(&stack, &["--actor", "nobody"]).await.is_none());
 }
 
-/// The business events copied onto `audit-events` for saga `order`: the
-/// id each copy names, once per copy.
+/// The business events of saga `order` recorded on `audit-events`: the id
+/// of each, once per time it is recorded (the records hold many orders'
+/// events, so every record is read).
 async fn copied_ids(stack: &Stack, order: &str) -> Result<Vec<String>, String> {
     use orderflow_events::events::Event;
     let cfg =
@@ -257,65 +258,75 @@ async fn copied_ids(stack: &Stack, order: &str) -> Result<Vec<String>, String> {
     let codec =
         orderflow_events::codec::AvroCodec::new(registry, false).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
-    for r in records
-        .iter()
-        .filter(|r| r.header("correlationId") == Some(order))
-    {
+    for r in &records {
         let envelope = codec.decode(&r.payload).await.map_err(|e| e.to_string())?;
         if let Event::AuditRecorded(a) = envelope.event {
-            if a.action == "event.recorded" {
-                out.extend(a.event_ids);
+            if a.action == "events.recorded" {
+                assert_eq!(
+                    a.event_ids,
+                    a.events
+                        .iter()
+                        .map(|e| e.event_id.clone())
+                        .collect::<Vec<_>>(),
+                    "a record names the events it holds"
+                );
+                out.extend(
+                    a.events
+                        .into_iter()
+                        .filter(|e| e.correlation_id == order)
+                        .map(|e| e.event_id),
+                );
             }
         }
     }
     Ok(out)
 }
 
-/// With `ORDER_AUDIT_EVENT_COPIES`, every business event of an order is
-/// copied onto `audit-events` (kept 7 years, longer than any business
-/// topic), once, by the order journal: the order's trail then outlives its
-/// events' topics.
+/// Every business event of an order is recorded on `audit-events` (kept 7
+/// years, longer than any business topic), once, by the order journal, as
+/// the order service does by default (`ORDER_AUDIT_EVENT_COPIES`): the
+/// order's trail then outlives its events' topics.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn every_event_of_an_order_is_copied_onto_the_audit_trail_once() {
-    let stack = Stack::start(StackOptions {
-        env: vec![(
-            Service::Order,
-            "ORDER_AUDIT_EVENT_COPIES".into(),
-            "true".into(),
-        )],
-        ..StackOptions::default()
-    })
-    .await;
+async fn every_event_of_an_order_is_recorded_on_the_audit_trail_once() {
+    let stack = Stack::start_default().await;
     let sku = stack.sku("COPY");
     stack.set_stock(&sku, 5).await;
-    let order = stack.create_order(&OrderBody::new(&sku, 1)).await;
-    stack.wait_status(&order, "SHIPPED").await;
-    let timeline = stack.timeline(&order).await;
-    let want = timeline_ids(&timeline);
-    let copied = stack
-        .wait_for(
-            "a copy of every event of the order on the audit trail",
-            || async {
-                let copied = copied_ids(&stack, &order).await?;
-                let have: BTreeSet<String> = copied.iter().cloned().collect();
-                if want.is_subset(&have) {
-                    Ok(copied)
-                } else {
-                    Err(format!("copies of {have:?}, want {want:?}"))
-                }
-            },
-        )
-        .await;
-    let unique: BTreeSet<String> = copied.iter().cloned().collect();
-    assert_eq!(copied.len(), unique.len(), "one copy each: {copied:?}");
-    assert_eq!(unique, want, "the timeline's events: {copied:?}");
-    // The trail lists each event once, copies and all.
-    let trail = audit(&stack, &["--order", &order]).await.expect("a trail");
-    let listed: Vec<String> = trail
-        .iter()
-        .map(|e| e["eventId"].as_str().expect("an id").to_owned())
-        .collect();
-    let listed_once: BTreeSet<String> = listed.iter().cloned().collect();
-    assert_eq!(listed.len(), listed_once.len(), "each once: {trail:#?}");
-    assert_eq!(listed_once, want, "the timeline's events: {trail:#?}");
+    // Two orders at once: a record holds the events of both.
+    let orders = [
+        stack.create_order(&OrderBody::new(&sku, 1)).await,
+        stack.create_order(&OrderBody::new(&sku, 2)).await,
+    ];
+    for order in &orders {
+        stack.wait_status(order, "SHIPPED").await;
+    }
+    for order in &orders {
+        let timeline = stack.timeline(order).await;
+        let want = timeline_ids(&timeline);
+        let copied = stack
+            .wait_for(
+                "every event of the order recorded on the audit trail",
+                || async {
+                    let copied = copied_ids(&stack, order).await?;
+                    let have: BTreeSet<String> = copied.iter().cloned().collect();
+                    if want.is_subset(&have) {
+                        Ok(copied)
+                    } else {
+                        Err(format!("recorded {have:?}, want {want:?}"))
+                    }
+                },
+            )
+            .await;
+        let unique: BTreeSet<String> = copied.iter().cloned().collect();
+        assert_eq!(copied.len(), unique.len(), "each recorded once: {copied:?}");
+        assert_eq!(unique, want, "the order's timeline, no other: {copied:?}");
+        // The trail lists each event once, records and all.
+        let trail = audit(&stack, &["--order", order]).await.expect("a trail");
+        let listed: Vec<String> = trail
+            .iter()
+            .map(|e| e["eventId"].as_str().expect("an id").to_owned())
+            .collect();
+        let listed_once: BTreeSet<String> = listed.iter().cloned().collect();
+        assert_eq!(listed.len(), listed_once.len(), "each once: {trail:#?}");
+        assert_eq!(listed_once, want, "the timeline's events: {trail:#?}");
+    }
 }

@@ -222,7 +222,25 @@ payload!(/// `AuditRecorded` payload: one action and who took it.
     /// again.
     event_ids: Vec<String>, /// Action-specific values.
     #[serde(default)]
-    detail: std::collections::BTreeMap<String, String> });
+    detail: std::collections::BTreeMap<String, String>, /// With action
+    /// `events.recorded`: the business events recorded (from v2; empty for
+    /// every other action).
+    #[serde(default)]
+    events: Vec<RecordedEvent> });
+payload!(/// A business event as the audit trail keeps it: its envelope
+    /// without the payload, and where the log held it.
+    RecordedEvent { /// The event's id.
+    event_id: String, /// Its type, e.g. `OrderCreated`.
+    event_type: String, /// Its payload schema version.
+    event_version: i32, /// The service that emitted it.
+    source: String, /// Its saga (the order's correlation id).
+    correlation_id: String, /// The event that caused it.
+    #[serde(default)]
+    causation_id: Option<String>, /// When it happened (epoch milliseconds).
+    occurred_at: i64, /// The topic it was read from.
+    topic: String, /// Its partition.
+    partition: i32, /// Its offset.
+    offset: i64 });
 
 impl EventType {
     /// The version of this event's payload schema (`eventVersion`): the
@@ -233,6 +251,8 @@ impl EventType {
             EventType::OrderCreated | EventType::InventoryReserved => 2,
             // v2: `price` and `currency` added.
             EventType::InventoryAdjusted => 2,
+            // v2: `events` added (the journal's copies of business events).
+            EventType::AuditRecorded => 2,
             _ => 1,
         }
     }

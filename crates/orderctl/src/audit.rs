@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
-use order_service::handlers::EVENT_RECORDED;
+use order_service::handlers::{EVENTS_RECORDED, EVENT_RECORDED};
 use orderflow_events::codec::AvroCodec;
-use orderflow_events::events::{AuditRecorded, Event};
+use orderflow_events::events::{AuditRecorded, Event, RecordedEvent};
 use orderflow_events::kafka::{EventProducer, KafkaConfig, OutgoingRecord};
 use orderflow_events::reader::{read_to_end, LoggedRecord};
 use orderflow_events::relay::record_headers;
@@ -185,21 +185,26 @@ pub async fn run(catalog: &TopicCatalog, args: &AuditArgs) -> anyhow::Result<Exi
             .context("the reader task")?
             .map_err(anyhow::Error::msg)?;
     // A saga's events (and the actions on its order) carry its correlation
-    // id in a header, so only those are decoded.
+    // id in a header, so only those are decoded from the business topics;
+    // the audit trail's records of events hold many orders' events, so
+    // every record of the audit topic is.
     let candidates = records.into_iter().filter(|r| match &args.order {
-        Some(order) => r.header("correlationId") == Some(order.as_str()),
+        Some(order) => r.topic == audit_topic || r.header("correlationId") == Some(order.as_str()),
         None => r.topic == audit_topic,
     });
     let codec = args.registry.codec(false)?;
     let mut entries = Vec::new();
     for r in candidates {
         match codec.decode(&r.payload).await {
-            Ok(envelope) => entries.push(entry(&r, envelope)),
+            Ok(envelope) => entries.extend(entries_of(&r, envelope)),
             Err(e) => eprintln!(
                 "orderctl: skipping {}[{}]@{}: {e}",
                 r.topic, r.partition, r.offset
             ),
         }
+    }
+    if let Some(order) = &args.order {
+        entries.retain(|e| &e.correlation_id == order);
     }
     let mut entries = trail(entries);
     if let Some(actor) = &args.actor {
@@ -223,15 +228,30 @@ fn millis<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Err
     s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
-/// A business event's copy on the audit trail (the order journal writes
-/// one per event, [`order_service::handlers::audit_copy`]) as the event it
-/// copies: same id, type, source, time and place on the log, so the trail
+/// A business event recorded on the audit trail (the order journal records
+/// them, [`order_service::handlers::recorded_events`]) as the event
+/// itself: same id, type, source, time and place on the log, so the trail
 /// lists the event once, from its topic or, after the topic's retention,
-/// from the copy. `None` for any other record or a copy missing a field.
+/// from the record.
+fn recorded_event(e: &RecordedEvent) -> Option<Entry> {
+    Some(Entry {
+        timestamp: DateTime::from_timestamp_millis(e.occurred_at)?,
+        event_type: e.event_type.clone(),
+        event_id: e.event_id.clone(),
+        source: e.source.clone(),
+        correlation_id: e.correlation_id.clone(),
+        causation_id: e.causation_id.clone(),
+        topic: e.topic.clone(),
+        partition: e.partition,
+        offset: e.offset,
+        action: None,
+    })
+}
+
+/// A business event's copy as releases before `AuditRecorded` v2 wrote
+/// it (one record per event, its details in `detail`), as the event
+/// itself. `None` for a copy missing a field (listed as an action then).
 fn copied_event(a: &AuditRecorded, correlation_id: &str) -> Option<Entry> {
-    if a.action != EVENT_RECORDED {
-        return None;
-    }
     let d = &a.detail;
     Some(Entry {
         timestamp: DateTime::parse_from_rfc3339(d.get("occurredAt")?)
@@ -249,17 +269,24 @@ fn copied_event(a: &AuditRecorded, correlation_id: &str) -> Option<Entry> {
     })
 }
 
-fn entry(r: &LoggedRecord, envelope: Envelope) -> Entry {
+/// What one record adds to a trail: the event itself, the action it
+/// records, or the business events an audit record holds.
+fn entries_of(r: &LoggedRecord, envelope: Envelope) -> Vec<Entry> {
     let action = match &envelope.event {
+        Event::AuditRecorded(a) if a.action == EVENTS_RECORDED => {
+            return a.events.iter().filter_map(recorded_event).collect();
+        }
         Event::AuditRecorded(a) => {
-            if let Some(copied) = copied_event(a, &envelope.correlation_id) {
-                return copied;
+            if a.action == EVENT_RECORDED {
+                if let Some(copied) = copied_event(a, &envelope.correlation_id) {
+                    return vec![copied];
+                }
             }
             Some(a.clone())
         }
         _ => None,
     };
-    Entry {
+    vec![Entry {
         timestamp: envelope.timestamp,
         event_type: envelope.event_type().name().to_owned(),
         event_id: envelope.event_id.to_string(),
@@ -270,7 +297,7 @@ fn entry(r: &LoggedRecord, envelope: Envelope) -> Entry {
         partition: r.partition,
         offset: r.offset,
         action,
-    }
+    }]
 }
 
 /// `entries` once each (a record sent back from the dead letters is on its
@@ -349,6 +376,74 @@ mod tests {
     }
 
     #[test]
+    fn a_record_of_events_lists_each_event_as_itself_once() {
+        let event = |id: &str, order: &str, ms: i64| RecordedEvent {
+            event_id: id.into(),
+            event_type: "PaymentProcessed".into(),
+            event_version: 1,
+            source: "payment-service".into(),
+            correlation_id: order.into(),
+            causation_id: Some("a".into()),
+            occurred_at: ms,
+            topic: "payment-events".into(),
+            partition: 0,
+            offset: ms,
+        };
+        let record = Envelope::new(
+            "order-service",
+            "a-new-id",
+            AuditRecorded {
+                action: EVENTS_RECORDED.into(),
+                actor: "order-service".into(),
+                actor_roles: vec!["service".into()],
+                subject: "events".into(),
+                order_id: None,
+                event_ids: vec!["b".into(), "x".into()],
+                detail: [("count".to_owned(), "2".to_owned())].into(),
+                events: vec![event("b", "o-1", 2), event("x", "o-2", 4)],
+            },
+        );
+        let logged = LoggedRecord {
+            topic: "audit-events".into(),
+            partition: 3,
+            offset: 77,
+            timestamp: None,
+            key: None,
+            headers: Default::default(),
+            payload: Vec::new(),
+        };
+        let got = entries_of(&logged, record);
+        let ids: Vec<(&str, &str)> = got
+            .iter()
+            .map(|e| (e.event_id.as_str(), e.correlation_id.as_str()))
+            .collect();
+        assert_eq!(ids, [("b", "o-1"), ("x", "o-2")]);
+        let b = &got[0];
+        assert_eq!(
+            (
+                b.source.as_str(),
+                b.event_type.as_str(),
+                b.topic.as_str(),
+                b.offset
+            ),
+            ("payment-service", "PaymentProcessed", "payment-events", 2),
+            "the event where its topic held it: {b:?}"
+        );
+        assert_eq!(
+            b.timestamp,
+            DateTime::from_timestamp_millis(2).expect("time")
+        );
+        assert_eq!(b.causation_id.as_deref(), Some("a"));
+        assert!(b.action.is_none(), "an event, not an action");
+        // Read from its topic as well, the event is listed once.
+        let mut from_topic = at(2, "b", "payment-events");
+        from_topic.source = "payment-service".into();
+        let t = trail(vec![at(1, "a", "order-events"), b.clone(), from_topic]);
+        let ids: Vec<&str> = t.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+    }
+
+    #[test]
     fn json_timestamps_always_have_milliseconds() {
         let json = serde_json::to_value(at(48_000, "x", "order-events")).expect("json");
         assert_eq!(json["timestamp"], "1970-01-01T00:00:48.000Z");
@@ -365,6 +460,7 @@ mod tests {
             order_id: None,
             event_ids: vec![],
             detail: [("delta".to_owned(), "5".to_owned())].into(),
+            events: Vec::new(),
         });
         let l = line(&e);
         assert!(l.contains("stock.adjusted"), "{l}");

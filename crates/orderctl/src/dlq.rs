@@ -253,6 +253,7 @@ fn redrive_records(
                 order_id: order.clone(),
                 event_ids: letters.iter().filter_map(|d| d.event_id.clone()).collect(),
                 detail,
+                events: Vec::new(),
             };
             (order, audit)
         })

@@ -113,6 +113,7 @@ pub async fn retry(catalog: &TopicCatalog, args: &RetryArgs) -> anyhow::Result<E
             },
         )]
         .into(),
+        events: Vec::new(),
     };
     writer
         .write(asked.clone(), None)

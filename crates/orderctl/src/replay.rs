@@ -254,6 +254,7 @@ async fn rebuild_journal(
         order_id: args.correlation_id.clone(),
         event_ids: Vec::new(),
         detail,
+        events: Vec::new(),
     };
     // Recorded before the swap, the one step the live journal sees.
     let writer = AuditWriter::new(cfg, catalog, &args.recorder)?;
@@ -440,6 +441,7 @@ async fn rewind(
             ("partitions".to_owned(), moved.len().to_string()),
             ("records".to_owned(), again.to_string()),
         ]),
+        events: Vec::new(),
     };
     let writer = AuditWriter::new(cfg, catalog, &args.recorder)?;
     writer

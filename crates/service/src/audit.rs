@@ -86,6 +86,7 @@ impl Action {
                 order_id,
                 event_ids: self.event_ids.iter().map(Uuid::to_string).collect(),
                 detail: self.detail,
+                events: Vec::new(),
             },
         )
     }

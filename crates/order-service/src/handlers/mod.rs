@@ -12,7 +12,10 @@ mod journal;
 mod saga_events;
 
 pub use inventory_adjusted::OnInventoryAdjusted;
-pub use journal::{audit_copy, journal_event_types, OnJournalEvents, EVENT_RECORDED};
+pub use journal::{
+    journal_event_types, recorded_events, OnJournalEvents, EVENTS_PER_RECORD, EVENTS_RECORDED,
+    EVENT_RECORDED,
+};
 pub use saga_events::OnSagaEvents;
 
 pub use crate::domain::saga::ORDER_CONFIRMATION;
