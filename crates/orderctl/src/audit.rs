@@ -274,7 +274,17 @@ fn copied_event(a: &AuditRecorded, correlation_id: &str) -> Option<Entry> {
 fn entries_of(r: &LoggedRecord, envelope: Envelope) -> Vec<Entry> {
     let action = match &envelope.event {
         Event::AuditRecorded(a) if a.action == EVENTS_RECORDED => {
-            return a.events.iter().filter_map(recorded_event).collect();
+            let mut listed = Vec::with_capacity(a.events.len());
+            for e in &a.events {
+                match recorded_event(e) {
+                    Some(entry) => listed.push(entry),
+                    None => eprintln!(
+                        "orderctl: skipping event {} recorded in {}[{}]@{}: its time ({} ms) is out of range",
+                        e.event_id, r.topic, r.partition, r.offset, e.occurred_at
+                    ),
+                }
+            }
+            return listed;
         }
         Event::AuditRecorded(a) => {
             if a.action == EVENT_RECORDED {
@@ -435,6 +445,28 @@ mod tests {
         );
         assert_eq!(b.causation_id.as_deref(), Some("a"));
         assert!(b.action.is_none(), "an event, not an action");
+        // One whose time cannot be a time is left out (and said so), not the rest.
+        let mut broken = event("y", "o-1", 6);
+        broken.occurred_at = i64::MAX;
+        let record = Envelope::new(
+            "order-service",
+            "another-id",
+            AuditRecorded {
+                action: EVENTS_RECORDED.into(),
+                actor: "order-service".into(),
+                actor_roles: vec!["service".into()],
+                subject: "events".into(),
+                order_id: None,
+                event_ids: vec!["y".into(), "z".into()],
+                detail: [("count".to_owned(), "2".to_owned())].into(),
+                events: vec![broken, event("z", "o-1", 8)],
+            },
+        );
+        let kept: Vec<String> = entries_of(&logged, record)
+            .into_iter()
+            .map(|e| e.event_id)
+            .collect();
+        assert_eq!(kept, ["z"]);
         // Read from its topic as well, the event is listed once.
         let mut from_topic = at(2, "b", "payment-events");
         from_topic.source = "payment-service".into();
