@@ -227,7 +227,15 @@ impl EventConsumer {
             let owned = match msg {
                 Ok(m) => {
                     errors.recovered(&self.group_id);
-                    m.detach()
+                    let owned = m.detach();
+                    if let Some(waited) = worker::record_age(&owned) {
+                        crate::metrics::pipeline().consumer_fetch_delay(
+                            &self.group_id,
+                            owned.topic(),
+                            waited,
+                        );
+                    }
+                    owned
                 }
                 Err(e) => {
                     errors.failed(&self.group_id, &e);

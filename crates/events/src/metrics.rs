@@ -16,6 +16,7 @@
 //! | `orderflow_handler_duration_seconds` (histogram) | `group`, `topic`, `event_type` |
 //! | `orderflow_consumer_transaction_records` (histogram) | `group`, `topic` |
 //! | `orderflow_relay_delay_seconds` (histogram) | `topic` |
+//! | `orderflow_consumer_fetch_delay_seconds` (histogram) | `group`, `topic` |
 //! | `orderflow_consumer_delay_seconds` (histogram) | `group`, `topic` |
 //! | `orderflow_outbox_backlog`, `orderflow_outbox_oldest_age_seconds` | (set at scrape time, [`observe_outbox`]) |
 //! | `orderflow_consumer_lag` | `group`, `topic`, `partition` |
@@ -152,6 +153,10 @@ pub struct PipelineMetrics {
     /// From an event's timestamp to the relay handing it to the producer.
     pub relay_delay: HistogramFamily<TopicLabels>,
     /// From a record's timestamp (set when the producer got it) to the
+    /// consumer receiving it from the client library: producer, broker and
+    /// fetch, before any of the service's own queueing.
+    pub consumer_fetch_delay: HistogramFamily<GroupTopicLabels>,
+    /// From a record's timestamp (set when the producer got it) to the
     /// consumer starting to apply it.
     pub consumer_delay: HistogramFamily<GroupTopicLabels>,
     /// Unpublished outbox rows.
@@ -211,6 +216,7 @@ pub fn pipeline() -> &'static PipelineMetrics {
             handler_duration: Family::new_with_constructor(handler_histogram),
             transaction_records: Family::new_with_constructor(batch_histogram),
             relay_delay: Family::new_with_constructor(delay_histogram),
+            consumer_fetch_delay: Family::new_with_constructor(delay_histogram),
             consumer_delay: Family::new_with_constructor(delay_histogram),
             outbox_backlog: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
@@ -254,6 +260,11 @@ pub fn pipeline() -> &'static PipelineMetrics {
             "orderflow_relay_delay_seconds",
             "Time from an event's timestamp (set when it was written to the outbox) to the relay handing it to the producer",
             m.relay_delay.clone(),
+        );
+        r.register(
+            "orderflow_consumer_fetch_delay_seconds",
+            "Time from a record's timestamp (set when the relay's producer got it) to the consumer receiving it from the client library: producer linger and acknowledgement, broker and fetch; the rest of orderflow_consumer_delay_seconds is the service's own queueing",
+            m.consumer_fetch_delay.clone(),
         );
         r.register(
             "orderflow_consumer_delay_seconds",
@@ -377,6 +388,14 @@ impl PipelineMetrics {
             .observe(d.as_secs_f64());
     }
 
+    /// Records the time from a record's timestamp to `group`'s consumer
+    /// receiving it.
+    pub fn consumer_fetch_delay(&self, group: &str, topic: &str, d: Duration) {
+        self.consumer_fetch_delay
+            .get_or_create(&group_topic(group, topic))
+            .observe(d.as_secs_f64());
+    }
+
     /// Records the time from a record's timestamp to the start of its
     /// handling by `group`.
     pub fn consumer_delay(&self, group: &str, topic: &str, d: Duration) {
@@ -439,6 +458,7 @@ mod tests {
         );
         m.relay_delay("t-metrics-test", Duration::from_millis(2));
         m.consumer_delay("g", "t-metrics-test", Duration::from_millis(20));
+        m.consumer_fetch_delay("g", "t-metrics-test", Duration::from_millis(5));
         m.consumer_lag
             .get_or_create(&PartitionLabels {
                 group: "g".into(),
@@ -456,6 +476,7 @@ mod tests {
             r#"orderflow_handler_duration_seconds_count{group="g",topic="t-metrics-test",event_type="OrderCreated"} 1"#,
             r#"orderflow_relay_delay_seconds_count{topic="t-metrics-test"} 1"#,
             r#"orderflow_consumer_delay_seconds_sum{group="g",topic="t-metrics-test"} 0.02"#,
+            r#"orderflow_consumer_fetch_delay_seconds_sum{group="g",topic="t-metrics-test"} 0.005"#,
             "# TYPE orderflow_outbox_backlog gauge",
             r#"orderflow_consumer_lag{group="g",topic="t-metrics-test",partition="3"} 7"#,
         ] {

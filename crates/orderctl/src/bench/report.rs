@@ -184,8 +184,8 @@ fn batches(all: &BTreeMap<String, Vec<Sample>>) -> Value {
     Value::Object(out)
 }
 
-/// Relay and consumer delay per service and topic: count, mean and the
-/// p50/p99 bucket bounds (ms) of each histogram.
+/// Relay, fetch and consumer delay per service and topic: count, mean and
+/// the p50/p99 bucket bounds (ms) of each histogram.
 fn delays(all: &BTreeMap<String, Vec<Sample>>) -> Value {
     let mut out = Map::new();
     for (svc, samples) in all {
@@ -200,7 +200,11 @@ fn delays(all: &BTreeMap<String, Vec<Sample>>) -> Value {
             let Some(rest) = s.name.strip_prefix("orderflow_") else {
                 continue;
             };
-            let Some((kind, part)) = ["relay", "consumer"].iter().find_map(|k| {
+            let Some((kind, part)) = ["relay", "fetch", "consumer"].iter().find_map(|k| {
+                let rest = match *k {
+                    "fetch" => rest.strip_prefix("consumer_")?,
+                    _ => rest,
+                };
                 rest.strip_prefix(k)?
                     .strip_prefix("_delay_seconds_")
                     .map(|p| (*k, p))
@@ -433,7 +437,7 @@ pub fn run(f: &Files) -> anyhow::Result<bool> {
         "mean_records",
         "transactions",
     );
-    println!("== bench: delays per topic from /metrics (mean ms, p50 / p99 bucket bound ms): relay = event written -> handed to the producer; consumer = producer -> handling starts");
+    println!("== bench: delays per topic from /metrics (mean ms, p50 / p99 bucket bound ms): relay = event written -> handed to the producer; fetch = producer -> the consumer receives it; consumer = producer -> handling starts (the difference: queueing in the service)");
     for (name, kinds) in summary["delay_ms"].as_object().into_iter().flatten() {
         for (kind, topics) in kinds.as_object().into_iter().flatten() {
             let items: Vec<String> = topics
@@ -560,12 +564,20 @@ not json"#;
              orderflow_consumer_delay_seconds_bucket{group=\"order-service\",topic=\"t\",le=\"0.1\"} 99\n\
              orderflow_consumer_delay_seconds_bucket{group=\"order-service\",topic=\"t\",le=\"+Inf\"} 100\n\
              orderflow_consumer_delay_seconds_sum{group=\"order-service\",topic=\"t\"} 2\n\
-             orderflow_consumer_delay_seconds_count{group=\"order-service\",topic=\"t\"} 100\n",
+             orderflow_consumer_delay_seconds_count{group=\"order-service\",topic=\"t\"} 100\n\
+             orderflow_consumer_fetch_delay_seconds_bucket{group=\"order-service\",topic=\"t\",le=\"0.005\"} 90\n\
+             orderflow_consumer_fetch_delay_seconds_bucket{group=\"order-service\",topic=\"t\",le=\"+Inf\"} 100\n\
+             orderflow_consumer_fetch_delay_seconds_sum{group=\"order-service\",topic=\"t\"} 0.5\n\
+             orderflow_consumer_fetch_delay_seconds_count{group=\"order-service\",topic=\"t\"} 100\n",
         );
         let d = delays(&all);
         assert_eq!(
             d["order-service"]["consumer"]["t"],
             json!({"count": 100, "mean_ms": 20.0, "p50_le_ms": 10.0, "p99_le_ms": 100.0})
+        );
+        assert_eq!(
+            d["order-service"]["fetch"]["t"],
+            json!({"count": 100, "mean_ms": 5.0, "p50_le_ms": 5.0, "p99_le_ms": null})
         );
     }
 

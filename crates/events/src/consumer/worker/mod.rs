@@ -181,6 +181,14 @@ async fn run_lane(
     }
 }
 
+/// How long ago `msg` was given to its producer (its timestamp), 0 when
+/// the clocks disagree; `None` when it carries no timestamp.
+pub(super) fn record_age(msg: &OwnedMessage) -> Option<Duration> {
+    let ms = msg.timestamp().to_millis()?;
+    let waited = chrono::Utc::now().timestamp_millis().saturating_sub(ms);
+    Some(Duration::from_millis(u64::try_from(waited).unwrap_or(0)))
+}
+
 pub(super) fn store_offset(ctx: &Context, topic: &str, partition: i32, offset: i64) {
     // The committed offset is the next one to read, i.e. `offset + 1`; but
     // `store_offset` (librdkafka's `rd_kafka_offset_store`) adds that 1

@@ -1,8 +1,6 @@
 //! The consumer span of each record (OpenTelemetry messaging conventions),
 //! a child of the producer span its `traceparent` header names.
 
-use std::time::Duration;
-
 use rdkafka::message::{Headers, Message, OwnedMessage};
 
 use crate::metrics;
@@ -12,13 +10,8 @@ use crate::trace_context::TraceContext;
 /// the record's `traceparent`. Called when the lane takes the record up, so
 /// it also records how long the record took to get here.
 pub(super) fn with_span(group_id: &str, msg: OwnedMessage) -> (OwnedMessage, tracing::Span) {
-    if let Some(ms) = msg.timestamp().to_millis() {
-        let waited = chrono::Utc::now().timestamp_millis().saturating_sub(ms);
-        metrics::pipeline().consumer_delay(
-            group_id,
-            msg.topic(),
-            Duration::from_millis(u64::try_from(waited).unwrap_or(0)),
-        );
+    if let Some(waited) = super::record_age(&msg) {
+        metrics::pipeline().consumer_delay(group_id, msg.topic(), waited);
     }
     let redriven = msg.headers().is_some_and(|h| {
         h.iter()
