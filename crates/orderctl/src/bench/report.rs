@@ -200,12 +200,14 @@ fn delays(all: &BTreeMap<String, Vec<Sample>>) -> Value {
             let Some(rest) = s.name.strip_prefix("orderflow_") else {
                 continue;
             };
-            let Some((kind, part)) = ["relay", "fetch", "consumer"].iter().find_map(|k| {
-                let rest = match *k {
-                    "fetch" => rest.strip_prefix("consumer_")?,
-                    _ => rest,
-                };
-                rest.strip_prefix(k)?
+            // (kind, metric name between `orderflow_` and `_delay_seconds_`)
+            let kinds = [
+                ("relay", "relay"),
+                ("fetch", "consumer_fetch"),
+                ("consumer", "consumer"),
+            ];
+            let Some((kind, part)) = kinds.iter().find_map(|(k, metric)| {
+                rest.strip_prefix(metric)?
                     .strip_prefix("_delay_seconds_")
                     .map(|p| (*k, p))
             }) else {
