@@ -8,6 +8,7 @@
 //! `orderflow_stack::check`, the checker of the fault campaign and the
 //! end-to-end tests.
 
+mod dbstat;
 mod procfs;
 mod report;
 mod run;

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::{json, Map, Value};
 
+use super::dbstat::{self, DbSnapshot};
 use super::procfs::Snapshot;
 use super::sample::Pipeline;
 use crate::console::metrics::{self, Sample};
@@ -34,6 +35,13 @@ pub struct Files {
     /// `name count` lines of the invariant checks (`info_` lines inform).
     #[arg(long)]
     pub invariants: PathBuf,
+    /// The counters of the run's databases before the load
+    /// (`pg_stat_database`, JSON by service).
+    #[arg(long)]
+    pub db_start: Option<PathBuf>,
+    /// The same once the services stopped.
+    #[arg(long)]
+    pub db_end: Option<PathBuf>,
     /// What the machine is (JSON).
     #[arg(long)]
     pub machine: PathBuf,
@@ -365,6 +373,20 @@ pub fn run(f: &Files) -> anyhow::Result<bool> {
     summary.insert("handler_mean_ms".into(), handlers(&finals));
     summary.insert("records_per_consumer_transaction".into(), batches(&finals));
     summary.insert("delay_ms".into(), delays(&finals));
+    // Every accepted order is terminal once the invariants are checked,
+    // before the end counters are read.
+    let accepted = summary
+        .get("accepted")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let db = match (&f.db_start, &f.db_end) {
+        (Some(s), Some(e)) => {
+            let (s, e): (DbSnapshot, DbSnapshot) = (read_json(s)?, read_json(e)?);
+            json!(dbstat::per_order(&s, &e, accepted))
+        }
+        _ => Value::Null,
+    };
+    summary.insert("database_per_order".into(), db);
     let mut text = serde_json::to_string_pretty(&summary)?;
     text.push('\n');
     std::fs::write(&f.out, text).with_context(|| format!("writing {}", f.out.display()))?;
@@ -457,6 +479,20 @@ pub fn run(f: &Files) -> anyhow::Result<bool> {
                 .collect();
             println!("  {name:<22} {kind:<8} {}", items.join(", "));
         }
+    }
+    println!("== bench: each service database's work per accepted order (pg_stat_database, load start -> services stopped): transactions (a statement outside one counts), rows inserted / updated / deleted");
+    for (name, d) in summary["database_per_order"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
+        println!(
+            "  {name:<22} {:>6} transactions  {} / {} / {} rows",
+            show(&d["transactions"]),
+            show(&d["rows_inserted"]),
+            show(&d["rows_updated"]),
+            show(&d["rows_deleted"])
+        );
     }
     println!(
         "== bench: invariants {}",

@@ -6,7 +6,8 @@
 //! `SCHEMA_REGISTRY_URL`); samples idle RSS, runs the load in-process while
 //! the pipeline sampler and `top` record, snapshots CPU and peak RSS,
 //! scrapes the final `/metrics`, waits for the outboxes to drain and the
-//! invariants to hold (or the quiesce timeout), and writes the report.
+//! invariants to hold (or the quiesce timeout), reads the databases'
+//! counters once the services stopped, and writes the report.
 //!
 //! Files in `--out-dir`: `summary.json`, `summary-latency.svg`, `top.log`,
 //! `top-before.log`, `pipeline.jsonl`, `metrics/<service>.prom`,
@@ -22,7 +23,7 @@ use anyhow::Context;
 use orderflow_stack::{Service, Smtp, Stack, StackOptions};
 
 use super::procfs::{machine, top};
-use super::{procfs, report, sample, settle};
+use super::{dbstat, procfs, report, sample, settle};
 
 /// Options of `orderctl bench run`.
 #[derive(Debug, clap::Args)]
@@ -182,6 +183,11 @@ pub async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         tokio::spawn(async move { sample::run(&pipeline, &targets, Duration::from_secs(5)).await })
     };
 
+    let admin = orderflow_stack::env::admin_database_url();
+    dbstat::write(
+        &work.join("db-start.json"),
+        &dbstat::snapshot(&admin, &args.id).await?,
+    )?;
     procfs::write_snap(&work.join("start.json"), &named)?;
     args.load.order_url = stack.url(Service::Order);
     args.load.inventory_url = stack.url(Service::Inventory);
@@ -219,6 +225,15 @@ pub async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
     // or when the quiesce timeout is up.
     settle::check_when_settled(&stack, &work, args.quiesce_timeout).await?;
     drop(stack);
+    // The databases' counters once the services are gone, so that every
+    // server process has reported its last ones.
+    if !dbstat::wait_disconnected(&admin, &args.id, Duration::from_secs(30)).await? {
+        eprintln!("==> WARNING: sessions of the run's databases still open after 30 s; their last counters may be missing");
+    }
+    dbstat::write(
+        &work.join("db-end.json"),
+        &dbstat::snapshot(&admin, &args.id).await?,
+    )?;
 
     let summary_path = out.join("summary.json");
     let hold = report::run(&report::Files {
@@ -227,6 +242,8 @@ pub async fn run(mut args: Args) -> anyhow::Result<ExitCode> {
         start: work.join("start.json"),
         end: work.join("end.json"),
         invariants: work.join("invariants.txt"),
+        db_start: Some(work.join("db-start.json")),
+        db_end: Some(work.join("db-end.json")),
         machine: work.join("machine.json"),
         dir: out.clone(),
         out: summary_path.clone(),
