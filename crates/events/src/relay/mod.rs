@@ -15,7 +15,13 @@
 //! - Broker or registry outages make the relay back off and retry; writers
 //!   are unaffected because they only insert rows.
 //! - It wakes on `NOTIFY` from [`outbox::enqueue`](crate::outbox::enqueue)
-//!   and also polls, in case a notification is missed.
+//!   and also polls, in case a notification is missed. After a read finds
+//!   less than a batch it reads again only when notified (or at the poll),
+//!   also while batches are in flight; a settled batch's rows go in one
+//!   `DELETE` without a transaction around it; and both statements are
+//!   prepared once on the leader's session, which plans each execution
+//!   with its parameters. A wake-up for one row costs its database two
+//!   round trips (read, delete).
 //! - Each record gets a producer span `publish <topic>`, a child of the trace
 //!   context stored with the row; the record's `traceparent` header carries
 //!   that span's context (the stored one when OpenTelemetry is not active).
@@ -130,7 +136,7 @@ impl Relay {
                 tracing::info!("outbox relay is the active publisher");
             }
             let conn = leader.as_mut().expect("leader connection checked above");
-            let stepped = self.step(conn, &mut pipe).await;
+            let stepped = self.step(conn, &mut pipe, &mut listener).await;
             if stepped.is_err() {
                 // Deliveries still in flight (a database error or a crash)
                 // resolve on their own; their rows stay in the outbox and
@@ -142,6 +148,9 @@ impl Relay {
                     backoff = self.opts.min_backoff;
                     if !busy {
                         wait(&shutdown, &mut listener, self.opts.poll_interval).await;
+                        // Woken by a notification, or the poll in case one
+                        // was missed: read again either way.
+                        pipe.drained = false;
                     }
                 }
                 Err(BatchError::Crash(point)) => {
@@ -215,12 +224,23 @@ impl Relay {
 
     async fn try_lead(&self) -> Option<PoolConnection<Postgres>> {
         let mut conn = self.pool.acquire().await.ok()?;
-        let got = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "got!""#, LEADER_LOCK)
-            .fetch_one(&mut *conn)
-            .await
-            .ok()?;
-        // Without the lock, the connection goes back to the pool; with it, the
-        // relay keeps it: closing it releases the lock.
+        // With the lock, the session also plans every execution of a
+        // prepared statement with its parameters: the relay's statements
+        // take arrays of ids, whose generic plan (made once, e.g. while the
+        // outbox was empty) may scan the whole table. Prepared once, each
+        // read and delete is one round trip; an unnamed statement planned
+        // anew costs two. Set only with the lock, in the same statement:
+        // without it the connection goes back to the pool as it was; with
+        // it, the relay keeps it, and closing it releases the lock.
+        let got = sqlx::query_scalar!(
+            r#"SELECT CASE WHEN pg_try_advisory_lock($1)
+                      THEN set_config('plan_cache_mode', 'force_custom_plan', false) IS NOT NULL
+                      ELSE false END AS "got!""#,
+            LEADER_LOCK
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .ok()?;
         got.then_some(conn)
     }
 }

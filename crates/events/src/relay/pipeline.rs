@@ -7,6 +7,7 @@ use std::collections::{HashSet, VecDeque};
 
 use rdkafka::producer::DeliveryFuture;
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgListener;
 use sqlx::{Postgres, Row};
 
 use super::record::{delivered, publish_span};
@@ -27,14 +28,29 @@ pub(super) struct InFlight {
     rows: Vec<Row_>,
     /// Per row: its span and delivery, `None` for a row that cannot be
     /// encoded.
-    sends: Vec<
-        Option<(
-            tracing::Span,
-            Result<DeliveryFuture, rdkafka::error::KafkaError>,
-        )>,
-    >,
+    sends: Vec<Option<(tracing::Span, Delivery)>>,
     /// Rows that cannot be encoded, with the reason.
     broken: Vec<(i64, String)>,
+}
+
+/// The broker's answer for one record, awaited or in.
+enum Delivery {
+    Waiting(DeliveryFuture),
+    /// `(partition, offset)`, or why it was not acknowledged.
+    Done(Result<(i32, i64), String>),
+}
+
+impl InFlight {
+    /// Waits until the broker answered for every record of the batch.
+    /// Cancel-safe: answers already in are kept, so a later call goes on
+    /// from where a cancelled one stopped.
+    async fn acknowledged(&mut self) {
+        for (_, delivery) in self.sends.iter_mut().flatten() {
+            if let Delivery::Waiting(f) = delivery {
+                *delivery = Delivery::Done(delivered(f).await);
+            }
+        }
+    }
 }
 
 /// The batches in flight, oldest first, and what went wrong since the
@@ -42,6 +58,10 @@ pub(super) struct InFlight {
 #[derive(Default)]
 pub(super) struct Pipeline {
     pub(super) in_flight: VecDeque<InFlight>,
+    /// The last read found less than a batch, and no notification came
+    /// since: reading again would find nothing new. Every insert into the
+    /// outbox notifies (a trigger), so a row committed later ends this.
+    pub(super) drained: bool,
     /// Keys with a record the broker did not acknowledge: their later rows
     /// stay in the outbox until it is.
     pub(super) failed_keys: HashSet<String>,
@@ -70,42 +90,68 @@ pub(super) struct Prepared {
 
 impl Relay {
     /// One step of the pipeline: sends the next batch unless the window is
-    /// full, otherwise (or when nothing new is waiting) settles the oldest
-    /// batch in flight. `Ok(false)` when there was nothing to do.
+    /// full or the outbox was drained, otherwise settles the oldest batch
+    /// in flight. While that batch is acknowledged and the window has room,
+    /// a notification of new rows ends the wait, so they are read and sent
+    /// at once. `Ok(false)` when there was nothing to do.
     pub(super) async fn step(
         &mut self,
         conn: &mut PoolConnection<Postgres>,
         pipe: &mut Pipeline,
+        listener: &mut Option<PgListener>,
     ) -> Result<bool, BatchError> {
-        if pipe.error.is_none() && pipe.in_flight.len() < self.opts.max_in_flight_batches {
+        let window = self.opts.max_in_flight_batches;
+        if pipe.error.is_none() && pipe.in_flight.len() < window && !pipe.drained {
             match self.send_next(conn, pipe).await {
                 Ok(Some(batch)) => {
+                    // A short batch took every row there was.
+                    pipe.drained = (batch.rows.len() as i64) < self.opts.batch_size;
                     pipe.in_flight.push_back(batch);
-                    if pipe.in_flight.len() < self.opts.max_in_flight_batches {
+                    if pipe.in_flight.len() < window && !pipe.drained {
                         return Ok(true);
                     }
                 }
-                Ok(None) => {}
+                Ok(None) => pipe.drained = true,
                 // Nothing of this batch was sent: settle what was before
                 // returning the error.
                 Err(e @ BatchError::Encode(_)) => pipe.error = Some(e),
                 Err(e) => return Err(e),
             }
         }
-        match pipe.in_flight.pop_front() {
-            Some(oldest) => {
-                self.settle(conn, oldest, pipe).await?;
-                Ok(true)
-            }
-            None => match pipe.error.take() {
+        let room = pipe.error.is_none() && pipe.in_flight.len() < window;
+        let Some(oldest) = pipe.in_flight.front_mut() else {
+            return match pipe.error.take() {
                 Some(BatchError::Publish(e)) => Err(BatchError::Publish(format!(
                     "{} records not acknowledged or held back behind one of their key: {e}",
                     pipe.failed
                 ))),
                 Some(e) => Err(e),
                 None => Ok(false),
-            },
+            };
+        };
+        if let (true, Some(l)) = (room, listener.as_mut()) {
+            tokio::select! {
+                biased;
+                woke = l.recv() => match woke {
+                    Ok(_) => {
+                        // One read covers every notification already in.
+                        while l.next_buffered().is_some() {}
+                        pipe.drained = false;
+                        return Ok(true);
+                    }
+                    // The listener reconnects on its next call; until then
+                    // settling waits for the batch alone.
+                    Err(e) => tracing::debug!(error = %e, "outbox listener error while settling"),
+                },
+                () = oldest.acknowledged() => {}
+            }
         }
+        let oldest = pipe
+            .in_flight
+            .pop_front()
+            .expect("the oldest batch was looked at above");
+        self.settle(conn, oldest, pipe).await?;
+        Ok(true)
     }
 
     /// Reads the oldest rows not in flight, encodes them and hands them to
@@ -117,14 +163,14 @@ impl Relay {
     ) -> Result<Option<InFlight>, BatchError> {
         // Rows in flight are skipped by id, not by a cursor: a row whose
         // transaction committed late has a lower id than rows already sent
-        // and must not wait until the pipeline drains. Planned on every call
-        // so the planner sees the array (a hashed lookup, not a scan of it):
-        // not `query!`, whose statements with a result are always prepared.
+        // and must not wait until the pipeline drains. The leader's
+        // connection plans every execution with its parameters (see
+        // `Relay::try_lead`), so the planner sees the array (a hashed
+        // lookup, not a scan of it) in a statement prepared once.
         let rows = sqlx::query(
             "SELECT id, event_id, topic, partition_key, envelope, headers FROM outbox \
              WHERE id <> ALL($2) ORDER BY id LIMIT $1",
         )
-        .persistent(false)
         .bind(self.opts.batch_size)
         .bind(pipe.in_flight_ids())
         .fetch_all(&mut **conn)
@@ -166,7 +212,11 @@ impl Relay {
                     let waited = (now - p.envelope.timestamp).to_std().unwrap_or_default();
                     crate::metrics::pipeline().relay_delay(&p.topic, waited);
                     let (span, record) = publish_span(&r.key, p);
-                    (span, self.producer.send(&record))
+                    let delivery = match self.producer.send(&record) {
+                        Ok(f) => Delivery::Waiting(f),
+                        Err(e) => Delivery::Done(Err(e.to_string())),
+                    };
+                    (span, delivery)
                 })
             })
             .collect();
@@ -181,9 +231,10 @@ impl Relay {
     pub(super) async fn settle(
         &mut self,
         conn: &mut PoolConnection<Postgres>,
-        batch: InFlight,
+        mut batch: InFlight,
         pipe: &mut Pipeline,
     ) -> Result<(), BatchError> {
+        batch.acknowledged().await;
         let InFlight {
             rows,
             sends,
@@ -193,8 +244,11 @@ impl Relay {
         for (r, send) in rows.iter().zip(sends) {
             let outcome = match send {
                 None => Ok(()),
-                Some((span, sent)) => {
-                    let outcome = delivered(sent).await;
+                Some((span, delivery)) => {
+                    let outcome = match delivery {
+                        Delivery::Done(outcome) => outcome,
+                        Delivery::Waiting(_) => unreachable!("every delivery was awaited above"),
+                    };
                     match &outcome {
                         Ok((partition, offset)) => {
                             span.record("messaging.destination.partition.id", partition);
@@ -231,12 +285,23 @@ impl Relay {
         if self.opts.crash_at == Some(CrashPoint::AfterPublish) {
             return Err(BatchError::Crash("after publish"));
         }
-        let mut tx = sqlx::Acquire::begin(&mut **conn).await?;
+        if done.is_empty() {
+            return Ok(());
+        }
         // A broken row stays in the outbox (like any row) while an earlier
         // row of its key is retried; it is moved only together with its
         // deletion, or the next attempt would insert it into outbox_failed
         // again and fail on its primary key, forever.
-        for (id, reason) in broken.iter().filter(|(id, _)| done.contains(id)) {
+        let moved: Vec<&(i64, String)> =
+            broken.iter().filter(|(id, _)| done.contains(id)).collect();
+        if moved.is_empty() {
+            // One statement, committed on its own: no BEGIN / COMMIT round
+            // trips for the usual batch.
+            delete_done(conn, &done).await?;
+            return Ok(());
+        }
+        let mut tx = sqlx::Acquire::begin(&mut **conn).await?;
+        for (id, reason) in moved {
             sqlx::query!(
                 "INSERT INTO outbox_failed (id, event_id, event_type, topic, partition_key, envelope, headers, created_at, reason) \
                  SELECT id, event_id, event_type, topic, partition_key, envelope, headers, created_at, $2 FROM outbox WHERE id = $1",
@@ -246,12 +311,7 @@ impl Relay {
             .execute(&mut *tx)
             .await?;
         }
-        // Planned on every call: a generic plan for `= ANY($1)` made while
-        // the outbox was nearly empty scans the whole table.
-        sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", &done)
-            .persistent(false)
-            .execute(&mut *tx)
-            .await?;
+        delete_done(&mut tx, &done).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -268,6 +328,17 @@ impl Relay {
             trace: stored.trace,
         })
     }
+}
+
+/// Deletes the rows the broker acknowledged.
+async fn delete_done(conn: &mut sqlx::PgConnection, done: &[i64]) -> Result<(), sqlx::Error> {
+    // Planned with its parameters on every call (the leader's connection
+    // forces custom plans): a generic plan for `= ANY($1)` made while the
+    // outbox was nearly empty scans the whole table.
+    sqlx::query!("DELETE FROM outbox WHERE id = ANY($1)", done)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 pub(super) enum BatchError {

@@ -42,16 +42,12 @@ pub(super) fn publish_span(key: &str, p: &Prepared) -> (tracing::Span, OutgoingR
 }
 
 /// Waits for the broker's answer; `(partition, offset)` on success.
-pub(super) async fn delivered(
-    sent: Result<DeliveryFuture, rdkafka::error::KafkaError>,
-) -> Result<(i32, i64), String> {
-    match sent {
-        Err(e) => Err(e.to_string()),
-        Ok(f) => match f.await {
-            Ok(Ok(d)) => Ok((d.partition, d.offset)),
-            Ok(Err((e, _))) => Err(e.to_string()),
-            Err(_) => Err("delivery canceled".to_owned()),
-        },
+/// Cancel-safe: the future is only borrowed.
+pub(super) async fn delivered(f: &mut DeliveryFuture) -> Result<(i32, i64), String> {
+    match f.await {
+        Ok(Ok(d)) => Ok((d.partition, d.offset)),
+        Ok(Err((e, _))) => Err(e.to_string()),
+        Err(_) => Err("delivery canceled".to_owned()),
     }
 }
 
