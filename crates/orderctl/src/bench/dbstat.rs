@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use orderflow_stack::Service;
@@ -73,27 +73,30 @@ pub async fn wait_disconnected(
     timeout: Duration,
 ) -> anyhow::Result<bool> {
     let names: Vec<String> = Service::ALL.iter().map(|s| database(id, *s)).collect();
-    let mut conn = sqlx::PgConnection::connect(admin_url)
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(admin_url)
         .await
         .context("connecting to PostgreSQL")?;
-    let started = Instant::now();
-    let done = loop {
-        let left: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1)")
-                .bind(&names)
-                .fetch_one(&mut conn)
-                .await
-                .context("reading pg_stat_activity")?;
-        if left == 0 {
-            break true;
+    let gone = orderflow_stack::poll_until(timeout, || {
+        let (pool, names) = (pool.clone(), names.clone());
+        async move {
+            let left: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = ANY($1)")
+                    .bind(&names)
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(|e| format!("reading pg_stat_activity: {e}"))?;
+            if left == 0 {
+                Ok(())
+            } else {
+                Err(format!("{left} sessions left"))
+            }
         }
-        if started.elapsed() >= timeout {
-            break false;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    conn.close().await.ok();
-    Ok(done)
+    })
+    .await;
+    pool.close().await;
+    Ok(gone.is_ok())
 }
 
 /// Writes `snapshot` as JSON.
