@@ -17,6 +17,11 @@ pub const AUTH_FILE_VAR: &str = "SCHEMA_REGISTRY_AUTH_FILE";
 /// than loopback without a users file (`true`): anyone who reaches it may
 /// then register, delete and change compatibility levels.
 pub const ANONYMOUS_VAR: &str = "SCHEMA_REGISTRY_ANONYMOUS";
+/// Seconds a stopping registry gives open connections to finish their
+/// requests before it exits anyway.
+pub const SHUTDOWN_GRACE_VAR: &str = "SCHEMA_REGISTRY_SHUTDOWN_GRACE_SECS";
+/// [`SHUTDOWN_GRACE_VAR`] when unset, as the services' `SHUTDOWN_GRACE_SECS`.
+pub const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Database URL used when [`DATABASE_URL_VAR`] is not set.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/schema_registry";
 /// Listen address used when [`LISTEN_ADDR_VAR`] is not set.
@@ -35,6 +40,10 @@ pub struct Config {
     /// Whether to serve without authentication on an address other than
     /// loopback (refused otherwise).
     pub anonymous: bool,
+    /// After SIGTERM, how long open connections may take to finish their
+    /// requests; then the registry exits with them still open (a client
+    /// that never completes a request cannot keep it running).
+    pub shutdown_grace: std::time::Duration,
 }
 
 /// A configuration value that could not be used.
@@ -69,6 +78,14 @@ pub enum ConfigError {
     /// A flag that is neither `true` nor `false`.
     #[error("{var}={value:?} must be true or false")]
     Flag {
+        /// The variable that held the value.
+        var: &'static str,
+        /// The rejected value.
+        value: String,
+    },
+    /// Not a whole number of seconds.
+    #[error("{var}={value:?} must be a whole number of seconds, e.g. 10")]
+    Seconds {
         /// The variable that held the value.
         var: &'static str,
         /// The rejected value.
@@ -114,6 +131,16 @@ impl Config {
                 }
             };
         }
+        if let Some(value) = lookup(SHUTDOWN_GRACE_VAR) {
+            let secs = value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| ConfigError::Seconds {
+                    var: SHUTDOWN_GRACE_VAR,
+                    value: value.clone(),
+                })?;
+            config.shutdown_grace = std::time::Duration::from_secs(secs);
+        }
         Ok(config)
     }
 
@@ -145,6 +172,7 @@ impl Config {
             listen_addr,
             auth_file: None,
             anonymous: false,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         })
     }
 }
@@ -158,6 +186,7 @@ mod tests {
         let config = Config::from_lookup(|_| None).expect("defaults are valid");
         assert_eq!(config.listen_addr.port(), 8081);
         assert_eq!(config.database.get_database(), Some("schema_registry"));
+        assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
     }
 
     #[test]
@@ -187,5 +216,18 @@ mod tests {
         assert!(matches!(empty, Err(ConfigError::Empty { .. })));
         let bad = Config::from_lookup(|v| (v == ANONYMOUS_VAR).then(|| "yes".into()));
         assert!(matches!(bad, Err(ConfigError::Flag { .. })));
+    }
+
+    #[test]
+    fn shutdown_grace_is_whole_seconds() {
+        let config = Config::from_lookup(|v| (v == SHUTDOWN_GRACE_VAR).then(|| " 3 ".into()))
+            .expect("valid");
+        assert_eq!(config.shutdown_grace, std::time::Duration::from_secs(3));
+        for bad in ["", "-1", "1.5", "10s"] {
+            let err = Config::from_lookup(|v| (v == SHUTDOWN_GRACE_VAR).then(|| bad.into()))
+                .expect_err(bad);
+            assert!(matches!(err, ConfigError::Seconds { .. }), "{bad}: {err}");
+            assert!(err.to_string().contains(SHUTDOWN_GRACE_VAR), "{err}");
+        }
     }
 }

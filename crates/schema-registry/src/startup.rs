@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -19,6 +20,7 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     router: Router,
+    shutdown_grace: Duration,
 }
 
 /// Prepares the database (creating and migrating it) and binds the listener,
@@ -52,6 +54,7 @@ pub async fn build(config: Config) -> anyhow::Result<Application> {
         listener,
         local_addr,
         router: api::router(AppState { pool, users }),
+        shutdown_grace: config.shutdown_grace,
     })
 }
 
@@ -66,14 +69,38 @@ impl Application {
         self.local_addr
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// Serves until `shutdown` completes, then lets open connections finish
+    /// their requests for up to the configured grace
+    /// ([`Config::shutdown_grace`](crate::Config)) and returns, whether or
+    /// not they did: a client that never completes a request (or keeps a
+    /// connection open without sending one) cannot keep the registry
+    /// running.
     pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
         tracing::info!(addr = %self.local_addr, "schema registry listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        let stopping = Arc::new(tokio::sync::Notify::new());
+        let signal = {
+            let stopping = stopping.clone();
+            async move {
+                shutdown.await;
+                // A stored permit: the grace below starts even if it is not
+                // waiting yet.
+                stopping.notify_one();
+            }
+        };
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
+        let grace = self.shutdown_grace;
+        tokio::select! {
+            served = serve => served,
+            () = async {
+                stopping.notified().await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace = ?grace, "connections still open after the shutdown grace; stopping without them");
+                Ok(())
+            }
+        }
     }
 }

@@ -223,6 +223,7 @@ async fn a_bad_users_file_or_an_open_public_address_stops_the_start() {
         listen_addr: listen.parse().expect("address"),
         auth_file,
         anonymous,
+        shutdown_grace: orderflow_schema_registry::config::DEFAULT_SHUTDOWN_GRACE,
     };
     let bad = std::env::temp_dir().join(format!("sr-users-{}", uuid::Uuid::new_v4().simple()));
     std::fs::write(&bad, "root: pw,superuser\n").expect("write");

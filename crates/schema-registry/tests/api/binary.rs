@@ -11,9 +11,8 @@ use crate::helpers::{expect_status, TestDatabase};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_schema-registry");
 
-#[tokio::test]
-async fn binary_starts_from_env_and_stops_on_sigterm() {
-    let db = TestDatabase::new();
+/// Starts the binary on a free port of its own; returns it and the port.
+async fn start(db: &TestDatabase) -> (tokio::process::Child, u16) {
     let mut child = Command::new(BINARY)
         .env("SCHEMA_REGISTRY_DATABASE_URL", db.url())
         .env("SCHEMA_REGISTRY_LISTEN_ADDR", "127.0.0.1:0")
@@ -39,12 +38,18 @@ async fn binary_starts_from_env_and_stops_on_sigterm() {
     })
     .await
     .expect("binary listens within 30s");
+    // The rest of the log is read, so a full pipe never holds the binary up.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 
     let ready = reqwest::get(format!("http://127.0.0.1:{port}/health/ready"))
         .await
         .expect("request is sent");
     expect_status(ready, StatusCode::OK).await;
+    (child, port)
+}
 
+/// Sends SIGTERM; the binary must exit successfully within `within`.
+async fn terminate(child: &mut tokio::process::Child, within: Duration) {
     let pid = child.id().expect("child is running").to_string();
     let killed = Command::new("kill")
         .args(["-TERM", &pid])
@@ -52,11 +57,42 @@ async fn binary_starts_from_env_and_stops_on_sigterm() {
         .await
         .expect("kill runs");
     assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+    let status = tokio::time::timeout(within, child.wait())
         .await
-        .expect("binary stops within 30s")
+        .unwrap_or_else(|_| panic!("binary stops within {within:?}"))
         .expect("exit status");
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn binary_starts_from_env_and_stops_on_sigterm() {
+    let db = TestDatabase::new();
+    let (mut child, _) = start(&db).await;
+    terminate(&mut child, Duration::from_secs(30)).await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_request_does_not_hold_up_sigterm() {
+    let db = TestDatabase::new();
+    let (mut child, port) = start(&db).await;
+    // One connection that says nothing, one stuck halfway through its
+    // request head: both stay open while the binary is asked to stop.
+    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connects");
+    let mut halfway = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connects");
+    tokio::io::AsyncWriteExt::write_all(&mut halfway, b"GET /health/ready HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("writes");
+    // A request on a third connection is answered only once the two above
+    // were accepted (the listener hands out connections in order).
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/health/ready"))
+        .await
+        .expect("request is sent");
+    expect_status(ready, StatusCode::OK).await;
+    terminate(&mut child, Duration::from_secs(30)).await;
 }
 
 #[tokio::test]

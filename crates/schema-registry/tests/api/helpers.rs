@@ -119,6 +119,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         listen_addr: "127.0.0.1:0".parse().expect("valid address"),
         auth_file: None,
         anonymous: false,
+        shutdown_grace: orderflow_schema_registry::config::DEFAULT_SHUTDOWN_GRACE,
     };
     adjust(&mut config);
     let app = build(config).await.expect("the registry builds");
