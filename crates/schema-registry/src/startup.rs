@@ -85,22 +85,23 @@ impl Application {
             let stopping = stopping.clone();
             async move {
                 shutdown.await;
-                // A stored permit: the grace below starts even if it is not
-                // waiting yet.
+                // A stored permit: seen below even if not waited for yet.
                 stopping.notify_one();
             }
         };
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(signal);
-        let grace = self.shutdown_grace;
+        let serve = std::future::IntoFuture::into_future(
+            axum::serve(self.listener, self.router).with_graceful_shutdown(signal),
+        );
+        tokio::pin!(serve);
         tokio::select! {
-            served = serve => served,
-            () = async {
-                stopping.notified().await;
-                tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!(grace = ?grace, "connections still open after the shutdown grace; stopping without them");
-                Ok(())
-            }
+            served = &mut serve => return served,
+            () = stopping.notified() => {}
         }
+        // Stopping: the server drains its connections, for the grace at most.
+        let grace = self.shutdown_grace;
+        tokio::time::timeout(grace, serve).await.unwrap_or_else(|_| {
+            tracing::warn!(grace = ?grace, "connections still open after the shutdown grace; stopping without them");
+            Ok(())
+        })
     }
 }
