@@ -12,8 +12,9 @@
 # - The dependencies are compiled in a layer of their own (cargo-chef). That
 #   layer changes only when Cargo.toml or Cargo.lock change, so editing the
 #   code rebuilds only the workspace crates.
-# - librdkafka is built from the source bundled with rdkafka-sys, using its
-#   ./configure + make build. This needs only the C toolchain and the zlib
+# - librdkafka is built from third_party/rdkafka-sys (the published
+#   rdkafka-sys with one fix, see third_party/librdkafka/README.md), using
+#   its ./configure + make build. This needs only the C toolchain and the zlib
 #   and OpenSSL headers that rust:1-bookworm already has. The workspace
 #   enables the rdkafka features `tokio`, `libz` and `ssl` (TLS and
 #   SASL/SCRAM to the brokers, linked against the system OpenSSL, so the
@@ -49,6 +50,9 @@ RUN cargo chef prepare --recipe-path recipe.json
 # ------------------------------------------------------------------ builder
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
+# The patched librdkafka ([patch.crates-io] in Cargo.toml) is a dependency
+# the recipe does not carry; the cook needs it in place.
+COPY third_party/rdkafka-sys/ third_party/rdkafka-sys/
 # Dependencies only (cached until the recipe changes).
 RUN cargo chef cook --release --locked --workspace --bins --recipe-path recipe.json
 COPY . .
