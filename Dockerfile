@@ -19,10 +19,11 @@
 #   enables the rdkafka features `tokio`, `libz` and `ssl` (TLS and
 #   SASL/SCRAM to the brokers, linked against the system OpenSSL, so the
 #   runtime image installs libssl3); no cmake, no Cyrus SASL, no zstd.
-# - sqlx needs no database and no offline query data (.sqlx/) at build time:
-#   the code uses runtime-checked queries (sqlx::query / query_as), not the
-#   query! macros. The migrations are embedded with sqlx::migrate!(), and
-#   each service applies them when it starts, or alone with `--migrate-only`.
+# - sqlx needs no database at build time: the compile-time checked queries
+#   (sqlx::query!) compile from the data committed in each crate's .sqlx/,
+#   because .cargo/config.toml sets SQLX_OFFLINE=true; both are in the build
+#   context. The migrations are embedded with sqlx::migrate!(), and each
+#   service applies them when it starts, or alone with `--migrate-only`.
 # - The event schemas and openapi.json files are compiled in with
 #   include_str!. A copy of schemas/ also goes into the image at
 #   /usr/share/orderflow/schemas (the working directory), so that
