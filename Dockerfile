@@ -10,8 +10,8 @@
 #
 # Build notes:
 # - The dependencies are compiled in a layer of their own (cargo-chef). That
-#   layer changes only when Cargo.toml or Cargo.lock change, so editing the
-#   code rebuilds only the workspace crates.
+#   layer changes only when Cargo.toml, Cargo.lock or third_party/rdkafka-sys
+#   change, so editing the code rebuilds only the workspace crates.
 # - librdkafka is built from third_party/rdkafka-sys (the published
 #   rdkafka-sys with one fix, see third_party/librdkafka/README.md), using
 #   its ./configure + make build. This needs only the C toolchain and the zlib
