@@ -404,6 +404,24 @@ _rustc_at_least() {
   ((major > want_major || (major == want_major && minor >= want_minor)))
 }
 
+# fetch_crate NAME VERSION SHA256 DIR: print the path of NAME-VERSION.crate
+# in DIR, downloading it from crates.io when it is missing or does not have
+# SHA256; dies when the download does not have it either.
+fetch_crate() {
+  local name="$1" version="$2" sha="$3" dir="$4" file
+  file="$dir/$name-$version.crate"
+  if [[ ! -f "$file" ]] || ! echo "$sha  $file" | sha256sum -c --status; then
+    mkdir -p "$dir"
+    log "downloading $name $version from crates.io"
+    curl -sSfL --retry 3 -o "$file.part" "https://static.crates.io/crates/$name/$name-${version//+/%2B}.crate" ||
+      die "downloading $name $version from crates.io failed"
+    mv "$file.part" "$file"
+  fi
+  echo "$sha  $file" | sha256sum -c --status ||
+    die "$file does not have the pinned sha256 $sha"
+  printf '%s\n' "$file"
+}
+
 # ensure_broker: set BROKER_BIN to the broker of local runs: $BROKER_BIN if
 # it is already executable, else the cached build, else build it into the
 # cache (once per version and set of patches; concurrent runs wait on a
@@ -465,15 +483,7 @@ _build_broker() {
     mkdir -p "$src"
     for spec in "${BROKER_CRATES[@]}"; do
       read -r name version sha <<<"$spec"
-      file="$CACHE/broker/crates/$name-$version.crate"
-      if [[ ! -f "$file" ]] || ! echo "$sha  $file" | sha256sum -c --status; then
-        mkdir -p "$CACHE/broker/crates"
-        log "downloading $name $version from crates.io"
-        curl -sSfL --retry 3 -o "$file.part" "https://static.crates.io/crates/$name/$name-$version.crate"
-        mv "$file.part" "$file"
-      fi
-      echo "$sha  $file" | sha256sum -c --status ||
-        die "$file does not have the sha256 pinned in scripts/lib.sh ($sha)"
+      file="$(fetch_crate "$name" "$version" "$sha" "$CACHE/broker/crates")"
       tar -xzf "$file" -C "$src"
       [[ "$name" == "$BROKER_NAME" ]] || patched+=("$name = { path = \"../$name-$version\" }")
     done
