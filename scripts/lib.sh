@@ -13,8 +13,9 @@
 # Every helper is idempotent and returns quickly when what it ensures is
 # already there. Environment knobs:
 #   ORDERFLOW_CACHE_DIR  cache for tools (the broker, python venv); default ~/.cache/orderflow
-#   ORDERFLOW_PG_URL     admin URL of the Postgres server;
-#                        default postgres://postgres@127.0.0.1:5432/postgres
+#   ORDERFLOW_PG_URL     admin URL of the Postgres server; default
+#                        postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+#                        (loopback: TLS would cost CPU and protect nothing)
 #   ORDERFLOW_PROFILE    cargo profile for build_bins (dev|release|NAME); default dev
 #   BROKER_BIN           use this broker (nisshi) binary instead of the cached one
 #   CARGO_TARGET_DIR     honoured by build_bins
@@ -26,7 +27,12 @@ ORDERFLOW_LIB_SOURCED=1
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${ORDERFLOW_CACHE_DIR:-$HOME/.cache/orderflow}"
-ORDERFLOW_PG_URL="${ORDERFLOW_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+# The local server over loopback, without TLS: the services' connections
+# (which keep this URL's query) would otherwise negotiate TLS with a server
+# that has it on (Debian's does), at a cost in CPU on both ends of every
+# statement and no protection (docs/benchmarks.md, "TLS to a PostgreSQL on
+# loopback"). A URL of your own is used as given.
+ORDERFLOW_PG_URL="${ORDERFLOW_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable}"
 # The Kafka-protocol broker of local runs (docs/benchmarks.md says why this
 # one): nisshi (tansu's successor) with its SQLite engine.
 BROKER_NAME="nisshi"

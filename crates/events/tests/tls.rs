@@ -4,15 +4,23 @@
 
 use sqlx::{Connection, PgConnection};
 
-fn with_param(url: &str, param: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{param}")
+/// `url` with its `sslmode` (the scripts' default URL has one) replaced by
+/// `mode`.
+fn with_sslmode(url: &str, mode: &str) -> String {
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut pairs: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("sslmode="))
+        .collect();
+    let param = format!("sslmode={mode}");
+    pairs.push(&param);
+    format!("{base}?{}", pairs.join("&"))
 }
 
 #[tokio::test]
 async fn sslmode_is_honoured() {
     let url = orderflow_events::testing::admin_database_url();
-    match PgConnection::connect(&with_param(&url, "sslmode=require")).await {
+    match PgConnection::connect(&with_sslmode(&url, "require")).await {
         // A server with TLS: the connection is encrypted.
         Ok(conn) => {
             conn.close().await.ok();
@@ -25,7 +33,7 @@ async fn sslmode_is_honoured() {
             assert!(text.to_ascii_lowercase().contains("tls"), "{text}");
         }
     }
-    let plain = PgConnection::connect(&with_param(&url, "sslmode=prefer"))
+    let plain = PgConnection::connect(&with_sslmode(&url, "prefer"))
         .await
         .expect("prefer falls back to a plain connection");
     plain.close().await.ok();

@@ -3,12 +3,14 @@
 use std::path::{Path, PathBuf};
 
 /// PostgreSQL's admin URL (`ORDERFLOW_TEST_DATABASE_URL`, else the
-/// scripts' `ORDERFLOW_PG_URL`).
+/// scripts' `ORDERFLOW_PG_URL`), else the local server over loopback
+/// without TLS, as the scripts default to. The services' database URLs keep
+/// its query.
 pub fn admin_database_url() -> String {
     ["ORDERFLOW_TEST_DATABASE_URL", "ORDERFLOW_PG_URL"]
         .into_iter()
         .find_map(|k| std::env::var(k).ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into())
 }
 
 /// Kafka bootstrap servers (`KAFKA_BOOTSTRAP_SERVERS`).

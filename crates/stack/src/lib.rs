@@ -26,7 +26,7 @@
 //!
 //! | variable | default |
 //! |---|---|
-//! | `ORDERFLOW_TEST_DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/postgres` (admin URL) |
+//! | `ORDERFLOW_TEST_DATABASE_URL` | `postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable` (admin URL) |
 //! | `KAFKA_BOOTSTRAP_SERVERS` | `127.0.0.1:19092` |
 //! | `SCHEMA_REGISTRY_URL` | `http://127.0.0.1:18081` (as a user who may register) |
 //! | `ORDERFLOW_SERVICES_REGISTRY_URL` | unset: the registry as the services' read-only user |
