@@ -4,7 +4,8 @@
 //! Registry.
 //!
 //! - `ORDERFLOW_TEST_DATABASE_URL`: an admin connection (default
-//!   `postgres://postgres@127.0.0.1:5432/postgres`);
+//!   `postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable`, as the
+//!   scripts default to);
 //! - `KAFKA_BOOTSTRAP_SERVERS` (default `127.0.0.1:19092`, where
 //!   `scripts/test` starts a broker);
 //! - `SCHEMA_REGISTRY_URL` (default `http://127.0.0.1:18081`).
@@ -20,7 +21,7 @@ use crate::topics::TopicCatalog;
 /// Admin database URL for tests.
 pub fn admin_database_url() -> String {
     std::env::var("ORDERFLOW_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".into())
 }
 
 /// Kafka settings for tests.

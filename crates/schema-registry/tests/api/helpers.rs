@@ -11,7 +11,8 @@ use tokio::sync::oneshot;
 
 /// Maintenance database used to create and drop per-test databases.
 pub const TEST_DATABASE_URL_VAR: &str = "ORDERFLOW_TEST_DATABASE_URL";
-const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const DEFAULT_TEST_DATABASE_URL: &str =
+    "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable";
 
 /// Confluent's request media type.
 pub const CONTENT_TYPE_V1: &str = "application/vnd.schemaregistry.v1+json";
