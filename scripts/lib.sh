@@ -48,6 +48,7 @@ BROKER_CRATES=(
   "nisshi 0.8.1 a357efb09b95f96964366d41b030341aa9c729544ae4dd9cdd012d7ef8e19a52"
   "nisshi-storage 0.8.1 86f02c7bef648d9e8b00f9f6277f5bfad9e4a401db14c13e83e8d1f9b70ada4c"
   "nisshi-storage-sql 0.8.1 72a33926c01b134c0f50c729699ddd82265f01e78b5cd124a277263c9bcade34"
+  "nisshi-service 0.8.1 0e4da4bb0da28332aff5662df125a66f764ca18013bd9b02d5aaf044076183f1"
 )
 BROKER_PATCHES="$ROOT/third_party/nisshi"
 
