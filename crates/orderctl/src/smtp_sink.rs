@@ -10,7 +10,8 @@
 //! no relaying: every message lands in the Maildir, with `X-MailFrom` and
 //! `X-RcptTo` headers naming its envelope. Files are written to `tmp/` and
 //! renamed into `new/`, as the Maildir convention has it, so a reader never
-//! sees half a message.
+//! sees half a message. `--accept-delay` makes it take as long as a real
+//! mail server to accept each message, for benchmarks of the sender.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,12 @@ pub struct Args {
     /// Largest message accepted, in bytes.
     #[arg(long, default_value_t = 10 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_message_bytes: u64,
+    /// How long it takes to accept each message (the reply to its end of
+    /// DATA), as a real mail server's queueing and checks take, e.g.
+    /// `50ms`; unset, it answers at once.
+    #[arg(long, env = "SMTP_SINK_ACCEPT_DELAY",
+          value_parser = orderflow_service::config::parse_duration)]
+    pub accept_delay: Option<std::time::Duration>,
 }
 
 /// Where messages go, and how to name them.
@@ -90,16 +97,22 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         listener.local_addr()?,
         args.maildir.join("new").display()
     );
+    let accept_delay = args.accept_delay.unwrap_or_default();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
-        r = serve(listener, maildir, args.max_message_bytes) => r?,
+        r = serve(listener, maildir, args.max_message_bytes, accept_delay) => r?,
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(listener: TcpListener, maildir: Arc<Maildir>, max: u64) -> anyhow::Result<()> {
+async fn serve(
+    listener: TcpListener,
+    maildir: Arc<Maildir>,
+    max: u64,
+    accept_delay: std::time::Duration,
+) -> anyhow::Result<()> {
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -113,7 +126,7 @@ async fn serve(listener: TcpListener, maildir: Arc<Maildir>, max: u64) -> anyhow
         };
         let maildir = maildir.clone();
         tokio::spawn(async move {
-            if let Err(e) = session(socket, &maildir, max).await {
+            if let Err(e) = session(socket, &maildir, max, accept_delay).await {
                 tracing::debug!(%peer, error = %e, "SMTP session ended");
             }
         });
@@ -121,7 +134,12 @@ async fn serve(listener: TcpListener, maildir: Arc<Maildir>, max: u64) -> anyhow
 }
 
 /// One SMTP conversation.
-async fn session(socket: TcpStream, maildir: &Maildir, max: u64) -> std::io::Result<()> {
+async fn session(
+    socket: TcpStream,
+    maildir: &Maildir,
+    max: u64,
+    accept_delay: std::time::Duration,
+) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
     let (read, write) = socket.into_split();
     let mut reader = BufReader::new(read);
@@ -216,6 +234,12 @@ async fn session(socket: TcpStream, maildir: &Maildir, max: u64) -> std::io::Res
                 if too_big {
                     reply(&mut out, "552 5.3.4 message too big").await?;
                 } else {
+                    if !accept_delay.is_zero() {
+                        // What came before this message's end is answered
+                        // first, as a server does while it works on it.
+                        out.flush().await?;
+                        tokio::time::sleep(accept_delay).await;
+                    }
                     match maildir.deliver(&message) {
                         Ok(()) => reply(&mut out, "250 2.0.0 queued").await?,
                         Err(e) => {
@@ -326,6 +350,10 @@ mod tests {
     use super::*;
 
     async fn start(max: u64) -> (SocketAddr, PathBuf) {
+        start_with(max, std::time::Duration::ZERO).await
+    }
+
+    async fn start_with(max: u64, accept_delay: std::time::Duration) -> (SocketAddr, PathBuf) {
         let dir = std::env::temp_dir().join(format!(
             "orderctl-sink-{}-{}",
             std::process::id(),
@@ -337,7 +365,7 @@ mod tests {
         let maildir = Arc::new(Maildir::create(&dir).expect("maildir"));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(serve(listener, maildir, max));
+        tokio::spawn(serve(listener, maildir, max, accept_delay));
         (addr, dir)
     }
 
@@ -388,6 +416,39 @@ mod tests {
             .collect();
         out.sort();
         out
+    }
+
+    #[test]
+    fn accept_delay_is_optional_and_never_zero() {
+        let parse = |argv: &[&str]| crate::parse_flags::<Args>("smtp-sink", argv);
+        let a = parse(&["--maildir", "m"]).expect("defaults");
+        assert_eq!(a.accept_delay, None);
+        let a = parse(&["--maildir", "m", "--accept-delay", "50ms"]).expect("50ms");
+        assert_eq!(a.accept_delay, Some(std::time::Duration::from_millis(50)));
+        let e = parse(&["--maildir", "m", "--accept-delay", "0s"]).expect_err("zero");
+        assert!(e.contains("greater than zero"), "{e}");
+    }
+
+    /// With `--accept-delay` each message is answered no sooner than that
+    /// after its end (a lower bound, which a slow machine cannot break),
+    /// and still stored.
+    #[tokio::test]
+    async fn accept_delay_holds_each_messages_reply() {
+        let delay = std::time::Duration::from_millis(300);
+        let (addr, dir) = start_with(1 << 20, delay).await;
+        let (mut c, _) = Client::connect(addr).await;
+        assert!(c.send("EHLO client").await.starts_with("250 "));
+        assert!(c
+            .send("MAIL FROM:<a@example.com>")
+            .await
+            .starts_with("250 "));
+        assert!(c.send("RCPT TO:<b@example.com>").await.starts_with("250 "));
+        assert!(c.send("DATA").await.starts_with("354 "));
+        let sent = std::time::Instant::now();
+        let reply = c.send("Subject: s\r\n\r\nbody\r\n.").await;
+        assert!(reply.starts_with("250 "), "{reply}");
+        assert!(sent.elapsed() >= delay, "{:?}", sent.elapsed());
+        assert_eq!(messages(&dir).len(), 1);
     }
 
     #[tokio::test]
