@@ -38,9 +38,9 @@ pub struct Settings {
 
     /// E-mails sent at once per consumer worker (1-64): by default one
     /// worker per consumed topic, so per topic; per partition with
-    /// CONSUMER_WORKERS_PER_TOPIC=0. Each order's e-mails still go out in
-    /// order; each e-mail in flight holds a database connection (see
-    /// DATABASE_MAX_CONNECTIONS).
+    /// CONSUMER_WORKERS_PER_TOPIC=0. A worker's batch sends e-mails of
+    /// different orders at once (each order's in order) and records them
+    /// all in one transaction, on one database connection.
     #[arg(
         long,
         env = "EMAILS_IN_FLIGHT_PER_WORKER",

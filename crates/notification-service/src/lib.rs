@@ -49,13 +49,14 @@ pub fn build(ctx: &Context, settings: &config::Settings) -> anyhow::Result<Parts
     let notifier = OnSagaEvents {
         mailer: Arc::new(Mailer::new(&smtp)),
         catalog: ctx.catalog.clone(),
+        // Sending waits on the SMTP server, not on this process: a batch
+        // sends e-mails of different orders at once, and commits them all
+        // in one transaction.
+        in_flight,
     };
     let consumer = ctx
         .consumer()
         .with_options(ConsumerOptions {
-            // Sending waits on the SMTP server, not on this process: several
-            // e-mails of different orders go out at once.
-            lanes_per_worker: in_flight,
             // An e-mail sent is not undone by a rollback: another record's
             // failure must not send it again.
             keep_applied_on_failure: true,

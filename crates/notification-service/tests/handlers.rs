@@ -26,20 +26,31 @@ async fn database() -> TestDatabase {
     db
 }
 
-/// A notifier sending to a new SMTP listener, and what that listener
-/// received.
+/// A notifier sending to a new SMTP listener, eight e-mails at once as the
+/// service does by default, and what that listener received.
 async fn notifier(rcpt: Rcpt) -> (OnSagaEvents, mpsc::UnboundedReceiver<String>) {
+    notifier_with(rcpt, 8, Duration::from_secs(10)).await
+}
+
+/// [`notifier`] sending `in_flight` e-mails at once, each exchange within
+/// `timeout`.
+async fn notifier_with(
+    rcpt: Rcpt,
+    in_flight: usize,
+    timeout: Duration,
+) -> (OnSagaEvents, mpsc::UnboundedReceiver<String>) {
     let (port, mail) = fake_smtp(rcpt).await;
     let mailer = Mailer::new(&SmtpSettings {
         host: "127.0.0.1".into(),
         port,
         credentials: None,
         from: "orderflow <orders@orderflow.local>".parse().expect("from"),
-        timeout: Duration::from_secs(10),
+        timeout,
     });
     let notifier = OnSagaEvents {
         mailer: Arc::new(mailer),
         catalog: TopicCatalog::with_prefix(""),
+        in_flight,
     };
     (notifier, mail)
 }
@@ -190,10 +201,14 @@ async fn a_batch_sends_what_its_records_one_by_one_would() {
 }
 
 #[tokio::test]
-async fn a_server_asking_to_retry_keeps_the_records_before_and_writes_nothing_after() {
+async fn one_at_a_time_a_server_asking_to_retry_keeps_the_records_before_and_sends_nothing_after() {
     let db = database().await;
-    let (notifier, mut mail) =
-        notifier(Rcpt::ReplyFor("later", "451 4.3.0 try again later\r\n")).await;
+    let (notifier, mut mail) = notifier_with(
+        Rcpt::ReplyFor("later", "451 4.3.0 try again later\r\n"),
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
     let records = [
         shipped("o-1"),
         shipped_to("o-2", "later@example.com"),
@@ -212,6 +227,102 @@ async fn a_server_asking_to_retry_keeps_the_records_before_and_writes_nothing_af
         )
     );
     assert_eq!(received(&mut mail), 1, "o-3 was not sent");
+}
+
+/// E-mails of several orders at once: once the server asks to retry one,
+/// that order's later e-mails are not sent (they would overtake it), the
+/// batch fails at that record, and whatever went out is recorded, so that
+/// the records handed back (as the consumer does, from the failed one on)
+/// send nothing twice.
+#[tokio::test]
+async fn a_server_asking_to_retry_sends_nothing_out_of_order_and_nothing_twice() {
+    let db = database().await;
+    let (notifier, mut mail) =
+        notifier(Rcpt::ReplyFor("later", "451 4.3.0 try again later\r\n")).await;
+    let records = [
+        shipped("o-1"),
+        shipped_to("o-2", "later@example.com"),
+        // Would be accepted, but must not overtake o-2's confirmation.
+        cancelled("o-2"),
+        shipped("o-3"),
+        shipped("o-4"),
+    ];
+    let (at, e) = apply_batch(&db.pool, &notifier, &records)
+        .await
+        .expect_err("o-2 is to be retried");
+    assert_eq!(at, 1);
+    assert!(matches!(e, HandlerError::Infrastructure(_)), "{e}");
+    let (first_rows, first_queued) = everything(&db.pool).await;
+    assert!(
+        first_rows.contains(&("o-1".into(), "ORDER_CONFIRMATION".into(), "SENT".into())),
+        "{first_rows:?}"
+    );
+    assert!(
+        first_rows.iter().all(|r| r.0 != "o-2"),
+        "nothing of o-2: {first_rows:?}"
+    );
+    let first_sent = received(&mut mail);
+    assert_eq!(
+        first_sent,
+        first_rows.len(),
+        "every e-mail sent is recorded"
+    );
+    assert_eq!(first_queued.len(), first_rows.len(), "one event per e-mail");
+
+    // The consumer hands back the records from the failed one on; the
+    // server now accepts everything.
+    let (notifier, mut mail) = notifier_with(Rcpt::Accept, 8, Duration::from_secs(10)).await;
+    apply_batch(&db.pool, &notifier, &records[1..])
+        .await
+        .expect("the rest");
+    let (rows_now, queued) = everything(&db.pool).await;
+    assert_eq!(
+        rows_now,
+        rows(&[
+            ("o-1", "ORDER_CONFIRMATION", "SENT"),
+            ("o-2", "ORDER_CANCELLED", "SENT"),
+            ("o-2", "ORDER_CONFIRMATION", "SENT"),
+            ("o-3", "ORDER_CONFIRMATION", "SENT"),
+            ("o-4", "ORDER_CONFIRMATION", "SENT"),
+        ])
+    );
+    assert_eq!(queued.len(), 5);
+    assert_eq!(first_sent + received(&mut mail), 5, "no e-mail sent twice");
+    // o-2's confirmation went out before its cancellation.
+    let o2: Vec<(String, String)> = queued.into_iter().filter(|q| q.0 == "o-2").collect();
+    assert_eq!(o2.len(), 2);
+    let kinds: Vec<String> = sqlx::query_scalar(
+        "SELECT envelope->'data'->>'kind' FROM outbox WHERE partition_key = 'o-2' ORDER BY id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .expect("o-2 events");
+    assert_eq!(kinds, ["ORDER_CONFIRMATION", "ORDER_CANCELLED"]);
+}
+
+/// A server that holds up one e-mail holds up that order only when the
+/// batch sends several at once; one at a time, the rest wait for it.
+#[tokio::test]
+async fn an_e_mail_the_server_holds_up_holds_up_only_its_order() {
+    let records = [shipped_to("o-1", "slow@example.com"), shipped("o-2")];
+    for (in_flight, sent) in [(8, 1), (1, 0)] {
+        let db = database().await;
+        let (notifier, mut mail) =
+            notifier_with(Rcpt::HangFor("slow"), in_flight, Duration::from_secs(3)).await;
+        let (at, e) = apply_batch(&db.pool, &notifier, &records)
+            .await
+            .expect_err("o-1 is to be retried");
+        assert_eq!(at, 0, "in flight {in_flight}");
+        assert!(matches!(e, HandlerError::Infrastructure(_)), "{e}");
+        let (rows_now, queued) = everything(&db.pool).await;
+        assert_eq!(received(&mut mail), sent, "in flight {in_flight}");
+        if sent == 1 {
+            assert_eq!(rows_now, rows(&[("o-2", "ORDER_CONFIRMATION", "SENT")]));
+            assert_eq!(queued, pairs(&[("o-2", "NotificationSent")]));
+        } else {
+            assert_eq!((rows_now, queued), (Vec::new(), Vec::new()));
+        }
+    }
 }
 
 #[tokio::test]

@@ -40,9 +40,12 @@ pub struct ConsumerOptions {
     /// run twice. Set it when a handler has an effect outside the database
     /// (sending an e-mail) that must not be repeated for another record's
     /// failure. The handlers must then leave nothing of a record they fail,
-    /// nor of the records after it, in the transaction: a
+    /// nor of the records after it, in the transaction, unless they
+    /// recognise it when that record comes back: a
     /// [`Handler::handle_batch`] that returns `Err((i, e))` has written the
-    /// records before `i` only (e.g. it writes once every record is done).
+    /// records before `i` (e.g. it writes once every record is done), and
+    /// of the later ones at most effects that applying them again skips
+    /// (an e-mail that went out, recorded so that it is not sent twice).
     /// A statement that fails aborts the transaction: then the whole batch
     /// goes back to being applied one record at a time.
     pub keep_applied_on_failure: bool,

@@ -21,6 +21,9 @@ pub enum Rcpt {
     ReplyFor(&'static str, &'static str),
     /// No answer at all.
     Hang,
+    /// No answer for recipients containing this string; the others are
+    /// accepted.
+    HangFor(&'static str),
 }
 
 /// The fake server's behaviour.
@@ -171,6 +174,11 @@ async fn serve(
                     std::future::pending::<()>().await;
                     ""
                 }
+                Rcpt::HangFor(who) if line.contains(who) => {
+                    std::future::pending::<()>().await;
+                    ""
+                }
+                Rcpt::HangFor(_) => "250 ok\r\n",
             },
             "DATA" => {
                 data = Some(String::new());
