@@ -84,7 +84,7 @@ impl Default for RelayOptions {
     fn default() -> Self {
         Self {
             batch_size: 500,
-            max_in_flight_batches: 3,
+            max_in_flight_batches: 16,
             poll_interval: Duration::from_millis(500),
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
