@@ -100,6 +100,17 @@ async fn the_catalog_sets_the_price_and_a_client_price_cannot_change_it() {
             |c| c["price"] == 2500,
         )
         .await;
+    // The order service remembers the prices it read (1999 here); the
+    // insert checks them against the catalogue, so an order without a
+    // price is charged the new one.
+    let r = stack
+        .post_order(&with_unit_price(&stack, &OrderBody::new(&sku, 1), None).await)
+        .await;
+    assert_eq!(r.status, 202, "{}", r.describe());
+    let id = r.json["orderId"].as_str().expect("orderId").to_owned();
+    let order = stack.wait_status(&id, "SHIPPED").await;
+    assert_eq!(order.total, 2500, "{order:?}");
+    assert_eq!(order.items[0].unit_price, 2500, "{order:?}");
     let r = stack
         .post_order(&with_unit_price(&stack, &body, Some(json!(1999))).await)
         .await;

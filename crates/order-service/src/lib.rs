@@ -42,6 +42,7 @@ pub fn build(ctx: &Context, settings: &config::Settings) -> anyhow::Result<Parts
         topics: ctx.catalog.clone(),
         timeout: saga_timeout,
         writer: db::writer::OrderWriter::spawn(ctx.api_pool.clone()),
+        prices: Default::default(),
     });
 
     let consumer = ctx

@@ -19,6 +19,7 @@ fn app() -> TestApp {
         pool,
         topics: Default::default(),
         timeout: TimeDelta::minutes(5),
+        prices: Default::default(),
     }))
 }
 

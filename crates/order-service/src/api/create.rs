@@ -129,97 +129,106 @@ pub(super) async fn create_order(
     let key = idempotency_key(&headers)?;
     let metadata = request_metadata(&headers)?;
     let trace = request_trace(&headers);
-    let mut new = validate(&req).map_err(ApiError::validation)?;
+    let new = validate(&req).map_err(ApiError::validation)?;
     let hash = request_hash(&req).map_err(ApiError::internal)?;
     let skus: Vec<String> = new.items.iter().map(|l| l.sku.clone()).collect();
+    let sent: Vec<Option<i64>> = req.items.iter().map(|i| i.unit_price).collect();
 
-    // A replay answers before anything else; then unknown SKUs; then the
-    // lines are priced from the catalog (one round trip for all three).
-    {
-        let mut conn = state.pool.acquire().await?;
-        let checks = db::admission(&mut conn, key.as_deref(), &skus).await?;
-        if let Some(existing) = checks.existing {
-            if let Some(existing) = db::fetch_order(&mut conn, existing, false).await? {
-                return replay(&existing, &hash);
+    // Priced from the prices this process remembers, the order is written
+    // without reading first: the insert checks them against the catalogue.
+    // Anything else (a SKU not remembered, a price the order does not
+    // match, an old price, a taken key) goes the careful way: read the key,
+    // the SKUs and the prices in one round trip, answer a replay before
+    // anything else, then unknown SKUs, then price and write.
+    let mut priced = state
+        .prices
+        .get(&skus)
+        .and_then(|prices| pricing::price(&new.items, &sent, &new.currency, &prices).ok());
+    for _ in 0..3 {
+        let (items, total) = match priced.take() {
+            Some(priced) => priced,
+            None => {
+                let mut conn = state.pool.acquire().await?;
+                let checks = db::admission(&mut conn, key.as_deref(), &skus).await?;
+                if let Some(existing) = checks.existing {
+                    if let Some(existing) = db::fetch_order(&mut conn, existing, false).await? {
+                        return replay(&existing, &hash);
+                    }
+                }
+                refuse_unknown(checks.unknown_skus)?;
+                state.prices.remember(&checks.prices);
+                pricing::price(&new.items, &sent, &new.currency, &checks.prices)
+                    .map_err(|e| price_error(e, &new.currency))?
+            }
+        };
+        let order = acceptance::ValidatedOrder {
+            items,
+            total,
+            ..new.clone()
+        };
+        let now = Utc::now();
+        let id = Uuid::now_v7();
+        let created = acceptance::order_created(id, &order);
+        let row = OrderRow::pending(
+            id,
+            now,
+            now + state.timeout,
+            order,
+            metadata.clone(),
+            key.clone(),
+            hash.clone(),
+        );
+        let mut envelope = Envelope::new(SOURCE, id.to_string(), created);
+        envelope.metadata = row.metadata.0.clone();
+        // Built here, in the request's span: the event carries its trace.
+        let new_order = Arc::new(db::NewOrder::new(
+            &state.topics,
+            row,
+            &envelope,
+            Some(&trace.child()),
+        )?);
+        match write(&state, &new_order, key.is_some()).await? {
+            db::Inserted::Created => {
+                let order = new_order.order();
+                crate::domain::metrics::order_created();
+                tracing::info!(order_id = %order.id, customer_id = %order.customer_id, total = order.total,
+                    currency = %order.currency, lines = order.items.0.len(), "order accepted");
+                return Ok(accepted(order.id, Status::Pending, false));
+            }
+            // Another request with the key won a race: the next turn
+            // answers from its order.
+            db::Inserted::KeyTaken => {}
+            db::Inserted::Stale => {
+                tracing::debug!(order_id = %id, "a catalogue price changed; pricing the order again");
+                state.prices.forget(&skus);
             }
         }
-        refuse_unknown(checks.unknown_skus)?;
-        let sent: Vec<Option<i64>> = req.items.iter().map(|i| i.unit_price).collect();
-        let (items, total) = pricing::price(&new.items, &sent, &new.currency, &checks.prices)
-            .map_err(|e| price_error(e, &new.currency))?;
-        new.items = items;
-        new.total = total;
     }
-
-    let now = Utc::now();
-    let id = Uuid::now_v7();
-    let created = acceptance::order_created(id, &new);
-    let order = OrderRow::pending(
-        id,
-        now,
-        now + state.timeout,
-        new,
-        metadata,
-        key.clone(),
-        hash.clone(),
-    );
-    let mut envelope = Envelope::new(SOURCE, id.to_string(), created);
-    envelope.metadata = order.metadata.0.clone();
-
-    // Built here, in the request's span: the event carries its trace.
-    let new_order = Arc::new(db::NewOrder::new(
-        &state.topics,
-        order,
-        &envelope,
-        Some(&trace.child()),
-    )?);
-    write(&state, new_order, key.as_deref(), &hash, &skus).await
+    Err(ApiError::internal(
+        "the order could not be written: its key or its prices kept changing",
+    ))
 }
 
 /// Writes `new_order`: the order with its event is one statement
 /// (committed alone or with concurrent orders, see `writer`). Two requests
 /// with one key may race: the loser's insert does nothing (or hits the
-/// unique index), and on its next turn it answers from the winner's order.
+/// unique index), and is told the key is taken.
 async fn write(
     state: &AppState,
-    new_order: Arc<db::NewOrder>,
-    key: Option<&str>,
-    hash: &str,
-    skus: &[String],
-) -> Result<Response, ApiError> {
-    let order = new_order.order();
-    for attempt in 0..3 {
-        if attempt > 0 {
-            let mut conn = state.pool.acquire().await?;
-            let checks = db::admission(&mut conn, key, skus).await?;
-            if let Some(existing) = checks.existing {
-                if let Some(existing) = db::fetch_order(&mut conn, existing, false).await? {
-                    return replay(&existing, hash);
-                }
-            }
+    new_order: &Arc<db::NewOrder>,
+    has_key: bool,
+) -> Result<db::Inserted, ApiError> {
+    let inserted = match state.writer.create(Arc::clone(new_order)).await {
+        Ok(inserted) => inserted,
+        Err(db::StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+            db::Inserted::KeyTaken
         }
-        let created = state.writer.create(Arc::clone(&new_order)).await;
-        let inserted = match created {
-            Ok(inserted) => inserted,
-            Err(db::StoreError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
-                false
-            }
-            Err(e) => return Err(e.into()),
-        };
-        if !inserted {
-            if key.is_none() {
-                return Err(ApiError::internal("order insert conflicted without a key"));
-            }
-            continue;
-        }
-        crate::domain::metrics::order_created();
-        tracing::info!(order_id = %order.id, customer_id = %order.customer_id, total = order.total,
-            currency = %order.currency, lines = order.items.0.len(), "order accepted");
-        return Ok(accepted(order.id, Status::Pending, false));
+        Err(e) => return Err(e.into()),
+    };
+    if inserted == db::Inserted::KeyTaken && !has_key {
+        return Err(ApiError::internal("order insert conflicted without a key"));
     }
-    Err(ApiError::internal(
-        "idempotency key conflict could not be resolved",
-    ))
+    Ok(inserted)
 }
 
 /// 422 `unknown_sku` naming `unknown`, unless it is empty.

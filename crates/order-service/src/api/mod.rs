@@ -69,6 +69,8 @@ pub struct AppState {
     pub timeout: TimeDelta,
     /// Writes new orders, committing concurrent ones together.
     pub writer: OrderWriter,
+    /// The catalogue prices this process last read.
+    pub prices: Arc<db::PriceCache>,
 }
 
 /// The document's title, description and tags; the operations come from

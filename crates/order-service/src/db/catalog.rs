@@ -1,5 +1,6 @@
-//! The SKU catalogue learned from `InventoryAdjusted`, and the checks that
-//! admit an order (idempotency key, known SKUs, prices) in one round trip.
+//! The SKU catalogue learned from `InventoryAdjusted`, the checks that
+//! admit an order (idempotency key, known SKUs, prices) in one round trip,
+//! and the prices a process remembers from them.
 
 use super::*;
 
@@ -49,6 +50,71 @@ pub async fn admission(
         unknown_skus,
         prices,
     })
+}
+
+/// The catalogue prices this process last read, so that a new order can be
+/// priced without reading them first. Only the catalogue table is trusted:
+/// [`NewOrder::insert`](super::NewOrder::insert) writes an order only if
+/// its prices are still the table's, and the request reads the table when
+/// it does not (another instance of the service, or this one's consumer,
+/// may have learnt a new price since). Filled from admission reads only.
+#[derive(Debug, Default)]
+pub struct PriceCache {
+    prices: std::sync::RwLock<HashMap<String, Option<(i64, String)>>>,
+}
+
+impl PriceCache {
+    /// Most SKUs kept; past it the cache starts again from empty.
+    pub const MAX_SKUS: usize = 65_536;
+
+    /// The remembered prices of `skus`, if every one of them is remembered.
+    pub fn get(&self, skus: &[String]) -> Option<HashMap<String, Option<(i64, String)>>> {
+        let prices = self
+            .prices
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        skus.iter()
+            .map(|sku| prices.get(sku).map(|p| (sku.clone(), p.clone())))
+            .collect()
+    }
+
+    /// Remembers `read`, prices as the catalogue table gave them.
+    pub fn remember(&self, read: &HashMap<String, Option<(i64, String)>>) {
+        let mut prices = self
+            .prices
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if prices.len() + read.len() > Self::MAX_SKUS {
+            prices.clear();
+        }
+        for (sku, price) in read {
+            prices.insert(sku.clone(), price.clone());
+        }
+    }
+
+    /// Forgets `skus` (one of their prices turned out to be old).
+    pub fn forget(&self, skus: &[String]) {
+        let mut prices = self
+            .prices
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for sku in skus {
+            prices.remove(sku);
+        }
+    }
+
+    /// How many SKUs are remembered.
+    pub fn len(&self) -> usize {
+        self.prices
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A SKU as the catalogue knows it.
@@ -101,4 +167,44 @@ pub async fn upsert_catalog(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prices(entries: &[(&str, Option<i64>)]) -> HashMap<String, Option<(i64, String)>> {
+        entries
+            .iter()
+            .map(|(sku, p)| (sku.to_string(), p.map(|p| (p, "EUR".to_owned()))))
+            .collect()
+    }
+
+    #[test]
+    fn the_cache_answers_only_for_orders_whose_every_sku_it_knows() {
+        let cache = PriceCache::default();
+        let skus = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(cache.get(&skus(&["A"])), None);
+        cache.remember(&prices(&[("A", Some(100)), ("B", None)]));
+        assert_eq!(
+            cache.get(&skus(&["A", "B"])),
+            Some(prices(&[("A", Some(100)), ("B", None)]))
+        );
+        assert_eq!(cache.get(&skus(&["A", "C"])), None, "C was never read");
+        cache.remember(&prices(&[("A", Some(250))]));
+        assert_eq!(cache.get(&skus(&["A"])), Some(prices(&[("A", Some(250))])));
+        cache.forget(&skus(&["A"]));
+        assert_eq!(cache.get(&skus(&["A"])), None);
+        assert_eq!(cache.get(&skus(&["B"])), Some(prices(&[("B", None)])));
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let cache = PriceCache::default();
+        for i in 0..PriceCache::MAX_SKUS + 10 {
+            cache.remember(&prices(&[(&format!("S-{i}"), Some(1))]));
+            assert!(cache.len() <= PriceCache::MAX_SKUS);
+        }
+        assert!(!cache.is_empty());
+    }
 }

@@ -1,5 +1,6 @@
 //! Writing a new order with its first event: the row, its timeline entry
-//! and its outbox row in one statement.
+//! and its outbox row in one statement, which also checks that the order's
+//! lines carry the catalogue's current prices.
 
 use super::*;
 
@@ -56,6 +57,22 @@ pub struct NewOrder {
     order: OrderRow,
     timeline: TimelineRows,
     events: outbox::Rows,
+    /// Each SKU of the order once, and the unit price its lines carry.
+    skus: Vec<String>,
+    prices: Vec<i64>,
+}
+
+/// What [`NewOrder::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// The order and its event are written.
+    Created,
+    /// Nothing is written: another order holds the idempotency key.
+    KeyTaken,
+    /// Nothing is written: a line's price is not the catalogue's (any
+    /// more), or its SKU is not in the catalogue. The idempotency key may
+    /// be taken too.
+    Stale,
 }
 
 impl NewOrder {
@@ -70,10 +87,25 @@ impl NewOrder {
         timeline.push(order.id, created);
         let mut events = outbox::Rows::default();
         events.push(topics, &order.id.to_string(), created, trace)?;
+        let mut skus: Vec<String> = Vec::with_capacity(order.items.0.len());
+        let mut prices = Vec::with_capacity(order.items.0.len());
+        for line in &order.items.0 {
+            match skus.iter().position(|s| *s == line.sku) {
+                // A SKU on two lines at two prices cannot both be the
+                // catalogue's: keep both, so the check fails.
+                Some(i) if prices[i] == line.unit_price => {}
+                _ => {
+                    skus.push(line.sku.clone());
+                    prices.push(line.unit_price);
+                }
+            }
+        }
         Ok(Self {
             order,
             timeline,
             events,
+            skus,
+            prices,
         })
     }
 
@@ -82,18 +114,28 @@ impl NewOrder {
         &self.order
     }
 
-    /// Writes the order, its timeline row and its event in one statement;
-    /// `false` when another order already holds its idempotency key
-    /// (nothing is written then).
-    pub async fn insert(&self, conn: &mut PgConnection) -> Result<bool, StoreError> {
+    /// Writes the order, its timeline row and its event in one statement,
+    /// if every SKU of the order is in the catalogue at the unit price and
+    /// in the currency its lines carry, and no other order holds its
+    /// idempotency key; otherwise nothing is written. The prices are
+    /// checked in the statement's snapshot, so an order is never written at
+    /// a price the catalogue had already replaced, however the caller
+    /// learnt the prices.
+    pub async fn insert(&self, conn: &mut PgConnection) -> Result<Inserted, StoreError> {
         let o = &self.order;
         let t = &self.timeline;
-        let created = orderflow_events::query_queueing!(
-            with: "created AS (INSERT INTO orders (id, status, reason, reason_code, customer_id, \
+        let row = orderflow_events::query_queueing!(
+            with: "fresh AS (SELECT count(*) = cardinality($32::text[]) AS ok FROM catalog c \
+                   JOIN unnest($32::text[], $33::int8[]) AS p (sku, price) \
+                   ON c.sku = p.sku AND c.price = p.price AND c.currency = $20::text), \
+                 created AS (INSERT INTO orders (id, status, reason, reason_code, customer_id, \
                    email, currency, items, total, shipping_address, payment_token, payment_method_id, \
                    metadata, idempotency_key, request_hash, created_at, updated_at, deadline_at) \
-                   VALUES ($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, \
-                   $29, $30, $31) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
+                   SELECT $14::uuid, $15::text, $16::text, $17::text, $18::text, $19::text, $20::text, \
+                   $21::jsonb, $22::int8, $23::jsonb, $24::text, $25::text, $26::jsonb, $27::text, \
+                   $28::text, $29::timestamptz, $30::timestamptz, $31::timestamptz \
+                   WHERE (SELECT ok FROM fresh) \
+                   ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
                  timeline AS (INSERT INTO order_timeline (event_id, order_id, event_type, source, \
                    correlation_id, causation_id, occurred_at) \
                    SELECT * FROM unnest($7::uuid[], $8::uuid[], $9::text[], $10::text[], $11::text[], \
@@ -102,7 +144,8 @@ impl NewOrder {
             // The timeline row and the event need the order: they only go
             // in with it.
             when: "EXISTS (SELECT 1 FROM created)",
-            then: "SELECT count(*) AS \"created!\" FROM created",
+            then: "SELECT (SELECT count(*) FROM created) AS \"created!\", \
+                   (SELECT ok FROM fresh) AS \"fresh!\"",
             rows: &self.events,
             &t.event_ids,
             &t.order_ids,
@@ -129,10 +172,17 @@ impl NewOrder {
             o.created_at,
             o.updated_at,
             o.deadline_at,
+            &self.skus,
+            &self.prices,
         )
         .fetch_one(conn)
-        .await?
-        .created;
-        Ok(created == 1)
+        .await?;
+        Ok(if row.created == 1 {
+            Inserted::Created
+        } else if row.fresh {
+            Inserted::KeyTaken
+        } else {
+            Inserted::Stale
+        })
     }
 }

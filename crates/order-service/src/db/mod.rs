@@ -34,9 +34,9 @@ pub mod journal;
 mod read;
 pub mod writer;
 
-pub use catalog::{admission, catalog_entry, upsert_catalog, Admission, CatalogEntry};
+pub use catalog::{admission, catalog_entry, upsert_catalog, Admission, CatalogEntry, PriceCache};
 pub use change::{apply_transition, cancel_request, Cause, Change, Clock};
-pub use create::NewOrder;
+pub use create::{Inserted, NewOrder};
 pub use deadline::{mark_stalled, overdue_orders, stalled_by_status};
 pub use read::{last_event_id, list_orders, timeline, ListFilter};
 

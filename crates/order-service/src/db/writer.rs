@@ -17,7 +17,7 @@ use std::sync::Arc;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::db::{NewOrder, StoreError};
+use crate::db::{Inserted, NewOrder, StoreError};
 
 /// Most orders in one transaction.
 pub const MAX_BATCH: usize = 64;
@@ -25,9 +25,8 @@ pub const MAX_BATCH: usize = 64;
 /// Lanes writing at once (each holds a pooled connection while it writes).
 pub const LANES: usize = 2;
 
-/// What an order's request gets back: `Ok(false)` when another order holds
-/// its idempotency key.
-type Outcome = Result<bool, StoreError>;
+/// What an order's request gets back.
+type Outcome = Result<Inserted, StoreError>;
 
 struct Job {
     order: Arc<NewOrder>,
@@ -52,8 +51,8 @@ impl OrderWriter {
         Self { jobs }
     }
 
-    /// Writes `order`, returning once it is committed (`true`), or
-    /// `false` when another order already holds its idempotency key.
+    /// Writes `order`, returning once it is committed
+    /// ([`Inserted::Created`]), or what kept it from being written.
     pub async fn create(&self, order: Arc<NewOrder>) -> Outcome {
         let (done, outcome) = oneshot::channel();
         self.jobs
@@ -118,7 +117,7 @@ async fn write(pool: &PgPool, batch: Vec<Job>) {
 }
 
 enum Together {
-    Committed(Vec<bool>),
+    Committed(Vec<Inserted>),
     /// Nothing was written.
     RolledBack(StoreError),
     /// The outcome is unknown.

@@ -16,7 +16,7 @@ use sqlx::types::Json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use order_service::db::{self, NewOrder, OrderRow, StoreError};
+use order_service::db::{self, Inserted, NewOrder, OrderRow, StoreError};
 use order_service::domain::saga::Status;
 use order_service::handlers::{OnInventoryAdjusted, OnSagaEvents, ORDER_CONFIRMATION};
 
@@ -30,16 +30,37 @@ async fn create_order(
     created: &Envelope,
     trace: Option<&TraceContext>,
 ) -> Result<bool, StoreError> {
-    NewOrder::new(topics, o.clone(), created, trace)?
+    let inserted = NewOrder::new(topics, o.clone(), created, trace)?
         .insert(conn)
-        .await
+        .await?;
+    assert_ne!(
+        inserted,
+        Inserted::Stale,
+        "the test orders are priced right"
+    );
+    Ok(inserted == Inserted::Created)
 }
 
+/// A fresh database with the service's tables, and `SKU-1` in the
+/// catalogue at 1.00 EUR (the price of [`order_row`]'s line).
 async fn database() -> TestDatabase {
     let db = TestDatabase::new().await;
     let mut m = sqlx::migrate!();
     m.set_ignore_missing(true);
     m.run(&db.pool).await.expect("order migrations");
+    let mut conn = db.pool.acquire().await.expect("conn");
+    db::upsert_catalog(
+        &mut conn,
+        "SKU-1",
+        &db::CatalogEntry {
+            available: 1_000,
+            price: Some(100),
+            currency: Some("EUR".into()),
+        },
+        Utc::now(),
+    )
+    .await
+    .expect("catalogue");
     db
 }
 
@@ -139,9 +160,17 @@ async fn concurrent_new_orders_commit_together_and_keys_stay_unique() {
     // On this single-threaded runtime every order is queued before a lane
     // runs, so one lane takes them all.
     let outcomes = futures::future::join_all(orders.into_iter().map(|o| writer.create(o))).await;
-    let inserted: Vec<bool> = outcomes.into_iter().map(|o| o.expect("write")).collect();
-    assert_eq!(&inserted[..20], &[true; 20], "the first use of each key");
-    assert_eq!(&inserted[20..], &[false; 20], "the second use of each key");
+    let inserted: Vec<Inserted> = outcomes.into_iter().map(|o| o.expect("write")).collect();
+    assert_eq!(
+        &inserted[..20],
+        &[Inserted::Created; 20],
+        "the first use of each key"
+    );
+    assert_eq!(
+        &inserted[20..],
+        &[Inserted::KeyTaken; 20],
+        "the second use of each key"
+    );
 
     let count = |sql: &'static str| {
         let pool = db.pool.clone();
@@ -169,11 +198,14 @@ async fn a_failing_order_fails_alone_in_a_batch() {
     let topics = TopicCatalog::with_prefix("");
     let (taken, created) = order_row(None);
     let mut conn = db.pool.acquire().await.expect("conn");
-    assert!(db::NewOrder::new(&topics, taken.clone(), &created, None)
-        .expect("new order")
-        .insert(&mut conn)
-        .await
-        .expect("first write"));
+    assert_eq!(
+        db::NewOrder::new(&topics, taken.clone(), &created, None)
+            .expect("new order")
+            .insert(&mut conn)
+            .await
+            .expect("first write"),
+        Inserted::Created
+    );
     drop(conn);
     // The second order reuses the first one's id: its insert fails (not an
     // idempotency key conflict), and rolls back the batch it is in.
@@ -194,7 +226,7 @@ async fn a_failing_order_fails_alone_in_a_batch() {
                 assert!(e.is_unique_violation(), "{e}")
             }
             (1, other) => panic!("the order with a taken id: {other:?}"),
-            (_, Ok(true)) => {}
+            (_, Ok(Inserted::Created)) => {}
             (i, other) => panic!("order {i}: {other:?}"),
         }
     }
@@ -203,6 +235,90 @@ async fn a_failing_order_fails_alone_in_a_batch() {
         .await
         .expect("count");
     assert_eq!(orders, 9, "the first order and the eight others");
+}
+
+#[tokio::test]
+async fn an_order_is_written_only_at_the_catalogues_current_prices() {
+    let db = database().await;
+    let topics = TopicCatalog::with_prefix("");
+    let mut conn = db.pool.acquire().await.expect("conn");
+    let count = |sql: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .expect(sql)
+        }
+    };
+    let insert = |order: OrderRow, created: Envelope| {
+        let (topics, pool) = (topics.clone(), db.pool.clone());
+        async move {
+            NewOrder::new(&topics, order, &created, None)
+                .expect("new order")
+                .insert(&mut pool.acquire().await.expect("conn"))
+                .await
+                .expect("insert")
+        }
+    };
+    let priced = |price: i64, currency: &str, sku: &str, key: Option<&str>| {
+        let (mut order, created) = order_row(key.map(str::to_owned));
+        order.items.0[0].unit_price = price;
+        order.items.0[0].sku = sku.to_owned();
+        order.currency = currency.to_owned();
+        (order, created)
+    };
+
+    // An old price, another currency, a SKU the catalogue does not have:
+    // nothing is written.
+    for (price, currency, sku) in [
+        (99, "EUR", "SKU-1"),
+        (100, "GBP", "SKU-1"),
+        (100, "EUR", "SKU-NEW"),
+    ] {
+        let (order, created) = priced(price, currency, sku, Some("k-1"));
+        assert_eq!(
+            insert(order, created).await,
+            Inserted::Stale,
+            "{price} {currency} {sku}"
+        );
+    }
+    assert_eq!(count("SELECT count(*) FROM orders").await, 0);
+    assert_eq!(count("SELECT count(*) FROM order_timeline").await, 0);
+    assert_eq!(count("SELECT count(*) FROM outbox").await, 0);
+
+    // Two lines of one SKU at two prices cannot both be the catalogue's.
+    let (mut order, created) = priced(100, "EUR", "SKU-1", None);
+    let mut second = order.items.0[0].clone();
+    second.unit_price = 99;
+    order.items.0.push(second);
+    assert_eq!(insert(order, created).await, Inserted::Stale);
+
+    // The current price: written; the key again: taken.
+    let (order, created) = priced(100, "EUR", "SKU-1", Some("k-1"));
+    assert_eq!(insert(order, created).await, Inserted::Created);
+    let (order, created) = priced(100, "EUR", "SKU-1", Some("k-1"));
+    assert_eq!(insert(order, created).await, Inserted::KeyTaken);
+
+    // The price changes: the old one is refused, the new one written.
+    db::upsert_catalog(
+        &mut conn,
+        "SKU-1",
+        &db::CatalogEntry {
+            available: 1_000,
+            price: Some(250),
+            currency: Some("EUR".into()),
+        },
+        Utc::now() + TimeDelta::seconds(1),
+    )
+    .await
+    .expect("new price");
+    let (order, created) = priced(100, "EUR", "SKU-1", Some("k-2"));
+    assert_eq!(insert(order, created).await, Inserted::Stale);
+    let (order, created) = priced(250, "EUR", "SKU-1", Some("k-2"));
+    assert_eq!(insert(order, created).await, Inserted::Created);
+    assert_eq!(count("SELECT count(*) FROM orders").await, 2);
+    assert_eq!(count("SELECT count(*) FROM outbox").await, 2);
 }
 
 /// `event`, caused by `cause`, as the consumer hands it to a handler.
