@@ -17,11 +17,14 @@
 //! - It wakes on `NOTIFY` from [`outbox::enqueue`](crate::outbox::enqueue)
 //!   and also polls, in case a notification is missed. After a read finds
 //!   less than a batch it reads again only when notified (or at the poll),
-//!   also while batches are in flight; a settled batch's rows go in one
-//!   `DELETE` without a transaction around it; and both statements are
-//!   prepared once on the leader's session, which plans each execution
-//!   with its parameters. A wake-up for one row costs its database two
-//!   round trips (read, delete).
+//!   also while batches are in flight. A settled batch's rows are deleted
+//!   by the next read, in its statement (`WITH … DELETE`), or in one
+//!   `DELETE` of their own, without a transaction around it, before the
+//!   relay waits with nothing in flight (or once a batch's worth is
+//!   waiting); both statements are prepared once on the leader's session,
+//!   which plans each execution with its parameters. A wake-up for one row
+//!   costs its database two round trips (read, delete) when the relay then
+//!   waits, one when another read follows.
 //! - Each record gets a producer span `publish <topic>`, a child of the trace
 //!   context stored with the row; the record's `traceparent` header carries
 //!   that span's context (the stored one when OpenTelemetry is not active).
@@ -199,6 +202,7 @@ impl Relay {
                     break;
                 }
             }
+            let _ = self.delete_acknowledged(conn, &mut pipe).await;
         }
         release(leader.take()).await;
         // Flushing and destroying the producer block (up to the timeout when

@@ -1,7 +1,9 @@
 //! The batches in flight: the oldest rows not yet sent are read, encoded
 //! and handed to the producer while earlier batches are acknowledged; then
-//! each batch is settled in the order it was sent (rows deleted, or kept
-//! for the next try).
+//! each batch is settled in the order it was sent (rows to delete, or kept
+//! for the next try). Rows the broker acknowledged are deleted by the next
+//! read, in the same statement, or before the relay waits with nothing in
+//! flight, whichever comes first.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -69,13 +71,20 @@ pub(super) struct Pipeline {
     pub(super) failed: usize,
     /// Stops sending: returned once the batches in flight are settled.
     pub(super) error: Option<BatchError>,
+    /// Rows the broker acknowledged, not deleted yet: the next read deletes
+    /// them in its statement, or [`Relay::delete_acknowledged`] before the
+    /// relay waits, or when there are a batch's worth.
+    pub(super) acknowledged: Vec<i64>,
 }
 
 impl Pipeline {
-    fn in_flight_ids(&self) -> Vec<i64> {
+    /// The rows a read must skip: in flight, or acknowledged and about to
+    /// be deleted.
+    fn skipped_ids(&self) -> Vec<i64> {
         self.in_flight
             .iter()
             .flat_map(|b| b.rows.iter().map(|r| r.id))
+            .chain(self.acknowledged.iter().copied())
             .collect()
     }
 }
@@ -120,6 +129,9 @@ impl Relay {
         }
         let room = pipe.error.is_none() && pipe.in_flight.len() < window;
         let Some(oldest) = pipe.in_flight.front_mut() else {
+            // Nothing in flight: the relay waits or backs off next, so the
+            // acknowledged rows go now.
+            self.delete_acknowledged(conn, pipe).await?;
             return match pipe.error.take() {
                 Some(BatchError::Publish(e)) => Err(BatchError::Publish(format!(
                     "{} records not acknowledged or held back behind one of their key: {e}",
@@ -154,27 +166,45 @@ impl Relay {
         Ok(true)
     }
 
-    /// Reads the oldest rows not in flight, encodes them and hands them to
-    /// the producer; `None` when there are none.
+    /// Deletes the acknowledged rows not deleted yet.
+    pub(super) async fn delete_acknowledged(
+        &self,
+        conn: &mut PoolConnection<Postgres>,
+        pipe: &mut Pipeline,
+    ) -> Result<(), BatchError> {
+        if !pipe.acknowledged.is_empty() {
+            delete_done(conn, &pipe.acknowledged).await?;
+            pipe.acknowledged.clear();
+        }
+        Ok(())
+    }
+
+    /// Deletes the acknowledged rows and reads the oldest rows not in
+    /// flight, in one statement; encodes them and hands them to the
+    /// producer. `None` when there are none.
     async fn send_next(
         &mut self,
         conn: &mut PoolConnection<Postgres>,
-        pipe: &Pipeline,
+        pipe: &mut Pipeline,
     ) -> Result<Option<InFlight>, BatchError> {
         // Rows in flight are skipped by id, not by a cursor: a row whose
         // transaction committed late has a lower id than rows already sent
-        // and must not wait until the pipeline drains. The leader's
-        // connection plans every execution with its parameters (see
-        // `Relay::try_lead`), so the planner sees the array (a hashed
-        // lookup, not a scan of it) in a statement prepared once.
+        // and must not wait until the pipeline drains. The rows deleted by
+        // the statement are still in its snapshot, so they are skipped too.
+        // The leader's connection plans every execution with its parameters
+        // (see `Relay::try_lead`), so the planner sees the arrays (a hashed
+        // lookup, not a scan of them) in a statement prepared once.
         let rows = sqlx::query(
-            "SELECT id, event_id, topic, partition_key, envelope, headers FROM outbox \
+            "WITH gone AS (DELETE FROM outbox WHERE id = ANY($3)) \
+             SELECT id, event_id, topic, partition_key, envelope, headers FROM outbox \
              WHERE id <> ALL($2) ORDER BY id LIMIT $1",
         )
         .bind(self.opts.batch_size)
-        .bind(pipe.in_flight_ids())
+        .bind(pipe.skipped_ids())
+        .bind(&pipe.acknowledged)
         .fetch_all(&mut **conn)
         .await?;
+        pipe.acknowledged.clear();
         if rows.is_empty() {
             return Ok(None);
         }
@@ -295,11 +325,15 @@ impl Relay {
         let moved: Vec<&(i64, String)> =
             broken.iter().filter(|(id, _)| done.contains(id)).collect();
         if moved.is_empty() {
-            // One statement, committed on its own: no BEGIN / COMMIT round
-            // trips for the usual batch.
-            delete_done(conn, &done).await?;
+            // Deleted by the next read's statement (no round trip of its
+            // own for the usual batch), or before the relay waits.
+            pipe.acknowledged.extend(done);
+            if pipe.acknowledged.len() as i64 >= self.opts.batch_size {
+                self.delete_acknowledged(conn, pipe).await?;
+            }
             return Ok(());
         }
+        done.append(&mut pipe.acknowledged);
         let mut tx = sqlx::Acquire::begin(&mut **conn).await?;
         for (id, reason) in moved {
             sqlx::query!(
