@@ -8,6 +8,9 @@
 //!   batches are settled in the order they were sent. One producer sends
 //!   them all, so each partition keeps the outbox order. A row is deleted
 //!   only when it and every earlier row of the same key were acknowledged.
+//!   A row is not sent while a row of its topic and key is in an earlier
+//!   batch not yet settled (`pipeline.rs`): a later record of a key must
+//!   never reach the broker after an earlier one failed.
 //!   After a failed delivery no new batch is sent until those in flight are
 //!   settled; then the relay retries from the oldest row left. A crash
 //!   anywhere re-publishes, never loses: consumers drop the duplicates

@@ -4,6 +4,14 @@
 //! for the next try). Rows the broker acknowledged are deleted by the next
 //! read, in the same statement, or before the relay waits with nothing in
 //! flight, whichever comes first.
+//!
+//! A row is not sent while a row of its topic and key is in an earlier
+//! batch not yet settled. The client times a partition's records out
+//! oldest first, each at its own deadline: had both been sent, a broker
+//! back between the two deadlines would take the later record after the
+//! earlier one failed, and the consumers would apply them out of order.
+//! Rows of one key in one batch are handed to the producer back to back,
+//! their deadlines microseconds apart.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -21,6 +29,7 @@ use crate::trace_context::TraceContext;
 
 pub(super) struct Row_ {
     id: i64,
+    topic: String,
     key: String,
     record: Option<Prepared>,
 }
@@ -75,6 +84,9 @@ pub(super) struct Pipeline {
     /// them in its statement, or [`Relay::delete_acknowledged`] before the
     /// relay waits, or when there are a batch's worth.
     pub(super) acknowledged: Vec<i64>,
+    /// The last read held rows back behind a batch in flight with their
+    /// topic and key: read again once a batch is settled.
+    pub(super) held_back: bool,
 }
 
 impl Pipeline {
@@ -85,6 +97,15 @@ impl Pipeline {
             .iter()
             .flat_map(|b| b.rows.iter().map(|r| r.id))
             .chain(self.acknowledged.iter().copied())
+            .collect()
+    }
+
+    /// The topics and keys of the rows in flight: a row of one of them
+    /// waits until that batch is settled.
+    fn keys_in_flight(&self) -> HashSet<(&str, &str)> {
+        self.in_flight
+            .iter()
+            .flat_map(|b| b.rows.iter().map(|r| (r.topic.as_str(), r.key.as_str())))
             .collect()
     }
 }
@@ -113,14 +134,12 @@ impl Relay {
         if pipe.error.is_none() && pipe.in_flight.len() < window && !pipe.drained {
             match self.send_next(conn, pipe).await {
                 Ok(Some(batch)) => {
-                    // A short batch took every row there was.
-                    pipe.drained = (batch.rows.len() as i64) < self.opts.batch_size;
                     pipe.in_flight.push_back(batch);
                     if pipe.in_flight.len() < window && !pipe.drained {
                         return Ok(true);
                     }
                 }
-                Ok(None) => pipe.drained = true,
+                Ok(None) => {}
                 // Nothing of this batch was sent: settle what was before
                 // returning the error.
                 Err(e @ BatchError::Encode(_)) => pipe.error = Some(e),
@@ -163,6 +182,10 @@ impl Relay {
             .pop_front()
             .expect("the oldest batch was looked at above");
         self.settle(conn, oldest, pipe).await?;
+        if std::mem::take(&mut pipe.held_back) {
+            // The rows held back may go now.
+            pipe.drained = false;
+        }
         Ok(true)
     }
 
@@ -181,7 +204,10 @@ impl Relay {
 
     /// Deletes the acknowledged rows and reads the oldest rows not in
     /// flight, in one statement; encodes them and hands them to the
-    /// producer. `None` when there are none.
+    /// producer, but for rows whose topic and key are in a batch in flight
+    /// (held back). `None` when there is nothing to send. Sets
+    /// `pipe.drained` when the read took every row there was, or held rows
+    /// back (read again after a settle or a notification, not at once).
     async fn send_next(
         &mut self,
         conn: &mut PoolConnection<Postgres>,
@@ -205,17 +231,23 @@ impl Relay {
         .fetch_all(&mut **conn)
         .await?;
         pipe.acknowledged.clear();
-        if rows.is_empty() {
-            return Ok(None);
-        }
+        let busy = pipe.keys_in_flight();
         let mut batch = Vec::with_capacity(rows.len());
         let mut broken = Vec::new();
-        for row in rows {
+        let mut held = 0;
+        for row in &rows {
             let id: i64 = row.get("id");
+            let topic: String = row.get("topic");
             let key: String = row.get("partition_key");
-            match self.to_record(&row).await {
+            if busy.contains(&(topic.as_str(), key.as_str())) {
+                // After it, in this read, every row of its key is held too.
+                held += 1;
+                continue;
+            }
+            match self.to_record(row).await {
                 Ok(record) => batch.push(Row_ {
                     id,
+                    topic,
                     key,
                     record: Some(record),
                 }),
@@ -225,11 +257,25 @@ impl Relay {
                     broken.push((id, e.to_string()));
                     batch.push(Row_ {
                         id,
+                        topic,
                         key,
                         record: None,
                     });
                 }
             }
+        }
+        drop(busy);
+        // A short read took every row there was.
+        pipe.drained = (rows.len() as i64) < self.opts.batch_size || held > 0;
+        if held > 0 {
+            pipe.held_back = true;
+            tracing::debug!(
+                held,
+                "outbox rows held back behind a batch in flight with their topic and key"
+            );
+        }
+        if batch.is_empty() {
+            return Ok(None);
         }
         if self.opts.crash_at == Some(CrashPoint::BeforePublish) {
             return Err(BatchError::Crash("before publish"));
@@ -387,5 +433,50 @@ pub(super) enum BatchError {
 impl From<sqlx::Error> for BatchError {
     fn from(e: sqlx::Error) -> Self {
         BatchError::Database(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: i64, topic: &str, key: &str) -> Row_ {
+        Row_ {
+            id,
+            topic: topic.to_owned(),
+            key: key.to_owned(),
+            record: None,
+        }
+    }
+
+    fn batch(rows: Vec<Row_>) -> InFlight {
+        InFlight {
+            sends: rows.iter().map(|_| None).collect(),
+            rows,
+            broken: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_key_is_busy_while_a_batch_with_it_is_in_flight_on_its_topic() {
+        let mut pipe = Pipeline::default();
+        assert!(pipe.keys_in_flight().is_empty());
+        pipe.in_flight
+            .push_back(batch(vec![row(1, "orders", "a"), row(2, "audit", "b")]));
+        pipe.in_flight.push_back(batch(vec![row(3, "orders", "c")]));
+        pipe.acknowledged.push(4);
+        let busy = pipe.keys_in_flight();
+        for held in [("orders", "a"), ("audit", "b"), ("orders", "c")] {
+            assert!(busy.contains(&held), "{held:?} waits");
+        }
+        // The same key on another topic is another partition's order.
+        for free in [("audit", "a"), ("orders", "b"), ("orders", "d")] {
+            assert!(!busy.contains(&free), "{free:?} may go");
+        }
+        // Acknowledged rows hold nothing back; a settled batch frees its keys.
+        pipe.in_flight.pop_front();
+        let busy = pipe.keys_in_flight();
+        assert_eq!(busy, HashSet::from([("orders", "c")]));
+        assert_eq!(pipe.skipped_ids(), vec![3, 4]);
     }
 }

@@ -102,3 +102,76 @@ async fn events_written_during_a_broker_outage_arrive_in_order_once_it_is_back()
     relay.stop().await.expect("relay");
     consumer.stop().await.expect("consumer");
 }
+
+/// Records of `topic` the relay has handed to its producer (each counted
+/// once per send, in outbox order).
+fn handed_to_producer(topic: &str) -> u64 {
+    let line = format!("orderflow_relay_delay_seconds_count{{topic=\"{topic}\"}} ");
+    orderflow_events::metrics::encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .map_or(0, |n| n.parse().expect("a count"))
+}
+
+/// The producer times records out oldest first, each at its own deadline:
+/// had a key's second event been sent while its first waited for the
+/// broker, a broker back between their deadlines would take the second
+/// after the first failed. So the second waits for the first's
+/// acknowledgement; another key's event does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_next_event_waits_for_the_broker_to_acknowledge_the_one_before() {
+    let mut broker = OwnBroker::start().await;
+    let mut kafka = testing::kafka_config("events-key-wait");
+    kafka.bootstrap_servers = broker.bootstrap();
+    let env = Env::with_kafka(kafka, 3).await;
+    let relay = env.spawn_relay(RelayOptions::default());
+    let handler = TestHandler::default();
+    let consumer = env.spawn_consumer(&handler);
+    env.enqueue("warm-up", &shipped("warm-up", 0), None).await;
+    env.wait_applied(1).await;
+    let topic = env.topic();
+    assert_eq!(handed_to_producer(&topic), 1);
+
+    broker.kill();
+    env.enqueue("k", &shipped("k", 1), None).await;
+    testing::eventually("k's first event handed to the producer", WAIT, || async {
+        (handed_to_producer(&topic) == 2).then_some(())
+    })
+    .await;
+    // In one transaction, k's second event first: the read that finds j's
+    // event finds k's too, before it.
+    let mut tx = env.pool().begin().await.expect("begin");
+    for (key, event) in [("k", shipped("k", 2)), ("j", shipped("j", 1))] {
+        orderflow_events::outbox::enqueue(&mut tx, &env.catalog, key, &event, None)
+            .await
+            .expect("enqueue");
+    }
+    tx.commit().await.expect("commit");
+    testing::eventually("j's event handed to the producer", WAIT, || async {
+        (handed_to_producer(&topic) >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        handed_to_producer(&topic),
+        3,
+        "k's second event is not sent while its first is unacknowledged"
+    );
+    assert_eq!(env.count("SELECT count(*) FROM outbox").await, 3);
+
+    broker.restart().await;
+    env.wait_applied(4).await;
+    testing::eventually("outbox drained", WAIT, || async {
+        (env.count("SELECT count(*) FROM outbox").await == 0).then_some(())
+    })
+    .await;
+    let order: Vec<(String, i32)> = env
+        .applied_rows()
+        .await
+        .into_iter()
+        .map(|(_, key, seq)| (key, seq))
+        .filter(|(key, _)| key == "k")
+        .collect();
+    assert_eq!(order, [("k".to_owned(), 1), ("k".to_owned(), 2)]);
+    relay.stop().await.expect("relay");
+    consumer.stop().await.expect("consumer");
+}
