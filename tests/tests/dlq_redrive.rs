@@ -50,17 +50,7 @@ async fn quarantined_events_are_redriven_after_the_fix_and_applied_once() {
     let b = stack.create_order(&OrderBody::new(&sku, 1)).await;
     let dlq = format!("{}payment-events.dlq", stack.prefix);
     let group = format!("{}shipping-service", stack.prefix);
-    let summary = stack
-        .wait_for("both PaymentProcessed quarantined by shipping", || async {
-            let (ok, text) = stack.orderctl(&["dlq", "list", "--json"], &[]).await;
-            let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
-            if ok && v[&dlq]["byReason"]["quarantined"] == 2 {
-                Ok(v)
-            } else {
-                Err(text)
-            }
-        })
-        .await;
+    let summary = stack.wait_for_dead_letters(&dlq, "quarantined", 2).await;
     assert_eq!(summary[&dlq]["byGroup"][&group], 2, "{summary}");
     let depth = format!(r#"orderflow_dlq_records{{topic="{dlq}"}}"#);
     assert_eq!(shipping_metric(&stack, &depth).await, 2.0, "{depth}");

@@ -399,17 +399,7 @@ async fn an_operator_sends_a_dead_letter_back_from_the_page() {
     // The order is PAID once the order service has the event; shipping may
     // not have set it aside yet, and stopped before, it never would.
     let dlq = format!("{}payment-events.dlq", stack.prefix);
-    stack
-        .wait_for("PaymentProcessed quarantined by shipping", || async {
-            let (ok, text) = stack.orderctl(&["dlq", "list", "--json"], &[]).await;
-            let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
-            if ok && v[&dlq]["byReason"]["quarantined"] == 1 {
-                Ok(())
-            } else {
-                Err(text)
-            }
-        })
-        .await;
+    stack.wait_for_dead_letters(&dlq, "quarantined", 1).await;
 
     // The fix: shipping without the quarantine.
     stack.terminate(Service::Shipping).await;

@@ -155,6 +155,22 @@ impl Stack {
         .await
     }
 
+    /// Waits until `orderctl dlq list --json` counts `count` records with
+    /// `reason` on the dead-letter topic `dlq` (its full name); returns the
+    /// whole summary.
+    pub async fn wait_for_dead_letters(&self, dlq: &str, reason: &str, count: u64) -> Value {
+        self.wait_for(&format!("{count} {reason} record(s) on {dlq}"), || async {
+            let (ok, text) = self.orderctl(&["dlq", "list", "--json"], &[]).await;
+            let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+            if ok && v[dlq]["byReason"][reason] == count {
+                Ok(v)
+            } else {
+                Err(text)
+            }
+        })
+        .await
+    }
+
     /// Every e-mail the SMTP listener received so far.
     pub fn mails(&self) -> Vec<Mail> {
         read_maildir(self.maildir())
