@@ -8,6 +8,11 @@
 //! throughput (first enqueue to last apply) and the latency from each
 //! event's timestamp to its apply.
 //!
+//! With `BENCH_BACKLOG=1` the relay is stopped while the events are
+//! enqueued and started again afterwards: the catch-up after an outage,
+//! where a key's rows repeat across the relay's reads. The relay and
+//! end-to-end times then count from the relay's restart.
+//!
 //! Reads the same environment as the tests (`ORDERFLOW_TEST_DATABASE_URL`,
 //! `KAFKA_BOOTSTRAP_SERVERS`, `SCHEMA_REGISTRY_URL`); `BENCH_PARTITIONS`
 //! (default 8) sets the topic's partition count. `scripts/bench-events`
@@ -109,10 +114,12 @@ fn main() {
 async fn run() {
     let events = env_usize("BENCH_EVENTS", 20_000);
     let partitions = env_usize("BENCH_PARTITIONS", 8) as i32;
+    let backlog = env_usize("BENCH_BACKLOG", 0) != 0;
     let kafka = testing::kafka_config("events-bench");
     println!(
-        "pipeline bench: {events} events, transactions of {TX_SIZE}, {KEYS} keys, {partitions} partitions, \
+        "pipeline bench: {events} events{}, transactions of {TX_SIZE}, {KEYS} keys, {partitions} partitions, \
          kafka {}, registry {}",
+        if backlog { " (a backlog: enqueued with the relay stopped)" } else { "" },
         kafka.bootstrap_servers,
         testing::registry_url()
     );
@@ -138,18 +145,28 @@ async fn run() {
     );
 
     let shutdown = CancellationToken::new();
-    let relay = Relay::new(
-        db.pool.clone(),
-        &kafka,
-        codec.clone(),
-        RelayOptions::default(),
-    )
-    .expect("relay");
-    let relay = tokio::spawn(relay.run(shutdown.clone()));
+    let start_relay = |stop: CancellationToken| {
+        let relay = Relay::new(
+            db.pool.clone(),
+            &kafka,
+            codec.clone(),
+            RelayOptions::default(),
+        )
+        .expect("relay");
+        tokio::spawn(relay.run(stop))
+    };
+    let relay_stop = shutdown.child_token();
+    let mut relay = start_relay(relay_stop.clone());
     let sink = Sink::default();
     let group = format!("bench-{}", uuid::Uuid::new_v4().simple());
-    let consumer = EventConsumer::new(&kafka, &group, db.pool.clone(), codec, catalog.clone())
-        .on(EventType::OrderShipped, sink.clone());
+    let consumer = EventConsumer::new(
+        &kafka,
+        &group,
+        db.pool.clone(),
+        codec.clone(),
+        catalog.clone(),
+    )
+    .on(EventType::OrderShipped, sink.clone());
     let consumer = tokio::spawn(consumer.run(shutdown.clone()));
 
     let event = |key: &str, i: usize| {
@@ -179,8 +196,14 @@ async fn run() {
     .await;
     sink.latencies.lock().expect("lock").clear();
 
-    // Measured run: enqueue while the relay and the consumer work.
-    let start = Instant::now();
+    if backlog {
+        relay_stop.cancel();
+        (&mut relay).await.expect("relay task").expect("relay");
+    }
+
+    // Measured run: enqueue while the relay and the consumer work (or, for
+    // a backlog, with the relay stopped, which then starts again).
+    let mut start = Instant::now();
     let pool = db.pool.clone();
     let mut i = 0;
     while i < events {
@@ -195,6 +218,10 @@ async fn run() {
         tx.commit().await.expect("commit");
     }
     let enqueued = start.elapsed();
+    if backlog {
+        start = Instant::now();
+        relay = start_relay(shutdown.child_token());
+    }
     // The relay has published everything once the outbox is empty.
     let relay_drained = loop {
         let mut conn = pool.acquire().await.expect("conn");
@@ -234,13 +261,18 @@ async fn run() {
         enqueued,
         rate(events, enqueued)
     );
+    let since = if backlog {
+        "the relay's restart"
+    } else {
+        "the first enqueue"
+    };
     println!(
-        "relay:      outbox drained {:.2?} after the first enqueue = {:.0} events/s outbox→Kafka",
+        "relay:      outbox drained {:.2?} after {since} = {:.0} events/s outbox→Kafka",
         relay_drained,
         rate(events, relay_drained)
     );
     println!(
-        "end-to-end: last event applied {:.2?} after the first enqueue = {:.0} events/s outbox→Kafka→inbox",
+        "end-to-end: last event applied {:.2?} after {since} = {:.0} events/s outbox→Kafka→inbox",
         end_to_end,
         rate(events, end_to_end)
     );
