@@ -97,6 +97,65 @@ pub async fn record_new(
     Ok(fresh.into_iter().collect())
 }
 
+/// `BEGIN` and the insert of `entries` into `group`'s inbox, as one
+/// simple-query string for [`sqlx::Connection::begin_with`], with the ids it
+/// records: the transaction opens and records its batch in one round trip
+/// instead of two.
+///
+/// The insert has no `ON CONFLICT`: when an entry was recorded before, the
+/// statement fails with a unique violation ([`recorded_before`]) inside the
+/// transaction it opened, and the caller rolls that back and takes
+/// [`record_new`], which sorts the duplicates out. Events arrive again only
+/// after a restart, a rebalance or a redrive, so that is rare.
+///
+/// The values are written into the SQL text, so this returns `None` (take
+/// [`record_new`]) when there are no entries or a value holds anything but
+/// ASCII letters, digits, `.`, `_` and `-` (the alphabet of Kafka topic
+/// names): such values need no quoting and cannot end the literal.
+pub fn begin_recording(
+    group: &str,
+    entries: &[Entry<'_>],
+) -> Option<(String, std::collections::HashSet<Uuid>)> {
+    use std::fmt::Write as _;
+    fn plain(s: &str) -> bool {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    }
+    if entries.is_empty() || !plain(group) {
+        return None;
+    }
+    let mut ids = std::collections::HashSet::with_capacity(entries.len());
+    let mut sql = String::with_capacity(64 + entries.len() * 120);
+    sql.push_str(
+        "BEGIN; INSERT INTO inbox (consumer_group, event_id, event_type, topic, kafka_partition, kafka_offset) VALUES ",
+    );
+    for e in entries {
+        if !plain(e.event_type) || !plain(&e.origin.topic) {
+            return None;
+        }
+        if !ids.insert(e.event_id) {
+            continue; // given twice: recorded once, as record_new does
+        }
+        if ids.len() > 1 {
+            sql.push(',');
+        }
+        // Writing to a String cannot fail.
+        let _ = write!(
+            sql,
+            "('{group}','{}','{}','{}',{},{})",
+            e.event_id, e.event_type, e.origin.topic, e.origin.partition, e.origin.offset
+        );
+    }
+    Some((sql, ids))
+}
+
+/// Whether `error` is the unique violation of a [`begin_recording`]
+/// statement that met an entry recorded before.
+pub fn recorded_before(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
 /// Takes the entries of `event_ids` out of `group`'s inbox again, within
 /// the transaction that recorded them (a record whose handler then failed).
 pub async fn forget(
@@ -169,4 +228,63 @@ pub async fn prune(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn origin(topic: &str) -> Origin {
+        Origin {
+            topic: topic.into(),
+            partition: 3,
+            offset: 41,
+        }
+    }
+
+    #[test]
+    fn begin_recording_writes_each_id_once() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let o = origin("order-events");
+        let entry = |event_id| Entry {
+            event_id,
+            event_type: "OrderCreated",
+            origin: &o,
+        };
+        let (sql, ids) =
+            begin_recording("inventory-service", &[entry(a), entry(b), entry(a)]).expect("plain");
+        assert_eq!(ids, [a, b].into_iter().collect());
+        assert!(sql.starts_with("BEGIN; INSERT INTO inbox "), "{sql}");
+        assert_eq!(
+            sql.matches("('inventory-service','").count(),
+            2,
+            "one row per id: {sql}"
+        );
+        assert!(
+            sql.ends_with(&format!(
+                "('inventory-service','{b}','OrderCreated','order-events',3,41)"
+            )),
+            "{sql}"
+        );
+        assert!(!sql.contains("ON CONFLICT"), "a duplicate must fail: {sql}");
+    }
+
+    #[test]
+    fn begin_recording_takes_only_values_that_need_no_quoting() {
+        let id = Uuid::new_v4();
+        let plain = origin("order-events");
+        let quoted = origin("order'events");
+        let entry = |origin, event_type| Entry {
+            event_id: id,
+            event_type,
+            origin,
+        };
+        assert!(begin_recording("g", &[]).is_none(), "nothing to record");
+        assert!(begin_recording("g'); DROP TABLE inbox; --", &[entry(&plain, "T")]).is_none());
+        assert!(begin_recording("", &[entry(&plain, "T")]).is_none());
+        assert!(begin_recording("g", &[entry(&quoted, "T")]).is_none());
+        assert!(begin_recording("g", &[entry(&plain, "T x")]).is_none());
+        assert!(begin_recording("g", &[entry(&plain, "Tä")]).is_none());
+        assert!(begin_recording("g-1.a_b", &[entry(&plain, "T")]).is_some());
+    }
 }

@@ -128,10 +128,20 @@ impl Env {
     /// Starts a consumer of the order stream in this test's group with
     /// `opts` (and a short retry backoff).
     pub fn spawn_consumer_opts(&self, handler: &TestHandler, opts: ConsumerOptions) -> Task {
+        self.spawn_consumer_on(handler, self.pool().clone(), opts)
+    }
+
+    /// [`Env::spawn_consumer_opts`] on `pool` instead of the test's pool.
+    pub fn spawn_consumer_on(
+        &self,
+        handler: &TestHandler,
+        pool: PgPool,
+        opts: ConsumerOptions,
+    ) -> Task {
         let consumer = EventConsumer::new(
             &self.kafka,
             &self.group,
-            self.pool().clone(),
+            pool,
             self.codec.clone(),
             self.catalog.clone(),
         )

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::message::{Message, OwnedMessage};
+use sqlx::{Connection, Postgres, Transaction};
 
 use super::offsets::Acks;
 use super::single::consumed_event;
@@ -117,8 +118,20 @@ async fn try_all(
     ctx: &Context,
     events: &[(ConsumedEvent, &tracing::Span)],
 ) -> Result<Outcomes, Option<(usize, HandlerError)>> {
-    let mut tx = ctx.pool.begin().await.map_err(|_| None)?;
-    let fresh = record_new(ctx, &mut tx, events).await.map_err(|_| None)?;
+    match recorded(ctx, events, Mode::AllOrNothing).await {
+        Some(Finished::AllOrNothing(result)) => result,
+        _ => Err(None),
+    }
+}
+
+/// [`try_all`] once its transaction is open and `fresh` holds the ids the
+/// inbox had not seen.
+async fn finish_all(
+    ctx: &Context,
+    events: &[(ConsumedEvent, &tracing::Span)],
+    mut tx: Transaction<'_, Postgres>,
+    fresh: HashSet<uuid::Uuid>,
+) -> Result<Outcomes, Option<(usize, HandlerError)>> {
     let (mut done, todo) = sort_out(ctx, events, fresh);
     if let Some((at, e)) = run_handlers(&ctx.group_id, &mut tx, events, &todo, &mut done).await {
         // Dropping `tx` would roll back too, but only once the
@@ -131,6 +144,81 @@ async fn try_all(
         return Err(None);
     }
     Ok(done)
+}
+
+/// How a batch's transaction ends when a handler fails.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// Rolled back: [`try_all`].
+    AllOrNothing,
+    /// The records before the failing one committed: [`apply_keeping_applied`].
+    KeepApplied,
+}
+
+/// What a batch's transaction came to, by its [`Mode`].
+enum Finished {
+    AllOrNothing(Result<Outcomes, Option<(usize, HandlerError)>>),
+    KeepApplied((Outcomes, Option<HandlerError>)),
+}
+
+/// Applies `events` in a new transaction, in `mode`, once its first
+/// statement has recorded their inbox entries and told which ids it had not
+/// seen (every id, without the inbox); `None` when the database failed
+/// before any handler ran.
+///
+/// The transaction opens with the inbox insert in one round trip
+/// ([`inbox::begin_recording`]); when that insert meets an event recorded
+/// before, it is rolled back and the batch takes a `BEGIN` and
+/// [`inbox::record_new`], which sort the duplicates out.
+async fn recorded(
+    ctx: &Context,
+    events: &[(ConsumedEvent, &tracing::Span)],
+    mode: Mode,
+) -> Option<Finished> {
+    let mut conn = ctx.pool.acquire().await.ok()?;
+    let opening = if ctx.opts.use_inbox {
+        inbox::begin_recording(&ctx.group_id, &inbox_entries(ctx, events))
+    } else {
+        None
+    };
+    if let Some((statement, ids)) = opening {
+        let error = match Connection::begin_with(&mut *conn, statement).await {
+            Ok(tx) => return Some(finish(ctx, events, mode, tx, ids).await),
+            Err(e) => e,
+        };
+        if !inbox::recorded_before(&error) {
+            tracing::debug!(%error, "batch transaction did not open");
+            // Its state is unknown: do not hand it to anyone else.
+            conn.close_on_drop();
+            return None;
+        }
+        tracing::debug!("batch holds an event applied before; sorting duplicates out");
+        // The failed insert left its transaction open (and aborted): end it
+        // before the connection is used again.
+        if sqlx::Executor::execute(&mut *conn, "ROLLBACK")
+            .await
+            .is_err()
+        {
+            conn.close_on_drop();
+            return None;
+        }
+    }
+    let mut tx = Connection::begin(&mut *conn).await.ok()?;
+    let fresh = record_new(ctx, &mut tx, events).await.ok()?;
+    Some(finish(ctx, events, mode, tx, fresh).await)
+}
+
+async fn finish(
+    ctx: &Context,
+    events: &[(ConsumedEvent, &tracing::Span)],
+    mode: Mode,
+    tx: Transaction<'_, Postgres>,
+    fresh: HashSet<uuid::Uuid>,
+) -> Finished {
+    match mode {
+        Mode::AllOrNothing => Finished::AllOrNothing(finish_all(ctx, events, tx, fresh).await),
+        Mode::KeepApplied => Finished::KeepApplied(finish_keeping(ctx, events, tx, fresh).await),
+    }
 }
 
 /// Records to apply (index in the batch) with their handlers.
@@ -213,12 +301,20 @@ async fn apply_keeping_applied(
     ctx: &Context,
     events: &[(ConsumedEvent, &tracing::Span)],
 ) -> (Outcomes, Option<HandlerError>) {
-    let Ok(mut tx) = ctx.pool.begin().await else {
-        return (Vec::new(), None);
-    };
-    let Ok(fresh) = record_new(ctx, &mut tx, events).await else {
-        return (Vec::new(), None);
-    };
+    match recorded(ctx, events, Mode::KeepApplied).await {
+        Some(Finished::KeepApplied(result)) => result,
+        _ => (Vec::new(), None),
+    }
+}
+
+/// [`apply_keeping_applied`] once its transaction is open and `fresh`
+/// holds the ids the inbox had not seen.
+async fn finish_keeping(
+    ctx: &Context,
+    events: &[(ConsumedEvent, &tracing::Span)],
+    mut tx: Transaction<'_, Postgres>,
+    fresh: HashSet<uuid::Uuid>,
+) -> (Outcomes, Option<HandlerError>) {
     let (mut done, todo) = sort_out(ctx, events, fresh);
     let mut failure = None;
     if let Some((at, e)) = run_handlers(&ctx.group_id, &mut tx, events, &todo, &mut done).await {
