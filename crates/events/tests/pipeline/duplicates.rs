@@ -36,7 +36,8 @@ async fn same_event_twice_is_applied_once() {
 /// new ones once and skips the old one. The batch's first statement (the
 /// `BEGIN` with its inbox rows) fails on the old event inside the
 /// transaction it opened; the consumer's only connection must come out of
-/// that transaction, or nothing after it is ever applied.
+/// that transaction, or the statements after it fail (and the old event is
+/// dead-lettered as rejected instead of skipped).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_with_an_event_applied_before_applies_the_rest_once() {
     let env = Env::new(1).await;
@@ -74,6 +75,11 @@ async fn a_batch_with_an_event_applied_before_applies_the_rest_once() {
     env.wait_committed(5).await;
 
     assert_eq!(env.count("SELECT count(*) FROM inbox").await, 4);
+    assert_eq!(
+        env.high_watermark(&env.dlq_topic()).await,
+        0,
+        "the old event was skipped, not dead-lettered"
+    );
     let seqs: Vec<i32> = env.applied_rows().await.iter().map(|r| r.2).collect();
     assert_eq!(seqs, [1, 2, 3, 4], "each event applied once, in order");
     assert_eq!(
