@@ -208,6 +208,7 @@ async fn recorded(
     Some(finish(ctx, events, mode, tx, fresh).await)
 }
 
+/// Hands an open batch transaction to the body of `mode`.
 async fn finish(
     ctx: &Context,
     events: &[(ConsumedEvent, &tracing::Span)],
