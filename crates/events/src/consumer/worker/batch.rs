@@ -155,7 +155,11 @@ enum Mode {
     KeepApplied,
 }
 
-/// What a batch's transaction came to, by its [`Mode`].
+/// What a batch's transaction came to, by its [`Mode`]. ([`recorded`]
+/// takes a mode rather than a closure: an async closure given the
+/// transaction makes the worker's future fail `Send` for every lifetime,
+/// and a helper cannot hand the transaction back, since on the fallback
+/// path it uses the connection the first attempt borrowed.)
 enum Finished {
     AllOrNothing(Result<Outcomes, Option<(usize, HandlerError)>>),
     KeepApplied((Outcomes, Option<HandlerError>)),
